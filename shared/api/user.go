@@ -1,0 +1,73 @@
+package api
+
+// RegisterRequest creates an account. Name is 1-50 characters.
+type RegisterRequest struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+// RegisterResponse carries the new user's id.
+type RegisterResponse struct {
+	ID int64 `json:"id"`
+}
+
+// LoginRequest checks a password and claims the user's single session for
+// SessionID on GatewayID. Errors: ErrBadLogin, ErrSessionLive (policy reject).
+// With policy kick the previous live session, if any, is replaced and a kick
+// naming it is published on subject.User(UserID) after the claim commits.
+type LoginRequest struct {
+	UserID    int64  `json:"user_id"`
+	Password  string `json:"password"`
+	GatewayID string `json:"gateway_id"`
+	SessionID string `json:"session_id"`
+}
+
+// LoginResponse is a successful login.
+type LoginResponse struct {
+	Name string `json:"name"`
+	// Replaced is the session id that this login replaced, if one was live.
+	Replaced string `json:"replaced,omitempty"`
+}
+
+// LogoutRequest releases a session. It only removes the session if it is
+// still the one named: a kicked session logging out does not end its
+// successor.
+type LogoutRequest struct {
+	UserID    int64  `json:"user_id"`
+	SessionID string `json:"session_id"`
+}
+
+// LookupRequest asks for the users with these ids.
+type LookupRequest struct {
+	IDs []int64 `json:"ids"`
+}
+
+// User is a public account record.
+type User struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+}
+
+// LookupResponse lists the ids that exist; unknown ids are left out.
+type LookupResponse struct {
+	Users []User `json:"users"`
+}
+
+// GatewayBeat renews a gateway's presence lease for TTLMillis. Sessions on a
+// gateway whose lease has expired count as offline: a killed gateway's users
+// can log in again once its lease runs out.
+type GatewayBeat struct {
+	GatewayID string `json:"gateway_id"`
+	TTLMillis int64  `json:"ttl_ms"`
+}
+
+// GatewayLeave ends every session of a gateway that is stopping.
+type GatewayLeave struct {
+	GatewayID string `json:"gateway_id"`
+}
+
+// KickNotice is the payload of a kind=kick message on subject.User: the
+// session SessionID was replaced by a newer login and must close.
+type KickNotice struct {
+	SessionID string `json:"session_id"`
+}

@@ -1,0 +1,86 @@
+// Package cliflag holds the command-line flags that several natter binaries
+// share (NATS, database, logging), each with its NATTER_ environment
+// variable, and turns them into the typed values the binaries pass down.
+package cliflag
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+// Flag names.
+const (
+	NATS       = "nats"
+	MySQLDSN   = "mysql-dsn"
+	SQLitePath = "sqlite"
+	DBConns    = "db-conns"
+	LogLevel   = "log-level"
+	LogFormat  = "log-format"
+)
+
+// NATSFlag is the NATS server URL (comma-separated for several).
+func NATSFlag() cli.Flag {
+	return &cli.StringFlag{Name: NATS, Value: "nats://127.0.0.1:4222", EnvVars: []string{"NATTER_NATS"},
+		Usage: "NATS server URL(s), comma-separated"}
+}
+
+// DBFlags select the database: MySQL when --mysql-dsn is set, else SQLite.
+func DBFlags(defaultSQLite string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: MySQLDSN, EnvVars: []string{"NATTER_MYSQL_DSN"},
+			Usage: "MySQL/MariaDB DSN, user:pass@tcp(host:3306)/dbname (the database is created if missing); empty means SQLite"},
+		&cli.StringFlag{Name: SQLitePath, Value: defaultSQLite, EnvVars: []string{"NATTER_SQLITE"},
+			Usage: "SQLite database file, used when no MySQL DSN is given (single machine only)"},
+		&cli.IntFlag{Name: DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
+			Usage: "MySQL connection pool size; also bounds concurrent request handlers"},
+	}
+}
+
+// LogFlags set the log level and format.
+func LogFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: LogLevel, Value: "info", EnvVars: []string{"NATTER_LOG_LEVEL"},
+			Usage: "log level: debug, info, warn or error"},
+		&cli.StringFlag{Name: LogFormat, Value: "text", EnvVars: []string{"NATTER_LOG_FORMAT"},
+			Usage: "log format: text or json"},
+	}
+}
+
+// Logger builds the process logger from the log flags.
+func Logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String(LogLevel))); err != nil {
+		return nil, fmt.Errorf("--%s: %w", LogLevel, err)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.String(LogFormat)) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+	}
+	return nil, fmt.Errorf("--%s: want text or json, got %q", LogFormat, c.String(LogFormat))
+}
+
+// OpenDB opens the database the DB flags select.
+func OpenDB(ctx context.Context, c *cli.Context) (*sqldb.DB, error) {
+	if dsn := c.String(MySQLDSN); dsn != "" {
+		return sqldb.OpenMySQL(ctx, dsn, c.Int(DBConns))
+	}
+	return sqldb.OpenSQLite(c.String(SQLitePath))
+}
+
+// Concurrency is how many handlers a service should run at once for db.
+func Concurrency(db *sqldb.DB, conns int) int {
+	if db.Dialect == sqldb.SQLite {
+		return 4
+	}
+	return conns
+}

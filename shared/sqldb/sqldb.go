@@ -1,0 +1,224 @@
+// Package sqldb opens natter's databases (SQLite through modernc.org/sqlite,
+// MySQL/MariaDB through go-sql-driver/mysql), applies versioned migrations at
+// start and runs transactions that retry on deadlocks and busy errors.
+//
+// Both dialects use ? placeholders; where their SQL differs, callers branch on
+// DB.Dialect in their one query file.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Dialect says which database is behind a DB.
+type Dialect int
+
+// Dialects.
+const (
+	SQLite Dialect = iota + 1
+	MySQL
+)
+
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case MySQL:
+		return "mysql"
+	}
+	return "unknown"
+}
+
+// DB is a database handle with its dialect.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
+// mode with full fsync, so a committed transaction survives a crash. SQLite
+// has one writer at a time; the pool is a single connection, which keeps
+// writers from fighting over the lock.
+func OpenSQLite(path string) (*DB, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return &DB{DB: db, Dialect: SQLite}, nil
+}
+
+// OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN
+// (user:pass@tcp(host:port)/dbname). It forces utf8mb4, creates the database
+// if it does not exist, and sizes the pool to maxConns.
+func OpenMySQL(ctx context.Context, dsn string, maxConns int) (*DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+	}
+	if cfg.DBName == "" {
+		return nil, errors.New("mysql dsn names no database (want user@tcp(host:port)/dbname)")
+	}
+	cfg.Collation = "utf8mb4_unicode_ci"
+	cfg.ParseTime = true
+	cfg.MultiStatements = false
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["charset"] = "utf8mb4"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if err := createMySQLDatabase(ctx, *cfg); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("open mysql: %w", err)
+	}
+	if maxConns <= 0 {
+		maxConns = 16
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect mysql %s: %w", cfg.Addr, err)
+	}
+	return &DB{DB: db, Dialect: MySQL}, nil
+}
+
+func createMySQLDatabase(ctx context.Context, cfg mysql.Config) error {
+	name := cfg.DBName
+	cfg.DBName = ""
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return fmt.Errorf("open mysql: %w", err)
+	}
+	defer db.Close()
+	// A database name cannot be a placeholder; quote it as an identifier.
+	q := "CREATE DATABASE IF NOT EXISTS " + QuoteIdent(name) +
+		" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// QuoteIdent quotes a MySQL identifier with backticks.
+func QuoteIdent(name string) string {
+	out := []byte{'`'}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '`' {
+			out = append(out, '`')
+		}
+		out = append(out, name[i])
+	}
+	return string(append(out, '`'))
+}
+
+// IsDuplicate reports whether err is a unique-key violation.
+func IsDuplicate(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1062
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// IsRetryable reports whether err is a transient conflict (deadlock, lock wait
+// timeout, database busy) after which the whole transaction may be retried.
+func IsRetryable(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1213 || me.Number == 1205
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
+
+// InTx runs fn in a transaction and commits it, retrying the whole
+// transaction a few times when it fails with a retryable conflict. fn must
+// be safe to run more than once.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+			}
+		}
+		err = db.tryTx(ctx, fn)
+		if err == nil || !IsRetryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Placeholders returns "?,?,...,?" with n marks.
+func Placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	b := make([]byte, 0, 2*n)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '?')
+	}
+	return string(b)
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }

@@ -1,0 +1,64 @@
+// Package subject builds every NATS subject natter uses. No other package
+// formats a subject by hand, so this comment is the subject catalogue.
+//
+// Per-user delivery (published by services, subscribed by the gateway that
+// holds the user's session; nobody subscribed means the user is not online
+// here and the message waits in the inbox):
+//
+//	natter.u.<uid>                  pushes and control for user <uid>; the
+//	                                Natter-Kind header says which: "msg" (an
+//	                                inbox entry with its seq), "kick" (a newer
+//	                                session replaced the one named)
+//
+// Service requests (nats.go/micro endpoints, queue group = service name, so
+// any number of instances share the load):
+//
+//	natter.svc.user.register        create an account
+//	natter.svc.user.login           check a password and claim the session
+//	natter.svc.user.logout          release a session
+//	natter.svc.user.lookup          names of user ids (existence check)
+//	natter.svc.user.gwbeat          a gateway renews its presence lease
+//	natter.svc.user.gwleave         a gateway stops: its sessions end
+//	natter.svc.offline.store        store a chat message in recipients' inboxes
+//	natter.svc.offline.fetch        read an inbox after a seq
+//	natter.svc.offline.ack          acknowledge inboxes up to a seq (batched)
+//
+// Discovery comes from micro: $SRV.PING, $SRV.INFO, $SRV.STATS.
+package subject
+
+import "strconv"
+
+const prefix = "natter."
+
+// Service names as registered with micro; also the queue group names.
+const (
+	UserService    = "user"
+	OfflineService = "offline"
+)
+
+// Service request subjects.
+const (
+	UserRegister     = prefix + "svc.user.register"
+	UserLogin        = prefix + "svc.user.login"
+	UserLogout       = prefix + "svc.user.logout"
+	UserLookup       = prefix + "svc.user.lookup"
+	UserGatewayBeat  = prefix + "svc.user.gwbeat"
+	UserGatewayLeave = prefix + "svc.user.gwleave"
+
+	OfflineStore = prefix + "svc.offline.store"
+	OfflineFetch = prefix + "svc.offline.fetch"
+	OfflineAck   = prefix + "svc.offline.ack"
+)
+
+// User is the subject a gateway subscribes to for user uid while it holds
+// that user's session.
+func User(uid int64) string {
+	return prefix + "u." + strconv.FormatInt(uid, 10)
+}
+
+// Header names and values on messages published to User subjects.
+const (
+	KindHeader = "Natter-Kind"
+	KindMsg    = "msg"
+	KindKick   = "kick"
+)
