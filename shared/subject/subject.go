@@ -62,3 +62,13 @@ const (
 	KindMsg    = "msg"
 	KindKick   = "kick"
 )
+
+// ParseUser returns the uid of a User subject.
+func ParseUser(subj string) (int64, bool) {
+	const p = prefix + "u."
+	if len(subj) <= len(p) || subj[:len(p)] != p {
+		return 0, false
+	}
+	uid, err := strconv.ParseInt(subj[len(p):], 10, 64)
+	return uid, err == nil
+}

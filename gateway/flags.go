@@ -1,0 +1,49 @@
+package gateway
+
+import (
+	"github.com/urfave/cli/v2"
+)
+
+// Flags are the gateway's command-line flags; natter serve and
+// natter-gateway share them.
+func Flags() []cli.Flag {
+	d := DefaultConfig()
+	return []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"NATTER_LISTEN"},
+			Usage: "TCP address for client connections (JSON frames ended by \\n or \\0)"},
+		&cli.IntFlag{Name: "max-frame", Value: d.MaxFrame, EnvVars: []string{"NATTER_MAX_FRAME"},
+			Usage: "largest client frame in bytes; a larger one is answered with an error and the connection closed"},
+		&cli.DurationFlag{Name: "presence-ttl", Value: d.PresenceTTL, EnvVars: []string{"NATTER_PRESENCE_TTL"},
+			Usage: "presence lease: if this gateway dies, its users count as offline (and can log in elsewhere) after this long"},
+		&cli.IntFlag{Name: "write-queue", Value: d.WriteQueue, EnvVars: []string{"NATTER_WRITE_QUEUE"},
+			Usage: "frames queued per connection; a client that falls this far behind is disconnected (its messages wait in its inbox)"},
+		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: []string{"NATTER_WRITE_TIMEOUT"},
+			Usage: "a socket write blocked this long disconnects the client"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, EnvVars: []string{"NATTER_IDLE_TIMEOUT"},
+			Usage: "close connections that send nothing for this long (0 = never; TCP keepalive still finds dead peers)"},
+		&cli.DurationFlag{Name: "request-timeout", Value: d.RequestTimeout, EnvVars: []string{"NATTER_REQUEST_TIMEOUT"},
+			Usage: "deadline for each request to a service"},
+		&cli.DurationFlag{Name: "ack-interval", Value: d.AckInterval, EnvVars: []string{"NATTER_ACK_INTERVAL"},
+			Usage: "how often delivery acknowledgements are sent to the offline service, batched"},
+		&cli.Float64Flag{Name: "flood-rate", Value: d.FloodRate, EnvVars: []string{"NATTER_FLOOD_RATE"},
+			Usage: "frames per second a connection may send on average; excess frames are refused with errno 109"},
+		&cli.IntFlag{Name: "flood-burst", Value: d.FloodBurst, EnvVars: []string{"NATTER_FLOOD_BURST"},
+			Usage: "frames a connection may send in a burst above --flood-rate"},
+	}
+}
+
+// ConfigFromFlags reads Flags into a Config.
+func ConfigFromFlags(c *cli.Context) Config {
+	return Config{
+		Listen:         c.String("listen"),
+		MaxFrame:       c.Int("max-frame"),
+		PresenceTTL:    c.Duration("presence-ttl"),
+		WriteQueue:     c.Int("write-queue"),
+		WriteTimeout:   c.Duration("write-timeout"),
+		IdleTimeout:    c.Duration("idle-timeout"),
+		RequestTimeout: c.Duration("request-timeout"),
+		AckInterval:    c.Duration("ack-interval"),
+		FloodRate:      c.Float64("flood-rate"),
+		FloodBurst:     c.Int("flood-burst"),
+	}
+}

@@ -1,0 +1,207 @@
+// Package gateway is natter's stateless TCP front end: it holds client
+// connections, speaks the wire protocol and routes by NATS subject. It never
+// touches the database. Any number of gateways run side by side; each keeps
+// a presence lease with the user service, so if one is killed its users can
+// log in again elsewhere once the lease runs out.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/gateway/internal/session"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// Config configures a gateway.
+type Config struct {
+	Listen         string        // TCP address for clients
+	MaxFrame       int           // largest client frame in bytes
+	PresenceTTL    time.Duration // lease: a killed gateway's users count as offline after this
+	WriteQueue     int           // frames queued per connection before it is cut off as slow
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration // 0: never close idle connections (TCP keepalive still detects dead peers)
+	RequestTimeout time.Duration
+	AckInterval    time.Duration
+	FloodRate      float64
+	FloodBurst     int
+}
+
+// DefaultConfig returns the defaults the binaries use.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         "127.0.0.1:6000",
+		MaxFrame:       wire.DefaultMaxFrame,
+		PresenceTTL:    10 * time.Second,
+		WriteQueue:     1024,
+		WriteTimeout:   10 * time.Second,
+		RequestTimeout: 5 * time.Second,
+		AckInterval:    20 * time.Millisecond,
+		FloodRate:      200,
+		FloodBurst:     400,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("listen address is empty")
+	case c.MaxFrame < 1024:
+		return fmt.Errorf("max frame %d: want at least 1024 bytes", c.MaxFrame)
+	case c.PresenceTTL < 2*time.Second:
+		return fmt.Errorf("presence ttl %s: want at least 2s", c.PresenceTTL)
+	case c.WriteQueue < 16:
+		return fmt.Errorf("write queue %d: want at least 16", c.WriteQueue)
+	case c.WriteTimeout <= 0 || c.RequestTimeout <= 0 || c.AckInterval <= 0:
+		return errors.New("timeouts and intervals must be positive")
+	case c.FloodRate <= 0 || c.FloodBurst < 1:
+		return errors.New("flood rate and burst must be positive")
+	}
+	return nil
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	cfg Config
+	nc  *nats.Conn
+	log *slog.Logger
+	id  string
+	hub *session.Hub
+	ln  net.Listener
+	wg  sync.WaitGroup
+
+	stopBeat chan struct{}
+}
+
+// Start registers the gateway's presence lease (waiting for the user
+// service if it is not up yet), listens and starts accepting clients.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, nc: nc, id: uuid.NewString()}
+	g.log = log.With("gateway_id", g.id[:8])
+	if err := g.beatUntilAccepted(ctx); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	g.ln = ln
+	g.hub = session.NewHub(nc, session.Options{
+		GatewayID:      g.id,
+		MaxFrame:       cfg.MaxFrame,
+		WriteQueue:     cfg.WriteQueue,
+		WriteTimeout:   cfg.WriteTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		AckInterval:    cfg.AckInterval,
+		FloodRate:      cfg.FloodRate,
+		FloodBurst:     cfg.FloodBurst,
+		ReplayPage:     200,
+		LegacyAckLimit: 1000,
+	}, g.log)
+	g.stopBeat = make(chan struct{})
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); g.acceptLoop() }()
+	go func() { defer g.wg.Done(); g.beatLoop(g.stopBeat) }()
+	g.log.Info("gateway listening", "addr", ln.Addr().String())
+	return g, nil
+}
+
+// Addr is the address clients connect to.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// ID is the gateway's presence id, new for every start.
+func (g *Gateway) ID() string { return g.id }
+
+// Connections is the number of open client connections.
+func (g *Gateway) Connections() int { return g.hub.Count() }
+
+func (g *Gateway) acceptLoop() {
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			g.log.Warn("accept", "err", err)
+			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors: back off
+			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+		}
+		conns.Add(1)
+		go func() { defer conns.Done(); g.hub.Serve(c) }()
+	}
+}
+
+func (g *Gateway) beat(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	return api.Call(ctx, g.nc, subject.UserGatewayBeat,
+		api.GatewayBeat{GatewayID: g.id, TTLMillis: g.cfg.PresenceTTL.Milliseconds()}, nil)
+}
+
+func (g *Gateway) beatUntilAccepted(ctx context.Context) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := g.beat(ctx)
+		if err == nil {
+			return nil
+		}
+		g.log.Warn("user service not reachable yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("register presence lease: %w", err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (g *Gateway) beatLoop(stop <-chan struct{}) {
+	t := time.NewTicker(g.cfg.PresenceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := g.beat(context.Background()); err != nil {
+				g.log.Warn("presence lease renewal failed", "err", err)
+			}
+		}
+	}
+}
+
+// Stop stops accepting, closes every connection (each session hands over its
+// acks and logs out), and ends the gateway's sessions in the user service so
+// its users can log in elsewhere at once. Other gateways' users are not
+// affected.
+func (g *Gateway) Stop(ctx context.Context) error {
+	g.ln.Close()
+	g.hub.Close(ctx)
+	close(g.stopBeat)
+	g.wg.Wait()
+	rctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	if err := api.Call(rctx, g.nc, subject.UserGatewayLeave, api.GatewayLeave{GatewayID: g.id}, nil); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	g.log.Info("gateway stopped")
+	return nil
+}

@@ -1,0 +1,369 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// Fields a client may send that are not part of the message itself; they
+// are removed before a chat is stored. mid and seq are the server's.
+var controlFields = []string{"reqid", "cid", "mid", "seq", "dialect", "lastseq", "password"}
+
+// handle runs one frame from the client.
+func (s *Session) handle(frame []byte) {
+	o, err := wire.Parse(frame)
+	if err != nil {
+		s.sendError(wire.Reply, nil, wire.BadJSON, "malformed frame: want one JSON object", false)
+		return
+	}
+	reqid := []byte(o["reqid"])
+	id, err := o.Int("msgid")
+	if err != nil {
+		s.sendError(wire.Reply, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	msgid := wire.MsgID(id)
+	switch msgid {
+	case wire.Login:
+		s.handleLogin(o, reqid)
+		return
+	case wire.Reg:
+		s.handleReg(o, reqid)
+		return
+	case wire.Ping:
+		m := map[string]any{"msgid": wire.Pong}
+		if len(reqid) > 0 {
+			m["reqid"] = rawJSON(reqid)
+		}
+		s.send(m, false)
+		return
+	case wire.Loginout, wire.OneChat, wire.Ack, wire.AddFriend, wire.CreateGroup, wire.AddGroup, wire.GroupChat:
+	default:
+		s.sendError(wire.Reply, reqid, wire.UnknownMsgID, fmt.Sprintf("unknown msgid %d", msgid), false)
+		return
+	}
+	uid, name, ok := s.identity()
+	if !ok {
+		s.sendError(msgid, reqid, wire.NotLoggedIn, "log in first", false)
+		return
+	}
+	switch msgid {
+	case wire.Loginout:
+		s.handleLoginout(reqid)
+	case wire.OneChat:
+		s.handleOneChat(o, reqid, uid, name)
+	case wire.Ack:
+		s.handleAck(o, reqid, uid)
+	default:
+		s.sendError(msgid, reqid, wire.NotImplemented, fmt.Sprintf("msgid %d is not implemented yet", msgid), false)
+	}
+}
+
+// serviceError maps a service error to the wire. Internal text never reaches
+// the client; unknown errors are logged here with their context.
+func (s *Session) serviceError(op string, err error) (wire.Errno, string) {
+	switch {
+	case errors.Is(err, api.ErrBadRequest):
+		var ae *api.Error
+		errors.As(err, &ae)
+		return wire.BadField, ae.Message
+	case errors.Is(err, api.ErrNotFound):
+		return wire.NoSuchUser, "no such user"
+	case errors.Is(err, api.ErrBusy), errors.Is(err, api.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("service unavailable", "op", op, "err", err)
+		return wire.Unavailable, "service unavailable; retry"
+	}
+	s.log.Error("request failed", "op", op, "err", err)
+	return wire.Internal, "internal error"
+}
+
+func (s *Session) handleReg(o wire.Object, reqid []byte) {
+	name, err := o.String("name")
+	if err == nil {
+		var pw string
+		pw, err = o.String("password")
+		if err == nil {
+			s.register(name, pw, reqid)
+			return
+		}
+	}
+	s.sendError(wire.Reg, reqid, wire.BadField, err.Error(), false)
+}
+
+func (s *Session) register(name, password string, reqid []byte) {
+	ctx, cancel := s.requestCtx()
+	defer cancel()
+	var resp api.RegisterResponse
+	err := api.Call(ctx, s.hub.nc, subject.UserRegister, api.RegisterRequest{Name: name, Password: password}, &resp)
+	legacy := s.legacy()
+	switch {
+	case err == nil:
+		m := map[string]any{"msgid": wire.RegAck, "errno": wire.OK, "id": resp.ID}
+		if !legacy {
+			m["name"] = name
+			m["errmsg"] = ""
+			if len(reqid) > 0 {
+				m["reqid"] = rawJSON(reqid)
+			}
+		}
+		s.send(m, false)
+		s.hub.users.remember(resp.ID)
+	case errors.Is(err, api.ErrNameTaken):
+		if legacy {
+			s.send(map[string]any{"msgid": wire.RegAck, "errno": wire.RegFailed}, false)
+			return
+		}
+		s.sendError(wire.Reg, reqid, wire.RegFailed, "name is already taken", false)
+	case errors.Is(err, api.ErrBadRequest):
+		var ae *api.Error
+		errors.As(err, &ae)
+		s.sendError(wire.Reg, reqid, wire.BadRegistration, ae.Message, false)
+	default:
+		errno, msg := s.serviceError("register", err)
+		s.sendError(wire.Reg, reqid, errno, msg, false)
+	}
+}
+
+func (s *Session) handleLogin(o wire.Object, reqid []byte) {
+	uid, err := o.Int("id")
+	var pw, dname string
+	var lastSeq int64
+	var hasLast bool
+	if err == nil {
+		pw, err = o.String("password")
+	}
+	if err == nil {
+		dname, _, err = o.OptString("dialect")
+	}
+	if err == nil {
+		lastSeq, hasLast, err = o.OptInt("lastseq")
+	}
+	if err != nil {
+		s.sendError(wire.Login, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	d := dialectFull
+	switch {
+	case dname == "full":
+	case dname == "legacy":
+		d = dialectLegacy
+	case dname != "":
+		s.sendError(wire.Login, reqid, wire.BadField, `field "dialect" must be "full" or "legacy"`, false)
+		return
+	case byte(s.term.Load()) == wire.TermNUL:
+		d = dialectLegacy
+	}
+	if uid <= 0 {
+		s.sendError(wire.Login, reqid, wire.LoginInvalid, wire.MsgLoginInvalid, false)
+		return
+	}
+
+	s.mu.Lock()
+	if s.state != stateNone {
+		s.mu.Unlock()
+		s.sendError(wire.Login, reqid, wire.AlreadyLoggedIn, "already logged in on this connection", false)
+		return
+	}
+	sid := uuid.NewString()
+	s.state, s.uid, s.sid, s.dialect = stateLogging, uid, sid, d
+	s.syncing, s.pending, s.overflow, s.delivered = true, nil, false, 0
+	s.mu.Unlock()
+
+	// Subscribe before claiming the session: a kick for this session, or a
+	// message stored after the claim, cannot then be missed.
+	if err := s.hub.router.attach(uid, s); err != nil {
+		s.endLogin()
+		errno, msg := s.serviceError("login subscribe", err)
+		s.sendError(wire.Login, reqid, errno, msg, false)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*s.hub.opts.RequestTimeout)
+	defer cancel()
+	var resp api.LoginResponse
+	err = api.Call(ctx, s.hub.nc, subject.UserLogin, api.LoginRequest{
+		UserID: uid, Password: pw, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
+	}, &resp)
+	if err != nil {
+		s.endLogin()
+		switch {
+		case errors.Is(err, api.ErrBadLogin), errors.Is(err, api.ErrBadRequest):
+			s.sendError(wire.Login, reqid, wire.LoginInvalid, wire.MsgLoginInvalid, false)
+		case errors.Is(err, api.ErrSessionLive):
+			s.sendError(wire.Login, reqid, wire.LoginInUse, wire.MsgLoginInUse, false)
+		default:
+			errno, msg := s.serviceError("login", err)
+			s.sendError(wire.Login, reqid, errno, msg, false)
+		}
+		return
+	}
+	s.hub.users.remember(uid)
+
+	first, err := s.fetch(ctx, uid, -1)
+	if err != nil {
+		s.endLogin()
+		s.logout(uid, sid)
+		errno, msg := s.serviceError("login fetch", err)
+		s.sendError(wire.Login, reqid, errno, msg, false)
+		return
+	}
+	start := first.Acked
+	if hasLast && lastSeq > start {
+		// The client says it already has everything up to lastseq (it
+		// acknowledged it on a connection that died before the ack landed).
+		start = min(lastSeq, first.Last)
+		s.hub.acks.ack(uid, start)
+	}
+
+	s.mu.Lock()
+	if s.state != stateLogging || s.sid != sid {
+		s.mu.Unlock() // kicked while logging in
+		return
+	}
+	s.state, s.name, s.delivered = stateLive, resp.Name, start
+	ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": resp.Name}
+	msgs := first.Messages
+	if d == dialectLegacy {
+		// The original client reads one 1024-byte buffer: put as many
+		// offline messages in the ack as fit, and push the rest after it.
+		var offline []string
+		size := len(wire.Marshal(ack)) + len(`,"offlinemsg":[]`)
+		var upTo int64
+		for len(msgs) > 0 && msgs[0].Seq <= start {
+			msgs = msgs[1:]
+		}
+		for len(msgs) > 0 {
+			enc := wire.Marshal(string(msgs[0].Body))
+			if len(offline) > 0 && size+len(enc)+1 > s.hub.opts.LegacyAckLimit {
+				break
+			}
+			size += len(enc) + 1
+			offline = append(offline, string(msgs[0].Body))
+			upTo = msgs[0].Seq
+			msgs = msgs[1:]
+		}
+		if len(offline) > 0 {
+			ack["offlinemsg"] = offline
+			s.delivered = upTo
+		}
+		s.enqueue(outFrame{data: s.frame(ack), ackUID: uid, ackSeq: upTo})
+	} else {
+		ack["errmsg"] = ""
+		ack["lastseq"] = start
+		ack["pending"] = first.Last - start
+		if len(reqid) > 0 {
+			ack["reqid"] = rawJSON(reqid)
+		}
+		s.enqueue(outFrame{data: s.frame(ack)})
+	}
+	for _, m := range msgs {
+		s.emitLocked(m)
+	}
+	s.mu.Unlock()
+	s.log.Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
+
+	if err := s.catchUp(ctx, uid, len(first.Messages) == s.hub.opts.ReplayPage); err != nil {
+		s.log.Warn("replay failed; closing so the client resumes", "err", err)
+		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
+	}
+}
+
+func (s *Session) handleLoginout(reqid []byte) {
+	uid, sid, ok := s.endLogin()
+	if ok {
+		s.logout(uid, sid)
+	}
+	s.sendOK(wire.Loginout, reqid, nil)
+}
+
+// handleOneChat stores a chat for its recipient and acknowledges the sender
+// once it is committed. The sender's id and name come from the session.
+func (s *Session) handleOneChat(o wire.Object, reqid []byte, uid int64, name string) {
+	toid, err := o.Int("toid")
+	if err == nil && toid <= 0 {
+		err = &wire.FieldError{Field: "toid", Reason: "must be a positive user id"}
+	}
+	if err == nil {
+		_, err = o.String("msg")
+	}
+	var cid string
+	if err == nil {
+		cid, _, err = o.OptString("cid")
+		if err == nil && len(cid) > api.MaxCIDLen {
+			err = &wire.FieldError{Field: "cid", Reason: fmt.Sprintf("must be at most %d bytes", api.MaxCIDLen)}
+		}
+	}
+	if err == nil && o.Has("time") {
+		_, err = o.String("time")
+	}
+	if err != nil {
+		s.sendError(wire.OneChat, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	if !utf8.Valid(o["msg"]) {
+		s.sendError(wire.OneChat, reqid, wire.BadField, `field "msg" must be valid UTF-8`, false)
+		return
+	}
+	ctx, cancel := s.requestCtx()
+	defer cancel()
+	exists, err := s.hub.users.exists(ctx, toid)
+	if err != nil {
+		errno, msg := s.serviceError("lookup recipient", err)
+		s.sendError(wire.OneChat, reqid, errno, msg, false)
+		return
+	}
+	if !exists {
+		s.sendError(wire.OneChat, reqid, wire.NoSuchUser, fmt.Sprintf("no such user: %d", toid), false)
+		return
+	}
+	for _, f := range controlFields {
+		delete(o, f)
+	}
+	o.Set("msgid", wire.OneChat)
+	o.Set("id", uid)
+	o.Set("name", name)
+	if !o.Has("time") {
+		o.Set("time", time.Now().Format(time.DateTime))
+	}
+	var resp api.StoreResponse
+	err = api.Call(ctx, s.hub.nc, subject.OfflineStore,
+		api.StoreRequest{From: uid, To: []int64{toid}, CID: cid, Body: o.Encode()}, &resp)
+	if err != nil {
+		errno, msg := s.serviceError("store chat", err)
+		s.sendError(wire.OneChat, reqid, errno, msg, false)
+		return
+	}
+	extra := map[string]any{"mid": resp.MID}
+	if resp.Duplicate {
+		extra["duplicate"] = true
+	}
+	s.sendOK(wire.OneChat, reqid, extra)
+}
+
+// handleAck records a cumulative delivery acknowledgement. An ack beyond what
+// this session delivered is clamped to it.
+func (s *Session) handleAck(o wire.Object, reqid []byte, uid int64) {
+	seq, err := o.Int("seq")
+	if err == nil && seq < 0 {
+		err = &wire.FieldError{Field: "seq", Reason: "must not be negative"}
+	}
+	if err != nil {
+		s.sendError(wire.Ack, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	s.mu.Lock()
+	seq = min(seq, s.delivered)
+	s.mu.Unlock()
+	s.hub.acks.ack(uid, seq)
+	if len(reqid) > 0 {
+		s.sendOK(wire.Ack, reqid, map[string]any{"seq": seq})
+	}
+}

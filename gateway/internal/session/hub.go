@@ -1,0 +1,115 @@
+// Package session runs client connections on a gateway: framing, the two
+// dialects, login, routing of a user's messages from NATS to their socket,
+// and the delivery protocol (replay after the acknowledged seq, then live
+// messages, in order, none twice). It never touches the database: every
+// state change is a request to a service over NATS.
+package session
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Options tune a Hub.
+type Options struct {
+	GatewayID      string
+	MaxFrame       int           // bytes; larger frames get an error and the connection is closed
+	WriteQueue     int           // frames queued per connection before it counts as a slow client
+	WriteTimeout   time.Duration // a write that takes longer cuts the client off
+	IdleTimeout    time.Duration // close a connection that sends nothing for this long; 0 = never
+	RequestTimeout time.Duration // deadline of each service request
+	AckInterval    time.Duration // how often batched delivery acks are sent
+	FloodRate      float64       // frames per second a connection may send on average
+	FloodBurst     int           // ... and in a burst
+	ReplayPage     int           // inbox entries fetched per request during replay
+	LegacyAckLimit int           // bytes: offline messages put in a legacy LOGIN_ACK stop short of this
+}
+
+// Hub owns every connection of one gateway and the machinery they share.
+type Hub struct {
+	opts   Options
+	nc     *nats.Conn
+	log    *slog.Logger
+	router *router
+	acks   *acker
+	users  *userCache
+
+	stop    chan struct{}
+	bg      sync.WaitGroup
+	closing atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	conns    sync.WaitGroup
+}
+
+// NewHub starts the hub's dispatcher and ack flusher.
+func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
+	h := &Hub{
+		opts:     opts,
+		nc:       nc,
+		log:      log,
+		router:   newRouter(nc, log, 1<<16),
+		acks:     newAcker(nc, log, opts.AckInterval, opts.RequestTimeout),
+		users:    newUserCache(nc, 1<<20),
+		stop:     make(chan struct{}),
+		sessions: map[*Session]struct{}{},
+	}
+	h.bg.Add(2)
+	go func() { defer h.bg.Done(); h.router.run(h.stop) }()
+	go func() { defer h.bg.Done(); h.acks.run(h.stop) }()
+	return h
+}
+
+// Serve runs one client connection until it ends.
+func (h *Hub) Serve(conn net.Conn) {
+	s := newSession(h, conn)
+	h.mu.Lock()
+	h.sessions[s] = struct{}{}
+	h.conns.Add(1)
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.sessions, s)
+		h.mu.Unlock()
+		h.conns.Done()
+	}()
+	s.run()
+}
+
+// Count is the number of open connections.
+func (h *Hub) Count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Close tells every connection the gateway is stopping, closes them, waits
+// for their sessions to end (each hands over its acks and logs out), then
+// sends the remaining acks and stops the hub's goroutines.
+func (h *Hub) Close(ctx context.Context) {
+	h.closing.Store(true)
+	h.mu.Lock()
+	for s := range h.sessions {
+		s.shutdown()
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.log.Warn("sessions did not end before the shutdown deadline")
+	}
+	if err := h.acks.flush(ctx); err != nil {
+		h.log.Warn("final ack flush", "err", err)
+	}
+	close(h.stop)
+	h.bg.Wait()
+}

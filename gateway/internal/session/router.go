@@ -1,0 +1,129 @@
+package session
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// router holds one NATS subscription per user with a session on this
+// gateway. All subscriptions feed one channel, drained by one dispatcher
+// goroutine that never blocks on a client socket: it only hands messages to
+// sessions, which queue them for their writers.
+type router struct {
+	nc  *nats.Conn
+	log *slog.Logger
+	ch  chan *nats.Msg
+
+	mu   sync.Mutex
+	subs map[int64]*route
+}
+
+type route struct {
+	sub      *nats.Subscription
+	sessions []*Session
+}
+
+func newRouter(nc *nats.Conn, log *slog.Logger, buffer int) *router {
+	return &router{nc: nc, log: log, ch: make(chan *nats.Msg, buffer), subs: map[int64]*route{}}
+}
+
+// attach routes uid's messages to s, subscribing if this is the user's first
+// session here. It returns once the server has the subscription, so anything
+// published after attach returns reaches s.
+func (r *router) attach(uid int64, s *Session) error {
+	r.mu.Lock()
+	rt := r.subs[uid]
+	if rt == nil {
+		sub, err := r.nc.ChanSubscribe(subject.User(uid), r.ch)
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		rt = &route{sub: sub}
+		r.subs[uid] = rt
+	}
+	rt.sessions = append(rt.sessions, s)
+	r.mu.Unlock()
+	return r.nc.Flush()
+}
+
+// detach stops routing uid's messages to s.
+func (r *router) detach(uid int64, s *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.subs[uid]
+	if rt == nil {
+		return
+	}
+	for i, x := range rt.sessions {
+		if x == s {
+			rt.sessions = append(rt.sessions[:i], rt.sessions[i+1:]...)
+			break
+		}
+	}
+	if len(rt.sessions) == 0 {
+		if err := rt.sub.Unsubscribe(); err != nil && err != nats.ErrConnectionClosed {
+			r.log.Warn("unsubscribe", "user_id", uid, "err", err)
+		}
+		delete(r.subs, uid)
+	}
+}
+
+func (r *router) sessionsOf(uid int64) []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.subs[uid]
+	if rt == nil {
+		return nil
+	}
+	return append([]*Session(nil), rt.sessions...)
+}
+
+// run dispatches until stop is closed.
+func (r *router) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case m := <-r.ch:
+			r.dispatch(m)
+		}
+	}
+}
+
+func (r *router) dispatch(m *nats.Msg) {
+	uid, ok := subject.ParseUser(m.Subject)
+	if !ok {
+		return
+	}
+	targets := r.sessionsOf(uid)
+	if len(targets) == 0 {
+		return
+	}
+	switch m.Header.Get(subject.KindHeader) {
+	case subject.KindMsg:
+		var im api.InboxMessage
+		if err := json.Unmarshal(m.Data, &im); err != nil {
+			r.log.Error("bad push", "user_id", uid, "err", err)
+			return
+		}
+		for _, s := range targets {
+			s.onPush(uid, im)
+		}
+	case subject.KindKick:
+		var k api.KickNotice
+		if err := json.Unmarshal(m.Data, &k); err != nil {
+			r.log.Error("bad kick", "user_id", uid, "err", err)
+			return
+		}
+		for _, s := range targets {
+			s.onKick(uid, k.SessionID)
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/google/uuid"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+type dialect uint8
+
+const (
+	dialectUnset dialect = iota
+	dialectLegacy
+	dialectFull
+)
+
+type loginState uint8
+
+const (
+	stateNone    loginState = iota
+	stateLogging            // subscribed, waiting for the user service
+	stateLive               // logged in
+)
+
+// outFrame is a frame queued for a connection's writer.
+type outFrame struct {
+	data   []byte // with its terminator; nil for a bare close marker
+	ackUID int64  // when > 0, acknowledge ackSeq for ackUID once written (legacy dialect)
+	ackSeq int64
+	last   bool // close the connection after this frame
+}
+
+// Session is one client connection. A reader goroutine (run) handles the
+// client's frames in order; a writer goroutine owns the socket's write side
+// and drains a bounded queue, so nothing else ever blocks on the client.
+type Session struct {
+	hub     *Hub
+	conn    net.Conn
+	log     *slog.Logger
+	out     chan outFrame
+	done    chan struct{}
+	once    sync.Once
+	term    atomic.Uint32
+	limiter *rate.Limiter
+	writer  sync.WaitGroup
+	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
+
+	mu        sync.Mutex
+	state     loginState
+	uid       int64
+	name      string
+	sid       string
+	dialect   dialect
+	delivered int64              // highest seq handed to the writer
+	syncing   bool               // a replay or gap fill is running; live pushes wait in pending
+	pending   []api.InboxMessage // live pushes held back while syncing
+	overflow  bool               // pending overflowed; the inbox has what was dropped
+}
+
+const maxPending = 1024
+
+func newSession(h *Hub, conn net.Conn) *Session {
+	s := &Session{
+		hub:     h,
+		conn:    conn,
+		out:     make(chan outFrame, h.opts.WriteQueue),
+		done:    make(chan struct{}),
+		limiter: rate.NewLimiter(rate.Limit(h.opts.FloodRate), h.opts.FloodBurst),
+	}
+	s.log = h.log.With("conn_id", uuid.NewString()[:8], "remote", conn.RemoteAddr().String())
+	s.term.Store(uint32(wire.TermNewline))
+	return s
+}
+
+func (s *Session) run() {
+	s.writer.Add(1)
+	go s.writeLoop()
+	s.readLoop()
+
+	// The client is gone or the connection is closing: stop routing, let the
+	// writer finish what is queued, hand over acks, release the session.
+	uid, sid, ok := s.endLogin()
+	s.enqueue(outFrame{last: true})
+	s.waitWriter()
+	s.close()
+	s.tasks.Wait()
+	switch {
+	case ok && s.hub.closing.Load():
+		// The gateway is stopping: its leave request ends every session at
+		// once; only the acks need handing over (the hub flushes them).
+	case ok:
+		s.logout(uid, sid)
+	}
+}
+
+func (s *Session) waitWriter() {
+	done := make(chan struct{})
+	go func() { s.writer.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.hub.opts.WriteTimeout):
+		s.close()
+		<-done
+	}
+}
+
+// close closes the connection once; the reader and writer then end.
+func (s *Session) close() {
+	s.once.Do(func() {
+		close(s.done)
+		s.conn.Close()
+	})
+}
+
+// shutdown asks the client to reconnect elsewhere and closes the connection.
+func (s *Session) shutdown() {
+	s.sendError(wire.Reply, nil, wire.GatewayStopping, "gateway is shutting down; reconnect", true)
+}
+
+func (s *Session) readLoop() {
+	dec := wire.NewDecoder(s.conn, s.hub.opts.MaxFrame)
+	for {
+		if s.hub.opts.IdleTimeout > 0 {
+			s.conn.SetReadDeadline(time.Now().Add(s.hub.opts.IdleTimeout))
+		}
+		frame, term, err := dec.Next()
+		if err != nil {
+			if errors.Is(err, wire.ErrFrameTooLarge) {
+				s.log.Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
+				s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("read", "err", err)
+			}
+			return
+		}
+		s.term.Store(uint32(term))
+		if !s.limiter.Allow() {
+			s.sendError(wire.Reply, nil, wire.Flood, "too many frames; slow down", false)
+			continue
+		}
+		s.handle(frame)
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+	}
+}
+
+// writeLoop writes queued frames. Full-dialect frames that are queued
+// together go out in one write; legacy frames are written one at a time.
+func (s *Session) writeLoop() {
+	defer s.writer.Done()
+	var batch []byte
+	for {
+		var f outFrame
+		select {
+		case f = <-s.out:
+		case <-s.done:
+			return
+		}
+		batch = append(batch[:0], f.data...)
+		acks := [][2]int64{}
+		if f.ackUID > 0 {
+			acks = append(acks, [2]int64{f.ackUID, f.ackSeq})
+		}
+		last := f.last
+		for !last && len(batch) < 32<<10 && !s.legacy() {
+			select {
+			case g := <-s.out:
+				batch = append(batch, g.data...)
+				if g.ackUID > 0 {
+					acks = append(acks, [2]int64{g.ackUID, g.ackSeq})
+				}
+				last = g.last
+				continue
+			default:
+			}
+			break
+		}
+		if len(batch) > 0 {
+			s.conn.SetWriteDeadline(time.Now().Add(s.hub.opts.WriteTimeout))
+			if _, err := s.conn.Write(batch); err != nil {
+				s.log.Debug("write", "err", err)
+				s.close()
+				return
+			}
+		}
+		for _, a := range acks {
+			s.hub.acks.ack(a[0], a[1])
+		}
+		if last {
+			return
+		}
+		if cap(batch) > 64<<10 {
+			batch = nil
+		}
+	}
+}
+
+// enqueue hands f to the writer without blocking. A client whose queue is
+// full reads too slowly: it is cut off (its undelivered messages stay in its
+// inbox for the next login).
+func (s *Session) enqueue(f outFrame) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.out <- f:
+		return true
+	default:
+		s.log.Warn("slow client: write queue full; disconnecting", "queue", cap(s.out))
+		s.close()
+		return false
+	}
+}
+
+// legacy reports whether the connection speaks the legacy dialect: chosen at
+// login, else implied by NUL-terminated frames.
+func (s *Session) legacy() bool {
+	s.mu.Lock()
+	d := s.dialect
+	s.mu.Unlock()
+	if d != dialectUnset {
+		return d == dialectLegacy
+	}
+	return byte(s.term.Load()) == wire.TermNUL
+}
+
+// frame encodes v with the connection's terminator.
+func (s *Session) frame(v any) []byte {
+	return append(wire.Marshal(v), byte(s.term.Load()))
+}
+
+func (s *Session) send(v any, last bool) bool {
+	return s.enqueue(outFrame{data: s.frame(v), last: last})
+}
+
+// sendError answers a request with an error, in both dialects (the original
+// client ignores msgids it does not know). For LOGIN and REG the answer is
+// their own ack type; everything else gets a Reply naming the request.
+func (s *Session) sendError(re wire.MsgID, reqid []byte, errno wire.Errno, errmsg string, last bool) {
+	m := map[string]any{"errno": errno, "errmsg": errmsg}
+	switch re {
+	case wire.Login:
+		m["msgid"] = wire.LoginAck
+	case wire.Reg:
+		m["msgid"] = wire.RegAck
+	default:
+		m["msgid"] = wire.Reply
+		if re != 0 && re != wire.Reply {
+			m["re"] = re
+		}
+	}
+	if len(reqid) > 0 && !s.legacy() {
+		m["reqid"] = rawJSON(reqid)
+	}
+	s.send(m, last)
+}
+
+// sendOK answers a request that succeeded. The legacy dialect gets no answer
+// (the original sends none); the full dialect gets a Reply with extra fields.
+func (s *Session) sendOK(re wire.MsgID, reqid []byte, extra map[string]any) {
+	if s.legacy() {
+		return
+	}
+	m := map[string]any{"msgid": wire.Reply, "re": re, "errno": wire.OK, "errmsg": ""}
+	for k, v := range extra {
+		m[k] = v
+	}
+	if len(reqid) > 0 {
+		m["reqid"] = rawJSON(reqid)
+	}
+	s.send(m, false)
+}
+
+// requestCtx is the deadline for one service request.
+func (s *Session) requestCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.hub.opts.RequestTimeout)
+}
+
+// endLogin leaves the logged-in state and stops routing the user's messages
+// here. It reports the session that was live, if any.
+func (s *Session) endLogin() (uid int64, sid string, ok bool) {
+	s.mu.Lock()
+	if s.state == stateNone {
+		s.mu.Unlock()
+		return 0, "", false
+	}
+	uid, sid = s.uid, s.sid
+	wasLive := s.state == stateLive
+	s.state = stateNone
+	s.uid, s.name, s.sid = 0, "", ""
+	s.dialect = dialectUnset
+	s.syncing, s.pending, s.overflow, s.delivered = false, nil, false, 0
+	s.mu.Unlock()
+	s.hub.router.detach(uid, s)
+	return uid, sid, wasLive
+}
+
+// logout hands over the user's acks and releases the session in the user
+// service (which ignores it if a newer login already replaced it).
+func (s *Session) logout(uid int64, sid string) {
+	ctx, cancel := s.requestCtx()
+	defer cancel()
+	if err := s.hub.acks.flushUser(ctx, uid); err != nil {
+		s.log.Warn("flush acks at logout", "user_id", uid, "err", err)
+	}
+	if err := api.Call(ctx, s.hub.nc, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: sid}, nil); err != nil {
+		s.log.Warn("logout", "user_id", uid, "err", err)
+	}
+}
+
+// identity is the logged-in user, if any.
+func (s *Session) identity() (uid int64, name string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.uid, s.name, s.state == stateLive
+}
+
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }

@@ -1,0 +1,38 @@
+package wire
+
+// Errno is a reply's "errno". 0 is success. 1 and 2 keep the original
+// system's per-msgid meanings; natter's own errors are 100 and up, so they
+// never collide with the original's.
+type Errno int
+
+// Error numbers.
+const (
+	OK Errno = 0
+
+	// The original's, valid in LOGIN_ACK and REG_ACK.
+	LoginInvalid Errno = 1 // LOGIN_ACK: "id or password is invalid!"
+	LoginInUse   Errno = 2 // LOGIN_ACK: "this account is using, input another!"
+	RegFailed    Errno = 1 // REG_ACK: the name is taken
+
+	BadJSON         Errno = 100 // the frame is not a JSON object
+	BadField        Errno = 101 // a field is missing, of the wrong type or out of range
+	UnknownMsgID    Errno = 102
+	NotLoggedIn     Errno = 103
+	FrameTooLarge   Errno = 104 // the connection is closed after this reply
+	NoSuchUser      Errno = 105
+	NotImplemented  Errno = 106
+	AlreadyLoggedIn Errno = 107
+	SessionReplaced Errno = 108 // sent with Kicked
+	Flood           Errno = 109 // too many frames; this one was dropped
+	Unavailable     Errno = 110 // a service did not answer; retry
+	Internal        Errno = 111
+	BadRegistration Errno = 112 // REG: name or password out of range
+	GatewayStopping Errno = 113 // the gateway is shutting down; reconnect
+	SlowClient      Errno = 114 // not sent: logged when a client that reads too slowly is cut off
+)
+
+// Original error messages, byte for byte.
+const (
+	MsgLoginInvalid = "id or password is invalid!"
+	MsgLoginInUse   = "this account is using, input another!"
+)

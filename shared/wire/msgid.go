@@ -1,0 +1,25 @@
+package wire
+
+// MsgID is a frame's "msgid". 1-10 are the original system's and keep its
+// meaning exactly; 11 and up are natter's own (full dialect).
+type MsgID int
+
+// Message ids.
+const (
+	Login       MsgID = 1  // client: {"msgid":1,"id":N,"password":S}
+	LoginAck    MsgID = 2  // server
+	Loginout    MsgID = 3  // client: {"msgid":3}
+	Reg         MsgID = 4  // client: {"msgid":4,"name":S,"password":S}
+	RegAck      MsgID = 5  // server
+	OneChat     MsgID = 6  // client: {"msgid":6,"toid":N,"msg":S}; server push
+	AddFriend   MsgID = 7  // client: {"msgid":7,"friendid":N}
+	CreateGroup MsgID = 8  // client: {"msgid":8,"groupname":S,"groupdesc":S}
+	AddGroup    MsgID = 9  // client: {"msgid":9,"groupid":N}
+	GroupChat   MsgID = 10 // client: {"msgid":10,"groupid":N,"msg":S}; server push
+
+	Ping   MsgID = 11 // client: heartbeat
+	Pong   MsgID = 12 // server: answer to Ping
+	Ack    MsgID = 13 // client: delivery acknowledgement {"msgid":13,"seq":N}, cumulative
+	Reply  MsgID = 14 // server: the answer to a request that has no ack of its own; "re" names it
+	Kicked MsgID = 15 // server: this session was replaced by a newer login and is closed
+)
