@@ -1,0 +1,26 @@
+// Command natter is natter's all-in-one binary: `natter serve` runs the
+// whole system in one process (later issues add the terminal client and the
+// load tool as further subcommands).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/natter-chat/natter/shared/buildinfo"
+)
+
+func main() {
+	app := &cli.App{
+		Name:     "natter",
+		Usage:    "a cluster chat system on NATS",
+		Version:  buildinfo.Version(),
+		Commands: []*cli.Command{serveCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "natter:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/offline"
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/tools/internal/allinone"
+)
+
+func serveCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "data", Value: "./natter-data", EnvVars: []string{"NATTER_DATA"},
+			Usage: "directory for the SQLite database (used unless --mysql-dsn is given)"},
+		&cli.StringFlag{Name: cliflag.MySQLDSN, EnvVars: []string{"NATTER_MYSQL_DSN"},
+			Usage: "store in MySQL/MariaDB instead of SQLite: user:pass@tcp(host:3306)/dbname (created if missing)"},
+		&cli.IntFlag{Name: cliflag.DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
+			Usage: "MySQL connection pool size"},
+		&cli.StringFlag{Name: "nats-listen", EnvVars: []string{"NATTER_NATS_LISTEN"},
+			Usage: "also let the embedded NATS listen on host:port (for extra gateways or services); default: in-process only"},
+		&cli.IntFlag{Name: "bcrypt-cost", Value: 10, EnvVars: []string{"NATTER_BCRYPT_COST"},
+			Usage: "bcrypt cost for new passwords (4-31); lower only for tests and benchmarks"},
+		&cli.StringFlag{Name: "login-policy", Value: "kick", EnvVars: []string{"NATTER_LOGIN_POLICY"},
+			Usage: "a second login of an online user: kick (the new session wins, the old one is told and closed) or reject (errno 2)"},
+		&cli.DurationFlag{Name: "retention", Value: 24 * time.Hour, EnvVars: []string{"NATTER_RETENTION"},
+			Usage: "acknowledged messages are pruned once older than this"},
+	}
+	flags = append(flags, gateway.Flags()...)
+	flags = append(flags, cliflag.LogFlags()...)
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the whole system in one process: embedded NATS, user and offline services, one gateway",
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			log, err := cliflag.Logger(c)
+			if err != nil {
+				return err
+			}
+			cfg := allinone.Config{
+				Gateway:    gateway.ConfigFromFlags(c),
+				User:       user.DefaultConfig(),
+				Offline:    offline.DefaultConfig(),
+				DataDir:    c.String("data"),
+				MySQLDSN:   c.String(cliflag.MySQLDSN),
+				DBConns:    c.Int(cliflag.DBConns),
+				NATSListen: c.String("nats-listen"),
+			}
+			cfg.User.BcryptCost = c.Int("bcrypt-cost")
+			if cfg.User.BcryptCost < bcrypt.MinCost {
+				cfg.User.BcryptCost = bcrypt.MinCost
+			}
+			cfg.User.LoginPolicy = c.String("login-policy")
+			cfg.Offline.Retention = c.Duration("retention")
+			if cfg.MySQLDSN != "" {
+				cfg.User.Concurrency = cfg.DBConns
+				cfg.Offline.Concurrency = cfg.DBConns
+			}
+			for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline} {
+				if err := v.Validate(); err != nil {
+					return err
+				}
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			sys, err := allinone.Start(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
+			<-ctx.Done()
+			log.Info("stopping")
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			return sys.Stop(sctx)
+		},
+	}
+}
+
+func storeName(cfg allinone.Config) string {
+	if cfg.MySQLDSN != "" {
+		return "mysql"
+	}
+	return "sqlite:" + cfg.DataDir
+}

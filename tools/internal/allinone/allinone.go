@@ -1,0 +1,173 @@
+// Package allinone assembles a whole natter system in one process: an
+// embedded nats-server, the user and offline services and one gateway. It is
+// `natter serve`, and the end-to-end tests build their clusters from the
+// same parts.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/offline"
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/natsconn"
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+// Config configures the all-in-one system.
+type Config struct {
+	Gateway    gateway.Config
+	User       user.Config
+	Offline    offline.Config
+	DataDir    string // SQLite lives here unless MySQLDSN is set
+	MySQLDSN   string
+	DBConns    int
+	NATSListen string // host:port for the embedded NATS to listen on; empty = in-process only
+}
+
+// System is a running all-in-one natter.
+type System struct {
+	log     *slog.Logger
+	ns      *server.Server
+	db      *sqldb.DB
+	conns   []*nats.Conn
+	users   *user.Service
+	offline *offline.Service
+	gw      *gateway.Gateway
+}
+
+// Start brings the system up; on error everything started is stopped.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
+	s := &System{log: log}
+	defer func() {
+		if err != nil {
+			s.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	if s.ns, err = StartNATS(cfg.NATSListen, log); err != nil {
+		return nil, err
+	}
+	if cfg.MySQLDSN != "" {
+		s.db, err = sqldb.OpenMySQL(ctx, cfg.MySQLDSN, cfg.DBConns)
+	} else {
+		s.db, err = sqldb.OpenSQLite(filepath.Join(cfg.DataDir, "natter.db"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	connect := func(name string) (*nats.Conn, error) {
+		nc, err := natsconn.Connect("", name, log, nats.InProcessServer(s.ns))
+		if err == nil {
+			s.conns = append(s.conns, nc)
+		}
+		return nc, err
+	}
+	nc, err := connect("natter-user")
+	if err != nil {
+		return nil, err
+	}
+	if s.users, err = user.Start(ctx, nc, s.db, cfg.User, log.With("service", "user")); err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	if nc, err = connect("natter-offline"); err != nil {
+		return nil, err
+	}
+	if s.offline, err = offline.Start(ctx, nc, s.db, cfg.Offline, log.With("service", "offline")); err != nil {
+		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	if nc, err = connect("natter-gateway"); err != nil {
+		return nil, err
+	}
+	if s.gw, err = gateway.Start(ctx, nc, cfg.Gateway, log.With("service", "gateway")); err != nil {
+		return nil, fmt.Errorf("start gateway: %w", err)
+	}
+	return s, nil
+}
+
+// Addr is the gateway's client address.
+func (s *System) Addr() net.Addr { return s.gw.Addr() }
+
+// Stop shuts down in dependency order: the gateway (clients hand over their
+// acks), then the services (each finishes what it accepted), then NATS and
+// the database. Nothing acknowledged is lost.
+func (s *System) Stop(ctx context.Context) error {
+	var errs []error
+	if s.gw != nil {
+		errs = append(errs, s.gw.Stop(ctx))
+	}
+	if s.users != nil {
+		errs = append(errs, s.users.Stop())
+	}
+	if s.offline != nil {
+		errs = append(errs, s.offline.Stop())
+	}
+	for _, nc := range s.conns {
+		if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, nc := range s.conns {
+		for nc.IsDraining() {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// StartNATS starts an embedded nats-server. With listen empty it accepts only
+// in-process connections.
+func StartNATS(listen string, log *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "natter-embedded",
+		NoSigs:     true,
+		DontListen: listen == "",
+	}
+	if listen != "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-listen %q: %w", listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("--nats-listen %q: bad port", listen)
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.SetLoggerV2(natsLogger{log.With("component", "nats")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	return ns, nil
+}
+
+// natsLogger routes nats-server's log lines to slog; its Fatalf does not exit.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  {}
