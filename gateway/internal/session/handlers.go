@@ -48,7 +48,7 @@ func (s *Session) handle(frame []byte) {
 		return
 	case wire.Loginout, wire.OneChat, wire.Ack, wire.AddFriend, wire.CreateGroup, wire.AddGroup, wire.GroupChat:
 	default:
-		s.sendError(wire.Reply, reqid, wire.UnknownMsgID, fmt.Sprintf("unknown msgid %d", msgid), false)
+		s.sendError(msgid, reqid, wire.UnknownMsgID, fmt.Sprintf("unknown msgid %d", msgid), false)
 		return
 	}
 	uid, name, ok := s.identity()

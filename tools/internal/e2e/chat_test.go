@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// forEachDB runs a test on SQLite and on MySQL/MariaDB.
+func forEachDB(t *testing.T, o clusterOpts, f func(t *testing.T, c *cluster)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, newCluster(t, o)) })
+	t.Run("mysql", func(t *testing.T) {
+		o := o
+		o.mysql = true
+		f(t, newCluster(t, o))
+	})
+}
+
+func TestChatAcrossGateways(t *testing.T) {
+	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
+		a := dial(t, c.gws[0].Addr(), '\n', "a")
+		b := dial(t, c.gws[1].Addr(), '\n', "b")
+		aid := a.register("alice", "pw-a")
+		bid := b.register("bob", "pw-b")
+		a.login(aid, "pw-a")
+		b.login(bid, "pw-b")
+
+		a.send(frame{"msgid": 6, "toid": bid, "msg": "hi bob", "time": "t1", "reqid": "r1", "extra": []int{1, 2}})
+		ack := a.expect(14)
+		if ack.num("errno") != 0 || ack.num("re") != 6 || ack.str("reqid") != "r1" || ack.str("mid") == "" {
+			t.Fatalf("sender ack = %v", ack)
+		}
+		got := b.expect(6)
+		if got.num("id") != aid || got.str("name") != "alice" || got.str("msg") != "hi bob" || got.num("seq") != 1 ||
+			got.str("mid") != ack.str("mid") || got.str("time") != "t1" || got["extra"] == nil {
+			t.Fatalf("bob got %v", got)
+		}
+		if _, ok := got["reqid"]; ok {
+			t.Fatalf("reqid leaked to the recipient: %v", got)
+		}
+		b.send(frame{"msgid": 13, "seq": 1})
+
+		b.send(chat(aid, "hi alice"))
+		b.expect(14)
+		if got := a.expect(6); got.num("id") != bid || got.str("msg") != "hi alice" || got.num("seq") != 1 {
+			t.Fatalf("alice got %v", got)
+		}
+		a.quiet(100 * time.Millisecond)
+		b.quiet(100 * time.Millisecond)
+	})
+}
+
+func TestOfflineMessagesInOrderExactlyOnce(t *testing.T) {
+	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
+		a := dial(t, c.gws[0].Addr(), '\n', "a")
+		aid := a.register("alice", "pw")
+		bid := a.register("bob", "pw")
+		a.login(aid, "pw")
+		for i := 1; i <= 3; i++ {
+			a.send(chat(bid, fmt.Sprintf("m%d", i)))
+			a.expect(14)
+		}
+		b := dial(t, c.gws[1].Addr(), '\n', "b")
+		if ack := b.login(bid, "pw"); ack.num("pending") != 3 {
+			t.Fatalf("login ack = %v, want pending 3", ack)
+		}
+		for i := 1; i <= 3; i++ {
+			got := b.expect(6)
+			if got.str("msg") != fmt.Sprintf("m%d", i) || got.num("seq") != int64(i) {
+				t.Fatalf("message %d: %v", i, got)
+			}
+		}
+		b.quiet(150 * time.Millisecond)
+		// Acknowledge the first two, drop the connection without logout: the
+		// third comes again, the first two never do.
+		b.send(frame{"msgid": 13, "seq": 2})
+		b.send(frame{"msgid": 11, "reqid": 1})
+		b.expect(12)
+		b.conn.Close()
+
+		b2 := dial(t, c.gws[0].Addr(), '\n', "b2")
+		b2.login(bid, "pw") // at once: the dropped session was released
+		got := b2.expect(6)
+		if got.num("seq") != 3 || got.str("msg") != "m3" {
+			t.Fatalf("after reconnect: %v", got)
+		}
+		b2.quiet(150 * time.Millisecond)
+
+		// lastseq: a client that already has 3 gets nothing again.
+		b2.send(frame{"msgid": 3})
+		b2.expect(14)
+		b2.login(bid, "pw", "lastseq", 3)
+		b2.quiet(150 * time.Millisecond)
+	})
+}
+
+func TestMessagesDuringReplayKeepOrder(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	bid := a.register("bob", "pw")
+	a.login(aid, "pw")
+	const before, during = 450, 200 // more than two replay pages
+	for i := 1; i <= before; i++ {
+		a.send(chat(bid, fmt.Sprint(i)))
+	}
+	for i := 1; i <= before; i++ {
+		a.expect(14)
+	}
+	b := dial(t, c.gws[1].Addr(), '\n', "b")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := before + 1; i <= before+during; i++ {
+			a.send(chat(bid, fmt.Sprint(i)))
+		}
+	}()
+	b.login(bid, "pw")
+	for i := 1; i <= before+during; i++ {
+		got := b.expect(6)
+		if got.num("seq") != int64(i) || got.str("msg") != fmt.Sprint(i) {
+			t.Fatalf("message %d: %v", i, got)
+		}
+	}
+	<-done
+	b.quiet(150 * time.Millisecond)
+}
+
+func TestIdentityComesFromSession(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	bid := a.register("bob", "pw")
+	cid := a.register("carol", "pw")
+	b := dial(t, c.gws[1].Addr(), '\n', "b")
+	b.login(bid, "pw")
+	a.login(aid, "pw")
+	a.send(frame{"msgid": 6, "id": cid, "name": "carol", "toid": bid, "msg": "spoof", "mid": "x", "seq": 99})
+	a.expect(14)
+	got := b.expect(6)
+	if got.num("id") != aid || got.str("name") != "alice" || got.num("seq") != 1 || got.str("mid") == "x" {
+		t.Fatalf("spoofed identity got through: %v", got)
+	}
+}
+
+func TestBadInputIsContained(t *testing.T) {
+	c := newCluster(t, clusterOpts{maxFrame: 4096})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	b := dial(t, c.gws[0].Addr(), '\n', "b")
+	aid := a.register("alice", "pw")
+	bid := b.register("bob", "pw")
+	b.login(bid, "pw")
+
+	cases := []struct {
+		name  string
+		frame string
+		errno int64
+	}{
+		{"malformed json", `{"msgid":1,`, 100},
+		{"not an object", `[1,2]`, 100},
+		{"missing msgid", `{"id":1}`, 101},
+		{"msgid wrong type", `{"msgid":"1"}`, 101},
+		{"unknown msgid", `{"msgid":999}`, 102},
+		{"not logged in", `{"msgid":6,"toid":1,"msg":"x"}`, 103},
+		{"login id wrong type", `{"msgid":1,"id":"x","password":"pw"}`, 101},
+		{"login missing password", `{"msgid":1,"id":1}`, 101},
+	}
+	for _, tc := range cases {
+		a.send(tc.frame)
+		if f := a.recv(); f.num("errno") != tc.errno || f.str("errmsg") == "" {
+			t.Errorf("%s: got %v, want errno %d", tc.name, f, tc.errno)
+		}
+	}
+	a.login(aid, "pw")
+	loggedIn := []struct {
+		name  string
+		frame frame
+		errno int64
+	}{
+		{"toid wrong type", frame{"msgid": 6, "toid": "2", "msg": "x"}, 101},
+		{"msg missing", frame{"msgid": 6, "toid": bid}, 101},
+		{"msg wrong type", frame{"msgid": 6, "toid": bid, "msg": 5}, 101},
+		{"unknown recipient", frame{"msgid": 6, "toid": 987654, "msg": "x"}, 105},
+		{"negative recipient", frame{"msgid": 6, "toid": -1, "msg": "x"}, 101},
+		{"cid too long", frame{"msgid": 6, "toid": bid, "msg": "x", "cid": strings.Repeat("c", 65)}, 101},
+		{"ack wrong type", frame{"msgid": 13, "seq": "1"}, 101},
+		{"second login", frame{"msgid": 1, "id": aid, "password": "pw"}, 107},
+		{"add friend not yet", frame{"msgid": 7, "friendid": bid}, 106},
+		{"group chat not yet", frame{"msgid": 10, "groupid": 1, "msg": "x"}, 106},
+	}
+	for _, tc := range loggedIn {
+		a.send(tc.frame)
+		if f := a.recv(); f.num("errno") != tc.errno || f.str("errmsg") == "" {
+			t.Errorf("%s: got %v, want errno %d", tc.name, f, tc.errno)
+		}
+	}
+	// Still usable, nothing was stored for bob.
+	a.send(chat(bid, "still here"))
+	a.expect(14)
+	if got := b.expect(6); got.str("msg") != "still here" || got.num("seq") != 1 {
+		t.Fatalf("bob got %v", got)
+	}
+
+	// An oversized frame is answered and closes only that connection.
+	a.sendRaw(strings.Repeat("x", 5000) + "\n")
+	if f := a.recv(); f.num("errno") != 104 {
+		t.Fatalf("oversized: %v", f)
+	}
+	if _, err := a.recvRaw(2 * time.Second); err == nil {
+		t.Fatal("connection stayed open after an oversized frame")
+	}
+	b.send(frame{"msgid": 11})
+	b.expect(12)
+}
+
+func TestFloodIsRefused(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	var burst strings.Builder
+	for i := 0; i < 1000; i++ {
+		burst.WriteString(`{"msgid":11}` + "\n")
+	}
+	a.sendRaw(burst.String())
+	pongs, floods := 0, 0
+	for pongs+floods < 1000 {
+		f := a.recv()
+		switch {
+		case f.num("msgid") == 12:
+			pongs++
+		case f.num("errno") == 109:
+			floods++
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	if floods == 0 || pongs == 0 {
+		t.Fatalf("pongs %d floods %d", pongs, floods)
+	}
+}
+
+func TestClientMessageIDDeduplicates(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	bid := a.register("bob", "pw")
+	a.login(aid, "pw")
+	m := chat(bid, "once")
+	m["cid"] = "client-1"
+	a.send(m)
+	first := a.expect(14)
+	a.send(m)
+	second := a.expect(14)
+	if first.str("mid") != second.str("mid") || second["duplicate"] != true {
+		t.Fatalf("retry: first %v second %v", first, second)
+	}
+	b := dial(t, c.gws[1].Addr(), '\n', "b")
+	if ack := b.login(bid, "pw"); ack.num("pending") != 1 {
+		t.Fatalf("pending = %v", ack)
+	}
+	b.expect(6)
+	b.quiet(150 * time.Millisecond)
+}
+
+func TestDuplicateLoginKick(t *testing.T) {
+	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
+		a := dial(t, c.gws[0].Addr(), '\n', "a")
+		aid := a.register("alice", "pw")
+		bid := a.register("bob", "pw")
+		a.login(aid, "pw")
+		a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
+		a2.login(aid, "pw")
+		if f := a.expect(15); f.num("errno") != 108 {
+			t.Fatalf("kick notice = %v", f)
+		}
+		if _, err := a.recvRaw(2 * time.Second); err == nil {
+			t.Fatal("kicked connection stayed open")
+		}
+		// Messages now reach only the new session.
+		b := dial(t, c.gws[0].Addr(), '\n', "b")
+		b.login(bid, "pw")
+		b.send(chat(aid, "to the new one"))
+		b.expect(14)
+		if got := a2.expect(6); got.str("msg") != "to the new one" {
+			t.Fatalf("a2 got %v", got)
+		}
+	})
+}
+
+func TestDuplicateLoginReject(t *testing.T) {
+	c := newCluster(t, clusterOpts{policy: "reject"})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	a.login(aid, "pw")
+	a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
+	a2.send(frame{"msgid": 1, "id": aid, "password": "pw"})
+	if f := a2.expect(2); f.num("errno") != 2 || f.str("errmsg") != "this account is using, input another!" {
+		t.Fatalf("second login = %v", f)
+	}
+	a2.send(frame{"msgid": 1, "id": aid, "password": "wrong"})
+	if f := a2.expect(2); f.num("errno") != 1 || f.str("errmsg") != "id or password is invalid!" {
+		t.Fatalf("wrong password = %v", f)
+	}
+	// Logging out (connection stays open) frees the account at once.
+	a.send(frame{"msgid": 3})
+	a.expect(14)
+	a2.login(aid, "pw")
+}
+
+func TestRacingLoginsEndWithOneSession(t *testing.T) {
+	for _, policy := range []string{"kick", "reject"} {
+		t.Run(policy, func(t *testing.T) {
+			c := newCluster(t, clusterOpts{policy: policy, mysql: true})
+			r := dial(t, c.gws[0].Addr(), '\n', "r")
+			uid := r.register("racer", "pw")
+			const n = 8
+			clients := make([]*client, n)
+			for i := range clients {
+				clients[i] = dial(t, c.gws[i%2].Addr(), '\n', fmt.Sprint("c", i))
+			}
+			for _, cl := range clients {
+				go cl.send(frame{"msgid": 1, "id": uid, "password": "pw"})
+			}
+			// Every client gets its login answer; with kick, all but one are
+			// then kicked; with reject, exactly one succeeds.
+			ok := 0
+			var succeeded []*client
+			for _, cl := range clients {
+				if f := cl.expect(2); f.num("errno") == 0 {
+					ok++
+					succeeded = append(succeeded, cl)
+				}
+			}
+			alive := 0
+			for _, cl := range succeeded {
+				for {
+					s, err := cl.recvRaw(1500 * time.Millisecond)
+					if err != nil {
+						alive++ // not kicked: still open
+						break
+					}
+					if strings.Contains(s, `"msgid":15`) {
+						break
+					}
+				}
+			}
+			if policy == "reject" && ok != 1 {
+				t.Fatalf("reject: %d logins succeeded, want 1", ok)
+			}
+			if alive != 1 {
+				t.Fatalf("%d sessions alive, want exactly 1 (%d logins succeeded)", alive, ok)
+			}
+		})
+	}
+}

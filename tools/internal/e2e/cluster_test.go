@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/offline"
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/natstest"
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+// cluster is a natter deployment inside the test process, on real sockets.
+type cluster struct {
+	t   *testing.T
+	ns  *server.Server
+	db  *sqldb.DB
+	gws []*gateway.Gateway
+}
+
+type clusterOpts struct {
+	policy      string
+	presenceTTL time.Duration
+	maxFrame    int
+	mysql       bool
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("NATTER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// newCluster starts NATS, two user and two offline service instances and two
+// gateways.
+func newCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	c := &cluster{t: t, ns: natstest.Run(t)}
+	if o.mysql {
+		c.db = dbtest.MySQL(t)
+	} else {
+		c.db = dbtest.SQLite(t)
+	}
+	log := testLogger(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		ucfg := user.DefaultConfig()
+		ucfg.BcryptCost = bcrypt.MinCost
+		if o.policy != "" {
+			ucfg.LoginPolicy = o.policy
+		}
+		us, err := user.Start(ctx, c.conn(), c.db, ucfg, log)
+		if err != nil {
+			t.Fatalf("user service: %v", err)
+		}
+		t.Cleanup(func() { us.Stop() })
+		os, err := offline.Start(ctx, c.conn(), c.db, offline.DefaultConfig(), log)
+		if err != nil {
+			t.Fatalf("offline service: %v", err)
+		}
+		t.Cleanup(func() { os.Stop() })
+	}
+	for i := 0; i < 2; i++ {
+		c.addGateway(o)
+	}
+	return c
+}
+
+func (c *cluster) conn() *nats.Conn { return natstest.Connect(c.t, c.ns) }
+
+func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
+	c.t.Helper()
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	if o.presenceTTL > 0 {
+		cfg.PresenceTTL = o.presenceTTL
+	}
+	if o.maxFrame > 0 {
+		cfg.MaxFrame = o.maxFrame
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(c.t))
+	if err != nil {
+		c.t.Fatalf("gateway: %v", err)
+	}
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		g.Stop(ctx)
+	})
+	c.gws = append(c.gws, g)
+	return g
+}
+
+// client is a raw TCP client of one gateway.
+type client struct {
+	t    *testing.T
+	name string
+	conn net.Conn
+	r    *bufio.Reader
+	term byte
+}
+
+func dial(t *testing.T, addr net.Addr, term byte, name string) *client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, name: name, conn: conn, r: bufio.NewReaderSize(conn, 128<<10), term: term}
+}
+
+func (c *client) sendRaw(s string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(s)); err != nil {
+		c.t.Fatalf("%s: write: %v", c.name, err)
+	}
+}
+
+// send writes v (a string frame or a value to encode) with the client's
+// terminator.
+func (c *client) send(v any) {
+	c.t.Helper()
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.sendRaw(string(append(b, c.term)))
+}
+
+// recvRaw reads the next frame as text, failing after timeout.
+func (c *client) recvRaw(timeout time.Duration) (string, error) {
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	s, err := c.r.ReadString(c.term)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(s, string([]byte{c.term})), nil
+}
+
+type frame map[string]any
+
+func (f frame) num(k string) int64 {
+	v, _ := f[k].(float64)
+	return int64(v)
+}
+
+func (f frame) str(k string) string {
+	v, _ := f[k].(string)
+	return v
+}
+
+func (c *client) recv() frame {
+	c.t.Helper()
+	s, err := c.recvRaw(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("%s: recv: %v", c.name, err)
+	}
+	var f frame
+	if err := json.Unmarshal([]byte(s), &f); err != nil {
+		c.t.Fatalf("%s: recv %q: %v", c.name, s, err)
+	}
+	return f
+}
+
+// recvMsgID reads frames until one with msgid arrives, failing on anything
+// else.
+func (c *client) expect(msgid int64) frame {
+	c.t.Helper()
+	f := c.recv()
+	if f.num("msgid") != msgid {
+		c.t.Fatalf("%s: got %v, want msgid %d", c.name, f, msgid)
+	}
+	return f
+}
+
+// quiet asserts nothing arrives for a short while.
+func (c *client) quiet(d time.Duration) {
+	c.t.Helper()
+	if s, err := c.recvRaw(d); err == nil {
+		c.t.Fatalf("%s: unexpected frame %s", c.name, s)
+	}
+}
+
+// register creates an account and returns its id.
+func (c *client) register(name, pw string) int64 {
+	c.t.Helper()
+	c.send(frame{"msgid": 4, "name": name, "password": pw})
+	f := c.expect(5)
+	if f.num("errno") != 0 {
+		c.t.Fatalf("register %s: %v", name, f)
+	}
+	return f.num("id")
+}
+
+func (c *client) login(id int64, pw string, extra ...any) frame {
+	c.t.Helper()
+	req := frame{"msgid": 1, "id": id, "password": pw}
+	for i := 0; i+1 < len(extra); i += 2 {
+		req[extra[i].(string)] = extra[i+1]
+	}
+	c.send(req)
+	f := c.expect(2)
+	if f.num("errno") != 0 {
+		c.t.Fatalf("%s: login %d: %v", c.name, id, f)
+	}
+	return f
+}
+
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: "+what, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func chat(to int64, msg string) frame {
+	return frame{"msgid": 6, "toid": to, "msg": msg, "time": "2026-11-21 12:00:00"}
+}

@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/shared/dbtest"
+)
+
+// The tests in this file run the real binaries as separate processes.
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds natter, natter-gateway, natter-user and natter-offline once
+// per test run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "natter-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/",
+			"./tools/cmd/natter", "./gateway/cmd/natter-gateway",
+			"./services/user/cmd/natter-user", "./services/offline/cmd/natter-offline")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: bin, out: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=debug")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", bin, p.out.String())
+		}
+		p.done <- nil
+	})
+	return p
+}
+
+// stop sends sig and waits for a clean exit.
+func (p *proc) stop(sig os.Signal) {
+	p.t.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil && sig != syscall.SIGKILL {
+			p.t.Fatalf("%s exited with %v\n%s", p.name, err, p.out.String())
+		}
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("%s did not stop on %v", p.name, sig)
+	}
+}
+
+// addrOf waits until addr accepts connections.
+func waitListening(t *testing.T, addr string) net.Addr {
+	t.Helper()
+	eventually(t, 60*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "nothing listening on %s", addr)
+	a, _ := net.ResolveTCPAddr("tcp", addr)
+	return a
+}
+
+func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
+	run := func(t *testing.T, store ...string) {
+		listen := freePort(t)
+		args := append([]string{"serve", "--listen", listen, "--bcrypt-cost", "4"}, store...)
+		srv := startProc(t, "natter", args...)
+		addr := waitListening(t, listen)
+		a := dial(t, addr, '\n', "a")
+		aid := a.register("阿丽丝", "pw")
+		bid := a.register("bob 😀", "pw")
+		a.login(aid, "pw")
+		for _, m := range []string{"one", "two 你好"} {
+			a.send(chat(bid, m))
+			a.expect(14)
+		}
+		srv.stop(os.Interrupt)
+
+		startProc(t, "natter", args...)
+		addr = waitListening(t, listen)
+		b := dial(t, addr, '\n', "b")
+		b.login(bid, "pw")
+		for i, m := range []string{"one", "two 你好"} {
+			if got := b.expect(6); got.str("msg") != m || got.num("seq") != int64(i+1) || got.str("name") != "阿丽丝" {
+				t.Fatalf("after restart: %v", got)
+			}
+		}
+		b.quiet(150 * time.Millisecond)
+	}
+	t.Run("sqlite", func(t *testing.T) { run(t, "--data", t.TempDir()) })
+	t.Run("mysql", func(t *testing.T) { run(t, "--mysql-dsn", dbtest.MySQLDSN(t)) })
+}
+
+// TestSeparateProcessesAndKilledGateway runs natter serve as the NATS server
+// (plus one gateway and one instance of each service), a second user and
+// offline service as separate processes, and a second gateway process. A
+// user on the second gateway chats with one on the first; then the second
+// gateway is killed with SIGKILL and its user can log in again once its
+// presence lease expires, while the first gateway's user is unaffected.
+func TestSeparateProcessesAndKilledGateway(t *testing.T) {
+	dsn := dbtest.MySQLDSN(t)
+	natsAddr := freePort(t)
+	gw1 := freePort(t)
+	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--mysql-dsn", dsn,
+		"--bcrypt-cost", "4", "--login-policy", "reject")
+	waitListening(t, gw1)
+	natsURL := "nats://" + natsAddr
+	startProc(t, "natter-user", "--nats", natsURL, "--mysql-dsn", dsn, "--bcrypt-cost", "4", "--login-policy", "reject")
+	startProc(t, "natter-offline", "--nats", natsURL, "--mysql-dsn", dsn)
+	gw2 := freePort(t)
+	g2 := startProc(t, "natter-gateway", "--nats", natsURL, "--listen", gw2, "--presence-ttl", "2s")
+	waitListening(t, gw2)
+
+	a := dial(t, waitListening(t, gw1), '\n', "a")
+	b := dial(t, waitListening(t, gw2), '\n', "b")
+	aid := a.register("alice", "pw")
+	bid := b.register("bob", "pw")
+	a.login(aid, "pw")
+	b.login(bid, "pw")
+	for i := 1; i <= 20; i++ { // spread over both instances of each service
+		a.send(chat(bid, fmt.Sprint("a", i)))
+		a.expect(14)
+		if got := b.expect(6); got.num("seq") != int64(i) {
+			t.Fatalf("bob got %v", got)
+		}
+		b.send(chat(aid, fmt.Sprint("b", i)))
+		b.expect(14)
+		if got := a.expect(6); got.num("seq") != int64(i) {
+			t.Fatalf("alice got %v", got)
+		}
+	}
+	b.send(frame{"msgid": 13, "seq": 20})
+
+	// While gateway 2 holds bob, the reject policy refuses him elsewhere.
+	b2 := dial(t, waitListening(t, gw1), '\n', "b2")
+	b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
+	if f := b2.expect(2); f.num("errno") != 2 {
+		t.Fatalf("login while online elsewhere: %v", f)
+	}
+	killed := time.Now()
+	g2.stop(syscall.SIGKILL)
+	eventually(t, 10*time.Second, func() bool {
+		b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
+		return b2.expect(2).num("errno") == 0
+	}, "bob could not log in again after his gateway was killed")
+	t.Logf("bob logged in again %v after SIGKILL (presence ttl 2s)", time.Since(killed).Round(100*time.Millisecond))
+
+	// Alice never noticed.
+	a.send(chat(bid, "still there?"))
+	a.expect(14)
+	if got := b2.expect(6); got.str("msg") != "still there?" {
+		t.Fatalf("bob got %v", got)
+	}
+}
