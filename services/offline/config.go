@@ -1,0 +1,109 @@
+package offline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultRetention      = 24 * time.Hour
+	DefaultPruneEvery     = time.Minute
+	DefaultBatchSize      = 256
+	DefaultQueueLimit     = 8192
+	DefaultWriters        = 1
+	DefaultConcurrency    = 4
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxRecipients  = 5000
+)
+
+// Limits on requests and configuration.
+const (
+	// MaxBodyLen is the largest message body accepted, in bytes.
+	MaxBodyLen = 64 << 10
+	// DefaultFetchLimit is the page size of a fetch that asks for none.
+	DefaultFetchLimit = 100
+	// MaxFetchLimit is the largest page a fetch returns.
+	MaxFetchLimit = 1000
+	// MaxAcks is the most inboxes one ack request may name.
+	MaxAcks = 10000
+
+	maxWriters       = 64
+	maxBatchSize     = 10000
+	maxMaxRecipients = 100000
+)
+
+// Config tunes the offline service. Zero fields take the Default values.
+type Config struct {
+	// Retention is how long acknowledged entries are kept; unacknowledged
+	// ones are kept whatever their age.
+	Retention time.Duration
+	// PruneEvery is the interval between prunes.
+	PruneEvery time.Duration
+	// BatchSize is the most store requests written in one transaction.
+	BatchSize int
+	// QueueLimit is the most store requests waiting for a writer; past it
+	// stores are answered busy.
+	QueueLimit int
+	// Writers is the number of batch writers.
+	Writers int
+	// Concurrency bounds the fetch and ack handlers running at once (size it
+	// like the database pool).
+	Concurrency int
+	// RequestTimeout bounds the database work of one request or batch.
+	RequestTimeout time.Duration
+	// MaxRecipients is the most recipients of one message.
+	MaxRecipients int
+}
+
+// DefaultConfig returns the defaults, spelled out.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
+// withDefaults returns c with its zero fields set to the defaults.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur(&c.Retention, DefaultRetention)
+	defDur(&c.PruneEvery, DefaultPruneEvery)
+	def(&c.BatchSize, DefaultBatchSize)
+	def(&c.QueueLimit, DefaultQueueLimit)
+	def(&c.Writers, DefaultWriters)
+	def(&c.Concurrency, DefaultConcurrency)
+	defDur(&c.RequestTimeout, DefaultRequestTimeout)
+	def(&c.MaxRecipients, DefaultMaxRecipients)
+	return c
+}
+
+// Validate reports every field that is out of range. Zero means the default
+// and is always valid.
+func (c Config) Validate() error {
+	var errs []error
+	nonNeg := func(name string, v time.Duration) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, v))
+		}
+	}
+	inRange := func(name string, v, hi int) {
+		if v < 0 || v > hi {
+			errs = append(errs, fmt.Errorf("%s must be between 1 and %d (0 for the default), got %d", name, hi, v))
+		}
+	}
+	nonNeg("retention", c.Retention)
+	nonNeg("prune interval", c.PruneEvery)
+	nonNeg("request timeout", c.RequestTimeout)
+	inRange("batch size", c.BatchSize, maxBatchSize)
+	inRange("queue limit", c.QueueLimit, 1<<24)
+	inRange("writers", c.Writers, maxWriters)
+	inRange("concurrency", c.Concurrency, 1<<16)
+	inRange("max recipients", c.MaxRecipients, maxMaxRecipients)
+	return errors.Join(errs...)
+}

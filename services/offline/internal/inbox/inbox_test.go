@@ -1,0 +1,414 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+func newStore(t testing.TB, db *sqldb.DB) *Store {
+	t.Helper()
+	s := New(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func msg(from int64, cid string, to ...int64) Pending {
+	return Pending{From: from, To: to, CID: cid, Body: []byte(fmt.Sprintf(`{"text":"from %d %s"}`, from, cid))}
+}
+
+func count(t *testing.T, db *sqldb.DB, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func storeOK(t *testing.T, s *Store, ps ...Pending) []Result {
+	t.Helper()
+	res, err := s.StoreBatch(context.Background(), ps)
+	if err != nil {
+		t.Fatalf("StoreBatch: %v", err)
+	}
+	if len(res) != len(ps) {
+		t.Fatalf("StoreBatch: %d results for %d messages", len(res), len(ps))
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("StoreBatch: message %d: %v", i, r.Err)
+		}
+	}
+	return res
+}
+
+func fetchAll(t *testing.T, s *Store, user int64) *api.FetchResponse {
+	t.Helper()
+	page, err := s.Fetch(context.Background(), user, 0, 100000, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+// TestStoreBatchSeqs stores 200 messages in one StoreBatch call and checks
+// every inbox got contiguous seqs in request order.
+func TestStoreBatchSeqs(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		users := []int64{3, 1, 7, 5}
+		var ps []Pending
+		for i := range 200 {
+			// Overlapping recipient sets in varying order.
+			to := []int64{users[i%4], users[(i+1)%4]}
+			if i%3 == 0 {
+				to = append(to, users[(i+2)%4])
+			}
+			ps = append(ps, msg(int64(100+i%5), "", to...))
+		}
+		res := storeOK(t, s, ps...)
+
+		want := map[int64][]string{} // user -> mids in seq order
+		for i, r := range res {
+			if r.Duplicate || r.MID == "" || len(r.Seqs) != len(ps[i].To) {
+				t.Fatalf("result %d: %+v", i, r)
+			}
+			for j, u := range ps[i].To {
+				want[u] = append(want[u], r.MID)
+				if r.Seqs[j] != int64(len(want[u])) {
+					t.Fatalf("message %d to %d: seq %d, want %d", i, u, r.Seqs[j], len(want[u]))
+				}
+			}
+		}
+		for _, u := range users {
+			page := fetchAll(t, s, u)
+			if page.Last != int64(len(want[u])) || page.Acked != 0 {
+				t.Errorf("user %d: last %d acked %d, want last %d", u, page.Last, page.Acked, len(want[u]))
+			}
+			var got []string
+			for k, m := range page.Messages {
+				if m.Seq != int64(k+1) {
+					t.Fatalf("user %d: entry %d has seq %d", u, k, m.Seq)
+				}
+				got = append(got, m.MID)
+			}
+			if !slices.Equal(got, want[u]) {
+				t.Errorf("user %d: mids differ", u)
+			}
+		}
+
+		// A second batch continues every inbox where the first stopped.
+		res = storeOK(t, s, msg(1, "", 1, 3))
+		if !slices.Equal(res[0].Seqs, []int64{int64(len(want[1]) + 1), int64(len(want[3]) + 1)}) {
+			t.Errorf("second batch seqs %v", res[0].Seqs)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 201 {
+			t.Errorf("%d messages stored, want 201", n)
+		}
+	})
+}
+
+func TestStoreBatchCID(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		first := storeOK(t, s, msg(1, "c1", 2))[0]
+		if first.Duplicate {
+			t.Fatal("first store is a duplicate")
+		}
+		again := storeOK(t, s, msg(1, "c1", 2))[0]
+		if !again.Duplicate || again.MID != first.MID || again.Seqs != nil {
+			t.Fatalf("repeat: %+v, want duplicate of %s", again, first.MID)
+		}
+
+		// In one batch: a stored cid, a new cid twice, no cid twice, the same
+		// cid from another sender, and a cid differing only in case.
+		res := storeOK(t, s,
+			msg(1, "c1", 2),
+			msg(1, "c2", 2),
+			msg(1, "c2", 2),
+			msg(1, "", 2),
+			msg(1, "", 2),
+			msg(9, "c2", 2),
+			msg(1, "C2", 2),
+		)
+		if !res[0].Duplicate || res[0].MID != first.MID {
+			t.Errorf("stored cid: %+v", res[0])
+		}
+		if res[1].Duplicate || !res[2].Duplicate || res[2].MID != res[1].MID || res[2].Seqs != nil {
+			t.Errorf("same cid in one batch: %+v %+v", res[1], res[2])
+		}
+		for _, i := range []int{3, 4, 5, 6} {
+			if res[i].Duplicate {
+				t.Errorf("message %d is a duplicate: %+v", i, res[i])
+			}
+		}
+		if res[3].MID == res[4].MID {
+			t.Error("messages without cid share a mid")
+		}
+		// Stored: c1, c2, two without cid, 9/c2, C2.
+		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 6 {
+			t.Errorf("%d messages, want 6", n)
+		}
+		page := fetchAll(t, s, 2)
+		if page.Last != 6 || len(page.Messages) != 6 {
+			t.Errorf("inbox 2: last %d, %d entries, want 6", page.Last, len(page.Messages))
+		}
+	})
+}
+
+// TestStoreBatchCIDRace stores the same (from, cid) from several goroutines
+// at once; exactly one stores it.
+func TestStoreBatchCIDRace(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		const rounds, racers = 20, 4
+		for round := range rounds {
+			cid := fmt.Sprintf("race-%d", round)
+			results := make([]Result, racers)
+			var wg sync.WaitGroup
+			for g := range racers {
+				wg.Go(func() {
+					res, err := s.StoreBatch(context.Background(), []Pending{msg(1, cid, 2, int64(10+g))})
+					if err != nil {
+						t.Errorf("racer %d: %v", g, err)
+						return
+					}
+					results[g] = res[0]
+				})
+			}
+			wg.Wait()
+			stored := 0
+			for _, r := range results {
+				if r.Err != nil {
+					t.Fatalf("round %d: %v", round, r.Err)
+				}
+				if !r.Duplicate {
+					stored++
+				}
+				if r.MID != results[0].MID {
+					t.Fatalf("round %d: mids %s and %s", round, r.MID, results[0].MID)
+				}
+			}
+			if stored != 1 {
+				t.Fatalf("round %d: stored %d times", round, stored)
+			}
+		}
+		if page := fetchAll(t, s, 2); page.Last != rounds || len(page.Messages) != rounds {
+			t.Errorf("inbox 2: last %d, %d entries, want %d", page.Last, len(page.Messages), rounds)
+		}
+	})
+}
+
+// TestStoreBatchFallback: a message the database rejects fails alone.
+func TestStoreBatchFallback(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		bad := msg(0, "", 2) // violates CHECK (sender_id > 0)
+		res, err := s.StoreBatch(context.Background(), []Pending{msg(1, "a", 2), bad, msg(1, "b", 2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[1].Err == nil {
+			t.Errorf("bad message stored: %+v", res[1])
+		}
+		if res[0].Err != nil || res[2].Err != nil {
+			t.Fatalf("good messages failed: %v, %v", res[0].Err, res[2].Err)
+		}
+		if !slices.Equal(res[0].Seqs, []int64{1}) || !slices.Equal(res[2].Seqs, []int64{2}) {
+			t.Errorf("seqs %v %v, want [1] [2]", res[0].Seqs, res[2].Seqs)
+		}
+		if _, err := s.StoreBatch(context.Background(), []Pending{bad}); err == nil {
+			t.Error("a batch of one bad message succeeded")
+		}
+		if page := fetchAll(t, s, 2); page.Last != 2 {
+			t.Errorf("inbox 2: last %d, want 2", page.Last)
+		}
+	})
+}
+
+func TestFetch(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		ctx := context.Background()
+		for range 10 {
+			storeOK(t, s, msg(1, "", 2))
+		}
+		seqs := func(p *api.FetchResponse) []int64 {
+			var out []int64
+			for _, m := range p.Messages {
+				out = append(out, m.Seq)
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			name         string
+			after        int64
+			limit, bytes int
+			want         []int64
+		}{
+			{"all", 0, 100, 1 << 20, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+			{"after seq", 7, 100, 1 << 20, []int64{8, 9, 10}},
+			{"after acked", -1, 100, 1 << 20, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+			{"limit", 2, 3, 1 << 20, []int64{3, 4, 5}},
+			{"byte budget", 0, 100, 30, []int64{1}},
+			{"past last", 10, 100, 1 << 20, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				page, err := s.Fetch(ctx, 2, tc.after, tc.limit, tc.bytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := seqs(page); !slices.Equal(got, tc.want) {
+					t.Errorf("seqs %v, want %v", got, tc.want)
+				}
+				if page.Last != 10 || page.Messages == nil {
+					t.Errorf("last %d messages %v", page.Last, page.Messages)
+				}
+			})
+		}
+		if err := s.Ack(ctx, []api.Ack{{UserID: 2, Seq: 6}}); err != nil {
+			t.Fatal(err)
+		}
+		page, err := s.Fetch(ctx, 2, -1, 2, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := seqs(page); !slices.Equal(got, []int64{7, 8}) || page.Acked != 6 {
+			t.Errorf("after acked: seqs %v acked %d, want [7 8] acked 6", got, page.Acked)
+		}
+		m := page.Messages[0]
+		if m.From != 1 || string(m.Body) != `{"text":"from 1 "}` || len(m.MID) != 36 {
+			t.Errorf("entry %+v", m)
+		}
+		page, err = s.Fetch(ctx, 99, -1, 10, 1<<20)
+		if err != nil || len(page.Messages) != 0 || page.Last != 0 || page.Acked != 0 {
+			t.Errorf("unknown inbox: %+v, %v", page, err)
+		}
+	})
+}
+
+func TestAck(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		ctx := context.Background()
+		for range 5 {
+			storeOK(t, s, msg(1, "", 2, 3))
+		}
+		acked := func(user int64) int64 {
+			t.Helper()
+			return fetchAll(t, s, user).Acked
+		}
+		steps := []struct {
+			name  string
+			acks  []api.Ack
+			want2 int64
+			want3 int64
+		}{
+			{"cumulative", []api.Ack{{UserID: 2, Seq: 2}}, 2, 0},
+			{"forward", []api.Ack{{UserID: 2, Seq: 3}, {UserID: 3, Seq: 1}}, 3, 1},
+			{"never decreases", []api.Ack{{UserID: 2, Seq: 1}}, 3, 1},
+			{"highest of several", []api.Ack{{UserID: 3, Seq: 4}, {UserID: 3, Seq: 2}}, 3, 4},
+			{"clamped at last", []api.Ack{{UserID: 2, Seq: 99}, {UserID: 77, Seq: 5}}, 5, 4},
+		}
+		for _, st := range steps {
+			if err := s.Ack(ctx, st.acks); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			if a2, a3 := acked(2), acked(3); a2 != st.want2 || a3 != st.want3 {
+				t.Fatalf("%s: acked %d/%d, want %d/%d", st.name, a2, a3, st.want2, st.want3)
+			}
+		}
+		// A clamped ack does not swallow later messages.
+		storeOK(t, s, msg(1, "", 2))
+		page, err := s.Fetch(ctx, 2, -1, 10, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Messages) != 1 || page.Messages[0].Seq != 6 {
+			t.Errorf("after clamped ack: %+v", page.Messages)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM inbox_state WHERE user_id = 77"); n != 0 {
+			t.Error("ack created an inbox")
+		}
+	})
+}
+
+func TestPrune(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := newStore(t, db)
+		ctx := context.Background()
+		// m1 -> 2, 3; m2 -> 2; m3 -> 3.
+		storeOK(t, s, msg(1, "m1", 2, 3), msg(1, "m2", 2), msg(1, "m3", 3))
+		future := time.Now().Add(time.Hour)
+		past := time.Now().Add(-time.Hour)
+		prune := func(cutoff time.Time, wantEntries, wantMsgs int64) {
+			t.Helper()
+			e, m, err := s.Prune(ctx, cutoff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e != wantEntries || m != wantMsgs {
+				t.Fatalf("pruned %d entries, %d messages; want %d, %d", e, m, wantEntries, wantMsgs)
+			}
+		}
+		// Nothing acknowledged: nothing goes, however old.
+		prune(future, 0, 0)
+		// Inbox 2 acknowledges everything; the entries are still younger
+		// than a cutoff in the past.
+		if err := s.Ack(ctx, []api.Ack{{UserID: 2, Seq: 2}, {UserID: 3, Seq: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		prune(past, 0, 0)
+		// Old enough: both of 2's entries and 3's first go, and with them m1
+		// and m2; m3 stays, 3 has not acknowledged it.
+		prune(future, 3, 2)
+		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 1 {
+			t.Errorf("%d messages left, want 1", n)
+		}
+		page := fetchAll(t, s, 3)
+		if len(page.Messages) != 1 || page.Messages[0].Seq != 2 || page.Acked != 1 || page.Last != 2 {
+			t.Errorf("inbox 3 after prune: %+v", page)
+		}
+		if page := fetchAll(t, s, 2); len(page.Messages) != 0 || page.Last != 2 || page.Acked != 2 {
+			t.Errorf("inbox 2 after prune: %+v", page)
+		}
+		// Seqs continue after a prune.
+		if res := storeOK(t, s, msg(1, "", 2)); res[0].Seqs[0] != 3 {
+			t.Errorf("seq after prune %d, want 3", res[0].Seqs[0])
+		}
+	})
+}
+
+// BenchmarkStoreBatch stores batches of 256 messages (~200-byte bodies, one
+// to three recipients each) on SQLite.
+func BenchmarkStoreBatch(b *testing.B) {
+	s := newStore(b, dbtest.SQLite(b))
+	ctx := context.Background()
+	body := []byte(`{"text":"` + string(slices.Repeat([]byte("x"), 180)) + `"}`)
+	ps := make([]Pending, 256)
+	for i := range ps {
+		to := []int64{int64(i%100 + 1)}
+		for k := range i % 3 {
+			to = append(to, int64((i+k+1)%100+101))
+		}
+		ps[i] = Pending{From: int64(i%50 + 1000), To: to, Body: body}
+	}
+	for b.Loop() {
+		if _, err := s.StoreBatch(ctx, ps); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "msgs/s")
+}

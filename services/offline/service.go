@@ -1,0 +1,359 @@
+// Package offline is natter's offline service, the durable per-user inbox.
+// Every chat message is committed to the database before its sender is
+// answered, with an entry and a seq of its own in each recipient's inbox,
+// and kept until the recipient acknowledges it.
+//
+// The service answers three micro endpoints (queue group "offline", so any
+// number of instances share one database):
+//
+//   - store: validated in the endpoint's delivery goroutine and put on a
+//     bounded queue (full: busy at once). Batch writers take whatever is
+//     queued, store it in one transaction, publish each new entry to its
+//     recipient's subject.User after the commit, then answer the senders.
+//   - fetch: a page of an inbox after a seq.
+//   - ack: acknowledge inboxes cumulatively.
+//
+// A pruner deletes acknowledged entries older than the retention.
+package offline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natter-chat/natter/services/offline/internal/inbox"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// Endpoint names.
+const (
+	epStore = "store"
+	epFetch = "fetch"
+	epAck   = "ack"
+)
+
+// Pending limits of the endpoint subscriptions: past them NATS drops
+// requests and their callers time out.
+const (
+	storePendingMsgs  = 1 << 16
+	storePendingBytes = 256 << 20
+	otherPendingMsgs  = 1 << 12
+	otherPendingBytes = 16 << 20
+)
+
+const (
+	// stopTimeout bounds the wait for requests already delivered to this
+	// connection to pass the endpoint handlers.
+	stopTimeout = 10 * time.Second
+	// startFlushTimeout bounds the wait for the server to confirm the
+	// endpoint subscriptions at start.
+	startFlushTimeout = 5 * time.Second
+	// pruneTimeout bounds one prune.
+	pruneTimeout = 10 * time.Minute
+)
+
+// Service is a running offline service.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	store  *inbox.Store
+	micro  micro.Service
+	runner *endpoint.Runner
+
+	// gate guards queue against a send after close: handlers send under
+	// the read lock, Stop closes under the write lock.
+	gate   sync.RWMutex
+	closed bool
+	queue  chan *storeReq
+
+	writers     sync.WaitGroup
+	pruner      sync.WaitGroup
+	cancelPrune context.CancelFunc
+
+	stopOnce sync.Once
+	stopErr  error
+
+	stats storeStats
+}
+
+// storeStats counts what the store endpoint did; they appear as the store
+// endpoint's data in $SRV.STATS.
+type storeStats struct {
+	accepted   atomic.Int64 // requests queued
+	busy       atomic.Int64 // requests answered busy (queue full or closed)
+	batches    atomic.Int64 // StoreBatch calls
+	maxBatch   atomic.Int64 // largest batch so far
+	stored     atomic.Int64 // messages stored
+	duplicates atomic.Int64 // requests answered as duplicates
+	failed     atomic.Int64 // requests answered with an error
+}
+
+// StoreStats is the data of the store endpoint in $SRV.STATS.
+type StoreStats struct {
+	QueueLen   int   `json:"queue_len"`
+	QueueLimit int   `json:"queue_limit"`
+	Accepted   int64 `json:"accepted"`
+	Busy       int64 `json:"busy"`
+	Batches    int64 `json:"batches"`
+	MaxBatch   int64 `json:"max_batch"`
+	Stored     int64 `json:"stored"`
+	Duplicates int64 `json:"duplicates"`
+	Failed     int64 `json:"failed"`
+}
+
+// Start migrates the inbox tables, starts the batch writers and the pruner
+// and registers the micro service on nc. The caller keeps nc and db and
+// closes them after Stop.
+func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	store := inbox.New(db, log)
+	if err := store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	s := &Service{
+		cfg:    cfg,
+		log:    log,
+		nc:     nc,
+		store:  store,
+		runner: endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		queue:  make(chan *storeReq, cfg.QueueLimit),
+	}
+	for range cfg.Writers {
+		s.writers.Go(s.writeLoop)
+	}
+	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancelPrune = cancel
+	s.pruner.Go(func() { s.pruneLoop(pruneCtx) })
+
+	if err := s.register(); err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	// Once the server has the subscriptions, requests reach this instance.
+	fctx, fcancel := context.WithTimeout(ctx, startFlushTimeout)
+	defer fcancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		// Not fatal: a reconnecting connection re-sends its subscriptions.
+		log.Warn("offline service: subscriptions not confirmed by the server", "err", err)
+	}
+	log.Info("offline service started", "service_id", s.micro.Info().ID,
+		"batch_size", cfg.BatchSize, "queue_limit", cfg.QueueLimit, "writers", cfg.Writers,
+		"retention", cfg.Retention)
+	return s, nil
+}
+
+// register adds the micro service and its endpoints.
+func (s *Service) register() error {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:         subject.OfflineService,
+		Version:      buildinfo.Release,
+		Description:  "durable per-user inbox: stores chat messages before their senders are answered, until recipients acknowledge them",
+		QueueGroup:   subject.OfflineService,
+		StatsHandler: s.endpointStats,
+	})
+	if err != nil {
+		return fmt.Errorf("add micro service: %w", err)
+	}
+	s.micro = svc
+	// Every endpoint is answered from goroutines other than micro's, so
+	// every handler gets detached requests (see detached).
+	eps := []struct {
+		name, subject, desc string
+		handler             micro.Handler
+		msgs, bytes         int
+	}{
+		{epStore, subject.OfflineStore,
+			"store a chat message in its recipients' inboxes; answered after the commit",
+			detach(s.nc, micro.HandlerFunc(s.handleStore)), storePendingMsgs, storePendingBytes},
+		{epFetch, subject.OfflineFetch,
+			"read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
+			detach(s.nc, endpoint.JSON(s.runner, epFetch, s.fetch)), otherPendingMsgs, otherPendingBytes},
+		{epAck, subject.OfflineAck,
+			"acknowledge inboxes cumulatively up to a seq",
+			detach(s.nc, endpoint.JSON(s.runner, epAck, s.ack)), otherPendingMsgs, otherPendingBytes},
+	}
+	for _, ep := range eps {
+		err := svc.AddEndpoint(ep.name, ep.handler,
+			micro.WithEndpointSubject(ep.subject),
+			micro.WithEndpointMetadata(map[string]string{"description": ep.desc}),
+			micro.WithEndpointPendingLimits(ep.msgs, ep.bytes))
+		if err != nil {
+			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
+		}
+	}
+	return nil
+}
+
+// Stop stops taking requests, stores and answers every store request
+// already received, waits for running fetches and acks and stops the
+// writers and the pruner. It does not close the NATS connection or the
+// database. Stop is safe to call more than once.
+func (s *Service) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
+	return s.stopErr
+}
+
+func (s *Service) shutdown() error {
+	var errs []error
+	if s.micro != nil {
+		if err := s.micro.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop micro service: %w", err))
+		}
+		if err := s.awaitDelivered(); err != nil {
+			// Handlers that still run find the queue closed and answer busy.
+			s.log.Warn("stop: requests still arriving", "err", err)
+		}
+	}
+	s.gate.Lock()
+	s.closed = true
+	close(s.queue)
+	s.gate.Unlock()
+	s.writers.Wait() // they empty the queue first
+	s.runner.Wait()
+	s.cancelPrune()
+	s.pruner.Wait()
+	if len(errs) == 0 {
+		s.log.Info("offline service stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// awaitDelivered waits until every request that reached this connection
+// before micro's Stop has gone through its endpoint handler. micro drains
+// the endpoint subscriptions asynchronously: after Stop returns, requests
+// already received are still being handed to the handlers. A flush makes
+// sure the server has processed the unsubscribes and everything it sent
+// before is in the subscriptions' pending lists; a barrier then runs once
+// every subscription has handled what is ahead of it.
+func (s *Service) awaitDelivered() error {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil // nothing more will be delivered
+		}
+		return fmt.Errorf("flush: %w", err)
+	}
+	done := make(chan struct{})
+	if err := s.nc.Barrier(func() { close(done) }); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("barrier: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for endpoint handlers: %w", ctx.Err())
+	}
+}
+
+// endpointStats is micro's StatsHandler: the store endpoint reports its
+// queue and batch counters.
+func (s *Service) endpointStats(e *micro.Endpoint) any {
+	if e.Name != epStore {
+		return nil
+	}
+	return s.storeStats()
+}
+
+func (s *Service) storeStats() StoreStats {
+	return StoreStats{
+		QueueLen:   len(s.queue),
+		QueueLimit: cap(s.queue),
+		Accepted:   s.stats.accepted.Load(),
+		Busy:       s.stats.busy.Load(),
+		Batches:    s.stats.batches.Load(),
+		MaxBatch:   s.stats.maxBatch.Load(),
+		Stored:     s.stats.stored.Load(),
+		Duplicates: s.stats.duplicates.Load(),
+		Failed:     s.stats.failed.Load(),
+	}
+}
+
+// fetch answers a page of an inbox.
+func (s *Service) fetch(ctx context.Context, req *api.FetchRequest) (*api.FetchResponse, error) {
+	if req.UserID <= 0 {
+		return nil, api.Errorf(api.CodeBadRequest, "user_id must be a positive user id")
+	}
+	limit := req.Limit
+	switch {
+	case limit < 0:
+		return nil, api.Errorf(api.CodeBadRequest, "limit must not be negative")
+	case limit == 0:
+		limit = DefaultFetchLimit
+	case limit > MaxFetchLimit:
+		limit = MaxFetchLimit
+	}
+	// Half the payload limit leaves room for the envelope and for one more
+	// body past the budget (a body is at most MaxBodyLen escaped).
+	resp, err := s.store.Fetch(ctx, req.UserID, req.After, limit, int(s.nc.MaxPayload()/2))
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// ack acknowledges inboxes.
+func (s *Service) ack(ctx context.Context, req *api.AckRequest) (*struct{}, error) {
+	if len(req.Acks) > MaxAcks {
+		return nil, api.Errorf(api.CodeBadRequest, "at most %d acks per request", MaxAcks)
+	}
+	for _, a := range req.Acks {
+		if a.UserID <= 0 {
+			return nil, api.Errorf(api.CodeBadRequest, "user_id must be a positive user id")
+		}
+		if a.Seq < 0 {
+			return nil, api.Errorf(api.CodeBadRequest, "seq must not be negative")
+		}
+	}
+	if err := s.store.Ack(ctx, req.Acks); err != nil {
+		return nil, err
+	}
+	return &struct{}{}, nil
+}
+
+// pruneLoop prunes every PruneEvery until ctx ends.
+func (s *Service) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.pruneOnce(ctx)
+		}
+	}
+}
+
+func (s *Service) pruneOnce(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, pruneTimeout)
+	defer cancel()
+	entries, msgs, err := s.store.Prune(pctx, time.Now().Add(-s.cfg.Retention))
+	if err != nil {
+		if ctx.Err() == nil { // not stopping
+			s.log.Error("prune", "err", err)
+		}
+		return
+	}
+	if entries > 0 || msgs > 0 {
+		s.log.Info("pruned", "entries", entries, "messages", msgs)
+	}
+}

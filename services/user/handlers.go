@@ -1,0 +1,194 @@
+package user
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// none is the answer of endpoints with nothing to say: {}.
+type none struct{}
+
+func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	if n := len(req.Password); n < 1 || n > MaxPasswordBytes {
+		return nil, api.Errorf(api.CodeBadRequest, "password must be 1-%d bytes, got %d", MaxPasswordBytes, n)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), s.cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("register: hash password: %w", err)
+	}
+	id, err := s.store.Register(ctx, req.Name, hash)
+	if errors.Is(err, account.ErrNameTaken) {
+		return nil, api.ErrNameTaken
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("registered", "user_id", id)
+	return &api.RegisterResponse{ID: id}, nil
+}
+
+// checkName accepts 1-MaxNameRunes characters of valid UTF-8 without control
+// characters or white space at either end. Trailing spaces are refused
+// because MySQL's utf8mb4_bin ignores them when comparing, which would make
+// "bob" and "bob " the same name there and different ones in SQLite.
+func checkName(name string) error {
+	if !utf8.ValidString(name) {
+		return api.Errorf(api.CodeBadRequest, "name must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(name); n < 1 || n > MaxNameRunes {
+		return api.Errorf(api.CodeBadRequest, "name must be 1-%d characters, got %d", MaxNameRunes, n)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return api.Errorf(api.CodeBadRequest, "name must not contain control characters")
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return api.Errorf(api.CodeBadRequest, "name must not begin or end with white space")
+	}
+	return nil
+}
+
+// checkID accepts a gateway or session id of 1-MaxIDLen bytes.
+func checkID(field, id string) error {
+	if n := len(id); n < 1 || n > MaxIDLen {
+		return api.Errorf(api.CodeBadRequest, "%s must be 1-%d bytes, got %d", field, MaxIDLen, n)
+	}
+	return nil
+}
+
+func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginResponse, error) {
+	if err := checkID("gateway_id", req.GatewayID); err != nil {
+		return nil, err
+	}
+	if err := checkID("session_id", req.SessionID); err != nil {
+		return nil, err
+	}
+	name, err := s.authenticate(ctx, req.UserID, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	replaced, err := s.store.ClaimSession(ctx, req.UserID, req.SessionID, req.GatewayID,
+		time.Now().UnixMilli(), s.policy)
+	if errors.Is(err, account.ErrSessionLive) {
+		return nil, api.ErrSessionLive
+	}
+	if err != nil {
+		return nil, fmt.Errorf("login %d: %w", req.UserID, err)
+	}
+	if replaced != "" {
+		s.kick(req.UserID, replaced)
+	}
+	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
+		"session_id", req.SessionID, "replaced", replaced)
+	return &api.LoginResponse{Name: name, Replaced: replaced}, nil
+}
+
+// authenticate returns the name of user id if password is theirs, else
+// api.ErrBadLogin. An unknown id still costs a bcrypt comparison, so the
+// answer's timing does not tell which ids exist.
+func (s *Service) authenticate(ctx context.Context, id int64, password string) (string, error) {
+	name, hash, err := s.store.PasswordHash(ctx, id)
+	if errors.Is(err, account.ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return "", api.ErrBadLogin
+	}
+	if err != nil {
+		return "", fmt.Errorf("login %d: %w", id, err)
+	}
+	if len(password) > MaxPasswordBytes {
+		// bcrypt would compare only the first 72 bytes.
+		return "", api.ErrBadLogin
+	}
+	err = bcrypt.CompareHashAndPassword(hash, []byte(password))
+	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		return "", api.ErrBadLogin
+	}
+	if err != nil {
+		return "", fmt.Errorf("login %d: compare password: %w", id, err)
+	}
+	return name, nil
+}
+
+// kick tells the gateway holding session sessionID of user uid that a newer
+// login replaced it. The claim has committed already: a lost kick leaves a
+// stale connection, not a second session in the database.
+func (s *Service) kick(uid int64, sessionID string) {
+	body, err := json.Marshal(api.KickNotice{SessionID: sessionID})
+	if err != nil {
+		s.log.Error("kick: encode notice", "user_id", uid, "err", err)
+		return
+	}
+	msg := &nats.Msg{
+		Subject: subject.User(uid),
+		Header:  nats.Header{subject.KindHeader: []string{subject.KindKick}},
+		Data:    body,
+	}
+	if err := s.nc.PublishMsg(msg); err != nil {
+		s.log.Warn("kick: publish", "user_id", uid, "session_id", sessionID, "err", err)
+	}
+}
+
+func (s *Service) logout(ctx context.Context, req *api.LogoutRequest) (*none, error) {
+	if err := checkID("session_id", req.SessionID); err != nil {
+		return nil, err
+	}
+	if err := s.store.ReleaseSession(ctx, req.UserID, req.SessionID); err != nil {
+		return nil, fmt.Errorf("logout: %w", err)
+	}
+	return &none{}, nil
+}
+
+func (s *Service) lookup(ctx context.Context, req *api.LookupRequest) (*api.LookupResponse, error) {
+	if n := len(req.IDs); n < 1 || n > MaxLookupIDs {
+		return nil, api.Errorf(api.CodeBadRequest, "ids must list 1-%d ids, got %d", MaxLookupIDs, n)
+	}
+	users, err := s.store.Lookup(ctx, req.IDs)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	resp := &api.LookupResponse{Users: make([]api.User, len(users))}
+	for i, u := range users {
+		resp.Users[i] = api.User{ID: u.ID, Name: u.Name}
+	}
+	return resp, nil
+}
+
+func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*none, error) {
+	if err := checkID("gateway_id", req.GatewayID); err != nil {
+		return nil, err
+	}
+	ttl := min(max(req.TTLMillis, MinGatewayTTL.Milliseconds()), MaxGatewayTTL.Milliseconds())
+	if err := s.store.GatewayBeat(ctx, req.GatewayID, time.Now().UnixMilli()+ttl); err != nil {
+		return nil, fmt.Errorf("gateway beat: %w", err)
+	}
+	return &none{}, nil
+}
+
+func (s *Service) gatewayLeave(ctx context.Context, req *api.GatewayLeave) (*none, error) {
+	if err := checkID("gateway_id", req.GatewayID); err != nil {
+		return nil, err
+	}
+	if err := s.store.GatewayLeave(ctx, req.GatewayID); err != nil {
+		return nil, fmt.Errorf("gateway leave: %w", err)
+	}
+	s.log.Info("gateway left", "gateway_id", req.GatewayID)
+	return &none{}, nil
+}

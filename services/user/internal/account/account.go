@@ -1,0 +1,375 @@
+// Package account stores natter's accounts and sessions: users (name and
+// bcrypt hash), the presence leases gateways renew, and the one session each
+// user may hold. Every query of the user service is in this file.
+//
+// A session is live iff its row exists and its gateway's lease has not
+// expired. Gateways renew their lease periodically; a gateway that dies
+// without saying goodbye takes its sessions offline once its lease runs out,
+// and Cleanup eventually removes the leftovers.
+package account
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+// Component is the name the migrations are recorded under.
+const Component = "user"
+
+// Errors returned by the Store.
+var (
+	// ErrNameTaken: Register was given a name that another account has.
+	ErrNameTaken = errors.New("name taken")
+	// ErrNotFound: no user with that id.
+	ErrNotFound = errors.New("user not found")
+	// ErrSessionLive: ClaimSession under PolicyReject while another session
+	// of the user is live.
+	ErrSessionLive = errors.New("session live elsewhere")
+)
+
+// Policy decides what a login does to a live session of the same user.
+type Policy int
+
+// Policies.
+const (
+	// PolicyKick replaces the live session; the caller tells it to close.
+	PolicyKick Policy = iota + 1
+	// PolicyReject refuses the login while the other session is live.
+	PolicyReject
+)
+
+func (p Policy) String() string {
+	switch p {
+	case PolicyKick:
+		return "kick"
+	case PolicyReject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// migrations returns the schema, one entry per version. Never edit a version
+// that has shipped; add a new one.
+func migrations() []sqldb.Migration {
+	return []sqldb.Migration{{
+		Version: 1,
+		SQLite: []string{
+			`CREATE TABLE IF NOT EXISTS users (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				name VARCHAR(50) NOT NULL UNIQUE,
+				password_hash VARCHAR(100) NOT NULL,
+				created_at BIGINT NOT NULL
+			)`,
+			`CREATE TABLE IF NOT EXISTS gateways (
+				gateway_id VARCHAR(64) NOT NULL PRIMARY KEY,
+				expires_at BIGINT NOT NULL
+			)`,
+			`CREATE TABLE IF NOT EXISTS sessions (
+				user_id BIGINT NOT NULL PRIMARY KEY,
+				session_id VARCHAR(64) NOT NULL,
+				gateway_id VARCHAR(64) NOT NULL,
+				started_at BIGINT NOT NULL
+			)`,
+			`CREATE INDEX IF NOT EXISTS sessions_gateway ON sessions (gateway_id)`,
+		},
+		// utf8mb4_bin: names compare byte for byte (no case or accent
+		// folding), and 4-byte characters (emoji, rarer CJK) round-trip.
+		MySQL: []string{
+			`CREATE TABLE IF NOT EXISTS users (
+				id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				name VARCHAR(50) NOT NULL,
+				password_hash VARCHAR(100) NOT NULL,
+				created_at BIGINT NOT NULL,
+				UNIQUE KEY users_name (name)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS gateways (
+				gateway_id VARCHAR(64) NOT NULL PRIMARY KEY,
+				expires_at BIGINT NOT NULL
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS sessions (
+				user_id BIGINT NOT NULL PRIMARY KEY,
+				session_id VARCHAR(64) NOT NULL,
+				gateway_id VARCHAR(64) NOT NULL,
+				started_at BIGINT NOT NULL,
+				KEY sessions_gateway (gateway_id)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		},
+	}}
+}
+
+// Store runs the user service's queries.
+type Store struct {
+	db *sqldb.DB
+}
+
+// New returns a Store on db. Call Migrate before using it.
+func New(db *sqldb.DB) *Store {
+	return &Store{db: db}
+}
+
+// Migrate brings the schema up to date.
+func (s *Store) Migrate(ctx context.Context) error {
+	return s.db.Migrate(ctx, Component, migrations())
+}
+
+// User is an account's public record.
+type User struct {
+	ID   int64
+	Name string
+}
+
+// Register creates an account and returns its id, or ErrNameTaken.
+func (s *Store) Register(ctx context.Context, name string, hash []byte) (int64, error) {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)`,
+		name, string(hash), time.Now().UnixMilli())
+	if err != nil {
+		if sqldb.IsDuplicate(err) {
+			return 0, fmt.Errorf("register: %w", ErrNameTaken)
+		}
+		return 0, fmt.Errorf("register: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("register: last insert id: %w", err)
+	}
+	return id, nil
+}
+
+// PasswordHash returns the name and the bcrypt password hash of user id, or
+// ErrNotFound.
+func (s *Store) PasswordHash(ctx context.Context, id int64) (name string, hash []byte, err error) {
+	var h string
+	err = s.db.QueryRowContext(ctx,
+		`SELECT name, password_hash FROM users WHERE id = ?`, id).Scan(&name, &h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, fmt.Errorf("password hash of %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("password hash of %d: %w", id, err)
+	}
+	return name, []byte(h), nil
+}
+
+// Lookup returns the users among ids that exist, in id order. Callers bound
+// the number of ids.
+func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, name FROM users WHERE id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`,
+		int64Args(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %d users: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var users []User
+	for rows.Next() {
+		var u User
+		if err := rows.Scan(&u.ID, &u.Name); err != nil {
+			return nil, fmt.Errorf("lookup %d users: %w", len(ids), err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lookup %d users: %w", len(ids), err)
+	}
+	return users, nil
+}
+
+// ClaimSession makes sessionID on gatewayID the session of userID, as of now
+// (unix ms). A previous session is live iff its gateway's lease expires after
+// now; under PolicyReject a live one with another session id makes the claim
+// fail with ErrSessionLive (claiming sessionID again, as a retried login does,
+// succeeds). Otherwise the claim replaces whatever was there and returns the
+// previous session id when there was one with a different id (live or not),
+// so the caller can tell it to close.
+//
+// In MySQL the user's session row is locked (SELECT ... FOR UPDATE) for the
+// transaction, so concurrent claims of one user serialize; the lease is read
+// without a lock, so logins through one gateway do not queue on its lease
+// row. Claims racing on a user with no row yet may deadlock on the gap lock;
+// InTx retries them.
+func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatewayID string, now int64, policy Policy) (replaced string, err error) {
+	lockClause := ""
+	upsert := `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
+			gateway_id = excluded.gateway_id, started_at = excluded.started_at`
+	if s.db.Dialect == sqldb.MySQL {
+		lockClause = ` FOR UPDATE`
+		upsert = `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE session_id = VALUES(session_id),
+			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
+	}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		replaced = ""
+		var prevSession, prevGateway string
+		err := tx.QueryRowContext(ctx,
+			`SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`+lockClause,
+			userID).Scan(&prevSession, &prevGateway)
+		exists := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if exists && prevSession != sessionID && policy == PolicyReject {
+			live, err := leaseLive(ctx, tx, prevGateway, now)
+			if err != nil {
+				return err
+			}
+			if live {
+				return ErrSessionLive
+			}
+		}
+		if _, err := tx.ExecContext(ctx, upsert, userID, sessionID, gatewayID, now); err != nil {
+			return err
+		}
+		if exists && prevSession != sessionID {
+			replaced = prevSession
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("claim session of %d: %w", userID, err)
+	}
+	return replaced, nil
+}
+
+// leaseLive reports whether gatewayID's lease expires after now.
+func leaseLive(ctx context.Context, tx *sql.Tx, gatewayID string, now int64) (bool, error) {
+	var expiresAt int64
+	err := tx.QueryRowContext(ctx,
+		`SELECT expires_at FROM gateways WHERE gateway_id = ?`, gatewayID).Scan(&expiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return expiresAt > now, nil
+}
+
+// ReleaseSession ends userID's session if it is still sessionID; a session
+// that was replaced releasing itself leaves its successor alone.
+func (s *Store) ReleaseSession(ctx context.Context, userID int64, sessionID string) error {
+	if _, err := s.db.ExecContext(ctx,
+		`DELETE FROM sessions WHERE user_id = ? AND session_id = ?`, userID, sessionID); err != nil {
+		return fmt.Errorf("release session of %d: %w", userID, err)
+	}
+	return nil
+}
+
+// GatewayBeat sets gatewayID's lease to expire at expiresAt (unix ms).
+func (s *Store) GatewayBeat(ctx context.Context, gatewayID string, expiresAt int64) error {
+	q := `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
+		ON CONFLICT(gateway_id) DO UPDATE SET expires_at = excluded.expires_at`
+	if s.db.Dialect == sqldb.MySQL {
+		q = `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
+		ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`
+	}
+	if _, err := s.db.ExecContext(ctx, q, gatewayID, expiresAt); err != nil {
+		return fmt.Errorf("gateway %q beat: %w", gatewayID, err)
+	}
+	return nil
+}
+
+// GatewayLeave ends every session on gatewayID and drops its lease.
+func (s *Store) GatewayLeave(ctx context.Context, gatewayID string) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM sessions WHERE gateway_id = ?`, gatewayID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM gateways WHERE gateway_id = ?`, gatewayID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("gateway %q leave: %w", gatewayID, err)
+	}
+	return nil
+}
+
+// Cleanup removes the leases that expired before cutoff (unix ms) with their
+// sessions, and sessions started before cutoff on a gateway that has no lease
+// at all (it never beat). It returns how many sessions and leases it removed.
+func (s *Store) Cleanup(ctx context.Context, cutoff int64) (sessions, gateways int64, err error) {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM sessions WHERE gateway_id IN
+				(SELECT gateway_id FROM gateways WHERE expires_at < ?)`, cutoff)
+		if err != nil {
+			return err
+		}
+		expired, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx,
+			`DELETE FROM sessions WHERE started_at < ? AND NOT EXISTS
+				(SELECT 1 FROM gateways g WHERE g.gateway_id = sessions.gateway_id)`, cutoff)
+		if err != nil {
+			return err
+		}
+		orphans, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx, `DELETE FROM gateways WHERE expires_at < ?`, cutoff)
+		if err != nil {
+			return err
+		}
+		leases, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		sessions, gateways = expired+orphans, leases
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("clean up leases expired before %d: %w", cutoff, err)
+	}
+	return sessions, gateways, nil
+}
+
+// Online returns the ids among ids that have a live session, in id order.
+// Callers bound the number of ids.
+func (s *Store) Online(ctx context.Context, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := append(int64Args(ids), time.Now().UnixMilli())
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT s.user_id FROM sessions s JOIN gateways g ON g.gateway_id = s.gateway_id
+			WHERE s.user_id IN (`+sqldb.Placeholders(len(ids))+`) AND g.expires_at > ?
+			ORDER BY s.user_id`,
+		args...)
+	if err != nil {
+		return nil, fmt.Errorf("online of %d users: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var online []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("online of %d users: %w", len(ids), err)
+		}
+		online = append(online, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("online of %d users: %w", len(ids), err)
+	}
+	return online, nil
+}
+
+func int64Args(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}

@@ -1,0 +1,334 @@
+package account_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/sqldb"
+)
+
+func newStore(t *testing.T, db *sqldb.DB) *account.Store {
+	t.Helper()
+	s := account.New(db)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A second start finds the schema in place.
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	return s
+}
+
+func sessionRows(t *testing.T, db *sqldb.DB, uid int64) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sessions WHERE user_id = ?`, uid).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRegisterLookup(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		names := []string{
+			"alice",
+			"Alice",       // byte-exact: case matters
+			"張偉",          // CJK
+			"𠮷野家",         // a 4-byte CJK character
+			"😀🎉 party",    // emoji
+			"e\u0301cole", // decomposed é ...
+			"\u00e9cole",  // ... is not the precomposed one
+		}
+		ids := map[string]int64{}
+		for _, name := range names {
+			id, err := s.Register(ctx, name, []byte("hash-of-"+name))
+			if err != nil {
+				t.Fatalf("register %q: %v", name, err)
+			}
+			ids[name] = id
+		}
+		for _, name := range names {
+			if _, err := s.Register(ctx, name, []byte("x")); !errors.Is(err, account.ErrNameTaken) {
+				t.Errorf("register %q again: got %v, want ErrNameTaken", name, err)
+			}
+		}
+		var want []account.User
+		lookup := []int64{999999}
+		for _, name := range names {
+			want = append(want, account.User{ID: ids[name], Name: name})
+			lookup = append(lookup, ids[name])
+		}
+		got, err := s.Lookup(ctx, lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("lookup: got %+v, want %+v", got, want)
+		}
+		for _, name := range names {
+			gotName, hash, err := s.PasswordHash(ctx, ids[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotName != name || !bytes.Equal(hash, []byte("hash-of-"+name)) {
+				t.Errorf("password hash of %d: got %q %q", ids[name], gotName, hash)
+			}
+		}
+		if _, _, err := s.PasswordHash(ctx, 999999); !errors.Is(err, account.ErrNotFound) {
+			t.Errorf("password hash of unknown id: got %v, want ErrNotFound", err)
+		}
+		if got, err := s.Lookup(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("lookup of no ids: got %v, %v", got, err)
+		}
+	})
+}
+
+func TestClaimSession(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		// Lease of gw-a runs until 1000, gw-b until 5000; gw-x never beat.
+		for gw, exp := range map[string]int64{"gw-a": 1000, "gw-b": 5000} {
+			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		type prev struct{ session, gateway string }
+		tests := []struct {
+			name     string
+			prev     *prev // claimed first, at time 0
+			policy   account.Policy
+			now      int64
+			replaced string
+			err      error
+		}{
+			{name: "first claim", policy: account.PolicyReject, now: 500},
+			{name: "kick live", prev: &prev{"s1", "gw-a"}, policy: account.PolicyKick, now: 500, replaced: "s1"},
+			{name: "reject live", prev: &prev{"s1", "gw-a"}, policy: account.PolicyReject, now: 500, err: account.ErrSessionLive},
+			{name: "reject at expiry", prev: &prev{"s1", "gw-a"}, policy: account.PolicyReject, now: 1000, replaced: "s1"},
+			{name: "reject after expiry", prev: &prev{"s1", "gw-a"}, policy: account.PolicyReject, now: 2000, replaced: "s1"},
+			{name: "reject live on other gateway", prev: &prev{"s1", "gw-b"}, policy: account.PolicyReject, now: 2000, err: account.ErrSessionLive},
+			{name: "reject without lease", prev: &prev{"s1", "gw-x"}, policy: account.PolicyReject, now: 500, replaced: "s1"},
+			{name: "kick dead", prev: &prev{"s1", "gw-a"}, policy: account.PolicyKick, now: 2000, replaced: "s1"},
+			{name: "same session again", prev: &prev{"s2", "gw-a"}, policy: account.PolicyKick, now: 500},
+			{name: "reject same session again", prev: &prev{"s2", "gw-b"}, policy: account.PolicyReject, now: 500},
+		}
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				uid := int64(100 + i)
+				if tt.prev != nil {
+					if _, err := s.ClaimSession(ctx, uid, tt.prev.session, tt.prev.gateway, 0, account.PolicyKick); err != nil {
+						t.Fatal(err)
+					}
+				}
+				replaced, err := s.ClaimSession(ctx, uid, "s2", "gw-b", tt.now, tt.policy)
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("claim: got error %v, want %v", err, tt.err)
+				}
+				if replaced != tt.replaced {
+					t.Errorf("claim: replaced %q, want %q", replaced, tt.replaced)
+				}
+				if n := sessionRows(t, db, uid); n != 1 {
+					t.Errorf("%d session rows, want 1", n)
+				}
+			})
+		}
+	})
+}
+
+func TestReleaseSession(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		if _, err := s.ClaimSession(ctx, 1, "old", "gw", 0, account.PolicyKick); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ClaimSession(ctx, 1, "new", "gw", 0, account.PolicyKick); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseSession(ctx, 1, "old"); err != nil {
+			t.Fatal(err)
+		}
+		if n := sessionRows(t, db, 1); n != 1 {
+			t.Fatalf("releasing the replaced session ended its successor")
+		}
+		if err := s.ReleaseSession(ctx, 1, "new"); err != nil {
+			t.Fatal(err)
+		}
+		if n := sessionRows(t, db, 1); n != 0 {
+			t.Fatalf("releasing the current session left %d rows", n)
+		}
+	})
+}
+
+func TestGatewayLeaveAndOnline(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		now := time.Now().UnixMilli()
+		leases := map[string]int64{"gw-a": now + 60_000, "gw-b": now + 60_000, "gw-dead": now - 1}
+		for gw, exp := range leases {
+			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		claims := []struct {
+			uid int64
+			gw  string
+		}{{1, "gw-a"}, {2, "gw-a"}, {3, "gw-b"}, {4, "gw-dead"}, {5, "gw-never"}}
+		for _, c := range claims {
+			if _, err := s.ClaimSession(ctx, c.uid, fmt.Sprint("s", c.uid), c.gw, now, account.PolicyKick); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all := []int64{1, 2, 3, 4, 5, 6}
+		check := func(want ...int64) {
+			t.Helper()
+			got, err := s.Online(ctx, all)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("online: got %v, want %v", got, want)
+			}
+		}
+		check(1, 2, 3)
+		if got, err := s.Online(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("online of no ids: got %v, %v", got, err)
+		}
+
+		if err := s.GatewayLeave(ctx, "gw-a"); err != nil {
+			t.Fatal(err)
+		}
+		check(3)
+		for _, uid := range []int64{1, 2} {
+			if n := sessionRows(t, db, uid); n != 0 {
+				t.Errorf("user %d: %d session rows after its gateway left", uid, n)
+			}
+		}
+		if n := sessionRows(t, db, 3); n != 1 {
+			t.Errorf("user 3 on another gateway lost its session")
+		}
+		// gw-a is gone: a beat brings it back, without its old sessions.
+		if err := s.GatewayBeat(ctx, "gw-a", now+60_000); err != nil {
+			t.Fatal(err)
+		}
+		check(3)
+		// A beat can also end a lease early.
+		if err := s.GatewayBeat(ctx, "gw-b", now-1); err != nil {
+			t.Fatal(err)
+		}
+		check()
+	})
+}
+
+func TestCleanup(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		const cutoff = 10_000
+		for gw, exp := range map[string]int64{"gw-old": cutoff - 1, "gw-recent": cutoff + 1} {
+			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		claims := []struct {
+			uid     int64
+			gw      string
+			started int64
+			kept    bool
+		}{
+			{1, "gw-old", cutoff + 5, false},      // its lease is long gone
+			{2, "gw-recent", 0, true},             // its lease expired recently
+			{3, "gw-never", cutoff - 1, false},    // no lease, old
+			{4, "gw-never", cutoff + 1, true},     // no lease, but just started
+			{5, "gw-recent", cutoff + 100, true},  // fine
+			{6, "gw-old", cutoff + 100000, false}, // started late, still on a dead gateway
+		}
+		for _, c := range claims {
+			if _, err := s.ClaimSession(ctx, c.uid, "s", c.gw, c.started, account.PolicyKick); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sessions, gateways, err := s.Cleanup(ctx, cutoff)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sessions != 3 || gateways != 1 {
+			t.Errorf("cleanup removed %d sessions, %d gateways; want 3, 1", sessions, gateways)
+		}
+		for _, c := range claims {
+			if got := sessionRows(t, db, c.uid) == 1; got != c.kept {
+				t.Errorf("user %d on %s: kept %v, want %v", c.uid, c.gw, got, c.kept)
+			}
+		}
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM gateways`).Scan(&n); err != nil || n != 1 {
+			t.Errorf("%d leases left (%v), want 1", n, err)
+		}
+	})
+}
+
+// TestClaimRace claims one user's session from many goroutines at once,
+// through two gateways with live leases.
+func TestClaimRace(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		now := time.Now().UnixMilli()
+		for _, gw := range []string{"gw-0", "gw-1"} {
+			if err := s.GatewayBeat(ctx, gw, now+60_000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, policy := range []account.Policy{account.PolicyKick, account.PolicyReject} {
+			t.Run(policy.String(), func(t *testing.T) {
+				uid := int64(policy)
+				const n = 20
+				var wg sync.WaitGroup
+				errs := make([]error, n)
+				replaced := make([]string, n)
+				for i := range n {
+					wg.Go(func() {
+						replaced[i], errs[i] = s.ClaimSession(ctx, uid, fmt.Sprint("s", i), fmt.Sprint("gw-", i%2), now, policy)
+					})
+				}
+				wg.Wait()
+				ok, live, nothingReplaced := 0, 0, 0
+				for i, err := range errs {
+					switch {
+					case err == nil:
+						ok++
+						if replaced[i] == "" {
+							nothingReplaced++
+						}
+					case errors.Is(err, account.ErrSessionLive):
+						live++
+					default:
+						t.Errorf("claim %d: %v", i, err)
+					}
+				}
+				if want := map[account.Policy]int{account.PolicyKick: n, account.PolicyReject: 1}[policy]; ok != want {
+					t.Errorf("%d claims succeeded, want %d (%d refused)", ok, want, live)
+				}
+				if nothingReplaced != 1 {
+					t.Errorf("%d claims replaced nothing, want exactly the first", nothingReplaced)
+				}
+				if rows := sessionRows(t, db, uid); rows != 1 {
+					t.Errorf("%d session rows, want 1", rows)
+				}
+			})
+		}
+	})
+}

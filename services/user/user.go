@@ -1,0 +1,312 @@
+// Package user is natter's user service: accounts (register, lookup), logins
+// that claim a user's single session, and the presence leases gateways renew
+// so that a dead gateway's users count as offline.
+//
+// It serves the natter.svc.user.* subjects (see package subject) as a
+// nats.go/micro service whose queue group lets any number of instances share
+// the load; all state is in the database (package account).
+package user
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// Login policies: what a login does while the user is online elsewhere.
+const (
+	PolicyKick   = "kick"   // replace the other session and tell it to close
+	PolicyReject = "reject" // refuse the login with api.ErrSessionLive
+)
+
+// Limits of the requests.
+const (
+	MaxNameRunes      = 50   // characters in a user name
+	MaxPasswordBytes  = 72   // bcrypt ignores anything longer
+	MaxIDLen          = 64   // bytes in a gateway or session id
+	MaxLookupIDs      = 1000 // ids in one lookup
+	MinGatewayTTL     = time.Second
+	MaxGatewayTTL     = 5 * time.Minute
+	cleanupInterval   = 10 * time.Minute
+	cleanupAfter      = time.Hour // a lease expired this long ago is garbage
+	cleanupTimeout    = time.Minute
+	pendingMsgsLimit  = 4096    // requests queued per endpoint before drops
+	pendingBytesLimit = 8 << 20 // bytes queued per endpoint before drops
+)
+
+// Config configures the service.
+type Config struct {
+	// BcryptCost is the cost of new password hashes
+	// (bcrypt.MinCost..bcrypt.MaxCost).
+	BcryptCost int
+	// LoginPolicy is PolicyKick (the default when empty) or PolicyReject.
+	LoginPolicy string
+	// Concurrency is how many requests are handled at once; size it like the
+	// database pool.
+	Concurrency int
+	// RequestTimeout bounds the handling of one request.
+	RequestTimeout time.Duration
+}
+
+// DefaultConfig returns the configuration the binaries start from.
+func DefaultConfig() Config {
+	return Config{
+		BcryptCost:     10,
+		LoginPolicy:    PolicyKick,
+		Concurrency:    4,
+		RequestTimeout: 10 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field of c.
+func (c Config) Validate() error {
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("bcrypt cost %d out of range %d-%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if _, err := c.policy(); err != nil {
+		return err
+	}
+	if c.Concurrency < 1 {
+		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+	}
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout)
+	}
+	return nil
+}
+
+func (c Config) policy() (account.Policy, error) {
+	switch c.LoginPolicy {
+	case "", PolicyKick:
+		return account.PolicyKick, nil
+	case PolicyReject:
+		return account.PolicyReject, nil
+	}
+	return 0, fmt.Errorf("login policy %q: want %s or %s", c.LoginPolicy, PolicyKick, PolicyReject)
+}
+
+// Service is a running user service.
+type Service struct {
+	nc     *nats.Conn
+	store  *account.Store
+	cfg    Config
+	policy account.Policy
+	log    *slog.Logger
+	// dummyHash is compared against when a login names an unknown id, so
+	// that the answer takes as long as for a wrong password.
+	dummyHash []byte
+
+	micro  micro.Service
+	gate   gate
+	runner *endpoint.Runner
+
+	stopCleanup context.CancelFunc
+	cleanupDone chan struct{}
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+// Start migrates the database, then registers the micro service on nc and
+// flushes, so the endpoints answer once it returns. The caller owns nc and db
+// and closes them after Stop. ctx bounds the start-up only; the periodic lease
+// cleanup runs until Stop.
+func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	policy, _ := cfg.policy()
+	store := account.New(db)
+	if err := store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("natter dummy password"), cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("start user service: dummy hash: %w", err)
+	}
+	s := &Service{
+		nc:          nc,
+		store:       store,
+		cfg:         cfg,
+		policy:      policy,
+		log:         log,
+		dummyHash:   dummy,
+		runner:      endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		cleanupDone: make(chan struct{}),
+	}
+	ms, err := micro.AddService(nc, micro.Config{
+		Name:        subject.UserService,
+		Version:     buildinfo.Release,
+		Description: "natter accounts, logins and the single session of each user",
+		QueueGroup:  subject.UserService,
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			log.Error("user service nats error", "subject", e.Subject, "err", e.Description)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	s.micro = ms
+	endpoints := []struct {
+		name, subject, description string
+		handler                    micro.Handler
+	}{
+		{"register", subject.UserRegister,
+			"create an account: {name, password} -> {id}; errors name_taken, bad_request",
+			endpoint.JSON(s.runner, "register", s.register)},
+		{"login", subject.UserLogin,
+			"check a password and claim the user's single session: {user_id, password, gateway_id, session_id} -> {name, replaced}; errors bad_login, session_live",
+			endpoint.JSON(s.runner, "login", s.login)},
+		{"logout", subject.UserLogout,
+			"release a session if it is still the user's current one: {user_id, session_id} -> {}",
+			endpoint.JSON(s.runner, "logout", s.logout)},
+		{"lookup", subject.UserLookup,
+			"names of user ids, unknown ids left out: {ids} (1-1000) -> {users: [{id, name}]}",
+			endpoint.JSON(s.runner, "lookup", s.lookup)},
+		{"gwbeat", subject.UserGatewayBeat,
+			"renew a gateway's presence lease: {gateway_id, ttl_ms} (ttl clamped to 1s-5min) -> {}",
+			endpoint.JSON(s.runner, "gwbeat", s.gatewayBeat)},
+		{"gwleave", subject.UserGatewayLeave,
+			"a gateway stops: end its sessions and drop its lease: {gateway_id} -> {}",
+			endpoint.JSON(s.runner, "gwleave", s.gatewayLeave)},
+	}
+	for _, e := range endpoints {
+		err := ms.AddEndpoint(e.name, s.gated(e.name, e.handler),
+			micro.WithEndpointSubject(e.subject),
+			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
+			micro.WithEndpointPendingLimits(pendingMsgsLimit, pendingBytesLimit))
+		if err != nil {
+			s.shutdown()
+			return nil, fmt.Errorf("start user service: add endpoint %s: %w", e.name, err)
+		}
+	}
+	// Once Start returns, the server knows the endpoints. If NATS is away,
+	// the subscriptions are sent when it is back.
+	if err := nc.Flush(); err != nil {
+		log.Warn("user service: flush subscriptions", "err", err)
+	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopCleanup = cancel
+	go s.cleanupLoop(cctx)
+	log.Info("user service started", "service_id", ms.Info().ID, "login_policy", policy.String(),
+		"concurrency", cfg.Concurrency, "db", db.Dialect.String())
+	return s, nil
+}
+
+// Stop stops taking requests (micro Stop drains the endpoint subscriptions),
+// waits for the requests being handled, and stops the lease cleanup. It does
+// not close the NATS connection or the database. The few requests still
+// being drained once Stop stops waiting for them are answered api.ErrBusy.
+// Calling Stop again returns the first call's result.
+func (s *Service) Stop() error {
+	s.stopOnce.Do(func() {
+		s.stopErr = s.shutdown()
+		if s.stopCleanup != nil {
+			s.stopCleanup()
+			<-s.cleanupDone
+		}
+	})
+	return s.stopErr
+}
+
+func (s *Service) shutdown() error {
+	var errs []error
+	if err := s.micro.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stop user service: %w", err))
+	}
+	// The drain is asynchronous; a flush makes sure every request the server
+	// routed here before the unsubscribe is in the subscriptions' queues,
+	// most of which are then handled before the gate closes.
+	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("stop user service: flush: %w", err))
+	}
+	s.gate.close()
+	s.runner.Wait()
+	return errors.Join(errs...)
+}
+
+// gate lets Stop wait for the handlers without racing the endpoint delivery
+// goroutines: once closed, no handler starts on the runner any more, so
+// Runner.Wait cannot race a Runner.Go.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	active sync.WaitGroup
+}
+
+// enter reports whether a handler may start; if so, it must call leave.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.active.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.active.Done() }
+
+// close stops new handlers and waits for the ones being dispatched.
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.active.Wait()
+}
+
+// gated runs h on a detached request unless the service is stopping, in
+// which case the request is answered busy so the caller can retry (another
+// instance, or later).
+func (s *Service) gated(name string, h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(m micro.Request) {
+		if !s.gate.enter() {
+			endpoint.RespondError(s.log, m, name, api.Errorf(api.CodeBusy, "user service instance stopping"))
+			return
+		}
+		defer s.gate.leave()
+		h.Handle(detached{Request: m, nc: s.nc})
+	})
+}
+
+func (s *Service) cleanupLoop(ctx context.Context) {
+	defer close(s.cleanupDone)
+	t := time.NewTicker(cleanupInterval)
+	defer t.Stop()
+	for {
+		s.cleanup(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) cleanup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	cutoff := time.Now().Add(-cleanupAfter).UnixMilli()
+	sessions, gateways, err := s.store.Cleanup(ctx, cutoff)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Stopping.
+	case err != nil:
+		s.log.Error("lease cleanup", "err", err)
+	case sessions > 0 || gateways > 0:
+		s.log.Info("lease cleanup", "sessions", sessions, "gateways", gateways)
+	}
+}
