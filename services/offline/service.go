@@ -179,13 +179,13 @@ func (s *Service) register() error {
 	}{
 		{epStore, subject.OfflineStore,
 			"store a chat message in its recipients' inboxes; answered after the commit",
-			detach(s.nc, micro.HandlerFunc(s.handleStore)), storePendingMsgs, storePendingBytes},
+			endpoint.Detach(s.nc, micro.HandlerFunc(s.handleStore)), storePendingMsgs, storePendingBytes},
 		{epFetch, subject.OfflineFetch,
 			"read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
-			detach(s.nc, endpoint.JSON(s.runner, epFetch, s.fetch)), otherPendingMsgs, otherPendingBytes},
+			endpoint.Detach(s.nc, endpoint.JSON(s.runner, epFetch, s.fetch)), otherPendingMsgs, otherPendingBytes},
 		{epAck, subject.OfflineAck,
 			"acknowledge inboxes cumulatively up to a seq",
-			detach(s.nc, endpoint.JSON(s.runner, epAck, s.ack)), otherPendingMsgs, otherPendingBytes},
+			endpoint.Detach(s.nc, endpoint.JSON(s.runner, epAck, s.ack)), otherPendingMsgs, otherPendingBytes},
 	}
 	for _, ep := range eps {
 		err := svc.AddEndpoint(ep.name, ep.handler,
@@ -224,7 +224,7 @@ func (s *Service) shutdown() error {
 	close(s.queue)
 	s.gate.Unlock()
 	s.writers.Wait() // they empty the queue first
-	s.runner.Wait()
+	s.runner.Close()
 	s.cancelPrune()
 	s.pruner.Wait()
 	if len(errs) == 0 {

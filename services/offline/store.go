@@ -54,9 +54,8 @@ func (s *Service) handleStore(m micro.Request) {
 }
 
 // decodeStore parses and checks a store request. The body is returned in
-// canonical form, as json.Marshal writes it (compact, with <, > and &
-// escaped), so that what is stored is byte for byte what fetches and pushes
-// carry.
+// canonical form, compact as json.Compact writes it (no escaping added), so
+// that what is stored is byte for byte what fetches and pushes carry.
 func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
 	var req api.StoreRequest
 	if err := json.Unmarshal(data, &req); err != nil {
@@ -92,10 +91,11 @@ func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
 	if !utf8.Valid(req.Body) {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body is not valid UTF-8")
 	}
-	body, err := json.Marshal(req.Body)
-	if err != nil {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, req.Body); err != nil {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body is not valid JSON")
 	}
+	body := compact.Bytes()
 	return inbox.Pending{From: req.From, To: to, CID: req.CID, Body: body}, nil
 }
 
@@ -191,8 +191,8 @@ func (s *Service) writeBatch(batch []*storeReq) {
 	}
 }
 
-// appendPush appends the JSON of api.InboxMessage{seq, mid, from, body} as
-// json.Marshal writes it, without re-scanning the body for every recipient:
+// appendPush appends the JSON of api.InboxMessage{seq, mid, from, body}
+// without re-scanning the body for every recipient:
 // body is canonical already and mid is a UUID, which needs no escaping.
 func appendPush(dst []byte, seq int64, mid string, from int64, body []byte) []byte {
 	dst = append(dst, `{"seq":`...)

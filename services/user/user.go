@@ -20,7 +20,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
-	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -111,7 +110,6 @@ type Service struct {
 	dummyHash []byte
 
 	micro  micro.Service
-	gate   gate
 	runner *endpoint.Runner
 
 	stopCleanup context.CancelFunc
@@ -184,7 +182,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			endpoint.JSON(s.runner, "gwleave", s.gatewayLeave)},
 	}
 	for _, e := range endpoints {
-		err := ms.AddEndpoint(e.name, s.gated(e.name, e.handler),
+		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
 			micro.WithEndpointSubject(e.subject),
 			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
 			micro.WithEndpointPendingLimits(pendingMsgsLimit, pendingBytesLimit))
@@ -229,57 +227,12 @@ func (s *Service) shutdown() error {
 	}
 	// The drain is asynchronous; a flush makes sure every request the server
 	// routed here before the unsubscribe is in the subscriptions' queues,
-	// most of which are then handled before the gate closes.
+	// most of which are then handled before the runner closes.
 	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		errs = append(errs, fmt.Errorf("stop user service: flush: %w", err))
 	}
-	s.gate.close()
-	s.runner.Wait()
+	s.runner.Close()
 	return errors.Join(errs...)
-}
-
-// gate lets Stop wait for the handlers without racing the endpoint delivery
-// goroutines: once closed, no handler starts on the runner any more, so
-// Runner.Wait cannot race a Runner.Go.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-	active sync.WaitGroup
-}
-
-// enter reports whether a handler may start; if so, it must call leave.
-func (g *gate) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return false
-	}
-	g.active.Add(1)
-	return true
-}
-
-func (g *gate) leave() { g.active.Done() }
-
-// close stops new handlers and waits for the ones being dispatched.
-func (g *gate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-	g.active.Wait()
-}
-
-// gated runs h on a detached request unless the service is stopping, in
-// which case the request is answered busy so the caller can retry (another
-// instance, or later).
-func (s *Service) gated(name string, h micro.Handler) micro.Handler {
-	return micro.HandlerFunc(func(m micro.Request) {
-		if !s.gate.enter() {
-			endpoint.RespondError(s.log, m, name, api.Errorf(api.CodeBusy, "user service instance stopping"))
-			return
-		}
-		defer s.gate.leave()
-		h.Handle(detached{Request: m, nc: s.nc})
-	})
 }
 
 func (s *Service) cleanupLoop(ctx context.Context) {

@@ -71,7 +71,7 @@ var ErrUnavailable = errors.New("service unavailable")
 // may be nil). A service error comes back as *Error; a transport failure
 // wraps ErrUnavailable.
 func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
-	data, err := json.Marshal(req)
+	data, err := Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", subject, err)
 	}

@@ -6,16 +6,23 @@
 // the requests behind it. Errors that are *api.Error reach the caller with
 // their code; any other error is logged with its context and answered as a
 // generic internal error.
+//
+// Answering from another goroutine than the handler's is only safe on a
+// detached request (see Detach): micro's own request records the outcome of
+// Respond/Error in a field its delivery goroutine reads, unlocked, once the
+// handler returns.
 package endpoint
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/shared/api"
@@ -24,9 +31,12 @@ import (
 // Runner bounds and tracks the goroutines running handlers.
 type Runner struct {
 	sem     chan struct{}
-	wg      sync.WaitGroup
 	log     *slog.Logger
 	timeout time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // NewRunner returns a Runner that runs at most limit handlers at once, each
@@ -38,27 +48,42 @@ func NewRunner(limit int, timeout time.Duration, log *slog.Logger) *Runner {
 	return &Runner{sem: make(chan struct{}, limit), log: log, timeout: timeout}
 }
 
-// Wait blocks until every handler started so far has returned. Call it after
-// the micro service is stopped.
-func (r *Runner) Wait() { r.wg.Wait() }
+// Close refuses new work and waits until every handler started so far has
+// returned. Call it after the micro service is stopped: micro's Stop drains
+// asynchronously, so requests may still arrive; they are answered busy.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+}
 
-// Go runs fn on a new goroutine once a slot is free. It blocks the caller (the
+// Go runs fn on a new goroutine once a slot is free, and reports false
+// (running nothing) once the runner is closed. It blocks the caller (the
 // endpoint's delivery goroutine) while all slots are busy, which is the
 // back-pressure: pending requests then queue in the subscription, bounded by
 // micro.WithEndpointPendingLimits.
-func (r *Runner) Go(fn func(ctx context.Context)) {
-	r.sem <- struct{}{}
+func (r *Runner) Go(fn func(ctx context.Context)) bool {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
 	r.wg.Add(1)
+	r.mu.Unlock()
+	r.sem <- struct{}{}
 	go func() {
 		defer func() { <-r.sem; r.wg.Done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
 		fn(ctx)
 	}()
+	return true
 }
 
 // JSON returns a micro handler that decodes the request into Req, runs fn on
-// the runner and answers its result as JSON (or its error).
+// the runner and answers its result as JSON (or its error). Wrap it in
+// Detach.
 func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, req *Req) (*Resp, error)) micro.Handler {
 	return micro.HandlerFunc(func(m micro.Request) {
 		var req Req
@@ -66,7 +91,7 @@ func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, re
 			RespondError(r.log, m, name, api.Errorf(api.CodeBadRequest, "malformed request: %v", err))
 			return
 		}
-		r.Go(func(ctx context.Context) {
+		started := r.Go(func(ctx context.Context) {
 			resp, err := fn(ctx, &req)
 			if err != nil {
 				RespondError(r.log, m, name, err)
@@ -74,6 +99,9 @@ func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, re
 			}
 			Respond(r.log, m, name, resp)
 		})
+		if !started {
+			RespondError(r.log, m, name, api.Errorf(api.CodeBusy, "service instance stopping"))
+		}
 	})
 }
 
@@ -95,4 +123,56 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 	if rerr := m.Error(string(ae.Code), ae.Message, nil); rerr != nil {
 		log.Warn("respond", "endpoint", name, "err", rerr)
 	}
+}
+
+// Detach wraps h so that it receives requests that answer by publishing to
+// the reply subject through nc themselves, safe from any goroutine, with
+// JSON encoded by api.Marshal. The price: micro's stats do not count the
+// errors answered this way.
+func Detach(nc *nats.Conn, h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(m micro.Request) { h.Handle(detached{Request: m, nc: nc}) })
+}
+
+type detached struct {
+	micro.Request
+	nc *nats.Conn
+}
+
+func (d detached) Respond(data []byte, opts ...micro.RespondOpt) error {
+	return d.publish(&nats.Msg{Data: data}, opts)
+}
+
+func (d detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
+	data, err := api.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: %w", micro.ErrMarshalResponse, err)
+	}
+	return d.Respond(data, opts...)
+}
+
+func (d detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+	if code == "" || description == "" {
+		return fmt.Errorf("%w: error code and description", micro.ErrArgRequired)
+	}
+	return d.publish(&nats.Msg{
+		Header: nats.Header{
+			micro.ErrorHeader:     []string{description},
+			micro.ErrorCodeHeader: []string{code},
+		},
+		Data: data,
+	}, opts)
+}
+
+func (d detached) publish(msg *nats.Msg, opts []micro.RespondOpt) error {
+	for _, opt := range opts {
+		opt(msg)
+	}
+	msg.Subject = d.Reply()
+	if msg.Subject == "" {
+		return nats.ErrMsgNoReply
+	}
+	if err := d.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
+	}
+	return nil
 }

@@ -61,6 +61,11 @@ func (s *Session) hold(m api.InboxMessage) {
 func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Lock()
 	match := s.state != stateNone && s.uid == uid && s.sid == sid
+	if match && s.state == stateLogging {
+		// The login is still in flight: it answers the client itself.
+		s.kicked = true
+		match = false
+	}
 	s.mu.Unlock()
 	if match {
 		s.log.Info("session replaced by a newer login", "user_id", uid)

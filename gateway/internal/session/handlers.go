@@ -224,8 +224,10 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	}
 
 	s.mu.Lock()
-	if s.state != stateLogging || s.sid != sid {
-		s.mu.Unlock() // kicked while logging in
+	if s.kicked {
+		s.mu.Unlock()
+		s.endLogin()
+		s.sendError(wire.Login, reqid, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
 		return
 	}
 	s.state, s.name, s.delivered = stateLive, resp.Name, start
@@ -363,7 +365,17 @@ func (s *Session) handleAck(o wire.Object, reqid []byte, uid int64) {
 	seq = min(seq, s.delivered)
 	s.mu.Unlock()
 	s.hub.acks.ack(uid, seq)
-	if len(reqid) > 0 {
-		s.sendOK(wire.Ack, reqid, map[string]any{"seq": seq})
+	if len(reqid) == 0 {
+		return
 	}
+	// An ack with a reqid is answered once it is stored: the client may then
+	// forget everything up to seq.
+	ctx, cancel := s.requestCtx()
+	defer cancel()
+	if err := s.hub.acks.flushUser(ctx, uid); err != nil {
+		errno, msg := s.serviceError("ack", err)
+		s.sendError(wire.Ack, reqid, errno, msg, false)
+		return
+	}
+	s.sendOK(wire.Ack, reqid, map[string]any{"seq": seq})
 }

@@ -68,6 +68,7 @@ type Session struct {
 	syncing   bool               // a replay or gap fill is running; live pushes wait in pending
 	pending   []api.InboxMessage // live pushes held back while syncing
 	overflow  bool               // pending overflowed; the inbox has what was dropped
+	kicked    bool               // replaced by a newer login while this one was in flight
 }
 
 const maxPending = 1024
@@ -203,6 +204,7 @@ func (s *Session) writeLoop() {
 			s.hub.acks.ack(a[0], a[1])
 		}
 		if last {
+			s.close()
 			return
 		}
 		if cap(batch) > 64<<10 {
@@ -261,6 +263,8 @@ func (s *Session) sendError(re wire.MsgID, reqid []byte, errno wire.Errno, errms
 		m["msgid"] = wire.LoginAck
 	case wire.Reg:
 		m["msgid"] = wire.RegAck
+	case wire.Kicked:
+		m["msgid"] = wire.Kicked
 	default:
 		m["msgid"] = wire.Reply
 		if re != 0 && re != wire.Reply {
@@ -307,7 +311,7 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 	s.state = stateNone
 	s.uid, s.name, s.sid = 0, "", ""
 	s.dialect = dialectUnset
-	s.syncing, s.pending, s.overflow, s.delivered = false, nil, false, 0
+	s.syncing, s.pending, s.overflow, s.delivered, s.kicked = false, nil, false, 0, false
 	s.mu.Unlock()
 	s.hub.router.detach(uid, s)
 	return uid, sid, wasLive

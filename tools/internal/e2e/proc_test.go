@@ -188,7 +188,8 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 			t.Fatalf("alice got %v", got)
 		}
 	}
-	b.send(frame{"msgid": 13, "seq": 20})
+	b.send(frame{"msgid": 13, "seq": 20, "reqid": "ack"})
+	b.expect(14)
 
 	// While gateway 2 holds bob, the reject policy refuses him elsewhere.
 	b2 := dial(t, waitListening(t, gw1), '\n', "b2")

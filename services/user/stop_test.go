@@ -16,9 +16,9 @@ import (
 	"github.com/natter-chat/natter/shared/subject"
 )
 
-// TestClosedGateAnswersBusy covers the window in Stop after the gate closed
+// TestClosedRunnerAnswersBusy covers the window in Stop after the runner closed
 // while the drained subscriptions may still deliver requests.
-func TestClosedGateAnswersBusy(t *testing.T) {
+func TestClosedRunnerAnswersBusy(t *testing.T) {
 	ns := natstest.Run(t)
 	cfg := Config{BcryptCost: bcrypt.MinCost, Concurrency: 2, RequestTimeout: 5 * time.Second}
 	s, err := Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), cfg,
@@ -27,7 +27,7 @@ func TestClosedGateAnswersBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Stop() })
-	s.gate.close()
+	s.runner.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
