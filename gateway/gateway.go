@@ -82,6 +82,8 @@ type Gateway struct {
 	wg  sync.WaitGroup
 
 	stopBeat chan struct{}
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Start registers the gateway's presence lease (waiting for the user
@@ -191,8 +193,13 @@ func (g *Gateway) beatLoop(stop <-chan struct{}) {
 // Stop stops accepting, closes every connection (each session hands over its
 // acks and logs out), and ends the gateway's sessions in the user service so
 // its users can log in elsewhere at once. Other gateways' users are not
-// affected.
+// affected. Stop may be called more than once.
 func (g *Gateway) Stop(ctx context.Context) error {
+	g.stopOnce.Do(func() { g.stopErr = g.stop(ctx) })
+	return g.stopErr
+}
+
+func (g *Gateway) stop(ctx context.Context) error {
 	g.ln.Close()
 	g.hub.Close(ctx)
 	close(g.stopBeat)

@@ -50,7 +50,8 @@ func main() {
 			if err := g.Stop(sctx); err != nil {
 				log.Warn("stop", "err", err)
 			}
-			return nc.Drain()
+			// Stop handed every ack over synchronously; flush what is left.
+			return nc.FlushTimeout(5 * time.Second)
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

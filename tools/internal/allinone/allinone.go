@@ -111,15 +111,13 @@ func (s *System) Stop(ctx context.Context) error {
 	if s.offline != nil {
 		errs = append(errs, s.offline.Stop())
 	}
+	// The services have answered everything they accepted; a flush sends
+	// what is still buffered before the connections close.
 	for _, nc := range s.conns {
-		if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		if err := nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, err)
 		}
-	}
-	for _, nc := range s.conns {
-		for nc.IsDraining() {
-			time.Sleep(5 * time.Millisecond)
-		}
+		nc.Close()
 	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -352,4 +354,134 @@ func TestRacingLoginsEndWithOneSession(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStoppingAGatewayAffectsOnlyItsUsers: a gateway stopped gracefully ends
+// its own sessions at once (its users can log in elsewhere immediately, even
+// under the reject policy), and users of the other gateway notice nothing.
+func TestStoppingAGatewayAffectsOnlyItsUsers(t *testing.T) {
+	c := newCluster(t, clusterOpts{policy: "reject"})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	bid := a.register("bob", "pw")
+	a.login(aid, "pw")
+	b := dial(t, c.gws[1].Addr(), '\n', "b")
+	b.login(bid, "pw")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.gws[1].Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f := b.recv(); f.num("errno") != 113 {
+		t.Fatalf("bob was told %v, want errno 113", f)
+	}
+	b2 := dial(t, c.gws[0].Addr(), '\n', "b2")
+	b2.login(bid, "pw")
+	a.send(chat(bid, "you moved"))
+	a.expect(14)
+	if got := b2.expect(6); got.str("msg") != "you moved" {
+		t.Fatalf("bob got %v", got)
+	}
+	b2.send(chat(aid, "yes"))
+	b2.expect(14)
+	if got := a.expect(6); got.str("msg") != "yes" {
+		t.Fatalf("alice got %v", got)
+	}
+}
+
+// TestDialectChosenAtLogin: the dialect field overrides the framing; the
+// terminator stays the one the connection uses.
+func TestDialectChosenAtLogin(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	full := dial(t, c.gws[0].Addr(), '\n', "full")
+	aid := full.register("alice", "pw")
+	bid := full.register("bob", "pw")
+	full.send(frame{"msgid": 1, "id": aid, "password": "pw"})
+	full.expect(2)
+	full.send(chat(bid, "queued"))
+	full.expect(14)
+
+	// bob on a newline connection asks for the legacy dialect: offline
+	// messages come as strings in the ack, chats get no reply.
+	leg := dial(t, c.gws[1].Addr(), '\n', "leg")
+	ack := leg.login(bid, "pw", "dialect", "legacy")
+	off, _ := ack["offlinemsg"].([]any)
+	if len(off) != 1 || !strings.Contains(off[0].(string), `"msg":"queued"`) {
+		t.Fatalf("legacy ack over newline = %v", ack)
+	}
+	leg.send(chat(aid, "no reply expected"))
+	leg.quiet(150 * time.Millisecond)
+	if got := full.expect(6); got.str("msg") != "no reply expected" {
+		t.Fatalf("alice got %v", got)
+	}
+
+	// a NUL-framed connection may ask for the full dialect.
+	nul := dial(t, c.gws[0].Addr(), 0, "nul")
+	cid := nul.register("carol", "pw")
+	ack = nul.login(cid, "pw", "dialect", "full")
+	if _, ok := ack["pending"]; !ok {
+		t.Fatalf("full ack over NUL = %v", ack)
+	}
+	nul.send(chat(aid, "from nul"))
+	if r := nul.expect(14); r.num("errno") != 0 {
+		t.Fatalf("reply = %v", r)
+	}
+	full.expect(6)
+	nul.send(frame{"msgid": 1, "id": cid, "password": "pw", "dialect": "klingon"})
+	if f := nul.expect(2); f.num("errno") != 101 {
+		t.Fatalf("bad dialect: %v", f)
+	}
+}
+
+// TestLegacyLoginAckStaysSmall: the original client reads one 1024-byte
+// buffer. Offline messages beyond what fits go out as pushes, each frame
+// ended by NUL, and all count as delivered once written.
+func TestLegacyLoginAckStaysSmall(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	full := dial(t, c.gws[0].Addr(), '\n', "full")
+	aid := full.register("alice", "pw")
+	bid := full.register("bob", "pw")
+	full.login(aid, "pw")
+	const n = 30
+	for i := 1; i <= n; i++ {
+		full.send(chat(bid, fmt.Sprintf("message number %02d", i)))
+		full.expect(14)
+	}
+	leg := dial(t, c.gws[1].Addr(), 0, "leg")
+	leg.send(frame{"msgid": 1, "id": bid, "password": "pw"})
+	raw, err := leg.recvRaw(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) >= 1024 {
+		t.Fatalf("legacy login ack is %d bytes", len(raw))
+	}
+	var ack struct {
+		Offline []string `json:"offlinemsg"`
+	}
+	if err := json.Unmarshal([]byte(raw), &ack); err != nil {
+		t.Fatal(err)
+	}
+	got := len(ack.Offline)
+	if got == 0 || got >= n {
+		t.Fatalf("%d messages in the ack", got)
+	}
+	for i := got + 1; i <= n; i++ {
+		if f := leg.expect(6); f.str("msg") != fmt.Sprintf("message number %02d", i) {
+			t.Fatalf("push %d: %v", i, f)
+		}
+	}
+	// Written counts as delivered: a new legacy login gets nothing again.
+	leg.send(frame{"msgid": 3})
+	leg.send(frame{"msgid": 11})
+	leg.expect(12)
+	eventually(t, 5*time.Second, func() bool {
+		leg.send(frame{"msgid": 1, "id": bid, "password": "pw"})
+		f := leg.expect(2)
+		leg.send(frame{"msgid": 3})
+		leg.send(frame{"msgid": 11})
+		leg.expect(12)
+		return f["offlinemsg"] == nil
+	}, "legacy messages were not acknowledged once written")
 }
