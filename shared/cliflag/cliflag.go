@@ -23,6 +23,9 @@ const (
 	DBConns    = "db-conns"
 	LogLevel   = "log-level"
 	LogFormat  = "log-format"
+	// RequestTimeout is shared by the gateway and the services; in natter
+	// serve one flag sets it for all.
+	RequestTimeout = "request-timeout"
 )
 
 // NATSFlag is the NATS server URL (comma-separated for several).

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/services/offline"
@@ -27,14 +26,10 @@ func serveCommand() *cli.Command {
 			Usage: "MySQL connection pool size"},
 		&cli.StringFlag{Name: "nats-listen", EnvVars: []string{"NATTER_NATS_LISTEN"},
 			Usage: "also let the embedded NATS listen on host:port (for extra gateways or services); default: in-process only"},
-		&cli.IntFlag{Name: "bcrypt-cost", Value: 10, EnvVars: []string{"NATTER_BCRYPT_COST"},
-			Usage: "bcrypt cost for new passwords (4-31); lower only for tests and benchmarks"},
-		&cli.StringFlag{Name: "login-policy", Value: "kick", EnvVars: []string{"NATTER_LOGIN_POLICY"},
-			Usage: "a second login of an online user: kick (the new session wins, the old one is told and closed) or reject (errno 2)"},
-		&cli.DurationFlag{Name: "retention", Value: 24 * time.Hour, EnvVars: []string{"NATTER_RETENTION"},
-			Usage: "acknowledged messages are pruned once older than this"},
 	}
 	flags = append(flags, gateway.Flags()...)
+	flags = append(flags, user.Flags()...)
+	flags = append(flags, offline.Flags()...)
 	flags = append(flags, cliflag.LogFlags()...)
 	return &cli.Command{
 		Name:  "serve",
@@ -47,19 +42,13 @@ func serveCommand() *cli.Command {
 			}
 			cfg := allinone.Config{
 				Gateway:    gateway.ConfigFromFlags(c),
-				User:       user.DefaultConfig(),
-				Offline:    offline.DefaultConfig(),
+				User:       user.ConfigFromFlags(c),
+				Offline:    offline.ConfigFromFlags(c),
 				DataDir:    c.String("data"),
 				MySQLDSN:   c.String(cliflag.MySQLDSN),
 				DBConns:    c.Int(cliflag.DBConns),
 				NATSListen: c.String("nats-listen"),
 			}
-			cfg.User.BcryptCost = c.Int("bcrypt-cost")
-			if cfg.User.BcryptCost < bcrypt.MinCost {
-				cfg.User.BcryptCost = bcrypt.MinCost
-			}
-			cfg.User.LoginPolicy = c.String("login-policy")
-			cfg.Offline.Retention = c.Duration("retention")
 			if cfg.MySQLDSN != "" {
 				cfg.User.Concurrency = cfg.DBConns
 				cfg.Offline.Concurrency = cfg.DBConns
