@@ -3,6 +3,7 @@ module github.com/natter-chat/natter/tools
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natter-chat/natter/gateway v0.0.0

@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"time"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
@@ -37,9 +39,7 @@ func (s *Session) onPush(uid int64, m api.InboxMessage) {
 		s.tasks.Add(1)
 		go func() {
 			defer s.tasks.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 4*s.hub.opts.RequestTimeout)
-			defer cancel()
-			if err := s.catchUp(ctx, uid, true); err != nil {
+			if err := s.catchUp(context.Background(), uid, nil, true); err != nil {
 				s.log.Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
 				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 			}
@@ -98,13 +98,18 @@ func (s *Session) emitLocked(m api.InboxMessage) {
 	}
 }
 
-// catchUp fetches the inbox after s.delivered (when fetch is set), emitting in
-// order, then releases held live pushes that continue the sequence. It loops
-// until nothing is held back, then ends the syncing state.
-func (s *Session) catchUp(ctx context.Context, uid int64, fetch bool) error {
+// catchUp emits initial (a page already fetched; full says whether more
+// may follow), then fetches the inbox after s.delivered, emitting in order,
+// then releases held live pushes that continue the sequence. It loops until
+// nothing is held back, then ends the syncing state. Frames go to the writer
+// a chunk at a time, as the client reads them.
+func (s *Session) catchUp(ctx context.Context, uid int64, initial []api.InboxMessage, full bool) error {
 	stalls := 0
+	fetch := full
 	for {
-		if fetch {
+		page := initial
+		initial = nil
+		if page == nil && fetch {
 			s.mu.Lock()
 			if s.state == stateNone || s.uid != uid {
 				s.mu.Unlock()
@@ -116,18 +121,33 @@ func (s *Session) catchUp(ctx context.Context, uid int64, fetch bool) error {
 			if err != nil {
 				return err
 			}
-			s.mu.Lock()
-			if s.state == stateNone || s.uid != uid {
+			page = resp.Messages
+			full = len(page) == s.hub.opts.ReplayPage
+		}
+		if page != nil {
+			for rest := page; len(rest) > 0; {
+				chunk := rest[:min(len(rest), chunkSize(s))]
+				rest = rest[len(chunk):]
+				if err := s.waitRoom(ctx, len(chunk)); err != nil {
+					return err
+				}
+				s.mu.Lock()
+				if s.state == stateNone || s.uid != uid {
+					s.mu.Unlock()
+					return nil
+				}
+				for _, m := range chunk {
+					s.emitLocked(m)
+				}
 				s.mu.Unlock()
-				return nil
 			}
-			for _, m := range resp.Messages {
-				s.emitLocked(m)
-			}
-			s.mu.Unlock()
-			if len(resp.Messages) == s.hub.opts.ReplayPage {
+			if full {
+				fetch = true
 				continue
 			}
+		}
+		if err := s.waitRoom(ctx, chunkSize(s)); err != nil {
+			return err
 		}
 		s.mu.Lock()
 		if s.state == stateNone || s.uid != uid {
@@ -137,16 +157,25 @@ func (s *Session) catchUp(ctx context.Context, uid int64, fetch bool) error {
 		before := s.delivered
 		slices.SortFunc(s.pending, func(a, b api.InboxMessage) int { return int(a.Seq - b.Seq) })
 		keep := s.pending[:0]
+		budget := chunkSize(s)
 		for _, m := range s.pending {
 			switch {
 			case m.Seq <= s.delivered:
-			case m.Seq == s.delivered+1:
+			case m.Seq == s.delivered+1 && budget > 0:
 				s.emitLocked(m)
+				budget--
 			default:
 				keep = append(keep, m)
 			}
 		}
 		s.pending = keep
+		if budget == 0 && len(keep) > 0 && keep[0].Seq == s.delivered+1 {
+			// More held pushes continue the sequence: release them after
+			// the client has read some.
+			s.mu.Unlock()
+			fetch = false
+			continue
+		}
 		if len(keep) == 0 && !s.overflow {
 			s.syncing = false
 			s.mu.Unlock()
@@ -168,6 +197,33 @@ func (s *Session) catchUp(ctx context.Context, uid int64, fetch bool) error {
 		}
 		s.mu.Unlock()
 		fetch = true
+	}
+}
+
+// chunkSize is how many frames a replay hands the writer at a time.
+func chunkSize(s *Session) int { return max(1, cap(s.out)/4) }
+
+// waitRoom waits until the write queue has room for n more frames (at most
+// a quarter of it) and another quarter for live traffic: a replay is paced
+// by the client's reading speed instead of overflowing its queue and cutting
+// it off as slow.
+func (s *Session) waitRoom(ctx context.Context, n int) error {
+	for {
+		select {
+		case <-s.done:
+			return errors.New("connection closed")
+		default:
+		}
+		if cap(s.out)-len(s.out) >= n+cap(s.out)/4 {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return errors.New("connection closed")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

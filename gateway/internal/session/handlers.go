@@ -32,6 +32,12 @@ func (s *Session) handle(frame []byte) {
 		return
 	}
 	msgid := wire.MsgID(id)
+	// Acks are cheap (coalesced per user) and a client acking every message
+	// it receives must not be throttled by its own acks.
+	if msgid != wire.Ack && !s.limiter.Allow() {
+		s.sendError(msgid, reqid, wire.Flood, "too many frames; slow down", false)
+		return
+	}
 	switch msgid {
 	case wire.Login:
 		s.handleLogin(o, reqid)
@@ -266,13 +272,12 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		}
 		s.enqueue(outFrame{data: s.frame(ack)})
 	}
-	for _, m := range msgs {
-		s.emitLocked(m)
-	}
 	s.mu.Unlock()
 	s.log.Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
 
-	if err := s.catchUp(ctx, uid, len(first.Messages) == s.hub.opts.ReplayPage); err != nil {
+	// The replay takes as long as the client needs to read it: each fetch
+	// has its own deadline, the whole has none but the connection's life.
+	if err := s.catchUp(context.Background(), uid, msgs, len(first.Messages) == s.hub.opts.ReplayPage); err != nil {
 		s.log.Warn("replay failed; closing so the client resumes", "err", err)
 		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 	}

@@ -148,10 +148,6 @@ func (s *Session) readLoop() {
 			return
 		}
 		s.term.Store(uint32(term))
-		if !s.limiter.Allow() {
-			s.sendError(wire.Reply, nil, wire.Flood, "too many frames; slow down", false)
-			continue
-		}
 		s.handle(frame)
 		select {
 		case <-s.done:

@@ -17,7 +17,7 @@ func main() {
 		Name:     "natter",
 		Usage:    "a cluster chat system on NATS",
 		Version:  buildinfo.Version(),
-		Commands: []*cli.Command{serveCommand()},
+		Commands: []*cli.Command{serveCommand(), benchCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "natter:", err)

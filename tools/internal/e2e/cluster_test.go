@@ -35,6 +35,8 @@ type clusterOpts struct {
 	policy      string
 	presenceTTL time.Duration
 	maxFrame    int
+	floodRate   float64
+	writeQueue  int
 	mysql       bool
 }
 
@@ -91,6 +93,12 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	}
 	if o.maxFrame > 0 {
 		cfg.MaxFrame = o.maxFrame
+	}
+	if o.writeQueue > 0 {
+		cfg.WriteQueue = o.writeQueue
+	}
+	if o.floodRate > 0 {
+		cfg.FloodRate, cfg.FloodBurst = o.floodRate, int(o.floodRate)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

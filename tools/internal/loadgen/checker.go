@@ -1,0 +1,385 @@
+package loadgen
+
+import (
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latency histogram range: 1 µs .. 60 s, 3 significant figures.
+const (
+	histMin     = 1
+	histMax     = 60_000_000
+	histSigFigs = 3
+)
+
+// ErrnoTransport is the errno recorded for a send that failed without an
+// answer from the server: the connection broke or the write failed.
+const ErrnoTransport = -1
+
+// Checker does the delivery accounting of a run. Senders number each
+// conversation's messages (Conversation.Send), record the server's answer
+// (Acked or Failed) and receivers record arrivals (Received). At the end,
+// Result says what was lost (acknowledged by the server, never received),
+// duplicated (the same n or the same mid twice), reordered (an n lower than
+// one already received) and how fast and how late everything arrived.
+//
+// A Checker is safe for concurrent use.
+type Checker struct {
+	mu       sync.Mutex
+	seed     maphash.Seed
+	start    time.Time // measured window [start, end); zero: everything counts
+	end      time.Time
+	convs    []*Conversation
+	all      *hdrhistogram.Histogram // every delivery
+	measured *hdrhistogram.Histogram // deliveries of messages sent in the window
+	n        counts
+	errnos   map[int]int64
+}
+
+// counts are the Checker's running totals.
+type counts struct {
+	sent, skipped, acked, failed, delivered int64
+	duplicates, reordered, unexpected       int64
+	seqErrors, foreign, connErrors          int64
+	sentInWindow, deliveredInWindow         int64
+	unreplied                               int64 // sent, neither acknowledged nor failed yet
+	undelivered                             int64 // acknowledged, not received yet
+}
+
+// NewChecker returns an empty Checker.
+func NewChecker() *Checker {
+	return &Checker{
+		seed:     maphash.MakeSeed(),
+		all:      hdrhistogram.New(histMin, histMax, histSigFigs),
+		measured: hdrhistogram.New(histMin, histMax, histSigFigs),
+		errnos:   map[int]int64{},
+	}
+}
+
+// SetWindow sets the measured window: only messages sent in [start, end)
+// count in the latency figures, and only arrivals in it in the delivery
+// rate. Messages outside it are checked all the same.
+func (c *Checker) SetWindow(start, end time.Time) {
+	c.mu.Lock()
+	c.start, c.end = start, end
+	c.mu.Unlock()
+}
+
+func (c *Checker) inWindow(t time.Time) bool {
+	if c.start.IsZero() {
+		return true
+	}
+	return !t.Before(c.start) && t.Before(c.end)
+}
+
+// msgState is what is known about one message.
+type msgState uint8
+
+const (
+	stAcked    msgState = 1 << iota // the server stored it (reply errno 0)
+	stFailed                        // the send failed (errno != 0, or the connection broke)
+	stReceived                      // it arrived
+	stSettled                       // it stopped counting as outstanding for the sender
+)
+
+// Conversation is one sender-to-receiver stream of messages numbered
+// n = 1, 2, ... in send order.
+type Conversation struct {
+	c       *Checker
+	msgs    []msgState // index n-1
+	maxRecv int64
+	mids    map[uint64]struct{} // hashes of the mids received
+}
+
+// Conversation starts the accounting of a new stream.
+func (c *Checker) Conversation() *Conversation {
+	cv := &Conversation{c: c, mids: map[uint64]struct{}{}}
+	c.mu.Lock()
+	c.convs = append(c.convs, cv)
+	c.mu.Unlock()
+	return cv
+}
+
+// Send numbers the next message, sent at t, and returns its n. Call it
+// before the frame goes out: the reply or the message may come back before
+// the write returns.
+func (cv *Conversation) Send(t time.Time) int64 {
+	c := cv.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cv.msgs = append(cv.msgs, 0)
+	c.n.sent++
+	c.n.unreplied++
+	if c.inWindow(t) {
+		c.n.sentInWindow++
+	}
+	return int64(len(cv.msgs))
+}
+
+// Skip counts a message an open-loop sender could not send because too many
+// were outstanding. A skipped message was never sent: it is not lost.
+func (cv *Conversation) Skip() {
+	cv.c.mu.Lock()
+	cv.c.n.skipped++
+	cv.c.mu.Unlock()
+}
+
+// Acked records the server's successful reply for message n.
+func (cv *Conversation) Acked(n int64) {
+	c := cv.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := cv.state(n)
+	if st == nil || *st&(stAcked|stFailed) != 0 {
+		c.n.unexpected++
+		return
+	}
+	*st |= stAcked
+	c.n.acked++
+	c.n.unreplied--
+	if *st&stReceived == 0 {
+		c.n.undelivered++
+	}
+}
+
+// Failed records that sending message n failed with errno (ErrnoTransport
+// when the connection broke). A failed message is a send error, not lost. It
+// reports whether n stopped being outstanding now.
+func (cv *Conversation) Failed(n int64, errno int) (settled bool) {
+	c := cv.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := cv.state(n)
+	if st == nil || *st&(stAcked|stFailed) != 0 {
+		c.n.unexpected++
+		return false
+	}
+	*st |= stFailed
+	c.n.failed++
+	c.n.unreplied--
+	c.errnos[errno]++
+	return cv.settle(st)
+}
+
+// Received records the arrival at time at of message n, sent at sentAt, with
+// server id mid. It reports whether n stopped being outstanding now (false
+// for a duplicate).
+func (cv *Conversation) Received(n int64, mid string, sentAt, at time.Time) (settled bool) {
+	c := cv.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := cv.state(n)
+	if st == nil {
+		c.n.unexpected++
+		return false
+	}
+	h := maphash.String(c.seed, mid)
+	_, seen := cv.mids[h]
+	if *st&stReceived != 0 || (mid != "" && seen) {
+		c.n.duplicates++
+		return false
+	}
+	if mid != "" {
+		cv.mids[h] = struct{}{}
+	}
+	*st |= stReceived
+	c.n.delivered++
+	if *st&stAcked != 0 {
+		c.n.undelivered--
+	}
+	if n < cv.maxRecv {
+		c.n.reordered++
+	} else {
+		cv.maxRecv = n
+	}
+	us := min(max(at.Sub(sentAt).Microseconds(), histMin), histMax)
+	c.all.RecordValue(us)
+	if c.inWindow(sentAt) {
+		c.measured.RecordValue(us)
+	}
+	if c.inWindow(at) {
+		c.n.deliveredInWindow++
+	}
+	return cv.settle(st)
+}
+
+func (cv *Conversation) state(n int64) *msgState {
+	if n < 1 || n > int64(len(cv.msgs)) {
+		return nil
+	}
+	return &cv.msgs[n-1]
+}
+
+func (cv *Conversation) settle(st *msgState) bool {
+	if *st&stSettled != 0 {
+		return false
+	}
+	*st |= stSettled
+	return true
+}
+
+// Recipient checks one receiving connection: the seq values of its pushes
+// must be strictly increasing. It is used by one goroutine at a time.
+type Recipient struct {
+	c    *Checker
+	last int64
+}
+
+// Recipient starts checking a new receiving connection.
+func (c *Checker) Recipient() *Recipient { return &Recipient{c: c} }
+
+// Seq records a push's seq and reports whether it was in order.
+func (r *Recipient) Seq(seq int64) bool {
+	if seq > r.last {
+		r.last = seq
+		return true
+	}
+	r.c.mu.Lock()
+	r.c.n.seqErrors++
+	r.c.mu.Unlock()
+	return false
+}
+
+// Foreign counts a push that belongs to no conversation of this run.
+func (c *Checker) Foreign() {
+	c.mu.Lock()
+	c.n.foreign++
+	c.mu.Unlock()
+}
+
+// ConnError counts an error frame that answered no request of ours (for
+// example a dropped ack) or a connection that broke during the run.
+func (c *Checker) ConnError() {
+	c.mu.Lock()
+	c.n.connErrors++
+	c.mu.Unlock()
+}
+
+// Pending is how many messages are still in flight: sent without an answer
+// yet, or acknowledged and not received yet.
+func (c *Checker) Pending() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n.unreplied + c.n.undelivered
+}
+
+// Progress is a running snapshot for the progress line.
+type Progress struct {
+	Sent, Delivered, Pending int64
+	P99                      time.Duration // of the measured window once it started, else of everything
+}
+
+// Progress returns the running totals.
+func (c *Checker) Progress() Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.measured
+	if h.TotalCount() == 0 {
+		h = c.all
+	}
+	return Progress{
+		Sent:      c.n.sent,
+		Delivered: c.n.delivered,
+		Pending:   c.n.unreplied + c.n.undelivered,
+		P99:       time.Duration(h.ValueAtQuantile(99)) * time.Microsecond,
+	}
+}
+
+// Result is the outcome of the checks.
+type Result struct {
+	Sent       int64 `json:"sent"`
+	Skipped    int64 `json:"skipped"`
+	Acked      int64 `json:"acknowledged"`
+	SendErrors int64 `json:"send_errors"`
+	Unanswered int64 `json:"unanswered"` // sent, but the server never answered
+	Delivered  int64 `json:"delivered"`
+
+	Lost       int64 `json:"lost"`       // acknowledged by the server, never received
+	Duplicates int64 `json:"duplicated"` // the same n or the same mid received again
+	Reordered  int64 `json:"reordered"`  // an n lower than one received before it
+	Unexpected int64 `json:"unexpected"` // an answer or arrival for a message never sent
+	SeqErrors  int64 `json:"seq_errors"` // a push seq not above the previous one on its connection
+	Foreign    int64 `json:"foreign"`    // a push without this run's bench metadata
+	ConnErrors int64 `json:"conn_errors"`
+
+	SendErrnos map[string]int64 `json:"send_errnos,omitempty"` // errno ("transport" for a broken connection) -> count
+
+	SentInWindow      int64   `json:"sent_measured"`
+	DeliveredInWindow int64   `json:"delivered_measured"`
+	Latency           Latency `json:"latency_ms"` // of the messages sent in the measured window
+}
+
+// Clean reports whether nothing was lost, duplicated, reordered or out of
+// sequence, and nothing arrived that was never sent.
+func (r Result) Clean() bool {
+	return r.Lost == 0 && r.Duplicates == 0 && r.Reordered == 0 && r.Unexpected == 0 && r.SeqErrors == 0 &&
+		r.Foreign == 0
+}
+
+// Latency summarizes a latency histogram, in milliseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+}
+
+func summarize(h *hdrhistogram.Histogram) Latency {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Latency{
+		Count: h.TotalCount(),
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		P999:  ms(h.ValueAtQuantile(99.9)),
+		Max:   ms(h.Max()),
+	}
+}
+
+// Result computes the checks. Call it once nothing more is expected to
+// arrive: every acknowledged message not received by then counts as lost.
+func (c *Checker) Result() Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := Result{
+		Sent:              c.n.sent,
+		Skipped:           c.n.skipped,
+		Acked:             c.n.acked,
+		SendErrors:        c.n.failed,
+		Unanswered:        c.n.unreplied,
+		Delivered:         c.n.delivered,
+		Duplicates:        c.n.duplicates,
+		Reordered:         c.n.reordered,
+		Unexpected:        c.n.unexpected,
+		SeqErrors:         c.n.seqErrors,
+		Foreign:           c.n.foreign,
+		ConnErrors:        c.n.connErrors,
+		SentInWindow:      c.n.sentInWindow,
+		DeliveredInWindow: c.n.deliveredInWindow,
+		Latency:           summarize(c.measured),
+	}
+	for _, cv := range c.convs {
+		for _, st := range cv.msgs {
+			if st&stAcked != 0 && st&stReceived == 0 {
+				r.Lost++
+			}
+		}
+	}
+	if len(c.errnos) > 0 {
+		r.SendErrnos = map[string]int64{}
+		for e, k := range c.errnos {
+			name := strconv.Itoa(e)
+			if e == ErrnoTransport {
+				name = "transport"
+			}
+			r.SendErrnos[name] = k
+		}
+	}
+	return r
+}

@@ -1,0 +1,317 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+const (
+	dialTimeout  = 10 * time.Second
+	writeTimeout = 10 * time.Second
+	maxInFrame   = 1 << 20 // server frames are bounded by the gateway's max frame plus a few fields
+)
+
+// errClosed is the error of a connection closed by us.
+var errClosed = errors.New("connection closed")
+
+// ReplyError is a reply with errno != 0.
+type ReplyError struct {
+	Errno  int
+	Errmsg string
+}
+
+func (e *ReplyError) Error() string { return fmt.Sprintf("errno %d: %s", e.Errno, e.Errmsg) }
+
+// benchMeta is the bench field of a chat, passed through to the recipient.
+type benchMeta struct {
+	Run string `json:"run"`
+	N   int64  `json:"n"`
+	T   int64  `json:"t"` // send time, unix nanoseconds
+}
+
+// frame is a server frame, with the fields the load generator reads.
+type frame struct {
+	MsgID   wire.MsgID `json:"msgid"`
+	Re      wire.MsgID `json:"re"`
+	Errno   int        `json:"errno"`
+	Errmsg  string     `json:"errmsg"`
+	ReqID   int64      `json:"reqid"`
+	ID      int64      `json:"id"`
+	Name    string     `json:"name"`
+	Mid     string     `json:"mid"`
+	Seq     int64      `json:"seq"`
+	Pending int64      `json:"pending"`
+	LastSeq int64      `json:"lastseq"`
+	Bench   *benchMeta `json:"bench"`
+}
+
+// replyFunc receives the reply to a request (possibly with errno != 0), or
+// the error that ended the connection before it came.
+type replyFunc func(f *frame, err error)
+
+// handlers are a connection's callbacks, run on its reader goroutine; they
+// must not block.
+type handlers struct {
+	push  func(f *frame, at time.Time) // a ONE_CHAT push
+	stray func(f *frame)               // an error frame that answers no request
+}
+
+// conn is one full-dialect client connection. Requests get a numeric reqid
+// and their reply is routed back to them by a reader goroutine, which also
+// hands pushes to a callback. The gateway runs a connection's frames in
+// order, so replies come in request order; an error frame without a reqid
+// (errno 109: the frame was dropped before it was read) answers the oldest
+// request still waiting.
+type conn struct {
+	nc   net.Conn
+	h    handlers
+	done chan struct{} // closed when the reader goroutine ends
+
+	wmu sync.Mutex // serializes writes, and reqid order with them
+	buf []byte
+
+	mu      sync.Mutex
+	err     error // why the connection ended; nil while it is up
+	nextID  int64
+	pending map[int64]replyFunc
+	order   []int64 // reqids in send order
+}
+
+// dial connects to a gateway and starts the connection's reader goroutine,
+// which close waits for.
+func dial(ctx context.Context, addr string, h handlers) (*conn, error) {
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c := &conn{nc: nc, h: h, done: make(chan struct{}), pending: map[int64]replyFunc{}}
+	go c.readLoop()
+	return c, nil
+}
+
+// close ends the connection and waits for its reader. Requests still
+// waiting get errClosed.
+func (c *conn) close() {
+	c.fail(errClosed)
+	<-c.done
+}
+
+// Err is why the connection ended, or nil while it is up.
+func (c *conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *conn) readLoop() {
+	defer close(c.done)
+	dec := wire.NewDecoder(c.nc, maxInFrame)
+	for {
+		b, _, err := dec.Next()
+		if err != nil {
+			c.fail(fmt.Errorf("read: %w", err))
+			return
+		}
+		at := time.Now()
+		var f frame
+		if err := json.Unmarshal(b, &f); err != nil {
+			c.fail(fmt.Errorf("read: bad frame from server: %w", err))
+			return
+		}
+		c.dispatch(&f, at)
+	}
+}
+
+func (c *conn) dispatch(f *frame, at time.Time) {
+	switch {
+	case f.MsgID == wire.OneChat:
+		if c.h.push != nil {
+			c.h.push(f, at)
+		}
+		return
+	case f.MsgID == wire.Kicked:
+		c.fail(errors.New("kicked: the user logged in elsewhere"))
+		return
+	}
+	c.mu.Lock()
+	var cb replyFunc
+	if f.ReqID != 0 {
+		cb = c.pending[f.ReqID]
+		delete(c.pending, f.ReqID)
+	} else if f.Errno != 0 {
+		for len(c.order) > 0 && cb == nil {
+			id := c.order[0]
+			c.order = c.order[1:]
+			if cb = c.pending[id]; cb != nil {
+				delete(c.pending, id)
+			}
+		}
+	}
+	for len(c.order) > 0 && c.pending[c.order[0]] == nil {
+		c.order = c.order[1:]
+	}
+	c.mu.Unlock()
+	switch {
+	case cb != nil:
+		cb(f, nil)
+	case f.Errno != 0 && c.h.stray != nil:
+		c.h.stray(f)
+	}
+}
+
+// fail ends the connection with err (once) and fails every waiting request.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	cbs := make([]replyFunc, 0, len(c.pending))
+	for _, id := range c.order {
+		if cb := c.pending[id]; cb != nil {
+			cbs = append(cbs, cb)
+		}
+	}
+	c.pending, c.order = map[int64]replyFunc{}, nil
+	c.mu.Unlock()
+	c.nc.Close()
+	for _, cb := range cbs {
+		cb(nil, err)
+	}
+}
+
+// request sends the frame build returns for a fresh reqid (which the frame
+// must carry) and calls cb exactly once with the reply: from the reader
+// goroutine, or from this one if the connection is already broken.
+func (c *conn) request(build func(reqid int64) any, cb replyFunc) {
+	c.wmu.Lock()
+	c.mu.Lock()
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		cb(nil, err)
+		return
+	}
+	c.nextID++
+	id := c.nextID
+	c.pending[id] = cb
+	c.order = append(c.order, id)
+	c.mu.Unlock()
+	err := c.writeLocked(build(id))
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+	}
+}
+
+// call sends a request and waits for its reply; a reply with errno != 0 is
+// returned as a *ReplyError along with the frame.
+func (c *conn) call(ctx context.Context, build func(reqid int64) any) (*frame, error) {
+	ch := make(chan struct {
+		f   *frame
+		err error
+	}, 1)
+	c.request(build, func(f *frame, err error) {
+		ch <- struct {
+			f   *frame
+			err error
+		}{f, err}
+	})
+	select {
+	case r := <-ch:
+		if r.err == nil && r.f.Errno != 0 {
+			r.err = &ReplyError{Errno: r.f.Errno, Errmsg: r.f.Errmsg}
+		}
+		return r.f, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// send writes a frame that gets no reply (an ack without reqid).
+func (c *conn) send(v any) error {
+	c.wmu.Lock()
+	err := c.writeLocked(v)
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+	}
+	return err
+}
+
+func (c *conn) writeLocked(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	c.buf = append(append(c.buf[:0], b...), wire.TermNewline)
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := c.nc.Write(c.buf); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// Client frames.
+
+type regFrame struct {
+	MsgID    wire.MsgID `json:"msgid"`
+	Name     string     `json:"name"`
+	Password string     `json:"password"`
+	ReqID    int64      `json:"reqid"`
+}
+
+type loginFrame struct {
+	MsgID    wire.MsgID `json:"msgid"`
+	ID       int64      `json:"id"`
+	Password string     `json:"password"`
+	Dialect  string     `json:"dialect"`
+	ReqID    int64      `json:"reqid"`
+}
+
+type chatFrame struct {
+	MsgID wire.MsgID `json:"msgid"`
+	ToID  int64      `json:"toid"`
+	Msg   string     `json:"msg"`
+	ReqID int64      `json:"reqid"`
+	CID   string     `json:"cid"`
+	Bench benchMeta  `json:"bench"`
+}
+
+type ackFrame struct {
+	MsgID wire.MsgID `json:"msgid"`
+	Seq   int64      `json:"seq"`
+	ReqID int64      `json:"reqid,omitempty"`
+}
+
+// register creates a user and returns its id.
+func (c *conn) register(ctx context.Context, name, password string) (int64, error) {
+	f, err := c.call(ctx, func(id int64) any {
+		return regFrame{MsgID: wire.Reg, Name: name, Password: password, ReqID: id}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register %s: %w", name, err)
+	}
+	return f.ID, nil
+}
+
+// login logs the connection in as user id in the full dialect and returns
+// the LOGIN_ACK (pending says how many replayed pushes follow).
+func (c *conn) login(ctx context.Context, id int64, password string) (*frame, error) {
+	f, err := c.call(ctx, func(rid int64) any {
+		return loginFrame{MsgID: wire.Login, ID: id, Password: password, Dialect: "full", ReqID: rid}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("login %d: %w", id, err)
+	}
+	return f, nil
+}

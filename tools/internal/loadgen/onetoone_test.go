@@ -1,0 +1,141 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/offline"
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/tools/internal/allinone"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("NATTER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startSystem runs a whole natter (embedded NATS, services on SQLite, one
+// gateway on a random port) in the test process and returns its address.
+func startSystem(t *testing.T, gw func(*gateway.Config)) string {
+	t.Helper()
+	cfg := allinone.Config{
+		Gateway: gateway.DefaultConfig(),
+		User:    user.DefaultConfig(),
+		Offline: offline.DefaultConfig(),
+		DataDir: t.TempDir(),
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.User.BcryptCost = bcrypt.MinCost
+	if gw != nil {
+		gw(&cfg.Gateway)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sys, err := allinone.Start(ctx, cfg, testLogger())
+	if err != nil {
+		t.Fatalf("start natter: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := sys.Stop(ctx); err != nil {
+			t.Errorf("stop natter: %v", err)
+		}
+	})
+	return sys.Addr().String()
+}
+
+func testConfig(addr string) Config {
+	cfg := DefaultConfig()
+	cfg.Addrs = []string{addr}
+	cfg.Pairs = 4
+	cfg.Warmup = 300 * time.Millisecond
+	cfg.Duration = time.Second
+	cfg.Drain = 5 * time.Second
+	cfg.Timeout = time.Minute
+	return cfg
+}
+
+func runBench(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	r, err := Run(context.Background(), cfg, testLogger())
+	if err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("progress:\n%s\n%s", progress.String(), text.String())
+	if !strings.Contains(progress.String(), "measure") {
+		t.Errorf("no progress line from the measured window")
+	}
+	return r
+}
+
+func TestOneToOne(t *testing.T) {
+	// A flood limit above what the loops send, as a benchmark server runs.
+	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
+	tests := []struct {
+		name string
+		mode Mode
+		rate float64
+	}{
+		{"closed", Closed, 0},
+		{"open", Open, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(addr)
+			cfg.Mode, cfg.Rate = tt.mode, tt.rate
+			r := runBench(t, cfg)
+			if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 {
+				t.Fatalf("checks failed: %v", r.Problems())
+			}
+			if r.Delivered == 0 || r.DeliveredInWindow == 0 || r.DeliveredPerSec <= 0 || r.Latency.Count == 0 {
+				t.Fatalf("nothing delivered: %+v", r.Result)
+			}
+			if r.SendErrors != 0 || r.Unanswered != 0 || r.Acked != r.Sent || r.Delivered != r.Acked {
+				t.Fatalf("sent %d, acknowledged %d, delivered %d, send errors %d, unanswered %d: want all delivered",
+					r.Sent, r.Acked, r.Delivered, r.SendErrors, r.Unanswered)
+			}
+			if r.FinalAckErrors != 0 || r.ConnErrors != 0 {
+				t.Fatalf("final ack errors %d, connection errors %d", r.FinalAckErrors, r.ConnErrors)
+			}
+		})
+	}
+}
+
+// With the gateway's flood limit below the send rate, the refused frames
+// (errno 109, answered without their reqid) are send errors, not lost
+// messages, and every send gets exactly one answer.
+func TestOneToOneFloodLimited(t *testing.T) {
+	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 20, 5 })
+	cfg := testConfig(addr)
+	cfg.Pairs = 1
+	cfg.Mode, cfg.Rate = Open, 200
+	cfg.AckInterval = 200 * time.Millisecond
+	r := runBench(t, cfg)
+	if !r.OK || r.Lost != 0 {
+		t.Fatalf("checks failed: %v", r.Problems())
+	}
+	if r.SendErrnos["109"] == 0 || !r.FloodLimited {
+		t.Fatalf("send errnos %v: want some 109", r.SendErrnos)
+	}
+	if r.Acked+r.SendErrors != r.Sent || r.Unanswered != 0 || r.Delivered != r.Acked {
+		t.Fatalf("sent %d = acknowledged %d + send errors %d? unanswered %d, delivered %d",
+			r.Sent, r.Acked, r.SendErrors, r.Unanswered, r.Delivered)
+	}
+}

@@ -1,0 +1,142 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a run: what was configured, how fast and how late
+// messages arrived in the measured window, and the delivery checks.
+type Report struct {
+	Workload  string   `json:"workload"`
+	Mode      Mode     `json:"mode"`
+	Rate      float64  `json:"rate,omitempty"` // open loop: target messages per second
+	Pairs     int      `json:"pairs"`
+	Addrs     []string `json:"addrs"`
+	RunID     string   `json:"run_id"`
+	WarmupS   float64  `json:"warmup_s"`
+	DurationS float64  `json:"duration_s"` // the measured window
+	SetupS    float64  `json:"setup_s"`    // registering and logging in the users
+	DrainS    float64  `json:"drain_s"`    // waiting for what was outstanding when sending stopped
+
+	SentPerSec      float64 `json:"sent_per_s"`      // sent in the measured window / its length
+	DeliveredPerSec float64 `json:"delivered_per_s"` // arrived in the measured window / its length
+
+	Result
+	FinalAckErrors int64  `json:"final_ack_errors"` // receivers whose last ack was not confirmed
+	FloodLimited   bool   `json:"flood_limited"`    // some sends got errno 109
+	Stopped        string `json:"stopped,omitempty"`
+	OK             bool   `json:"ok"` // nothing lost, duplicated or reordered
+}
+
+// Problems lists what failed the delivery checks, empty for a clean run.
+func (r *Report) Problems() []string {
+	var p []string
+	add := func(n int64, what string) {
+		if n > 0 {
+			p = append(p, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(r.Lost, "lost")
+	add(r.Duplicates, "duplicated")
+	add(r.Reordered, "reordered")
+	add(r.SeqErrors, "seq errors")
+	add(r.Unexpected, "unexpected")
+	add(r.Foreign, "foreign")
+	return p
+}
+
+// WriteJSON writes the report as one JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report as a table.
+func (r *Report) WriteText(w io.Writer) error {
+	mode := "closed loop"
+	if r.Mode == Open {
+		mode = fmt.Sprintf("open loop at %g msg/s", r.Rate)
+	}
+	fmt.Fprintf(w, "natter bench: %s, %s, %d pairs, %s measured after %s warmup (run %s, %s)\n",
+		r.Workload, mode, r.Pairs, secs(r.DurationS), secs(r.WarmupS), r.RunID, strings.Join(r.Addrs, ","))
+	row := func(name, value, note string) {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-14s %14s   %s", name, value, note), " "))
+	}
+	row("setup", fmt.Sprintf("%.2f s", r.SetupS), fmt.Sprintf("%d users registered and logged in", 2*r.Pairs))
+	row("sent", fmt.Sprint(r.Sent), fmt.Sprintf("%.1f msg/s measured", r.SentPerSec))
+	row("acknowledged", fmt.Sprint(r.Acked), "")
+	row("delivered", fmt.Sprint(r.Delivered), fmt.Sprintf("%.1f msg/s measured", r.DeliveredPerSec))
+	if r.Mode == Open {
+		row("skipped", fmt.Sprint(r.Skipped), "not sent: too many outstanding")
+	}
+	l := r.Latency
+	row("latency p50", ms(l.P50), fmt.Sprintf("of %d messages sent in the measured window", l.Count))
+	row("latency p90", ms(l.P90), "")
+	row("latency p99", ms(l.P99), "")
+	row("latency p99.9", ms(l.P999), "")
+	row("latency max", ms(l.Max), "")
+	row("drain", fmt.Sprintf("%.2f s", r.DrainS), "")
+	row("lost", fmt.Sprint(r.Lost), "acknowledged by the server, never received")
+	row("duplicated", fmt.Sprint(r.Duplicates), "")
+	row("reordered", fmt.Sprint(r.Reordered), "")
+	row("seq errors", fmt.Sprint(r.SeqErrors), "seq not increasing on a connection")
+	if r.Unexpected > 0 || r.Foreign > 0 {
+		row("unexpected", fmt.Sprint(r.Unexpected+r.Foreign), "answers or arrivals for messages never sent")
+	}
+	row("send errors", fmt.Sprint(r.SendErrors), errnoNote(r.SendErrnos))
+	if r.Unanswered > 0 {
+		row("unanswered", fmt.Sprint(r.Unanswered), "sent, no reply from the server")
+	}
+	if r.ConnErrors > 0 || r.FinalAckErrors > 0 {
+		row("other errors", fmt.Sprint(r.ConnErrors+r.FinalAckErrors), "stray error frames, broken connections, unconfirmed final acks")
+	}
+	if r.ConnErrors > 0 {
+		fmt.Fprintln(w, "  warning: connections broke or got errors outside any request during the run (see the log)")
+	}
+	if r.FloodLimited {
+		fmt.Fprintln(w, "  note: the gateway refused frames (errno 109): start it with a higher --flood-rate/--flood-burst")
+	}
+	if r.Stopped != "" {
+		fmt.Fprintf(w, "  stopped early: %s\n", r.Stopped)
+	}
+	verdict := "OK"
+	if !r.OK {
+		verdict = "FAILED: " + strings.Join(r.Problems(), ", ")
+	}
+	_, err := fmt.Fprintf(w, "  result: %s\n", verdict)
+	return err
+}
+
+func secs(s float64) string { return (time.Duration(s * float64(time.Second))).String() }
+
+func ms(v float64) string { return fmt.Sprintf("%.3f ms", v) }
+
+func errnoNote(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("errno %s: %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// progressLine formats one progress line from two snapshots a second apart.
+func progressLine(elapsed time.Duration, phase string, prev, cur Progress, dt time.Duration) string {
+	rate := func(a, b int64) float64 { return float64(b-a) / dt.Seconds() }
+	return fmt.Sprintf("bench %4ds %-8s sent %8.0f/s  delivered %8.0f/s  p99 %8.3f ms  in flight %d",
+		int(elapsed.Round(time.Second)/time.Second), phase, rate(prev.Sent, cur.Sent),
+		rate(prev.Delivered, cur.Delivered), float64(cur.P99.Microseconds())/1000, cur.Pending)
+}
