@@ -171,6 +171,30 @@ func (s *Service) lookup(ctx context.Context, req *api.LookupRequest) (*api.Look
 	return resp, nil
 }
 
+// profiles answers names and online state, in the order asked, unknown ids
+// left out. Friend and group lists use it for their members.
+func (s *Service) profiles(ctx context.Context, req *api.ProfilesRequest) (*api.ProfilesResponse, error) {
+	if n := len(req.IDs); n < 1 || n > api.MaxProfiles {
+		return nil, api.Errorf(api.CodeBadRequest, "ids must list 1-%d ids, got %d", api.MaxProfiles, n)
+	}
+	found, err := s.store.Profiles(ctx, req.IDs, time.Now().UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("profiles: %w", err)
+	}
+	byID := make(map[int64]account.Profile, len(found))
+	for _, p := range found {
+		byID[p.ID] = p
+	}
+	resp := &api.ProfilesResponse{Users: make([]api.Profile, 0, len(found))}
+	for _, id := range req.IDs {
+		if p, ok := byID[id]; ok {
+			resp.Users = append(resp.Users, api.Profile{ID: p.ID, Name: p.Name, Online: p.Online})
+			delete(byID, id) // an id asked twice is answered once
+		}
+	}
+	return resp, nil
+}
+
 func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*none, error) {
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err

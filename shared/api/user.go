@@ -71,3 +71,50 @@ type GatewayLeave struct {
 type KickNotice struct {
 	SessionID string `json:"session_id"`
 }
+
+// ProfilesRequest asks for the name and online state of users.
+type ProfilesRequest struct {
+	IDs []int64 `json:"ids"`
+}
+
+// Profile is a user's public record with presence.
+type Profile struct {
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Online bool   `json:"online"`
+}
+
+// ProfilesResponse lists the ids that exist, in the order asked; unknown ids
+// are left out.
+type ProfilesResponse struct {
+	Users []Profile `json:"users"`
+}
+
+// MaxProfiles is the most ids one ProfilesRequest or LookupRequest may name.
+const MaxProfiles = 5000
+
+// PresenceEvents is published on subject.Presence whenever users come online
+// (a login that did not replace a live session) or go offline (logout,
+// disconnect, gateway stopped, gateway lease expired).
+type PresenceEvents struct {
+	Events []PresenceEvent `json:"events"`
+}
+
+// PresenceEvent is one user's change.
+type PresenceEvent struct {
+	UserID int64 `json:"user_id"`
+	Online bool  `json:"online"`
+	// At is the time of the change (unix ms), so a consumer can keep the
+	// latest of events that arrive out of order.
+	At int64 `json:"at"`
+}
+
+// PresenceNotice is the payload of a kind=presence message on
+// subject.User(uid): friend ID's state changed.
+type PresenceNotice struct {
+	ID     int64 `json:"id"`
+	Online bool  `json:"online"`
+	// At is the event's time (unix ms): notices from different friend
+	// service instances can overtake each other; the newest wins.
+	At int64 `json:"at"`
+}

@@ -8,7 +8,9 @@
 //	natter.u.<uid>                  pushes and control for user <uid>; the
 //	                                Natter-Kind header says which: "msg" (an
 //	                                inbox entry with its seq), "kick" (a newer
-//	                                session replaced the one named)
+//	                                session replaced the one named),
+//	                                "presence" (a friend came online or went
+//	                                offline)
 //
 // Service requests (nats.go/micro endpoints, queue group = service name, so
 // any number of instances share the load):
@@ -22,6 +24,24 @@
 //	natter.svc.offline.store        store a chat message in recipients' inboxes
 //	natter.svc.offline.fetch        read an inbox after a seq
 //	natter.svc.offline.ack          acknowledge inboxes up to a seq (batched)
+//	natter.svc.user.profiles        names and online state of user ids
+//	natter.svc.friend.add           befriend (mutual)
+//	natter.svc.friend.remove        unfriend (mutual)
+//	natter.svc.friend.list          a user's friends with name and state
+//	natter.svc.group.create         create a group; the creator joins as creator
+//	natter.svc.group.join           join a group
+//	natter.svc.group.leave          leave a group
+//	natter.svc.group.mine           a user's groups with their members
+//	natter.svc.group.members        one group's members
+//	natter.svc.group.send           a group chat: checked and stored for every
+//	                                other member through the offline service
+//
+// Events (plain publish):
+//
+//	natter.presence                 the user service publishes who came online
+//	                                or went offline (api.PresenceEvents); the
+//	                                friend service (queue group) coalesces them
+//	                                and pushes kind=presence to online friends
 //
 // Discovery comes from micro: $SRV.PING, $SRV.INFO, $SRV.STATS.
 package subject
@@ -34,6 +54,8 @@ const prefix = "natter."
 const (
 	UserService    = "user"
 	OfflineService = "offline"
+	FriendService  = "friend"
+	GroupService   = "group"
 )
 
 // Service request subjects.
@@ -44,6 +66,21 @@ const (
 	UserLookup       = prefix + "svc.user.lookup"
 	UserGatewayBeat  = prefix + "svc.user.gwbeat"
 	UserGatewayLeave = prefix + "svc.user.gwleave"
+	UserProfiles     = prefix + "svc.user.profiles"
+
+	FriendAdd    = prefix + "svc.friend.add"
+	FriendRemove = prefix + "svc.friend.remove"
+	FriendList   = prefix + "svc.friend.list"
+
+	GroupCreate  = prefix + "svc.group.create"
+	GroupJoin    = prefix + "svc.group.join"
+	GroupLeave   = prefix + "svc.group.leave"
+	GroupMine    = prefix + "svc.group.mine"
+	GroupMembers = prefix + "svc.group.members"
+	GroupSend    = prefix + "svc.group.send"
+
+	// Presence carries api.PresenceEvents from the user service.
+	Presence = prefix + "presence"
 
 	OfflineStore = prefix + "svc.offline.store"
 	OfflineFetch = prefix + "svc.offline.fetch"
@@ -58,9 +95,10 @@ func User(uid int64) string {
 
 // Header names and values on messages published to User subjects.
 const (
-	KindHeader = "Natter-Kind"
-	KindMsg    = "msg"
-	KindKick   = "kick"
+	KindHeader   = "Natter-Kind"
+	KindMsg      = "msg"
+	KindKick     = "kick"
+	KindPresence = "presence"
 )
 
 // ParseUser returns the uid of a User subject.

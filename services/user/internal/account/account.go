@@ -366,6 +366,48 @@ func (s *Store) Online(ctx context.Context, ids []int64) ([]int64, error) {
 	return online, nil
 }
 
+// Profile is a user with presence.
+type Profile struct {
+	ID     int64
+	Name   string
+	Online bool
+}
+
+// Profiles returns the users among ids that exist, in id order, each with
+// whether they have a live session at now (unix ms). One query whatever the
+// number of ids; callers bound it.
+func (s *Store) Profiles(ctx context.Context, ids []int64, now int64) ([]Profile, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := append([]any{now}, int64Args(ids)...)
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT u.id, u.name, CASE WHEN g.expires_at > ? THEN 1 ELSE 0 END
+			FROM users u
+			LEFT JOIN sessions s ON s.user_id = u.id
+			LEFT JOIN gateways g ON g.gateway_id = s.gateway_id
+			WHERE u.id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY u.id`,
+		args...)
+	if err != nil {
+		return nil, fmt.Errorf("profiles of %d users: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var out []Profile
+	for rows.Next() {
+		var p Profile
+		var online int
+		if err := rows.Scan(&p.ID, &p.Name, &online); err != nil {
+			return nil, fmt.Errorf("profiles of %d users: %w", len(ids), err)
+		}
+		p.Online = online == 1
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("profiles of %d users: %w", len(ids), err)
+	}
+	return out, nil
+}
+
 func int64Args(ids []int64) []any {
 	args := make([]any, len(ids))
 	for i, id := range ids {
