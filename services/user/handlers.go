@@ -85,8 +85,8 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	if err != nil {
 		return nil, err
 	}
-	replaced, err := s.store.ClaimSession(ctx, req.UserID, req.SessionID, req.GatewayID,
-		time.Now().UnixMilli(), s.policy)
+	now := time.Now().UnixMilli()
+	replaced, wasLive, err := s.store.ClaimSession(ctx, req.UserID, req.SessionID, req.GatewayID, now, s.policy)
 	if errors.Is(err, account.ErrSessionLive) {
 		return nil, api.ErrSessionLive
 	}
@@ -95,6 +95,9 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	}
 	if replaced != "" {
 		s.kick(req.UserID, replaced)
+	}
+	if !wasLive {
+		s.presence(now, true, req.UserID)
 	}
 	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
 		"session_id", req.SessionID, "replaced", replaced)
@@ -150,8 +153,12 @@ func (s *Service) logout(ctx context.Context, req *api.LogoutRequest) (*none, er
 	if err := checkID("session_id", req.SessionID); err != nil {
 		return nil, err
 	}
-	if err := s.store.ReleaseSession(ctx, req.UserID, req.SessionID); err != nil {
+	ended, err := s.store.ReleaseSession(ctx, req.UserID, req.SessionID)
+	if err != nil {
 		return nil, fmt.Errorf("logout: %w", err)
+	}
+	if ended {
+		s.presence(time.Now().UnixMilli(), false, req.UserID)
 	}
 	return &none{}, nil
 }
@@ -195,24 +202,71 @@ func (s *Service) profiles(ctx context.Context, req *api.ProfilesRequest) (*api.
 	return resp, nil
 }
 
-func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*none, error) {
+func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*api.GatewayBeatResponse, error) {
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err
 	}
 	ttl := min(max(req.TTLMillis, MinGatewayTTL.Milliseconds()), MaxGatewayTTL.Milliseconds())
-	if err := s.store.GatewayBeat(ctx, req.GatewayID, time.Now().UnixMilli()+ttl); err != nil {
+	created, err := s.store.GatewayBeat(ctx, req.GatewayID, time.Now().UnixMilli()+ttl)
+	if err != nil {
 		return nil, fmt.Errorf("gateway beat: %w", err)
 	}
-	return &none{}, nil
+	return &api.GatewayBeatResponse{New: created}, nil
 }
 
 func (s *Service) gatewayLeave(ctx context.Context, req *api.GatewayLeave) (*none, error) {
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err
 	}
-	if err := s.store.GatewayLeave(ctx, req.GatewayID); err != nil {
+	users, err := s.store.GatewayLeave(ctx, req.GatewayID)
+	if err != nil {
 		return nil, fmt.Errorf("gateway leave: %w", err)
 	}
-	s.log.Info("gateway left", "gateway_id", req.GatewayID)
+	s.presence(time.Now().UnixMilli(), false, users...)
+	s.log.Info("gateway left", "gateway_id", req.GatewayID, "sessions", len(users))
 	return &none{}, nil
+}
+
+// presenceChunk bounds one presence message (about 40 bytes an event) well
+// under NATS's default 1 MiB payload limit.
+const presenceChunk = 10000
+
+// presence publishes that users came online or went offline at (unix ms).
+// The friend service turns it into pushes to their online friends. It is
+// called after the change committed; a lost event leaves a friend's view
+// stale until the next change, never the session state.
+func (s *Service) presence(at int64, online bool, users ...int64) {
+	for len(users) > 0 {
+		n := min(len(users), presenceChunk)
+		ev := api.PresenceEvents{Events: make([]api.PresenceEvent, n)}
+		for i, uid := range users[:n] {
+			ev.Events[i] = api.PresenceEvent{UserID: uid, Online: online, At: at}
+		}
+		users = users[n:]
+		body, err := api.Marshal(ev)
+		if err != nil {
+			s.log.Error("presence: encode", "err", err)
+			return
+		}
+		if err := s.nc.Publish(subject.Presence, body); err != nil {
+			s.log.Warn("presence: publish", "events", n, "err", err)
+		}
+	}
+}
+
+// expireLeases ends the sessions of gateways whose lease ran out (killed, or
+// cut off from NATS) and announces those users as offline.
+func (s *Service) expireLeases(ctx context.Context) {
+	now := time.Now().UnixMilli()
+	users, err := s.store.ExpireLeases(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("expire leases", "err", err)
+		}
+		return
+	}
+	if len(users) > 0 {
+		s.log.Info("gateway lease expired; sessions ended", "sessions", len(users))
+		s.presence(now, false, users...)
+	}
 }

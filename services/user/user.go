@@ -34,13 +34,16 @@ const (
 
 // Limits of the requests.
 const (
-	MaxNameRunes      = 50   // characters in a user name
-	MaxPasswordBytes  = 72   // bcrypt ignores anything longer
-	MaxIDLen          = 64   // bytes in a gateway or session id
-	MaxLookupIDs      = 1000 // ids in one lookup
-	MinGatewayTTL     = time.Second
-	MaxGatewayTTL     = 5 * time.Minute
-	cleanupInterval   = 10 * time.Minute
+	MaxNameRunes     = 50   // characters in a user name
+	MaxPasswordBytes = 72   // bcrypt ignores anything longer
+	MaxIDLen         = 64   // bytes in a gateway or session id
+	MaxLookupIDs     = 1000 // ids in one lookup
+	MinGatewayTTL    = time.Second
+	MaxGatewayTTL    = 5 * time.Minute
+	cleanupInterval  = 10 * time.Minute
+	// expireInterval is how often expired leases are looked for: a killed
+	// gateway's users show offline at most this long after its TTL.
+	expireInterval    = time.Second
 	cleanupAfter      = time.Hour // a lease expired this long ago is garbage
 	cleanupTimeout    = time.Minute
 	pendingMsgsLimit  = 4096    // requests queued per endpoint before drops
@@ -240,14 +243,19 @@ func (s *Service) shutdown() error {
 
 func (s *Service) cleanupLoop(ctx context.Context) {
 	defer close(s.cleanupDone)
-	t := time.NewTicker(cleanupInterval)
-	defer t.Stop()
+	expire := time.NewTicker(expireInterval)
+	defer expire.Stop()
+	cleanup := time.NewTicker(cleanupInterval)
+	defer cleanup.Stop()
+	s.cleanup(ctx)
 	for {
-		s.cleanup(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-expire.C:
+			s.expireLeases(ctx)
+		case <-cleanup.C:
+			s.cleanup(ctx)
 		}
 	}
 }

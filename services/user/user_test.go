@@ -569,7 +569,7 @@ func TestEndpointInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
-		subject.UserLookup, subject.UserGatewayBeat, subject.UserGatewayLeave}
+		subject.UserLookup, subject.UserProfiles, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string
 	for _, ep := range info.Endpoints {
 		got = append(got, ep.Subject)
@@ -591,7 +591,7 @@ func TestMalformedRequests(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		e := newEnv(t, db, testConfig(user.PolicyKick))
 		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
-			subject.UserLookup, subject.UserGatewayBeat, subject.UserGatewayLeave}
+			subject.UserLookup, subject.UserProfiles, subject.UserGatewayBeat, subject.UserGatewayLeave}
 		bodies := []string{``, `{not json`, `[1,2]`, `{"user_id":"x","ids":"x","ttl_ms":"x","name":1}`, `null x`}
 		for _, subj := range subjects {
 			for _, body := range bodies {
@@ -617,7 +617,6 @@ func TestNoResponseFieldsAnswerEmptyObject(t *testing.T) {
 		subject string
 		req     any
 	}{
-		{subject.UserGatewayBeat, api.GatewayBeat{GatewayID: "gw", TTLMillis: 1 << 62}},
 		{subject.UserLogout, api.LogoutRequest{UserID: 1, SessionID: "s"}},
 		{subject.UserGatewayLeave, api.GatewayLeave{GatewayID: "gw"}},
 	}

@@ -61,6 +61,14 @@ type GatewayBeat struct {
 	TTLMillis int64  `json:"ttl_ms"`
 }
 
+// GatewayBeatResponse says whether the lease is new. After the first beat a
+// new lease means the old one had expired (the gateway was cut off for
+// longer than its TTL) and its sessions were ended: the gateway must drop
+// the connections it still holds as logged in.
+type GatewayBeatResponse struct {
+	New bool `json:"new"`
+}
+
 // GatewayLeave ends every session of a gateway that is stopping.
 type GatewayLeave struct {
 	GatewayID string `json:"gateway_id"`

@@ -196,7 +196,11 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
 // without a lock, so logins through one gateway do not queue on its lease
 // row. Claims racing on a user with no row yet may deadlock on the gap lock;
 // InTx retries them.
-func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatewayID string, now int64, policy Policy) (replaced string, err error) {
+//
+// wasLive reports whether the user already had a live session (a retried
+// claim of the same session counts as live): if not, the user just came
+// online.
+func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatewayID string, now int64, policy Policy) (replaced string, wasLive bool, err error) {
 	lockClause := ""
 	upsert := `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
@@ -208,7 +212,7 @@ func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatew
 			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		replaced = ""
+		replaced, wasLive = "", false
 		var prevSession, prevGateway string
 		err := tx.QueryRowContext(ctx,
 			`SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`+lockClause,
@@ -217,12 +221,11 @@ func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatew
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if exists && prevSession != sessionID && policy == PolicyReject {
-			live, err := leaseLive(ctx, tx, prevGateway, now)
-			if err != nil {
+		if exists {
+			if wasLive, err = leaseLive(ctx, tx, prevGateway, now); err != nil {
 				return err
 			}
-			if live {
+			if wasLive && prevSession != sessionID && policy == PolicyReject {
 				return ErrSessionLive
 			}
 		}
@@ -235,9 +238,9 @@ func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatew
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("claim session of %d: %w", userID, err)
+		return "", false, fmt.Errorf("claim session of %d: %w", userID, err)
 	}
-	return replaced, nil
+	return replaced, wasLive, nil
 }
 
 // leaseLive reports whether gatewayID's lease expires after now.
@@ -256,42 +259,139 @@ func leaseLive(ctx context.Context, tx *sql.Tx, gatewayID string, now int64) (bo
 
 // ReleaseSession ends userID's session if it is still sessionID; a session
 // that was replaced releasing itself leaves its successor alone.
-func (s *Store) ReleaseSession(ctx context.Context, userID int64, sessionID string) error {
-	if _, err := s.db.ExecContext(ctx,
-		`DELETE FROM sessions WHERE user_id = ? AND session_id = ?`, userID, sessionID); err != nil {
-		return fmt.Errorf("release session of %d: %w", userID, err)
+// It reports whether it ended one (the user went offline).
+func (s *Store) ReleaseSession(ctx context.Context, userID int64, sessionID string) (bool, error) {
+	res, err := s.db.ExecContext(ctx,
+		`DELETE FROM sessions WHERE user_id = ? AND session_id = ?`, userID, sessionID)
+	if err != nil {
+		return false, fmt.Errorf("release session of %d: %w", userID, err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("release session of %d: %w", userID, err)
+	}
+	return n > 0, nil
 }
 
-// GatewayBeat sets gatewayID's lease to expire at expiresAt (unix ms).
-func (s *Store) GatewayBeat(ctx context.Context, gatewayID string, expiresAt int64) error {
-	q := `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
-		ON CONFLICT(gateway_id) DO UPDATE SET expires_at = excluded.expires_at`
-	if s.db.Dialect == sqldb.MySQL {
-		q = `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
-		ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`
+// GatewayBeat sets gatewayID's lease to expire at expiresAt (unix ms). It
+// reports whether the lease is new: at a gateway's start, or after its lease
+// expired and its sessions were ended (ExpireLeases) - the gateway must then
+// drop the sessions it still holds.
+func (s *Store) GatewayBeat(ctx context.Context, gatewayID string, expiresAt int64) (created bool, err error) {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE gateways SET expires_at = ? WHERE gateway_id = ?`, expiresAt, gatewayID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if created = n == 0; !created {
+			return nil
+		}
+		// MySQL counts an UPDATE that changes nothing as 0 rows: the row may
+		// exist with the same expiry. An upsert settles both cases.
+		q := `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
+			ON CONFLICT(gateway_id) DO UPDATE SET expires_at = excluded.expires_at`
+		if s.db.Dialect == sqldb.MySQL {
+			q = `INSERT INTO gateways (gateway_id, expires_at) VALUES (?, ?)
+			ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`
+		}
+		res, err = tx.ExecContext(ctx, q, gatewayID, expiresAt)
+		if err != nil {
+			return err
+		}
+		// MySQL: 1 = inserted, 0 or 2 = the row was there.
+		if s.db.Dialect == sqldb.MySQL {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			created = n == 1
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("gateway %q beat: %w", gatewayID, err)
 	}
-	if _, err := s.db.ExecContext(ctx, q, gatewayID, expiresAt); err != nil {
-		return fmt.Errorf("gateway %q beat: %w", gatewayID, err)
-	}
-	return nil
+	return created, nil
 }
 
-// GatewayLeave ends every session on gatewayID and drops its lease.
-func (s *Store) GatewayLeave(ctx context.Context, gatewayID string) error {
+// GatewayLeave ends every session on gatewayID and drops its lease. It
+// returns the users whose sessions ended.
+func (s *Store) GatewayLeave(ctx context.Context, gatewayID string) ([]int64, error) {
+	var users []int64
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		users, err = queryIDs(ctx, tx, `SELECT user_id FROM sessions WHERE gateway_id = ?`+s.forUpdate(), gatewayID)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx,
 			`DELETE FROM sessions WHERE gateway_id = ?`, gatewayID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM gateways WHERE gateway_id = ?`, gatewayID)
+		_, err = tx.ExecContext(ctx, `DELETE FROM gateways WHERE gateway_id = ?`, gatewayID)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("gateway %q leave: %w", gatewayID, err)
+		return nil, fmt.Errorf("gateway %q leave: %w", gatewayID, err)
 	}
-	return nil
+	return users, nil
+}
+
+// ExpireLeases ends the sessions of every gateway whose lease expired at or
+// before now (unix ms) and drops those leases, returning the users whose
+// sessions ended. Several service instances may run it at once: the
+// sessions are read with a locking read, so each user is returned once.
+func (s *Store) ExpireLeases(ctx context.Context, now int64) ([]int64, error) {
+	var users []int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		users, err = queryIDs(ctx, tx,
+			`SELECT s.user_id FROM sessions s JOIN gateways g ON g.gateway_id = s.gateway_id
+				WHERE g.expires_at <= ?`+s.forUpdate(), now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM sessions WHERE gateway_id IN
+				(SELECT gateway_id FROM gateways WHERE expires_at <= ?)`, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM gateways WHERE expires_at <= ?`, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expire leases at %d: %w", now, err)
+	}
+	return users, nil
+}
+
+func (s *Store) forUpdate() string {
+	if s.db.Dialect == sqldb.MySQL {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+func queryIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // Cleanup removes the leases that expired before cutoff (unix ms) with their

@@ -100,7 +100,7 @@ func TestClaimSession(t *testing.T) {
 		s := newStore(t, db)
 		// Lease of gw-a runs until 1000, gw-b until 5000; gw-x never beat.
 		for gw, exp := range map[string]int64{"gw-a": 1000, "gw-b": 5000} {
-			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+			if _, err := s.GatewayBeat(ctx, gw, exp); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -128,11 +128,11 @@ func TestClaimSession(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				uid := int64(100 + i)
 				if tt.prev != nil {
-					if _, err := s.ClaimSession(ctx, uid, tt.prev.session, tt.prev.gateway, 0, account.PolicyKick); err != nil {
+					if _, _, err := s.ClaimSession(ctx, uid, tt.prev.session, tt.prev.gateway, 0, account.PolicyKick); err != nil {
 						t.Fatal(err)
 					}
 				}
-				replaced, err := s.ClaimSession(ctx, uid, "s2", "gw-b", tt.now, tt.policy)
+				replaced, _, err := s.ClaimSession(ctx, uid, "s2", "gw-b", tt.now, tt.policy)
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("claim: got error %v, want %v", err, tt.err)
 				}
@@ -151,19 +151,19 @@ func TestReleaseSession(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		s := newStore(t, db)
-		if _, err := s.ClaimSession(ctx, 1, "old", "gw", 0, account.PolicyKick); err != nil {
+		if _, _, err := s.ClaimSession(ctx, 1, "old", "gw", 0, account.PolicyKick); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.ClaimSession(ctx, 1, "new", "gw", 0, account.PolicyKick); err != nil {
+		if _, _, err := s.ClaimSession(ctx, 1, "new", "gw", 0, account.PolicyKick); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ReleaseSession(ctx, 1, "old"); err != nil {
+		if _, err := s.ReleaseSession(ctx, 1, "old"); err != nil {
 			t.Fatal(err)
 		}
 		if n := sessionRows(t, db, 1); n != 1 {
 			t.Fatalf("releasing the replaced session ended its successor")
 		}
-		if err := s.ReleaseSession(ctx, 1, "new"); err != nil {
+		if _, err := s.ReleaseSession(ctx, 1, "new"); err != nil {
 			t.Fatal(err)
 		}
 		if n := sessionRows(t, db, 1); n != 0 {
@@ -179,7 +179,7 @@ func TestGatewayLeaveAndOnline(t *testing.T) {
 		now := time.Now().UnixMilli()
 		leases := map[string]int64{"gw-a": now + 60_000, "gw-b": now + 60_000, "gw-dead": now - 1}
 		for gw, exp := range leases {
-			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+			if _, err := s.GatewayBeat(ctx, gw, exp); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -188,7 +188,7 @@ func TestGatewayLeaveAndOnline(t *testing.T) {
 			gw  string
 		}{{1, "gw-a"}, {2, "gw-a"}, {3, "gw-b"}, {4, "gw-dead"}, {5, "gw-never"}}
 		for _, c := range claims {
-			if _, err := s.ClaimSession(ctx, c.uid, fmt.Sprint("s", c.uid), c.gw, now, account.PolicyKick); err != nil {
+			if _, _, err := s.ClaimSession(ctx, c.uid, fmt.Sprint("s", c.uid), c.gw, now, account.PolicyKick); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -208,7 +208,7 @@ func TestGatewayLeaveAndOnline(t *testing.T) {
 			t.Errorf("online of no ids: got %v, %v", got, err)
 		}
 
-		if err := s.GatewayLeave(ctx, "gw-a"); err != nil {
+		if _, err := s.GatewayLeave(ctx, "gw-a"); err != nil {
 			t.Fatal(err)
 		}
 		check(3)
@@ -221,12 +221,12 @@ func TestGatewayLeaveAndOnline(t *testing.T) {
 			t.Errorf("user 3 on another gateway lost its session")
 		}
 		// gw-a is gone: a beat brings it back, without its old sessions.
-		if err := s.GatewayBeat(ctx, "gw-a", now+60_000); err != nil {
+		if _, err := s.GatewayBeat(ctx, "gw-a", now+60_000); err != nil {
 			t.Fatal(err)
 		}
 		check(3)
 		// A beat can also end a lease early.
-		if err := s.GatewayBeat(ctx, "gw-b", now-1); err != nil {
+		if _, err := s.GatewayBeat(ctx, "gw-b", now-1); err != nil {
 			t.Fatal(err)
 		}
 		check()
@@ -239,7 +239,7 @@ func TestCleanup(t *testing.T) {
 		s := newStore(t, db)
 		const cutoff = 10_000
 		for gw, exp := range map[string]int64{"gw-old": cutoff - 1, "gw-recent": cutoff + 1} {
-			if err := s.GatewayBeat(ctx, gw, exp); err != nil {
+			if _, err := s.GatewayBeat(ctx, gw, exp); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -257,7 +257,7 @@ func TestCleanup(t *testing.T) {
 			{6, "gw-old", cutoff + 100000, false}, // started late, still on a dead gateway
 		}
 		for _, c := range claims {
-			if _, err := s.ClaimSession(ctx, c.uid, "s", c.gw, c.started, account.PolicyKick); err != nil {
+			if _, _, err := s.ClaimSession(ctx, c.uid, "s", c.gw, c.started, account.PolicyKick); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -288,7 +288,7 @@ func TestClaimRace(t *testing.T) {
 		s := newStore(t, db)
 		now := time.Now().UnixMilli()
 		for _, gw := range []string{"gw-0", "gw-1"} {
-			if err := s.GatewayBeat(ctx, gw, now+60_000); err != nil {
+			if _, err := s.GatewayBeat(ctx, gw, now+60_000); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -301,7 +301,7 @@ func TestClaimRace(t *testing.T) {
 				replaced := make([]string, n)
 				for i := range n {
 					wg.Go(func() {
-						replaced[i], errs[i] = s.ClaimSession(ctx, uid, fmt.Sprint("s", i), fmt.Sprint("gw-", i%2), now, policy)
+						replaced[i], _, errs[i] = s.ClaimSession(ctx, uid, fmt.Sprint("s", i), fmt.Sprint("gw-", i%2), now, policy)
 					})
 				}
 				wg.Wait()
