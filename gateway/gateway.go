@@ -153,16 +153,19 @@ func (g *Gateway) acceptLoop() {
 	}
 }
 
-func (g *Gateway) beat(ctx context.Context) error {
+// beat renews the presence lease and reports whether it was new.
+func (g *Gateway) beat(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
 	defer cancel()
-	return api.Call(ctx, g.nc, subject.UserGatewayBeat,
-		api.GatewayBeat{GatewayID: g.id, TTLMillis: g.cfg.PresenceTTL.Milliseconds()}, nil)
+	var resp api.GatewayBeatResponse
+	err := api.Call(ctx, g.nc, subject.UserGatewayBeat,
+		api.GatewayBeat{GatewayID: g.id, TTLMillis: g.cfg.PresenceTTL.Milliseconds()}, &resp)
+	return resp.New, err
 }
 
 func (g *Gateway) beatUntilAccepted(ctx context.Context) error {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		err := g.beat(ctx)
+		_, err := g.beat(ctx)
 		if err == nil {
 			return nil
 		}
@@ -183,8 +186,13 @@ func (g *Gateway) beatLoop(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if err := g.beat(context.Background()); err != nil {
+			renewedAfterExpiry, err := g.beat(context.Background())
+			switch {
+			case err != nil:
 				g.log.Warn("presence lease renewal failed", "err", err)
+			case renewedAfterExpiry:
+				g.log.Warn("presence lease had expired; the user service ended this gateway's sessions: closing them")
+				g.hub.ExpireSessions()
 			}
 		}
 	}

@@ -14,13 +14,13 @@ const (
 	LoginInUse   Errno = 2 // LOGIN_ACK: "this account is using, input another!"
 	RegFailed    Errno = 1 // REG_ACK: the name is taken
 
-	BadJSON         Errno = 100 // the frame is not a JSON object
-	BadField        Errno = 101 // a field is missing, of the wrong type or out of range
-	UnknownMsgID    Errno = 102
-	NotLoggedIn     Errno = 103
-	FrameTooLarge   Errno = 104 // the connection is closed after this reply
-	NoSuchUser      Errno = 105
-	NotImplemented  Errno = 106
+	BadJSON       Errno = 100 // the frame is not a JSON object
+	BadField      Errno = 101 // a field is missing, of the wrong type or out of range
+	UnknownMsgID  Errno = 102
+	NotLoggedIn   Errno = 103
+	FrameTooLarge Errno = 104 // the connection is closed after this reply
+	NoSuchUser    Errno = 105
+	// 106 meant "not implemented" before friends and groups existed; unused.
 	AlreadyLoggedIn Errno = 107
 	SessionReplaced Errno = 108 // sent with Kicked
 	Flood           Errno = 109 // too many frames; this one was dropped
@@ -29,6 +29,9 @@ const (
 	BadRegistration Errno = 112 // REG: name or password out of range
 	GatewayStopping Errno = 113 // the gateway is shutting down; reconnect
 	SlowClient      Errno = 114 // not sent: logged when a client that reads too slowly is cut off
+	NotMember       Errno = 115 // not a member of the group
+	NoSuchGroup     Errno = 116
+	SessionExpired  Errno = 117 // the gateway lost its presence lease; log in again
 )
 
 // Original error messages, byte for byte.

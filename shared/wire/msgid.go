@@ -22,4 +22,11 @@ const (
 	Ack    MsgID = 13 // client: delivery acknowledgement {"msgid":13,"seq":N}, cumulative
 	Reply  MsgID = 14 // server: the answer to a request that has no ack of its own; "re" names it
 	Kicked MsgID = 15 // server: this session was replaced by a newer login and is closed
+
+	Presence     MsgID = 16 // server: a friend came online or went offline {"id":N,"state":"online"|"offline"}
+	RemoveFriend MsgID = 17 // client: {"msgid":17,"friendid":N}
+	ListFriends  MsgID = 18 // client: answered with a Reply carrying "friends"
+	LeaveGroup   MsgID = 19 // client: {"msgid":19,"groupid":N}
+	ListGroups   MsgID = 20 // client: answered with a Reply carrying "groups"
+	ListMembers  MsgID = 21 // client: {"msgid":21,"groupid":N}, answered with a Reply carrying "users"
 )

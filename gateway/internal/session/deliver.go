@@ -73,6 +73,23 @@ func (s *Session) onKick(uid int64, sid string) {
 	}
 }
 
+// onPresence tells a full-dialect client that a friend came online or went
+// offline. Notices can overtake each other (several friend service
+// instances); an older one than the last seen for that friend is dropped.
+func (s *Session) onPresence(uid int64, n api.PresenceNotice) {
+	s.mu.Lock()
+	if s.state != stateLive || s.uid != uid || s.dialect == dialectLegacy || n.At < s.presenceAt[n.ID] {
+		s.mu.Unlock()
+		return
+	}
+	if s.presenceAt == nil {
+		s.presenceAt = map[int64]int64{}
+	}
+	s.presenceAt[n.ID] = n.At
+	s.mu.Unlock()
+	s.send(map[string]any{"msgid": wire.Presence, "id": n.ID, "state": state(n.Online)}, false)
+}
+
 // emitLocked hands m to the writer and advances s.delivered. Legacy clients
 // cannot acknowledge, so their messages count as acknowledged once written.
 func (s *Session) emitLocked(m api.InboxMessage) {

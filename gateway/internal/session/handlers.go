@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -13,6 +12,8 @@ import (
 	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
 )
+
+func validUTF8(raw []byte) bool { return utf8.Valid(raw) }
 
 // Fields a client may send that are not part of the message itself; they
 // are removed before a chat is stored. mid and seq are the server's.
@@ -52,7 +53,8 @@ func (s *Session) handle(frame []byte) {
 		}
 		s.send(m, false)
 		return
-	case wire.Loginout, wire.OneChat, wire.Ack, wire.AddFriend, wire.CreateGroup, wire.AddGroup, wire.GroupChat:
+	case wire.Loginout, wire.OneChat, wire.Ack, wire.AddFriend, wire.CreateGroup, wire.AddGroup, wire.GroupChat,
+		wire.RemoveFriend, wire.ListFriends, wire.LeaveGroup, wire.ListGroups, wire.ListMembers:
 	default:
 		s.sendError(msgid, reqid, wire.UnknownMsgID, fmt.Sprintf("unknown msgid %d", msgid), false)
 		return
@@ -69,8 +71,18 @@ func (s *Session) handle(frame []byte) {
 		s.handleOneChat(o, reqid, uid, name)
 	case wire.Ack:
 		s.handleAck(o, reqid, uid)
-	default:
-		s.sendError(msgid, reqid, wire.NotImplemented, fmt.Sprintf("msgid %d is not implemented yet", msgid), false)
+	case wire.AddFriend, wire.RemoveFriend:
+		s.handleFriend(msgid, o, reqid, uid)
+	case wire.ListFriends:
+		s.handleListFriends(reqid, uid)
+	case wire.CreateGroup:
+		s.handleCreateGroup(o, reqid, uid)
+	case wire.AddGroup, wire.LeaveGroup, wire.ListMembers:
+		s.handleGroup(msgid, o, reqid, uid)
+	case wire.ListGroups:
+		s.handleListGroups(reqid, uid)
+	case wire.GroupChat:
+		s.handleGroupChat(o, reqid, uid, name)
 	}
 }
 
@@ -213,7 +225,18 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	}
 	s.hub.users.remember(uid)
 
+	var (
+		friends []api.Profile
+		groups  []api.Group
+		missing []string
+		lists   = make(chan struct{})
+	)
+	go func() {
+		defer close(lists)
+		friends, groups, missing = s.loginLists(ctx, uid)
+	}()
 	first, err := s.fetch(ctx, uid, -1)
+	<-lists
 	if err != nil {
 		s.endLogin()
 		s.logout(uid, sid)
@@ -238,6 +261,30 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	}
 	s.state, s.name, s.delivered = stateLive, resp.Name, start
 	ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": resp.Name}
+	if d == dialectLegacy {
+		// Left out when empty, elements JSON-encoded strings: what the
+		// original client parses.
+		if len(friends) > 0 {
+			ack["friends"] = legacyStrings(friendObjects(friends))
+		}
+		if len(groups) > 0 {
+			objs := make([]map[string]any, len(groups))
+			for i, g := range groups {
+				objs[i] = legacyGroup(g)
+			}
+			ack["groups"] = legacyStrings(objs)
+		}
+	} else {
+		ack["friends"] = friendObjects(friends)
+		objs := make([]map[string]any, len(groups))
+		for i, g := range groups {
+			objs[i] = groupObject(g)
+		}
+		ack["groups"] = objs
+		if len(missing) > 0 {
+			ack["incomplete"] = missing
+		}
+	}
 	msgs := first.Messages
 	if d == dialectLegacy {
 		// The original client reads one 1024-byte buffer: put as many
@@ -294,29 +341,10 @@ func (s *Session) handleLoginout(reqid []byte) {
 // handleOneChat stores a chat for its recipient and acknowledges the sender
 // once it is committed. The sender's id and name come from the session.
 func (s *Session) handleOneChat(o wire.Object, reqid []byte, uid int64, name string) {
-	toid, err := o.Int("toid")
-	if err == nil && toid <= 0 {
-		err = &wire.FieldError{Field: "toid", Reason: "must be a positive user id"}
-	}
-	if err == nil {
-		_, err = o.String("msg")
-	}
-	var cid string
-	if err == nil {
-		cid, _, err = o.OptString("cid")
-		if err == nil && len(cid) > api.MaxCIDLen {
-			err = &wire.FieldError{Field: "cid", Reason: fmt.Sprintf("must be at most %d bytes", api.MaxCIDLen)}
-		}
-	}
-	if err == nil && o.Has("time") {
-		_, err = o.String("time")
-	}
+	toid, err := positiveID(o, "toid")
+	cid, err := s.chatFields(o, err)
 	if err != nil {
 		s.sendError(wire.OneChat, reqid, wire.BadField, err.Error(), false)
-		return
-	}
-	if !utf8.Valid(o["msg"]) {
-		s.sendError(wire.OneChat, reqid, wire.BadField, `field "msg" must be valid UTF-8`, false)
 		return
 	}
 	ctx, cancel := s.requestCtx()
@@ -331,28 +359,16 @@ func (s *Session) handleOneChat(o wire.Object, reqid []byte, uid int64, name str
 		s.sendError(wire.OneChat, reqid, wire.NoSuchUser, fmt.Sprintf("no such user: %d", toid), false)
 		return
 	}
-	for _, f := range controlFields {
-		delete(o, f)
-	}
-	o.Set("msgid", wire.OneChat)
-	o.Set("id", uid)
-	o.Set("name", name)
-	if !o.Has("time") {
-		o.Set("time", time.Now().Format(time.DateTime))
-	}
+	body := s.chatBody(o, wire.OneChat, uid, name)
 	var resp api.StoreResponse
 	err = api.Call(ctx, s.hub.nc, subject.OfflineStore,
-		api.StoreRequest{From: uid, To: []int64{toid}, CID: cid, Body: o.Encode()}, &resp)
+		api.StoreRequest{From: uid, To: []int64{toid}, CID: cid, Body: body}, &resp)
 	if err != nil {
 		errno, msg := s.serviceError("store chat", err)
 		s.sendError(wire.OneChat, reqid, errno, msg, false)
 		return
 	}
-	extra := map[string]any{"mid": resp.MID}
-	if resp.Duplicate {
-		extra["duplicate"] = true
-	}
-	s.sendOK(wire.OneChat, reqid, extra)
+	s.sendOK(wire.OneChat, reqid, storeReply(resp))
 }
 
 // handleAck records a cumulative delivery acknowledgement. An ack beyond what

@@ -7,6 +7,7 @@ package session
 
 import (
 	"context"
+	"github.com/natter-chat/natter/shared/wire"
 	"log/slog"
 	"net"
 	"sync"
@@ -88,6 +89,20 @@ func (h *Hub) Count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.sessions)
+}
+
+// ExpireSessions closes every logged-in connection: the user service ended
+// this gateway's sessions when its presence lease expired (the gateway was
+// cut off from NATS for longer than its TTL), so they may have logged in
+// elsewhere since. Clients log in again.
+func (h *Hub) ExpireSessions() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions {
+		if _, _, ok := s.identity(); ok {
+			s.sendError(wire.Reply, nil, wire.SessionExpired, "session expired; log in again", true)
+		}
+	}
 }
 
 // Close tells every connection the gateway is stopping, closes them, waits

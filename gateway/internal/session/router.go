@@ -116,6 +116,15 @@ func (r *router) dispatch(m *nats.Msg) {
 		for _, s := range targets {
 			s.onPush(uid, im)
 		}
+	case subject.KindPresence:
+		var n api.PresenceNotice
+		if err := json.Unmarshal(m.Data, &n); err != nil {
+			r.log.Error("bad presence notice", "user_id", uid, "err", err)
+			return
+		}
+		for _, s := range targets {
+			s.onPresence(uid, n)
+		}
 	case subject.KindKick:
 		var k api.KickNotice
 		if err := json.Unmarshal(m.Data, &k); err != nil {

@@ -1,0 +1,239 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// Friends and groups: each handler checks the frame's fields, asks the
+// friend or group service and answers (the legacy dialect only on error, as
+// the original sends nothing).
+
+func state(online bool) string {
+	if online {
+		return "online"
+	}
+	return "offline"
+}
+
+// positiveID reads a required id field > 0.
+func positiveID(o wire.Object, field string) (int64, error) {
+	id, err := o.Int(field)
+	if err == nil && id <= 0 {
+		err = &wire.FieldError{Field: field, Reason: "must be a positive id"}
+	}
+	return id, err
+}
+
+// socialError maps friend and group service errors to the wire.
+func (s *Session) socialError(op string, err error) (wire.Errno, string) {
+	switch {
+	case errors.Is(err, api.ErrNotMember):
+		return wire.NotMember, "not a member of this group"
+	case errors.Is(err, api.ErrNoSuchGroup):
+		return wire.NoSuchGroup, "no such group"
+	}
+	return s.serviceError(op, err)
+}
+
+// call runs one service request for msgid and answers the client: the
+// reply's extra fields come from reply(resp) on success.
+func (s *Session) call(msgid wire.MsgID, reqid []byte, subj string, req, resp any, reply func() map[string]any) {
+	ctx, cancel := s.requestCtx()
+	defer cancel()
+	if err := api.Call(ctx, s.hub.nc, subj, req, resp); err != nil {
+		errno, msg := s.socialError(subj, err)
+		s.sendError(msgid, reqid, errno, msg, false)
+		return
+	}
+	var extra map[string]any
+	if reply != nil {
+		extra = reply()
+	}
+	s.sendOK(msgid, reqid, extra)
+}
+
+func (s *Session) handleFriend(msgid wire.MsgID, o wire.Object, reqid []byte, uid int64) {
+	fid, err := positiveID(o, "friendid")
+	if err != nil {
+		s.sendError(msgid, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	subj := subject.FriendAdd
+	if msgid == wire.RemoveFriend {
+		subj = subject.FriendRemove
+	}
+	s.call(msgid, reqid, subj, api.FriendRequest{UserID: uid, FriendID: fid}, nil, nil)
+}
+
+func (s *Session) handleListFriends(reqid []byte, uid int64) {
+	var resp api.FriendListResponse
+	s.call(wire.ListFriends, reqid, subject.FriendList, api.FriendListRequest{UserID: uid}, &resp,
+		func() map[string]any { return map[string]any{"friends": friendObjects(resp.Friends)} })
+}
+
+func (s *Session) handleCreateGroup(o wire.Object, reqid []byte, uid int64) {
+	name, err := o.String("groupname")
+	var desc string
+	if err == nil {
+		desc, _, err = o.OptString("groupdesc")
+	}
+	if err != nil {
+		s.sendError(wire.CreateGroup, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	var resp api.GroupCreateResponse
+	s.call(wire.CreateGroup, reqid, subject.GroupCreate, api.GroupCreateRequest{UserID: uid, Name: name, Desc: desc}, &resp,
+		func() map[string]any { return map[string]any{"groupid": resp.GroupID} })
+}
+
+func (s *Session) handleGroup(msgid wire.MsgID, o wire.Object, reqid []byte, uid int64) {
+	gid, err := positiveID(o, "groupid")
+	if err != nil {
+		s.sendError(msgid, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	req := api.GroupRequest{UserID: uid, GroupID: gid}
+	switch msgid {
+	case wire.AddGroup:
+		s.call(msgid, reqid, subject.GroupJoin, req, nil, nil)
+	case wire.LeaveGroup:
+		s.call(msgid, reqid, subject.GroupLeave, req, nil, nil)
+	case wire.ListMembers:
+		var resp api.GroupMembersResponse
+		s.call(msgid, reqid, subject.GroupMembers, req, &resp,
+			func() map[string]any { return map[string]any{"group": groupObject(resp.Group)} })
+	}
+}
+
+func (s *Session) handleListGroups(reqid []byte, uid int64) {
+	var resp api.GroupMineResponse
+	s.call(wire.ListGroups, reqid, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &resp,
+		func() map[string]any {
+			groups := make([]map[string]any, len(resp.Groups))
+			for i, g := range resp.Groups {
+				groups[i] = groupObject(g)
+			}
+			return map[string]any{"groups": groups}
+		})
+}
+
+// handleGroupChat stores a group chat for every other member (through the
+// group service, which checks membership) and acknowledges the sender once
+// it is committed.
+func (s *Session) handleGroupChat(o wire.Object, reqid []byte, uid int64, name string) {
+	gid, err := positiveID(o, "groupid")
+	cid, err := s.chatFields(o, err)
+	if err != nil {
+		s.sendError(wire.GroupChat, reqid, wire.BadField, err.Error(), false)
+		return
+	}
+	body := s.chatBody(o, wire.GroupChat, uid, name)
+	var resp api.StoreResponse
+	s.call(wire.GroupChat, reqid, subject.GroupSend,
+		api.GroupSendRequest{UserID: uid, GroupID: gid, CID: cid, Body: body}, &resp,
+		func() map[string]any { return storeReply(resp) })
+}
+
+// chatFields checks the fields every chat frame has (after err from the
+// caller's own checks): msg (a valid UTF-8 string), optional time (string)
+// and cid (at most api.MaxCIDLen bytes).
+func (s *Session) chatFields(o wire.Object, err error) (cid string, _ error) {
+	if err == nil {
+		_, err = o.String("msg")
+	}
+	if err == nil {
+		cid, _, err = o.OptString("cid")
+		if err == nil && len(cid) > api.MaxCIDLen {
+			err = &wire.FieldError{Field: "cid", Reason: fmt.Sprintf("must be at most %d bytes", api.MaxCIDLen)}
+		}
+	}
+	if err == nil && o.Has("time") {
+		_, err = o.String("time")
+	}
+	if err == nil && !validUTF8(o["msg"]) {
+		err = &wire.FieldError{Field: "msg", Reason: "must be valid UTF-8"}
+	}
+	return cid, err
+}
+
+// chatBody turns a client's chat frame into what recipients receive: the
+// client's fields (extras pass through) without control fields, with the
+// session's identity and the gateway's time if the client sent none.
+func (s *Session) chatBody(o wire.Object, msgid wire.MsgID, uid int64, name string) []byte {
+	for _, f := range controlFields {
+		delete(o, f)
+	}
+	o.Set("msgid", msgid)
+	o.Set("id", uid)
+	o.Set("name", name)
+	if !o.Has("time") {
+		o.Set("time", time.Now().Format(time.DateTime))
+	}
+	return o.Encode()
+}
+
+func storeReply(resp api.StoreResponse) map[string]any {
+	extra := map[string]any{"mid": resp.MID}
+	if resp.Duplicate {
+		extra["duplicate"] = true
+	}
+	return extra
+}
+
+func friendObjects(fs []api.Profile) []map[string]any {
+	out := make([]map[string]any, len(fs))
+	for i, f := range fs {
+		out[i] = map[string]any{"id": f.ID, "name": f.Name, "state": state(f.Online)}
+	}
+	return out
+}
+
+func groupObject(g api.Group) map[string]any {
+	users := make([]map[string]any, len(g.Members))
+	for i, m := range g.Members {
+		users[i] = map[string]any{"id": m.ID, "name": m.Name, "state": state(m.Online), "role": m.Role}
+	}
+	return map[string]any{"id": g.ID, "groupname": g.Name, "groupdesc": g.Desc, "users": users}
+}
+
+// legacyStrings encodes each element as a JSON string of its own, as the
+// original's LOGIN_ACK carries friends, groups and their users.
+func legacyStrings(objs []map[string]any) []string {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		out[i] = string(wire.Marshal(o))
+	}
+	return out
+}
+
+func legacyGroup(g api.Group) map[string]any {
+	obj := groupObject(g)
+	obj["users"] = legacyStrings(obj["users"].([]map[string]any))
+	return obj
+}
+
+// loginLists fetches the friend and group lists for the login ack. A service
+// that does not answer leaves its list out (named in the result's missing)
+// rather than failing the login.
+func (s *Session) loginLists(ctx context.Context, uid int64) (friends []api.Profile, groups []api.Group, missing []string) {
+	var fr api.FriendListResponse
+	var gr api.GroupMineResponse
+	ferr := make(chan error, 1)
+	go func() { ferr <- api.Call(ctx, s.hub.nc, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr) }()
+	if err := api.Call(ctx, s.hub.nc, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr); err != nil {
+		s.log.Warn("login: group list unavailable", "user_id", uid, "err", err)
+		missing = append(missing, "groups")
+	}
+	if err := <-ferr; err != nil {
+		s.log.Warn("login: friend list unavailable", "user_id", uid, "err", err)
+		missing = append(missing, "friends")
+	}
+	return fr.Friends, gr.Groups, missing
+}
