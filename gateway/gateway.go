@@ -115,12 +115,36 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		ReplayPage:     200,
 		LegacyAckLimit: 1000,
 	}, g.log)
+	g.watchNATS()
 	g.stopBeat = make(chan struct{})
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.acceptLoop() }()
 	go func() { defer g.wg.Done(); g.beatLoop(g.stopBeat) }()
 	g.log.Info("gateway listening", "addr", ln.Addr().String())
 	return g, nil
+}
+
+// watchNATS makes every live session look for messages whose push was lost:
+// NATS drops what is published to a connection while it reconnects, and a
+// subscription that falls behind drops messages as a slow consumer. The
+// handlers installed by natsconn keep running.
+func (g *Gateway) watchNATS() {
+	prevReconnect := g.nc.Opts.ReconnectedCB
+	g.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		if prevReconnect != nil {
+			prevReconnect(nc)
+		}
+		g.hub.Resync()
+	})
+	prevErr := g.nc.Opts.AsyncErrorCB
+	g.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if prevErr != nil {
+			prevErr(nc, sub, err)
+		}
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			g.hub.Resync()
+		}
+	})
 }
 
 // Addr is the address clients connect to.
@@ -132,9 +156,9 @@ func (g *Gateway) ID() string { return g.id }
 // Connections is the number of open client connections.
 func (g *Gateway) Connections() int { return g.hub.Count() }
 
+// acceptLoop accepts clients until the listener closes; the hub owns and
+// waits for the connections' goroutines.
 func (g *Gateway) acceptLoop() {
-	var conns sync.WaitGroup
-	defer conns.Wait()
 	for {
 		c, err := g.ln.Accept()
 		if err != nil {
@@ -148,8 +172,7 @@ func (g *Gateway) acceptLoop() {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 		}
-		conns.Add(1)
-		go func() { defer conns.Done(); g.hub.Serve(c) }()
+		go g.hub.Serve(c)
 	}
 }
 

@@ -23,6 +23,9 @@ type acker struct {
 
 	mu     sync.Mutex
 	latest map[int64]int64
+	// sending is held while acks are on their way, so flushUser waits for
+	// a flush that took the user's ack before reporting it handed over.
+	sending sync.Mutex
 }
 
 const ackChunk = 1000
@@ -42,6 +45,8 @@ func (a *acker) ack(uid, seq int64) {
 // flushUser sends uid's pending ack now (a session ending hands its acks
 // over before the user can log in elsewhere).
 func (a *acker) flushUser(ctx context.Context, uid int64) error {
+	a.sending.Lock()
+	defer a.sending.Unlock()
 	a.mu.Lock()
 	seq, ok := a.latest[uid]
 	delete(a.latest, uid)
@@ -54,6 +59,8 @@ func (a *acker) flushUser(ctx context.Context, uid int64) error {
 
 // flush sends every pending ack.
 func (a *acker) flush(ctx context.Context) error {
+	a.sending.Lock()
+	defer a.sending.Unlock()
 	a.mu.Lock()
 	if len(a.latest) == 0 {
 		a.mu.Unlock()

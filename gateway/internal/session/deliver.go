@@ -15,8 +15,19 @@ import (
 // and every seq up to it was handed over exactly once, in order. A live push
 // is emitted only if it is exactly s.delivered+1; anything older is a
 // duplicate and dropped; anything newer means a gap (pushes from different
-// offline instances can overtake each other), which is filled from the inbox
-// by catchUp. While a replay or gap fill runs, live pushes wait in pending.
+// offline instances can overtake each other, and NATS drops messages during
+// a reconnect), which is filled from the inbox by catchUp. While a replay or
+// gap fill runs, live pushes wait in pending.
+//
+// Every login gets a new generation (s.gen). Work started for one login -
+// a gap fill, a replay - checks it before touching the session, so it can
+// never act on a later login of the same user on the same connection.
+
+// live reports whether login generation gen is still the session's.
+// Call with s.mu held.
+func (s *Session) live(gen uint64) bool {
+	return s.state != stateNone && s.gen == gen
+}
 
 // onPush is called by the dispatcher for a message routed to uid.
 func (s *Session) onPush(uid int64, m api.InboxMessage) {
@@ -35,15 +46,40 @@ func (s *Session) onPush(uid int64, m api.InboxMessage) {
 		s.emitLocked(m)
 	default:
 		s.hold(m)
-		s.syncing = true
-		s.tasks.Add(1)
-		go func() {
-			defer s.tasks.Done()
-			if err := s.catchUp(context.Background(), uid, nil, true); err != nil {
+		s.startCatchUpLocked()
+	}
+}
+
+// startCatchUpLocked fills the inbox gap after s.delivered on a goroutine of
+// its own (never the dispatcher's). Call with s.mu held.
+func (s *Session) startCatchUpLocked() {
+	if s.syncing {
+		return
+	}
+	s.syncing = true
+	gen, uid := s.gen, s.uid
+	s.tasks.Add(1)
+	go func() {
+		defer s.tasks.Done()
+		if err := s.catchUp(context.Background(), gen, uid, nil, true); err != nil {
+			s.mu.Lock()
+			current := s.live(gen)
+			s.mu.Unlock()
+			if current {
 				s.log.Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
 				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 			}
-		}()
+		}
+	}()
+}
+
+// resync makes a live session check its inbox for anything a lost push
+// left behind (after a NATS reconnect or a dropped subscription message).
+func (s *Session) resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateLive {
+		s.startCatchUpLocked()
 	}
 }
 
@@ -57,7 +93,8 @@ func (s *Session) hold(m api.InboxMessage) {
 	}
 }
 
-// onKick closes this session if it is the one a newer login replaced.
+// onKick closes this session if it is the one a newer login replaced. From
+// that moment it is logged out: nothing more is sent or stored for it.
 func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Lock()
 	match := s.state != stateNone && s.uid == uid && s.sid == sid
@@ -69,6 +106,7 @@ func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Unlock()
 	if match {
 		s.log.Info("session replaced by a newer login", "user_id", uid)
+		s.endLogin()
 		s.sendError(wire.Kicked, nil, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
 	}
 }
@@ -115,20 +153,21 @@ func (s *Session) emitLocked(m api.InboxMessage) {
 	}
 }
 
-// catchUp emits initial (a page already fetched; full says whether more
-// may follow), then fetches the inbox after s.delivered, emitting in order,
-// then releases held live pushes that continue the sequence. It loops until
-// nothing is held back, then ends the syncing state. Frames go to the writer
-// a chunk at a time, as the client reads them.
-func (s *Session) catchUp(ctx context.Context, uid int64, initial []api.InboxMessage, full bool) error {
-	stalls := 0
-	fetch := full
+// catchUp brings login generation gen of user uid up to date. It emits
+// initial (a page already fetched; more says whether the inbox holds more
+// after it), then fetches the inbox after s.delivered until it has all, then
+// releases held live pushes that continue the sequence, fetching again while
+// a gap remains. It ends the syncing state when nothing is held back. Frames
+// go to the writer a chunk at a time, as the client reads them.
+func (s *Session) catchUp(ctx context.Context, gen uint64, uid int64, initial []api.InboxMessage, more bool) error {
+	page, fetch := initial, more
 	for {
-		page := initial
-		initial = nil
+		// Set when this round fetched and got nothing after s.delivered,
+		// with the inbox's last seq at that moment.
+		fetchedNothing, last := false, int64(0)
 		if page == nil && fetch {
 			s.mu.Lock()
-			if s.state == stateNone || s.uid != uid {
+			if !s.live(gen) {
 				s.mu.Unlock()
 				return nil
 			}
@@ -138,40 +177,28 @@ func (s *Session) catchUp(ctx context.Context, uid int64, initial []api.InboxMes
 			if err != nil {
 				return err
 			}
-			page = resp.Messages
-			full = len(page) == s.hub.opts.ReplayPage
+			page, last = resp.Messages, resp.Last
+			fetchedNothing = len(page) == 0
+			// A page can be cut short by size: more is decided by the
+			// inbox's last seq, not by the page's length.
+			more = len(page) > 0 && page[len(page)-1].Seq < resp.Last
 		}
-		if page != nil {
-			for rest := page; len(rest) > 0; {
-				chunk := rest[:min(len(rest), chunkSize(s))]
-				rest = rest[len(chunk):]
-				if err := s.waitRoom(ctx, len(chunk)); err != nil {
-					return err
-				}
-				s.mu.Lock()
-				if s.state == stateNone || s.uid != uid {
-					s.mu.Unlock()
-					return nil
-				}
-				for _, m := range chunk {
-					s.emitLocked(m)
-				}
-				s.mu.Unlock()
-			}
-			if full {
-				fetch = true
-				continue
-			}
+		if err := s.emitPaced(ctx, gen, page); err != nil {
+			return err
+		}
+		page = nil
+		if more {
+			fetch = true
+			continue
 		}
 		if err := s.waitRoom(ctx, chunkSize(s)); err != nil {
 			return err
 		}
 		s.mu.Lock()
-		if s.state == stateNone || s.uid != uid {
+		if !s.live(gen) {
 			s.mu.Unlock()
 			return nil
 		}
-		before := s.delivered
 		slices.SortFunc(s.pending, func(a, b api.InboxMessage) int { return int(a.Seq - b.Seq) })
 		keep := s.pending[:0]
 		budget := chunkSize(s)
@@ -186,35 +213,50 @@ func (s *Session) catchUp(ctx context.Context, uid int64, initial []api.InboxMes
 			}
 		}
 		s.pending = keep
-		if budget == 0 && len(keep) > 0 && keep[0].Seq == s.delivered+1 {
-			// More held pushes continue the sequence: release them after
+		switch {
+		case budget == 0 && len(keep) > 0 && keep[0].Seq == s.delivered+1:
+			// More held pushes continue the sequence: release them once
 			// the client has read some.
 			s.mu.Unlock()
 			fetch = false
 			continue
-		}
-		if len(keep) == 0 && !s.overflow {
+		case len(keep) == 0 && !s.overflow:
 			s.syncing = false
 			s.mu.Unlock()
 			return nil
+		case len(keep) > 0 && fetchedNothing && last >= keep[0].Seq:
+			// Nothing to fetch after s.delivered although the inbox
+			// reached keep[0] when we looked: the entries in between are
+			// gone (pruned). Do not stall the user behind them.
+			s.log.Error("inbox entries missing; skipping", "user_id", uid, "from", s.delivered+1, "to", keep[0].Seq-1)
+			s.delivered = keep[0].Seq - 1
 		}
 		s.overflow = false
-		if s.delivered == before && fetch {
-			// The inbox had nothing to fill the gap. A seq below a held push
-			// is always committed before it (the inbox row lock orders
-			// them), so this only happens if entries were lost; do not stall
-			// the user behind it forever.
-			stalls++
-			if stalls >= 3 && len(keep) > 0 {
-				s.log.Error("inbox gap never filled; skipping", "user_id", uid, "from", s.delivered+1, "to", keep[0].Seq-1)
-				s.delivered = keep[0].Seq - 1
-			}
-		} else {
-			stalls = 0
-		}
 		s.mu.Unlock()
 		fetch = true
 	}
+}
+
+// emitPaced hands msgs to the writer a chunk at a time, waiting for the
+// client to read.
+func (s *Session) emitPaced(ctx context.Context, gen uint64, msgs []api.InboxMessage) error {
+	for len(msgs) > 0 {
+		chunk := msgs[:min(len(msgs), chunkSize(s))]
+		msgs = msgs[len(chunk):]
+		if err := s.waitRoom(ctx, len(chunk)); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if !s.live(gen) {
+			s.mu.Unlock()
+			return nil
+		}
+		for _, m := range chunk {
+			s.emitLocked(m)
+		}
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // chunkSize is how many frames a replay hands the writer at a time.
@@ -244,7 +286,18 @@ func (s *Session) waitRoom(ctx context.Context, n int) error {
 	}
 }
 
+// fetch reads a page of uid's inbox after seq after. At most fetchSlots
+// fetches per gateway run at once, so a resync of every session after a
+// reconnect does not flood the offline service.
 func (s *Session) fetch(ctx context.Context, uid, after int64) (*api.FetchResponse, error) {
+	select {
+	case s.hub.fetchSlots <- struct{}{}:
+		defer func() { <-s.hub.fetchSlots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, errors.New("connection closed")
+	}
 	var resp api.FetchResponse
 	rctx, cancel := context.WithTimeout(ctx, s.hub.opts.RequestTimeout)
 	defer cancel()

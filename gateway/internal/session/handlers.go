@@ -192,6 +192,8 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		return
 	}
 	sid := uuid.NewString()
+	s.gen++
+	gen := s.gen
 	s.state, s.uid, s.sid, s.dialect = stateLogging, uid, sid, d
 	s.syncing, s.pending, s.overflow, s.delivered = true, nil, false, 0
 	s.mu.Unlock()
@@ -218,6 +220,11 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		case errors.Is(err, api.ErrSessionLive):
 			s.sendError(wire.Login, reqid, wire.LoginInUse, wire.MsgLoginInUse, false)
 		default:
+			// The claim may have committed before the answer was lost:
+			// release it, or under the reject policy the user would be
+			// locked out until this gateway stops.
+			s.tasks.Add(1)
+			go func() { defer s.tasks.Done(); s.logout(uid, sid) }()
 			errno, msg := s.serviceError("login", err)
 			s.sendError(wire.Login, reqid, errno, msg, false)
 		}
@@ -297,7 +304,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		}
 		for len(msgs) > 0 {
 			enc := wire.Marshal(string(msgs[0].Body))
-			if len(offline) > 0 && size+len(enc)+1 > s.hub.opts.LegacyAckLimit {
+			if size+len(enc)+1 > s.hub.opts.LegacyAckLimit {
 				break
 			}
 			size += len(enc) + 1
@@ -324,7 +331,8 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 
 	// The replay takes as long as the client needs to read it: each fetch
 	// has its own deadline, the whole has none but the connection's life.
-	if err := s.catchUp(context.Background(), uid, msgs, len(first.Messages) == s.hub.opts.ReplayPage); err != nil {
+	more := len(first.Messages) > 0 && first.Messages[len(first.Messages)-1].Seq < first.Last
+	if err := s.catchUp(context.Background(), gen, uid, msgs, more); err != nil {
 		s.log.Warn("replay failed; closing so the client resumes", "err", err)
 		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 	}

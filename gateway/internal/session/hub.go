@@ -41,6 +41,8 @@ type Hub struct {
 	acks   *acker
 	users  *userCache
 
+	fetchSlots chan struct{}
+
 	stop    chan struct{}
 	bg      sync.WaitGroup
 	closing atomic.Bool
@@ -53,14 +55,15 @@ type Hub struct {
 // NewHub starts the hub's dispatcher and ack flusher.
 func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 	h := &Hub{
-		opts:     opts,
-		nc:       nc,
-		log:      log,
-		router:   newRouter(nc, log, 1<<16),
-		acks:     newAcker(nc, log, opts.AckInterval, opts.RequestTimeout),
-		users:    newUserCache(nc, 1<<20),
-		stop:     make(chan struct{}),
-		sessions: map[*Session]struct{}{},
+		opts:       opts,
+		nc:         nc,
+		log:        log,
+		router:     newRouter(nc, log, 1<<16),
+		acks:       newAcker(nc, log, opts.AckInterval, opts.RequestTimeout),
+		users:      newUserCache(nc, 1<<20),
+		fetchSlots: make(chan struct{}, 64),
+		stop:       make(chan struct{}),
+		sessions:   map[*Session]struct{}{},
 	}
 	h.bg.Add(2)
 	go func() { defer h.bg.Done(); h.router.run(h.stop) }()
@@ -72,6 +75,11 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 func (h *Hub) Serve(conn net.Conn) {
 	s := newSession(h, conn)
 	h.mu.Lock()
+	if h.closing.Load() {
+		h.mu.Unlock()
+		conn.Close()
+		return
+	}
 	h.sessions[s] = struct{}{}
 	h.conns.Add(1)
 	h.mu.Unlock()
@@ -96,25 +104,44 @@ func (h *Hub) Count() int {
 // cut off from NATS for longer than its TTL), so they may have logged in
 // elsewhere since. Clients log in again.
 func (h *Hub) ExpireSessions() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for s := range h.sessions {
-		if _, _, ok := s.identity(); ok {
+	for _, s := range h.all() {
+		s.mu.Lock()
+		in := s.state != stateNone
+		s.mu.Unlock()
+		if in {
 			s.sendError(wire.Reply, nil, wire.SessionExpired, "session expired; log in again", true)
 		}
 	}
+}
+
+// Resync makes every live session check its inbox for messages whose push
+// was lost (NATS drops messages while a connection reconnects).
+func (h *Hub) Resync() {
+	for _, s := range h.all() {
+		s.resync()
+	}
+}
+
+func (h *Hub) all() []*Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Close tells every connection the gateway is stopping, closes them, waits
 // for their sessions to end (each hands over its acks and logs out), then
 // sends the remaining acks and stops the hub's goroutines.
 func (h *Hub) Close(ctx context.Context) {
-	h.closing.Store(true)
 	h.mu.Lock()
-	for s := range h.sessions {
+	h.closing.Store(true) // under mu: Serve registers nothing after this
+	h.mu.Unlock()
+	for _, s := range h.all() {
 		s.shutdown()
 	}
-	h.mu.Unlock()
 	done := make(chan struct{})
 	go func() { h.conns.Wait(); close(done) }()
 	select {

@@ -59,6 +59,7 @@ type Session struct {
 	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
 
 	mu         sync.Mutex
+	gen        uint64 // login generation: incremented by every login
 	state      loginState
 	uid        int64
 	name       string
@@ -316,15 +317,24 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 }
 
 // logout hands over the user's acks and releases the session in the user
-// service (which ignores it if a newer login already replaced it).
+// service (which ignores it if a newer login already replaced it). A failed
+// release is retried: a session left behind would keep the user "online"
+// (and, under the reject policy, locked out) until this gateway stops.
 func (s *Session) logout(uid int64, sid string) {
-	ctx, cancel := s.requestCtx()
-	defer cancel()
-	if err := s.hub.acks.flushUser(ctx, uid); err != nil {
-		s.log.Warn("flush acks at logout", "user_id", uid, "err", err)
-	}
-	if err := api.Call(ctx, s.hub.nc, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: sid}, nil); err != nil {
-		s.log.Warn("logout", "user_id", uid, "err", err)
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
+		}
+		ctx, cancel := s.requestCtx()
+		err := s.hub.acks.flushUser(ctx, uid)
+		if err == nil {
+			err = api.Call(ctx, s.hub.nc, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: sid}, nil)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.Warn("logout", "user_id", uid, "attempt", attempt+1, "err", err)
 	}
 }
 

@@ -190,8 +190,11 @@ func TestBadInputIsContained(t *testing.T) {
 		{"cid too long", frame{"msgid": 6, "toid": bid, "msg": "x", "cid": strings.Repeat("c", 65)}, 101},
 		{"ack wrong type", frame{"msgid": 13, "seq": "1"}, 101},
 		{"second login", frame{"msgid": 1, "id": aid, "password": "pw"}, 107},
-		{"add friend not yet", frame{"msgid": 7, "friendid": bid}, 106},
-		{"group chat not yet", frame{"msgid": 10, "groupid": 1, "msg": "x"}, 106},
+		{"friendid wrong type", frame{"msgid": 7, "friendid": "2"}, 101},
+		{"group chat without groupid", frame{"msgid": 10, "msg": "x"}, 101},
+		{"group chat zero groupid", frame{"msgid": 10, "groupid": 0, "msg": "x"}, 101},
+		{"create group without name", frame{"msgid": 8, "groupdesc": "d"}, 101},
+		{"members of wrong type", frame{"msgid": 21, "groupid": []int{1}}, 101},
 	}
 	for _, tc := range loggedIn {
 		a.send(tc.frame)
