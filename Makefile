@@ -3,8 +3,9 @@
 
 GO       ?= go
 BIN      := bin
-CMDS     := ./tools/cmd/natter ./gateway/cmd/natter-gateway ./services/user/cmd/natter-user ./services/offline/cmd/natter-offline
-MODULES  := shared gateway services/user services/offline tools
+CMDS     := ./tools/cmd/natter ./gateway/cmd/natter-gateway ./services/user/cmd/natter-user \
+            ./services/offline/cmd/natter-offline ./services/friend/cmd/natter-friend ./services/group/cmd/natter-group
+MODULES  := shared gateway services/user services/offline services/friend services/group tools
 FUZZTIME ?= 10s
 
 .PHONY: build run test vet fuzz bench tidy clean

@@ -7,6 +7,8 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natter-chat/natter/gateway v0.0.0
+	github.com/natter-chat/natter/services/friend v0.0.0
+	github.com/natter-chat/natter/services/group v0.0.0
 	github.com/natter-chat/natter/services/offline v0.0.0
 	github.com/natter-chat/natter/services/user v0.0.0
 	github.com/natter-chat/natter/shared v0.0.0
@@ -42,6 +44,8 @@ require (
 
 replace (
 	github.com/natter-chat/natter/gateway => ../gateway
+	github.com/natter-chat/natter/services/friend => ../services/friend
+	github.com/natter-chat/natter/services/group => ../services/group
 	github.com/natter-chat/natter/services/offline => ../services/offline
 	github.com/natter-chat/natter/services/user => ../services/user
 	github.com/natter-chat/natter/shared => ../shared

@@ -113,19 +113,34 @@ func (s *Session) onKick(uid int64, sid string) {
 
 // onPresence tells a full-dialect client that a friend came online or went
 // offline. Notices can overtake each other (several friend service
-// instances); an older one than the last seen for that friend is dropped.
+// instances): one older than the last seen for that friend is dropped, and
+// so is one that repeats the state the client was last told (a flap).
 func (s *Session) onPresence(uid int64, n api.PresenceNotice) {
 	s.mu.Lock()
-	if s.state != stateLive || s.uid != uid || s.dialect == dialectLegacy || n.At < s.presenceAt[n.ID] {
+	if s.state != stateLive || s.uid != uid || s.dialect == dialectLegacy {
 		s.mu.Unlock()
 		return
 	}
-	if s.presenceAt == nil {
-		s.presenceAt = map[int64]int64{}
+	last, seen := s.presence[n.ID]
+	if seen && (n.At < last.at || n.Online == last.online) {
+		if n.At > last.at {
+			s.presence[n.ID] = friendState{n.At, n.Online}
+		}
+		s.mu.Unlock()
+		return
 	}
-	s.presenceAt[n.ID] = n.At
+	if s.presence == nil {
+		s.presence = map[int64]friendState{}
+	}
+	s.presence[n.ID] = friendState{n.At, n.Online}
 	s.mu.Unlock()
 	s.send(map[string]any{"msgid": wire.Presence, "id": n.ID, "state": state(n.Online)}, false)
+}
+
+// friendState is the last presence a client was told for a friend.
+type friendState struct {
+	at     int64
+	online bool
 }
 
 // emitLocked hands m to the writer and advances s.delivered. Legacy clients

@@ -58,19 +58,19 @@ type Session struct {
 	writer  sync.WaitGroup
 	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
 
-	mu         sync.Mutex
-	gen        uint64 // login generation: incremented by every login
-	state      loginState
-	uid        int64
-	name       string
-	sid        string
-	dialect    dialect
-	delivered  int64              // highest seq handed to the writer
-	syncing    bool               // a replay or gap fill is running; live pushes wait in pending
-	pending    []api.InboxMessage // live pushes held back while syncing
-	overflow   bool               // pending overflowed; the inbox has what was dropped
-	kicked     bool               // replaced by a newer login while this one was in flight
-	presenceAt map[int64]int64    // friend id -> time of the newest presence notice sent
+	mu        sync.Mutex
+	gen       uint64 // login generation: incremented by every login
+	state     loginState
+	uid       int64
+	name      string
+	sid       string
+	dialect   dialect
+	delivered int64                 // highest seq handed to the writer
+	syncing   bool                  // a replay or gap fill is running; live pushes wait in pending
+	pending   []api.InboxMessage    // live pushes held back while syncing
+	overflow  bool                  // pending overflowed; the inbox has what was dropped
+	kicked    bool                  // replaced by a newer login while this one was in flight
+	presence  map[int64]friendState // friend id -> the newest presence notice sent
 }
 
 const maxPending = 1024
@@ -310,7 +310,7 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 	s.uid, s.name, s.sid = 0, "", ""
 	s.dialect = dialectUnset
 	s.syncing, s.pending, s.overflow, s.delivered, s.kicked = false, nil, false, 0, false
-	s.presenceAt = nil
+	s.presence = nil
 	s.mu.Unlock()
 	s.hub.router.detach(uid, s)
 	return uid, sid, wasLive

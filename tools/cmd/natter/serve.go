@@ -10,6 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/friend"
+	"github.com/natter-chat/natter/services/group"
 	"github.com/natter-chat/natter/services/offline"
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/cliflag"
@@ -30,10 +32,12 @@ func serveCommand() *cli.Command {
 	flags = append(flags, gateway.Flags()...)
 	flags = append(flags, user.Flags()...)
 	flags = append(flags, offline.Flags()...)
+	flags = append(flags, friend.Flags()...)
+	flags = append(flags, group.Flags()...)
 	flags = append(flags, cliflag.LogFlags()...)
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "run the whole system in one process: embedded NATS, user and offline services, one gateway",
+		Usage: "run the whole system in one process: embedded NATS, user, offline, friend and group services, one gateway",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			log, err := cliflag.Logger(c)
@@ -44,6 +48,8 @@ func serveCommand() *cli.Command {
 				Gateway:    gateway.ConfigFromFlags(c),
 				User:       user.ConfigFromFlags(c),
 				Offline:    offline.ConfigFromFlags(c),
+				Friend:     friend.ConfigFromFlags(c),
+				Group:      group.ConfigFromFlags(c),
 				DataDir:    c.String("data"),
 				MySQLDSN:   c.String(cliflag.MySQLDSN),
 				DBConns:    c.Int(cliflag.DBConns),
@@ -52,8 +58,10 @@ func serveCommand() *cli.Command {
 			if cfg.MySQLDSN != "" {
 				cfg.User.Concurrency = cfg.DBConns
 				cfg.Offline.Concurrency = cfg.DBConns
+				cfg.Friend.Concurrency = cfg.DBConns
+				cfg.Group.Concurrency = cfg.DBConns
 			}
-			for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline} {
+			for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
 				if err := v.Validate(); err != nil {
 					return err
 				}

@@ -1,5 +1,6 @@
 // Package allinone assembles a whole natter system in one process: an
-// embedded nats-server, the user and offline services and one gateway. It is
+// embedded nats-server, the user, offline, friend and group services and one
+// gateway. It is
 // `natter serve`, and the end-to-end tests build their clusters from the
 // same parts.
 package allinone
@@ -18,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/friend"
+	"github.com/natter-chat/natter/services/group"
 	"github.com/natter-chat/natter/services/offline"
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/natsconn"
@@ -29,10 +32,25 @@ type Config struct {
 	Gateway    gateway.Config
 	User       user.Config
 	Offline    offline.Config
+	Friend     friend.Config
+	Group      group.Config
 	DataDir    string // SQLite lives here unless MySQLDSN is set
 	MySQLDSN   string
 	DBConns    int
 	NATSListen string // host:port for the embedded NATS to listen on; empty = in-process only
+}
+
+// DefaultConfig is every component's defaults, SQLite under dataDir.
+func DefaultConfig(dataDir string) Config {
+	return Config{
+		Gateway: gateway.DefaultConfig(),
+		User:    user.DefaultConfig(),
+		Offline: offline.DefaultConfig(),
+		Friend:  friend.DefaultConfig(),
+		Group:   group.DefaultConfig(),
+		DataDir: dataDir,
+		DBConns: 16,
+	}
 }
 
 // System is a running all-in-one natter.
@@ -43,6 +61,8 @@ type System struct {
 	conns   []*nats.Conn
 	users   *user.Service
 	offline *offline.Service
+	friends *friend.Service
+	groups  *group.Service
 	gw      *gateway.Gateway
 }
 
@@ -85,6 +105,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if s.offline, err = offline.Start(ctx, nc, s.db, cfg.Offline, log.With("service", "offline")); err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
+	if nc, err = connect("natter-friend"); err != nil {
+		return nil, err
+	}
+	if s.friends, err = friend.Start(ctx, nc, s.db, cfg.Friend, log.With("service", "friend")); err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	if nc, err = connect("natter-group"); err != nil {
+		return nil, err
+	}
+	if s.groups, err = group.Start(ctx, nc, s.db, cfg.Group, log.With("service", "group")); err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
 	if nc, err = connect("natter-gateway"); err != nil {
 		return nil, err
 	}
@@ -107,6 +139,12 @@ func (s *System) Stop(ctx context.Context) error {
 	}
 	if s.users != nil {
 		errs = append(errs, s.users.Stop())
+	}
+	if s.groups != nil {
+		errs = append(errs, s.groups.Stop())
+	}
+	if s.friends != nil {
+		errs = append(errs, s.friends.Stop())
 	}
 	if s.offline != nil {
 		errs = append(errs, s.offline.Stop())

@@ -16,6 +16,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/services/friend"
+	"github.com/natter-chat/natter/services/group"
 	"github.com/natter-chat/natter/services/offline"
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/dbtest"
@@ -47,8 +49,8 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// newCluster starts NATS, two user and two offline service instances and two
-// gateways.
+// newCluster starts NATS, two instances of each service (user, offline,
+// friend, group) and two gateways.
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
 	c := &cluster{t: t, ns: natstest.Run(t)}
@@ -75,6 +77,16 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 			t.Fatalf("offline service: %v", err)
 		}
 		t.Cleanup(func() { os.Stop() })
+		fs, err := friend.Start(ctx, c.conn(), c.db, friend.DefaultConfig(), log)
+		if err != nil {
+			t.Fatalf("friend service: %v", err)
+		}
+		t.Cleanup(func() { fs.Stop() })
+		gs, err := group.Start(ctx, c.conn(), c.db, group.DefaultConfig(), log)
+		if err != nil {
+			t.Fatalf("group service: %v", err)
+		}
+		t.Cleanup(func() { gs.Stop() })
 	}
 	for i := 0; i < 2; i++ {
 		c.addGateway(o)
@@ -195,13 +207,33 @@ func (c *client) recv() frame {
 
 // recvMsgID reads frames until one with msgid arrives, failing on anything
 // else.
+// Presence notices (msgid 16) arrive whenever friends come and go; expect
+// skips them unless it is waiting for one.
 func (c *client) expect(msgid int64) frame {
 	c.t.Helper()
-	f := c.recv()
-	if f.num("msgid") != msgid {
-		c.t.Fatalf("%s: got %v, want msgid %d", c.name, f, msgid)
+	for {
+		f := c.recv()
+		if f.num("msgid") == 16 && msgid != 16 {
+			continue
+		}
+		if f.num("msgid") != msgid {
+			c.t.Fatalf("%s: got %v, want msgid %d", c.name, f, msgid)
+		}
+		return f
 	}
-	return f
+}
+
+// presence reads until a presence notice says friend id is in state,
+// skipping earlier notices (coalescing may deliver a state the client
+// already knew).
+func (c *client) presence(id int64, state string) {
+	c.t.Helper()
+	for {
+		f := c.expect(16)
+		if f.num("id") == id && f.str("state") == state {
+			return
+		}
+	}
 }
 
 // quiet asserts nothing arrives for a short while.

@@ -37,7 +37,8 @@ func binaries(t *testing.T) string {
 		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/",
 			"./tools/cmd/natter", "./gateway/cmd/natter-gateway",
-			"./services/user/cmd/natter-user", "./services/offline/cmd/natter-offline")
+			"./services/user/cmd/natter-user", "./services/offline/cmd/natter-offline",
+			"./services/friend/cmd/natter-friend", "./services/group/cmd/natter-group")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -151,8 +152,8 @@ func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 }
 
 // TestSeparateProcessesAndKilledGateway runs natter serve as the NATS server
-// (plus one gateway and one instance of each service), a second user and
-// offline service as separate processes, and a second gateway process. A
+// (plus one gateway and one instance of each service), a second instance of
+// every service as separate processes, and a second gateway process. A
 // user on the second gateway chats with one on the first; then the second
 // gateway is killed with SIGKILL and its user can log in again once its
 // presence lease expires, while the first gateway's user is unaffected.
@@ -166,6 +167,8 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	natsURL := "nats://" + natsAddr
 	startProc(t, "natter-user", "--nats", natsURL, "--mysql-dsn", dsn, "--bcrypt-cost", "4", "--login-policy", "reject")
 	startProc(t, "natter-offline", "--nats", natsURL, "--mysql-dsn", dsn)
+	startProc(t, "natter-friend", "--nats", natsURL, "--mysql-dsn", dsn)
+	startProc(t, "natter-group", "--nats", natsURL, "--mysql-dsn", dsn)
 	gw2 := freePort(t)
 	g2 := startProc(t, "natter-gateway", "--nats", natsURL, "--listen", gw2, "--presence-ttl", "2s")
 	waitListening(t, gw2)
@@ -176,6 +179,7 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	bid := b.register("bob", "pw")
 	a.login(aid, "pw")
 	b.login(bid, "pw")
+	a.ok(frame{"msgid": 7, "friendid": bid})
 	for i := 1; i <= 20; i++ { // spread over both instances of each service
 		a.send(chat(bid, fmt.Sprint("a", i)))
 		a.expect(14)
@@ -199,6 +203,9 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	}
 	killed := time.Now()
 	g2.stop(syscall.SIGKILL)
+	// alice, bob's friend, is told he went offline once the lease expires.
+	a.presence(bid, "offline")
+	t.Logf("alice saw bob offline %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
 	eventually(t, 10*time.Second, func() bool {
 		b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
 		return b2.expect(2).num("errno") == 0

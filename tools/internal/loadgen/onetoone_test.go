@@ -12,8 +12,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/services/offline"
-	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/tools/internal/allinone"
 )
 
@@ -28,12 +26,7 @@ func testLogger() *slog.Logger {
 // gateway on a random port) in the test process and returns its address.
 func startSystem(t *testing.T, gw func(*gateway.Config)) string {
 	t.Helper()
-	cfg := allinone.Config{
-		Gateway: gateway.DefaultConfig(),
-		User:    user.DefaultConfig(),
-		Offline: offline.DefaultConfig(),
-		DataDir: t.TempDir(),
-	}
+	cfg := allinone.DefaultConfig(t.TempDir())
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.User.BcryptCost = bcrypt.MinCost
 	if gw != nil {

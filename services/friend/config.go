@@ -1,0 +1,54 @@
+package friend
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits of the configuration.
+const (
+	// MaxCoalesceWindow is the longest CoalesceWindow accepted: presence
+	// notices later than this would look broken to users.
+	MaxCoalesceWindow = time.Minute
+)
+
+// Config configures the service.
+type Config struct {
+	// Concurrency is how many requests are handled at once; size it like
+	// the database pool.
+	Concurrency int
+	// RequestTimeout bounds the handling of one request (database work and
+	// the calls to the user service included) and one presence lookup.
+	RequestTimeout time.Duration
+	// CoalesceWindow is how long presence events are gathered, from the
+	// first one, before they are fanned out to friends: within it only each
+	// user's latest event counts, and the friends of all of them are looked
+	// up in one query (per 1000 users).
+	CoalesceWindow time.Duration
+}
+
+// DefaultConfig returns the configuration the binaries start from.
+func DefaultConfig() Config {
+	return Config{
+		Concurrency:    4,
+		RequestTimeout: 5 * time.Second,
+		CoalesceWindow: 200 * time.Millisecond,
+	}
+}
+
+// Validate reports every invalid field of c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout))
+	}
+	if c.CoalesceWindow <= 0 || c.CoalesceWindow > MaxCoalesceWindow {
+		errs = append(errs, fmt.Errorf("presence coalesce window %v: want more than 0 and at most %v",
+			c.CoalesceWindow, MaxCoalesceWindow))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,222 @@
+// Package friend is natter's friend service: mutual friendships, friend
+// lists with each friend's name and online state, and presence notices that
+// tell a user's online friends when the user comes online or goes offline.
+//
+// It serves the natter.svc.friend.* subjects (see package subject) as a
+// nats.go/micro service, and takes the user service's presence events from
+// natter.presence through a plain queue subscription; the queue group
+// "friend" lets any number of instances share both. Friendships are in the
+// database (package friendship); names and online state come from the user
+// service (natter.svc.user.profiles), which owns them.
+//
+// Presence fan-out never blocks the NATS delivery goroutine: the
+// subscription only records each user's latest event in a coalescing map;
+// one goroutine takes the map once per CoalesceWindow, looks up the friends
+// of every user in it with one query per 1000 users, and publishes a
+// kind=presence notice (api.PresenceNotice) to each friend's subject.User.
+// Friends that are offline have no subscriber there and cost nothing more.
+package friend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natter-chat/natter/services/friend/internal/friendship"
+	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// Endpoint names.
+const (
+	epAdd    = "add"
+	epRemove = "remove"
+	epList   = "list"
+)
+
+const (
+	pendingMsgsLimit  = 4096    // requests queued per endpoint before drops
+	pendingBytesLimit = 8 << 20 // bytes queued per endpoint before drops
+	// startFlushTimeout bounds the wait for the server to confirm the
+	// subscriptions at start.
+	startFlushTimeout = 5 * time.Second
+	// stopTimeout bounds the wait for the presence subscription to drain.
+	stopTimeout = 10 * time.Second
+)
+
+// Service is a running friend service.
+type Service struct {
+	nc     *nats.Conn
+	store  *friendship.Store
+	cfg    Config
+	log    *slog.Logger
+	micro  micro.Service
+	runner *endpoint.Runner
+
+	presence     *presence
+	presenceSub  *nats.Subscription
+	stopPresence context.CancelFunc
+	presenceLoop sync.WaitGroup
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start migrates the database, starts the presence fan-out, registers the
+// micro service and the presence subscription on nc and flushes, so the
+// endpoints answer once it returns. The caller owns nc and db and closes
+// them after Stop. ctx bounds the start-up only.
+func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	store := friendship.New(db)
+	if err := store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	s := &Service{
+		nc:       nc,
+		store:    store,
+		cfg:      cfg,
+		log:      log,
+		runner:   endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		presence: newPresence(nc, store, cfg, log),
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopPresence = cancel
+	s.presenceLoop.Go(func() { s.presence.run(pctx) })
+
+	if err := s.register(); err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	sub, err := nc.QueueSubscribe(subject.Presence, subject.FriendService, s.presence.receive)
+	if err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("start friend service: subscribe %s: %w", subject.Presence, err)
+	}
+	s.presenceSub = sub
+	// Once the server has the subscriptions, requests and events reach this
+	// instance. If NATS is away, they are sent when it is back.
+	fctx, fcancel := context.WithTimeout(ctx, startFlushTimeout)
+	defer fcancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		log.Warn("friend service: subscriptions not confirmed by the server", "err", err)
+	}
+	log.Info("friend service started", "service_id", s.micro.Info().ID, "concurrency", cfg.Concurrency,
+		"presence_coalesce", cfg.CoalesceWindow, "db", db.Dialect.String())
+	return s, nil
+}
+
+// register adds the micro service and its endpoints.
+func (s *Service) register() error {
+	ms, err := micro.AddService(s.nc, micro.Config{
+		Name:        subject.FriendService,
+		Version:     buildinfo.Release,
+		Description: "natter friendships (mutual), friend lists with online state, presence notices to online friends",
+		QueueGroup:  subject.FriendService,
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			s.log.Error("friend service nats error", "subject", e.Subject, "err", e.Description)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("add micro service: %w", err)
+	}
+	s.micro = ms
+	endpoints := []struct {
+		name, subject, description string
+		handler                    micro.Handler
+	}{
+		{epAdd, subject.FriendAdd,
+			"befriend a user; friendship is mutual and adding twice changes nothing: {user_id, friend_id} -> {}; errors bad_request (ids not positive, yourself), not_found (no such friend), busy (user service unavailable: retry)",
+			endpoint.JSON(s.runner, epAdd, s.add)},
+		{epRemove, subject.FriendRemove,
+			"unfriend, on both sides; removing a non-friend changes nothing: {user_id, friend_id} -> {}; errors bad_request",
+			endpoint.JSON(s.runner, epRemove, s.remove)},
+		{epList, subject.FriendList,
+			"a user's friends in id order with name and online state: {user_id} -> {friends: [{id, name, online}]}; errors bad_request, busy (user service unavailable: retry)",
+			endpoint.JSON(s.runner, epList, s.list)},
+	}
+	for _, e := range endpoints {
+		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
+			micro.WithEndpointSubject(e.subject),
+			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
+			micro.WithEndpointPendingLimits(pendingMsgsLimit, pendingBytesLimit))
+		if err != nil {
+			return fmt.Errorf("add endpoint %s: %w", e.name, err)
+		}
+	}
+	return nil
+}
+
+// Stop drains the presence subscription, fans out the presence events still
+// pending once, stops taking requests (micro Stop drains the endpoint
+// subscriptions) and waits for the requests being handled. It does not
+// close the NATS connection or the database. The few requests still being
+// drained once Stop stops waiting for them are answered busy. Calling Stop
+// again returns the first call's result.
+func (s *Service) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
+	return s.stopErr
+}
+
+func (s *Service) shutdown() error {
+	var errs []error
+	if s.presenceSub != nil {
+		if err := s.drainPresence(); err != nil {
+			errs = append(errs, fmt.Errorf("stop friend service: %w", err))
+		}
+	}
+	// The loop fans out what is pending once more, then returns.
+	s.stopPresence()
+	s.presenceLoop.Wait()
+	if s.micro != nil {
+		if err := s.micro.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop friend service: %w", err))
+		}
+	}
+	// The drain is asynchronous; a flush makes sure every request the server
+	// routed here before the unsubscribe is in the subscriptions' queues,
+	// most of which are then handled before the runner closes.
+	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("stop friend service: flush: %w", err))
+	}
+	s.runner.Close()
+	if len(errs) == 0 {
+		s.log.Info("friend service stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// drainPresence unsubscribes from presence events and waits until every
+// event already delivered to this connection has been recorded.
+func (s *Service) drainPresence() error {
+	closed := s.presenceSub.StatusChanged(nats.SubscriptionClosed)
+	if err := s.presenceSub.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+			return nil // nothing more will be delivered
+		}
+		return fmt.Errorf("drain presence subscription: %w", err)
+	}
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-closed:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("drain presence subscription: not done after %v", stopTimeout)
+	}
+}
+
+// PresenceStats reports what this instance's presence fan-out has done.
+func (s *Service) PresenceStats() PresenceStats {
+	return s.presence.statsSnapshot()
+}

@@ -1,0 +1,201 @@
+// Package group is natter's group service: groups, their members (a creator
+// and normal members) and group chat.
+//
+// It serves the natter.svc.group.* subjects (see package subject) as a
+// nats.go/micro service whose queue group lets any number of instances share
+// the load; groups and members are in the database (package roster). Member
+// names and online state come from the user service; a group chat is stored
+// for every other member with one batched store request to the offline
+// service, which commits every inbox entry in one transaction and pushes
+// them to the members' gateways.
+//
+// Group chat reads member lists from an in-memory cache that is checked on
+// every send against the group's membership version (one primary-key query),
+// so a cached list is never stale, on any instance: a member whose leave was
+// acknowledged receives nothing sent afterwards, a member whose join was
+// acknowledged receives everything sent afterwards.
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natter-chat/natter/services/group/internal/roster"
+	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// Endpoint names.
+const (
+	epCreate  = "create"
+	epJoin    = "join"
+	epLeave   = "leave"
+	epMine    = "mine"
+	epMembers = "members"
+	epSend    = "send"
+)
+
+// Pending limits of the endpoint subscriptions: past them NATS drops
+// requests and their callers time out.
+const (
+	pendingMsgsLimit      = 4096
+	pendingBytesLimit     = 8 << 20
+	sendPendingMsgsLimit  = 1 << 14
+	sendPendingBytesLimit = 128 << 20
+)
+
+// Service is a running group service.
+type Service struct {
+	nc    *nats.Conn
+	store *roster.Store
+	cfg   Config
+	log   *slog.Logger
+	cache *memberCache
+
+	micro micro.Service
+	// runner runs the database-bound handlers; sendRunner the sends, which
+	// mostly wait for the offline service.
+	runner     *endpoint.Runner
+	sendRunner *endpoint.Runner
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// CacheStats is the data of the send endpoint in $SRV.STATS.
+type CacheStats struct {
+	// Groups is the number of groups whose members are cached.
+	Groups int `json:"cached_groups"`
+	// Hits counts sends answered from the cache, Reloads the member lists
+	// read from the database (not cached, or the version had changed).
+	Hits    int64 `json:"cache_hits"`
+	Reloads int64 `json:"cache_reloads"`
+}
+
+// Start migrates the database, then registers the micro service on nc and
+// flushes, so the endpoints answer once it returns. The caller owns nc and db
+// and closes them after Stop. ctx bounds the start-up only.
+func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	store := roster.New(db)
+	if err := store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	s := &Service{
+		nc:         nc,
+		store:      store,
+		cfg:        cfg,
+		log:        log,
+		cache:      newMemberCache(cfg.CacheGroups),
+		runner:     endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		sendRunner: endpoint.NewRunner(cfg.Concurrency*sendConcurrencyFactor, cfg.RequestTimeout, log),
+	}
+	ms, err := micro.AddService(nc, micro.Config{
+		Name:        subject.GroupService,
+		Version:     buildinfo.Release,
+		Description: "natter groups: create, join, leave, member lists, and group chat stored for every other member through the offline service",
+		QueueGroup:  subject.GroupService,
+		StatsHandler: func(e *micro.Endpoint) any {
+			if e.Name != epSend {
+				return nil
+			}
+			return s.cacheStats()
+		},
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			log.Error("group service nats error", "subject", e.Subject, "err", e.Description)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	s.micro = ms
+	endpoints := []struct {
+		name, subject, description string
+		handler                    micro.Handler
+		msgs, bytes                int
+	}{
+		{epCreate, subject.GroupCreate,
+			"create a group, the user its creator: {user_id, name (1-50 characters), desc (0-200)} -> {group_id}; errors bad_request",
+			endpoint.JSON(s.runner, epCreate, s.create), pendingMsgsLimit, pendingBytesLimit},
+		{epJoin, subject.GroupJoin,
+			"join a group (again: no change; an empty group's joiner becomes its creator): {user_id, group_id} -> {}; errors no_such_group, bad_request (group is full)",
+			endpoint.JSON(s.runner, epJoin, s.join), pendingMsgsLimit, pendingBytesLimit},
+		{epLeave, subject.GroupLeave,
+			"leave a group (a leaving creator is succeeded by the longest-standing member): {user_id, group_id} -> {}; errors no_such_group, not_member",
+			endpoint.JSON(s.runner, epLeave, s.leave), pendingMsgsLimit, pendingBytesLimit},
+		{epMine, subject.GroupMine,
+			"the user's groups with their members: {user_id} -> {groups: [{id, name, desc, members: [{id, name, role, online}]}]}",
+			endpoint.JSON(s.runner, epMine, s.mine), pendingMsgsLimit, pendingBytesLimit},
+		{epMembers, subject.GroupMembers,
+			"one group with its members, for members only: {user_id, group_id} -> {group: {id, name, desc, members}}; errors no_such_group, not_member",
+			endpoint.JSON(s.runner, epMembers, s.members), pendingMsgsLimit, pendingBytesLimit},
+		{epSend, subject.GroupSend,
+			"group chat, stored for every other member in one batched offline store and answered after the commit: {user_id, group_id, cid, body} -> {mid, duplicate}; errors no_such_group, not_member, bad_request, busy (retry with the same cid)",
+			endpoint.JSON(s.sendRunner, epSend, s.send), sendPendingMsgsLimit, sendPendingBytesLimit},
+	}
+	for _, e := range endpoints {
+		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
+			micro.WithEndpointSubject(e.subject),
+			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
+			micro.WithEndpointPendingLimits(e.msgs, e.bytes))
+		if err != nil {
+			s.shutdown()
+			return nil, fmt.Errorf("start group service: add endpoint %s: %w", e.name, err)
+		}
+	}
+	// Once Start returns, the server knows the endpoints. If NATS is away,
+	// the subscriptions are sent when it is back.
+	if err := nc.Flush(); err != nil {
+		log.Warn("group service: flush subscriptions", "err", err)
+	}
+	log.Info("group service started", "service_id", ms.Info().ID, "concurrency", cfg.Concurrency,
+		"cache_groups", cfg.CacheGroups, "db", db.Dialect.String())
+	return s, nil
+}
+
+// Stop stops taking requests (micro Stop drains the endpoint subscriptions)
+// and waits for the requests being handled. It does not close the NATS
+// connection or the database. The few requests still being drained once
+// Stop stops waiting for them are answered api.ErrBusy. Calling Stop again
+// returns the first call's result.
+func (s *Service) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
+	return s.stopErr
+}
+
+func (s *Service) shutdown() error {
+	var errs []error
+	if err := s.micro.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stop group service: %w", err))
+	}
+	// The drain is asynchronous; a flush makes sure every request the server
+	// routed here before the unsubscribe is in the subscriptions' queues,
+	// most of which are then handled before the runners close.
+	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("stop group service: flush: %w", err))
+	}
+	s.runner.Close()
+	s.sendRunner.Close()
+	if len(errs) == 0 {
+		s.log.Info("group service stopped")
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) cacheStats() CacheStats {
+	return CacheStats{
+		Groups:  s.cache.len(),
+		Hits:    s.cache.hits.Load(),
+		Reloads: s.cache.reloads.Load(),
+	}
+}
