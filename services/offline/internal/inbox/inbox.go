@@ -36,11 +36,17 @@ var errCIDRace = errors.New("cid stored concurrently")
 type Store struct {
 	db  *sqldb.DB
 	log *slog.Logger
+	// pruneBatch is the most rows one prune transaction deletes.
+	pruneBatch int
 }
+
+// defaultPruneBatch keeps each prune transaction short: a prune never holds
+// locks that stall stores for long, however much there is to delete.
+const defaultPruneBatch = 5000
 
 // New returns a Store on db. Call Migrate before using it.
 func New(db *sqldb.DB, log *slog.Logger) *Store {
-	return &Store{db: db, log: log}
+	return &Store{db: db, log: log, pruneBatch: defaultPruneBatch}
 }
 
 // Migrate creates or upgrades the inbox tables.
@@ -266,16 +272,26 @@ func (s *Store) Ack(ctx context.Context, acks []api.Ack) error {
 // to any more. Unacknowledged entries are never deleted, whatever their age.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (entries, messages int64, err error) {
 	c := cutoff.UnixMilli()
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if entries, err = s.deleteAcked(ctx, tx, c); err != nil {
-			return err
+	for _, step := range []struct {
+		total *int64
+		del   func(context.Context, *sql.Tx, int64, int) (int64, error)
+	}{{&entries, s.deleteAcked}, {&messages, s.deleteOrphans}} {
+		// Batches of pruneBatch rows, each its own short transaction.
+		for {
+			var n int64
+			err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+				var err error
+				n, err = step.del(ctx, tx, c, s.pruneBatch)
+				return err
+			})
+			if err != nil {
+				return entries, messages, fmt.Errorf("prune before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+			}
+			*step.total += n
+			if n < int64(s.pruneBatch) {
+				break
+			}
 		}
-		messages, err = s.deleteOrphans(ctx, tx, c)
-		return err
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("prune before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
 	}
 	return entries, messages, nil
 }

@@ -346,8 +346,16 @@ func TestAck(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
+	// Batches of 1 row: every step takes several transactions.
+	for _, batch := range []int{defaultPruneBatch, 1} {
+		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) { testPrune(t, batch) })
+	}
+}
+
+func testPrune(t *testing.T, batch int) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		s := newStore(t, db)
+		s.pruneBatch = batch
 		ctx := context.Background()
 		// m1 -> 2, 3; m2 -> 2; m3 -> 3.
 		storeOK(t, s, msg(1, "m1", 2, 3), msg(1, "m2", 2), msg(1, "m3", 3))

@@ -376,10 +376,15 @@ func (s *Store) updateAcks(ctx context.Context, tx *sql.Tx, acks []api.Ack) erro
 
 // deleteAcked deletes inbox entries created before cutoff that their user
 // has acknowledged.
-func (s *Store) deleteAcked(ctx context.Context, tx *sql.Tx, cutoff int64) (int64, error) {
-	res, err := tx.ExecContext(ctx,
-		`DELETE FROM inbox WHERE created_at < ?
-		AND seq <= (SELECT s.acked_seq FROM inbox_state s WHERE s.user_id = inbox.user_id)`, cutoff)
+func (s *Store) deleteAcked(ctx context.Context, tx *sql.Tx, cutoff int64, limit int) (int64, error) {
+	const acked = `created_at < ?
+		AND seq <= (SELECT s.acked_seq FROM inbox_state s WHERE s.user_id = inbox.user_id)`
+	q := `DELETE FROM inbox WHERE (user_id, seq) IN
+		(SELECT user_id, seq FROM inbox WHERE ` + acked + ` LIMIT ?)`
+	if s.db.Dialect == sqldb.MySQL {
+		q = `DELETE FROM inbox WHERE ` + acked + ` LIMIT ?`
+	}
+	res, err := tx.ExecContext(ctx, q, cutoff, limit)
 	if err != nil {
 		return 0, fmt.Errorf("delete acknowledged entries: %w", err)
 	}
@@ -392,10 +397,13 @@ func (s *Store) deleteAcked(ctx context.Context, tx *sql.Tx, cutoff int64) (int6
 
 // deleteOrphans deletes messages created before cutoff that no inbox entry
 // refers to.
-func (s *Store) deleteOrphans(ctx context.Context, tx *sql.Tx, cutoff int64) (int64, error) {
-	res, err := tx.ExecContext(ctx,
-		`DELETE FROM messages WHERE created_at < ?
-		AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.mid = messages.mid)`, cutoff)
+func (s *Store) deleteOrphans(ctx context.Context, tx *sql.Tx, cutoff int64, limit int) (int64, error) {
+	const orphan = `created_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.mid = messages.mid)`
+	q := `DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE ` + orphan + ` LIMIT ?)`
+	if s.db.Dialect == sqldb.MySQL {
+		q = `DELETE FROM messages WHERE ` + orphan + ` LIMIT ?`
+	}
+	res, err := tx.ExecContext(ctx, q, cutoff, limit)
 	if err != nil {
 		return 0, fmt.Errorf("delete orphaned messages: %w", err)
 	}
