@@ -15,9 +15,6 @@ const (
 
 // Limits of the requests and the configuration.
 const (
-	// MaxBodyLen is the largest group chat body accepted, in bytes (the
-	// offline service's limit).
-	MaxBodyLen = 64 << 10
 	// sendConcurrencyFactor: sends spend almost all their time waiting for
 	// the offline service, not on the database, so they run on a runner of
 	// their own this many times Concurrency; the offline service batches

@@ -890,7 +890,7 @@ func TestBigGroup(t *testing.T) {
 // TestBadRequests sends malformed and out-of-range requests to every
 // endpoint: each is answered bad_request, and the service keeps serving.
 func TestBadRequests(t *testing.T) {
-	big := `{"user_id":1,"group_id":1,"body":{"t":"` + strings.Repeat("x", MaxBodyLen) + `"}}`
+	big := `{"user_id":1,"group_id":1,"body":{"t":"` + strings.Repeat("x", api.MaxBodyLen) + `"}}`
 	longCID := `{"user_id":1,"group_id":1,"cid":"` + strings.Repeat("c", api.MaxCIDLen+1) + `","body":{}}`
 	cases := []struct {
 		name, subject, payload string

@@ -295,10 +295,10 @@ func checkDesc(desc string) error {
 }
 
 // checkBody accepts a JSON object (the request decoded, so it is valid JSON)
-// of valid UTF-8, at most MaxBodyLen bytes.
+// of valid UTF-8, at most api.MaxBodyLen bytes.
 func checkBody(body []byte) error {
-	if len(body) > MaxBodyLen {
-		return api.Errorf(api.CodeBadRequest, "body longer than %d bytes", MaxBodyLen)
+	if len(body) > api.MaxBodyLen {
+		return api.Errorf(api.CodeBadRequest, "body longer than %d bytes", api.MaxBodyLen)
 	}
 	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
 		return api.Errorf(api.CodeBadRequest, "body must be a JSON object")

@@ -20,8 +20,6 @@ const (
 
 // Limits on requests and configuration.
 const (
-	// MaxBodyLen is the largest message body accepted, in bytes.
-	MaxBodyLen = 64 << 10
 	// DefaultFetchLimit is the page size of a fetch that asks for none.
 	DefaultFetchLimit = 100
 	// MaxFetchLimit is the largest page a fetch returns.

@@ -587,7 +587,7 @@ func TestBadRequests(t *testing.T) {
 		many[i] = fmt.Sprint(i + 1)
 	}
 	tooMany := `{"from":1,"to":[` + strings.Join(many, ",") + `],"body":{}}`
-	big := `{"from":1,"to":[2],"body":{"t":"` + strings.Repeat("x", MaxBodyLen) + `"}}`
+	big := `{"from":1,"to":[2],"body":{"t":"` + strings.Repeat("x", api.MaxBodyLen) + `"}}`
 	longCID := `{"from":1,"to":[2],"cid":"` + strings.Repeat("c", api.MaxCIDLen+1) + `","body":{}}`
 	cases := []struct {
 		name, subject, payload string

@@ -302,7 +302,7 @@ func (s *Service) fetch(ctx context.Context, req *api.FetchRequest) (*api.FetchR
 		limit = MaxFetchLimit
 	}
 	// Half the payload limit leaves room for the envelope and for one more
-	// body past the budget (a body is at most MaxBodyLen escaped).
+	// body past the budget (a body is at most api.MaxBodyLen escaped).
 	resp, err := s.store.Fetch(ctx, req.UserID, req.After, limit, int(s.nc.MaxPayload()/2))
 	if err != nil {
 		return nil, err

@@ -82,8 +82,8 @@ func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
 	if len(req.CID) > api.MaxCIDLen {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "cid longer than %d bytes", api.MaxCIDLen)
 	}
-	if len(req.Body) > MaxBodyLen {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body longer than %d bytes", MaxBodyLen)
+	if len(req.Body) > api.MaxBodyLen {
+		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body longer than %d bytes", api.MaxBodyLen)
 	}
 	if b := bytes.TrimLeft(req.Body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body must be a JSON object")

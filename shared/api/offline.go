@@ -23,6 +23,10 @@ type StoreResponse struct {
 // MaxCIDLen is the longest client message id accepted.
 const MaxCIDLen = 64
 
+// MaxBodyLen is the largest chat body (one-to-one or group) a service
+// accepts, in bytes.
+const MaxBodyLen = 64 << 10
+
 // FetchRequest reads user UserID's inbox after seq After (exclusive), at most
 // Limit entries in seq order. After < 0 means "after the acknowledged seq".
 type FetchRequest struct {

@@ -105,10 +105,12 @@ func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, re
 	})
 }
 
-// Respond answers m with v as JSON.
+// Respond answers m with v as JSON. An answer that cannot be sent (larger
+// than the server's payload limit, say) is answered as an internal error, so
+// the caller hears something instead of timing out.
 func Respond(log *slog.Logger, m micro.Request, name string, v any) {
 	if err := m.RespondJSON(v); err != nil {
-		log.Warn("respond", "endpoint", name, "err", err)
+		RespondError(log, m, name, fmt.Errorf("respond: %w", err))
 	}
 }
 
