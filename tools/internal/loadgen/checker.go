@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,17 +28,26 @@ const ErrnoTransport = -1
 // duplicated (the same n or the same mid twice), reordered (an n lower than
 // one already received) and how fast and how late everything arrived.
 //
-// A Checker is safe for concurrent use.
+// A GroupConversation is the same accounting for one sender's messages to a
+// group: every message is expected once at each of its recipients, and a
+// delivery (message x recipient) counts where a one-to-one message does.
+//
+// A Checker is safe for concurrent use. Its lock is held only for a few
+// counter updates per call, never while a frame is read or parsed.
 type Checker struct {
 	mu       sync.Mutex
 	seed     maphash.Seed
 	start    time.Time // measured window [start, end); zero: everything counts
 	end      time.Time
 	convs    []*Conversation
+	groups   []*GroupConversation
 	all      *hdrhistogram.Histogram // every delivery
 	measured *hdrhistogram.Histogram // deliveries of messages sent in the window
-	n        counts
-	errnos   map[int]int64
+	// Group messages: send -> receipt by the last recipient, of every
+	// message and of those sent in the window.
+	lastAll, lastMeasured *hdrhistogram.Histogram
+	n                     counts
+	errnos                map[int]int64
 }
 
 // counts are the Checker's running totals.
@@ -57,6 +67,9 @@ func NewChecker() *Checker {
 		all:      hdrhistogram.New(histMin, histMax, histSigFigs),
 		measured: hdrhistogram.New(histMin, histMax, histSigFigs),
 		errnos:   map[int]int64{},
+
+		lastAll:      hdrhistogram.New(histMin, histMax, histSigFigs),
+		lastMeasured: hdrhistogram.New(histMin, histMax, histSigFigs),
 	}
 }
 
@@ -169,6 +182,15 @@ func (cv *Conversation) Failed(n int64, errno int) (settled bool) {
 // server id mid. It reports whether n stopped being outstanding now (false
 // for a duplicate).
 func (cv *Conversation) Received(n int64, mid string, sentAt, at time.Time) (settled bool) {
+	return cv.received(n, maphash.String(cv.c.seed, mid), mid != "", sentAt, at)
+}
+
+// receivedBytes is Received for a mid that aliases a frame buffer.
+func (cv *Conversation) receivedBytes(n int64, mid []byte, sentAt, at time.Time) (settled bool) {
+	return cv.received(n, maphash.Bytes(cv.c.seed, mid), len(mid) > 0, sentAt, at)
+}
+
+func (cv *Conversation) received(n int64, h uint64, hasMid bool, sentAt, at time.Time) (settled bool) {
 	c := cv.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -177,13 +199,12 @@ func (cv *Conversation) Received(n int64, mid string, sentAt, at time.Time) (set
 		c.n.unexpected++
 		return false
 	}
-	h := maphash.String(c.seed, mid)
 	_, seen := cv.mids[h]
-	if *st&stReceived != 0 || (mid != "" && seen) {
+	if *st&stReceived != 0 || (hasMid && seen) {
 		c.n.duplicates++
 		return false
 	}
-	if mid != "" {
+	if hasMid {
 		cv.mids[h] = struct{}{}
 	}
 	*st |= stReceived
@@ -196,7 +217,13 @@ func (cv *Conversation) Received(n int64, mid string, sentAt, at time.Time) (set
 	} else {
 		cv.maxRecv = n
 	}
-	us := min(max(at.Sub(sentAt).Microseconds(), histMin), histMax)
+	c.recordDelivery(sentAt, at)
+	return cv.settle(st)
+}
+
+// recordDelivery records one arrival's latency and rate; c.mu is held.
+func (c *Checker) recordDelivery(sentAt, at time.Time) {
+	us := latencyUS(sentAt, at)
 	c.all.RecordValue(us)
 	if c.inWindow(sentAt) {
 		c.measured.RecordValue(us)
@@ -204,7 +231,10 @@ func (cv *Conversation) Received(n int64, mid string, sentAt, at time.Time) (set
 	if c.inWindow(at) {
 		c.n.deliveredInWindow++
 	}
-	return cv.settle(st)
+}
+
+func latencyUS(sentAt, at time.Time) int64 {
+	return min(max(at.Sub(sentAt).Microseconds(), histMin), histMax)
 }
 
 func (cv *Conversation) state(n int64) *msgState {
@@ -214,12 +244,172 @@ func (cv *Conversation) state(n int64) *msgState {
 	return &cv.msgs[n-1]
 }
 
-func (cv *Conversation) settle(st *msgState) bool {
+func (cv *Conversation) settle(st *msgState) bool { return settle(st) }
+
+// settle marks a message no longer outstanding for its sender and reports
+// whether it was until now.
+func settle(st *msgState) bool {
 	if *st&stSettled != 0 {
 		return false
 	}
 	*st |= stSettled
 	return true
+}
+
+// GroupConversation is one sender's messages to a group, numbered
+// n = 1, 2, ... in send order. Every message is expected exactly once at
+// each recipient (the group's other members, numbered 0..recipients-1 by the
+// caller), and at each recipient the n values must increase. A message
+// settles for its sender once its last recipient has it (or its send
+// failed); that receipt gives its last-member latency.
+type GroupConversation struct {
+	c          *Checker
+	recipients int
+	words      int        // bitmap words per message
+	msgs       []groupMsg // index n-1
+	got        []uint64   // message n's bitmap of recipients that have it: got[(n-1)*words:][:words]
+	maxRecv    []int64    // per recipient: the highest n received
+}
+
+type groupMsg struct {
+	st   msgState // stReceived: every recipient has it
+	left int32    // recipients that do not have it yet
+}
+
+// GroupConversation starts the accounting of one sender's messages to a
+// group with the given number of recipients (the members but the sender).
+func (c *Checker) GroupConversation(recipients int) *GroupConversation {
+	gc := &GroupConversation{
+		c:          c,
+		recipients: recipients,
+		words:      (recipients + 63) / 64,
+		maxRecv:    make([]int64, recipients),
+	}
+	c.mu.Lock()
+	c.groups = append(c.groups, gc)
+	c.mu.Unlock()
+	return gc
+}
+
+// Send numbers the next message, sent at t, and returns its n. Call it
+// before the frame goes out.
+func (gc *GroupConversation) Send(t time.Time) int64 {
+	c := gc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gc.msgs = append(gc.msgs, groupMsg{left: int32(gc.recipients)})
+	k := len(gc.got)
+	gc.got = slices.Grow(gc.got, gc.words)[:k+gc.words]
+	clear(gc.got[k:])
+	c.n.sent++
+	c.n.unreplied++
+	if c.inWindow(t) {
+		c.n.sentInWindow++
+	}
+	return int64(len(gc.msgs))
+}
+
+// Skip counts a message an open-loop sender could not send because too many
+// were outstanding.
+func (gc *GroupConversation) Skip() {
+	gc.c.mu.Lock()
+	gc.c.n.skipped++
+	gc.c.mu.Unlock()
+}
+
+// Acked records the server's successful reply for message n: from now on,
+// every recipient that does not have it is waiting for it.
+func (gc *GroupConversation) Acked(n int64) {
+	c := gc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := gc.msg(n)
+	if m == nil || m.st&(stAcked|stFailed) != 0 {
+		c.n.unexpected++
+		return
+	}
+	m.st |= stAcked
+	c.n.acked++
+	c.n.unreplied--
+	c.n.undelivered += int64(m.left)
+}
+
+// Failed records that sending message n failed with errno; it reports
+// whether n stopped being outstanding now.
+func (gc *GroupConversation) Failed(n int64, errno int) (settled bool) {
+	c := gc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := gc.msg(n)
+	if m == nil || m.st&(stAcked|stFailed) != 0 {
+		c.n.unexpected++
+		return false
+	}
+	m.st |= stFailed
+	c.n.failed++
+	c.n.unreplied--
+	c.errnos[errno]++
+	return settle(&m.st)
+}
+
+// Received records the arrival of message n, sent at sentAt, at recipient r
+// at time at. It reports whether n stopped being outstanding now: r was its
+// last recipient.
+func (gc *GroupConversation) Received(r int, n int64, sentAt, at time.Time) (settled bool) {
+	c := gc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := gc.msg(n)
+	if m == nil || r < 0 || r >= gc.recipients {
+		c.n.unexpected++
+		return false
+	}
+	word, bit := &gc.got[int(n-1)*gc.words+r/64], uint64(1)<<(r%64)
+	if *word&bit != 0 {
+		c.n.duplicates++
+		return false
+	}
+	*word |= bit
+	m.left--
+	c.n.delivered++
+	if m.st&stAcked != 0 {
+		c.n.undelivered--
+	}
+	if n < gc.maxRecv[r] {
+		c.n.reordered++
+	} else {
+		gc.maxRecv[r] = n
+	}
+	c.recordDelivery(sentAt, at)
+	if m.left > 0 {
+		return false
+	}
+	m.st |= stReceived
+	us := latencyUS(sentAt, at)
+	c.lastAll.RecordValue(us)
+	if c.inWindow(sentAt) {
+		c.lastMeasured.RecordValue(us)
+	}
+	return settle(&m.st)
+}
+
+func (gc *GroupConversation) msg(n int64) *groupMsg {
+	if n < 1 || n > int64(len(gc.msgs)) {
+		return nil
+	}
+	return &gc.msgs[n-1]
+}
+
+// missing is how many deliveries of acknowledged messages have not arrived,
+// and of how many messages; c.mu is held.
+func (gc *GroupConversation) missing() (deliveries, msgs int64) {
+	for _, m := range gc.msgs {
+		if m.st&stAcked != 0 && m.left > 0 {
+			deliveries += int64(m.left)
+			msgs++
+		}
+	}
+	return deliveries, msgs
 }
 
 // Recipient checks one receiving connection: the seq values of its pushes
@@ -298,7 +488,9 @@ type Result struct {
 	Unanswered int64 `json:"unanswered"` // sent, but the server never answered
 	Delivered  int64 `json:"delivered"`
 
-	Lost       int64 `json:"lost"`       // acknowledged by the server, never received
+	Lost       int64 `json:"lost"`       // acknowledged by the server, never received (group: deliveries)
+	// Group: acknowledged messages that some recipient never received.
+	LostMessages int64 `json:"lost_messages,omitempty"`
 	Duplicates int64 `json:"duplicated"` // the same n or the same mid received again
 	Reordered  int64 `json:"reordered"`  // an n lower than one received before it
 	Unexpected int64 `json:"unexpected"` // an answer or arrival for a message never sent
@@ -310,7 +502,10 @@ type Result struct {
 
 	SentInWindow      int64   `json:"sent_measured"`
 	DeliveredInWindow int64   `json:"delivered_measured"`
-	Latency           Latency `json:"latency_ms"` // of the messages sent in the measured window
+	Latency           Latency `json:"latency_ms"` // of the messages sent in the measured window (group: each delivery)
+	// Group: send -> receipt by the last recipient, of the messages sent in
+	// the measured window that every recipient got.
+	LastMember *Latency `json:"last_member_latency_ms,omitempty"`
 }
 
 // Clean reports whether nothing was lost, duplicated, reordered or out of
@@ -370,6 +565,15 @@ func (c *Checker) Result() Result {
 				r.Lost++
 			}
 		}
+	}
+	for _, gc := range c.groups {
+		d, m := gc.missing()
+		r.Lost += d
+		r.LostMessages += m
+	}
+	if len(c.groups) > 0 {
+		l := summarize(c.lastMeasured)
+		r.LastMember = &l
 	}
 	if len(c.errnos) > 0 {
 		r.SendErrnos = map[string]int64{}

@@ -12,6 +12,15 @@ import (
 // Workload names.
 const (
 	WorkloadOneToOne = "one-to-one"
+	WorkloadGroup    = "group"
+)
+
+// Workload defaults that Config leaves at zero.
+const (
+	DefaultGroupRate        = 20                     // group messages per second in total
+	defaultAckInterval      = 10 * time.Millisecond  // one-to-one receivers
+	defaultGroupAckInterval = 100 * time.Millisecond // group members: thousands of them, each acks at most this often
+	maxGroupMembers         = 5000                   // the server's limit (docs/protocol.md)
 )
 
 // Mode is how senders pace themselves.
@@ -35,9 +44,12 @@ type Config struct {
 	Password string // for every simulated user
 
 	Pairs          int     // one-to-one: sender/receiver pairs
-	Mode           Mode    // closed or open loop
-	Rate           float64 // open loop: messages per second in total
-	MaxOutstanding int     // open loop: per pair; beyond it scheduled messages are skipped
+	Groups         int     // group: groups
+	Members        int     // group: members per group, senders included
+	Senders        int     // group: members of each group that send
+	Mode           Mode    // closed or open loop; "": the workload's (one-to-one closed, group open)
+	Rate           float64 // open loop: messages per second in total; group: 0 is DefaultGroupRate
+	MaxOutstanding int     // open loop: per pair or group sender; beyond it scheduled messages are skipped
 	MsgSize        int     // bytes of "msg" text per chat
 
 	Warmup   time.Duration // sending, checked, not measured
@@ -45,7 +57,7 @@ type Config struct {
 	Drain    time.Duration // after sending stops, wait this long at most for what is outstanding
 	Timeout  time.Duration // hard stop for the whole run, setup included; 0: derived
 
-	AckInterval      time.Duration // receivers acknowledge what they got this often
+	AckInterval      time.Duration // receivers acknowledge what they got this often; 0: 10ms one-to-one, 100ms group
 	SetupConcurrency int           // registrations and logins at once
 
 	Progress io.Writer // a progress line every second; nil: none
@@ -58,28 +70,62 @@ func DefaultConfig() Config {
 		Workload:         WorkloadOneToOne,
 		Password:         "bench-password",
 		Pairs:            50,
-		Mode:             Closed,
+		Groups:           1,
+		Members:          50,
+		Senders:          1,
 		MaxOutstanding:   256,
 		MsgSize:          32,
 		Warmup:           2 * time.Second,
 		Duration:         10 * time.Second,
 		Drain:            5 * time.Second,
-		AckInterval:      10 * time.Millisecond,
 		SetupConcurrency: 16,
 	}
 }
 
-// Validate checks the configuration.
+// withDefaults fills in what Config leaves to the workload.
+func (c Config) withDefaults() Config {
+	if c.Workload == WorkloadGroup {
+		if c.Mode == "" {
+			c.Mode = Open
+		}
+		if c.Rate == 0 && c.Mode == Open {
+			c.Rate = DefaultGroupRate
+		}
+		if c.AckInterval == 0 {
+			c.AckInterval = defaultGroupAckInterval
+		}
+		return c
+	}
+	if c.Mode == "" {
+		c.Mode = Closed
+	}
+	if c.AckInterval == 0 {
+		c.AckInterval = defaultAckInterval
+	}
+	return c
+}
+
+// Validate checks the configuration (with the workload's defaults filled
+// in).
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	switch {
 	case len(c.Addrs) == 0:
 		return errors.New("no address to connect to")
-	case c.Workload != WorkloadOneToOne:
-		return fmt.Errorf("workload %q: want %s", c.Workload, WorkloadOneToOne)
+	case c.Workload != WorkloadOneToOne && c.Workload != WorkloadGroup:
+		return fmt.Errorf("workload %q: want %s or %s", c.Workload, WorkloadOneToOne, WorkloadGroup)
 	case c.Password == "" || len(c.Password) > 72:
 		return errors.New("password: want 1-72 bytes")
-	case c.Pairs < 1:
+	case c.Workload == WorkloadOneToOne && c.Pairs < 1:
 		return fmt.Errorf("pairs %d: want at least 1", c.Pairs)
+	case c.Workload == WorkloadGroup && c.Groups < 1:
+		return fmt.Errorf("groups %d: want at least 1", c.Groups)
+	case c.Workload == WorkloadGroup && (c.Members < 2 || c.Members > maxGroupMembers):
+		return fmt.Errorf("members %d: want 2-%d (a sender and someone to receive)", c.Members, maxGroupMembers)
+	case c.Workload == WorkloadGroup && (c.Senders < 1 || c.Senders > c.Members):
+		return fmt.Errorf("senders %d: want 1-%d (senders are members)", c.Senders, c.Members)
+	case c.Workload == WorkloadGroup && c.Mode != Open:
+		return fmt.Errorf("mode %q: the group workload is open loop only (--rate)", c.Mode)
 	case c.Mode != Closed && c.Mode != Open:
 		return fmt.Errorf("mode %q: want %s or %s", c.Mode, Closed, Open)
 	case c.Mode == Open && c.Rate <= 0:
@@ -99,8 +145,8 @@ func (c Config) Validate() error {
 	case c.Timeout > 0 && c.Timeout <= c.Warmup+c.Duration+c.Drain:
 		return fmt.Errorf("timeout %s: want more than warmup + duration + drain (%s), plus time for the setup",
 			c.Timeout, c.Warmup+c.Duration+c.Drain)
-	case c.AckInterval <= 0:
-		return fmt.Errorf("ack interval %s: want more than 0", c.AckInterval)
+	case c.AckInterval < 0:
+		return fmt.Errorf("ack interval %s: want more than 0 (0: the workload's default)", c.AckInterval)
 	case c.SetupConcurrency < 1:
 		return fmt.Errorf("setup concurrency %d: want at least 1", c.SetupConcurrency)
 	}
@@ -122,9 +168,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	switch cfg.Workload {
 	case WorkloadOneToOne:
 		return OneToOne(ctx, cfg, log)
+	case WorkloadGroup:
+		return Group(ctx, cfg, log)
 	}
 	return nil, fmt.Errorf("unknown workload %q", cfg.Workload)
 }
