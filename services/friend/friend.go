@@ -43,8 +43,6 @@ const (
 )
 
 const (
-	pendingMsgsLimit  = 4096    // requests queued per endpoint before drops
-	pendingBytesLimit = 8 << 20 // bytes queued per endpoint before drops
 	// startFlushTimeout bounds the wait for the server to confirm the
 	// subscriptions at start.
 	startFlushTimeout = 5 * time.Second
@@ -131,30 +129,17 @@ func (s *Service) register() error {
 		return fmt.Errorf("add micro service: %w", err)
 	}
 	s.micro = ms
-	endpoints := []struct {
-		name, subject, description string
-		handler                    micro.Handler
-	}{
-		{epAdd, subject.FriendAdd,
-			"befriend a user; friendship is mutual and adding twice changes nothing: {user_id, friend_id} -> {}; errors bad_request (ids not positive, yourself), not_found (no such friend), busy (user service unavailable: retry)",
-			endpoint.JSON(s.runner, epAdd, s.add)},
-		{epRemove, subject.FriendRemove,
-			"unfriend, on both sides; removing a non-friend changes nothing: {user_id, friend_id} -> {}; errors bad_request",
-			endpoint.JSON(s.runner, epRemove, s.remove)},
-		{epList, subject.FriendList,
-			"a user's friends in id order with name and online state: {user_id} -> {friends: [{id, name, online}]}; errors bad_request, busy (user service unavailable: retry)",
-			endpoint.JSON(s.runner, epList, s.list)},
-	}
-	for _, e := range endpoints {
-		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
-			micro.WithEndpointSubject(e.subject),
-			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
-			micro.WithEndpointPendingLimits(pendingMsgsLimit, pendingBytesLimit))
-		if err != nil {
-			return fmt.Errorf("add endpoint %s: %w", e.name, err)
-		}
-	}
-	return nil
+	return endpoint.Add(ms, s.nc,
+		endpoint.Spec{Name: epAdd, Subject: subject.FriendAdd,
+			Description: "befriend a user; friendship is mutual and adding twice changes nothing: {user_id, friend_id} -> {}; errors bad_request (ids not positive, yourself), not_found (no such friend), busy (user service unavailable: retry)",
+			Handler:     endpoint.JSON(s.runner, epAdd, s.add)},
+		endpoint.Spec{Name: epRemove, Subject: subject.FriendRemove,
+			Description: "unfriend, on both sides; removing a non-friend changes nothing: {user_id, friend_id} -> {}; errors bad_request",
+			Handler:     endpoint.JSON(s.runner, epRemove, s.remove)},
+		endpoint.Spec{Name: epList, Subject: subject.FriendList,
+			Description: "a user's friends in id order with name and online state: {user_id} -> {friends: [{id, name, online}]}; errors bad_request, busy (user service unavailable: retry)",
+			Handler:     endpoint.JSON(s.runner, epList, s.list)},
+	)
 }
 
 // Stop drains the presence subscription, fans out the presence events still
@@ -178,18 +163,9 @@ func (s *Service) shutdown() error {
 	// The loop fans out what is pending once more, then returns.
 	s.stopPresence()
 	s.presenceLoop.Wait()
-	if s.micro != nil {
-		if err := s.micro.Stop(); err != nil {
-			errs = append(errs, fmt.Errorf("stop friend service: %w", err))
-		}
+	if err := endpoint.Stop(s.micro, s.nc, s.runner); err != nil {
+		errs = append(errs, fmt.Errorf("stop friend service: %w", err))
 	}
-	// The drain is asynchronous; a flush makes sure every request the server
-	// routed here before the unsubscribe is in the subscriptions' queues,
-	// most of which are then handled before the runner closes.
-	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("stop friend service: flush: %w", err))
-	}
-	s.runner.Close()
 	if len(errs) == 0 {
 		s.log.Info("friend service stopped")
 	}

@@ -2,11 +2,9 @@ package friend_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,6 +23,8 @@ import (
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
@@ -48,13 +48,6 @@ func testConfig() friend.Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func newEnv(t *testing.T, db *sqldb.DB, cfg friend.Config) *env {
 	t.Helper()
 	ns := natstest.Run(t)
@@ -69,7 +62,7 @@ func (e *env) startUser(t *testing.T) *user.Service {
 	t.Helper()
 	cfg := user.DefaultConfig()
 	cfg.BcryptCost = bcrypt.MinCost
-	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, testLogger(t))
+	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +78,7 @@ func (e *env) startUser(t *testing.T) *user.Service {
 // the test ends (before the connection closes).
 func (e *env) start(t *testing.T, cfg friend.Config) *friend.Service {
 	t.Helper()
-	svc, err := friend.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, testLogger(t))
+	svc, err := friend.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,20 +188,6 @@ func ids(ps []api.Profile) []int64 {
 		out[i] = p.ID
 	}
 	return out
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -383,7 +362,7 @@ func TestListNamesAndOnline(t *testing.T) {
 				t.Errorf("name %d: bytes % x, want % x", i, got[i].Name, want[i].Name)
 			}
 		}
-		eventually(t, 5*time.Second, func() bool { return profileCalls.Load() >= 1 }, "the profiles request")
+		eventually.True(t, 5*time.Second, func() bool { return profileCalls.Load() >= 1 }, "the profiles request")
 		if n := profileCalls.Load(); n != 1 {
 			t.Errorf("list of %d friends made %d profiles requests, want 1", len(want), n)
 		}
@@ -462,10 +441,10 @@ func TestQueueGroup(t *testing.T) {
 		}
 		// Stats are counted after each handler returns; poll until all
 		// lists are in.
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			total := 0
-			for _, s := range serviceStats(t, e.nc, 2) {
-				served := endpointRequests(s, subject.FriendList)
+			for _, s := range natstest.Stats(t, e.nc, subject.FriendService, 2) {
+				served := natstest.EndpointRequests(s, subject.FriendList)
 				if served == 0 {
 					return false
 				}
@@ -478,68 +457,16 @@ func TestQueueGroup(t *testing.T) {
 		for i := range n {
 			publishPresence(t, e.nc, api.PresenceEvent{UserID: alice, Online: i%2 == 0, At: now + int64(i)})
 		}
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			a, b := e.svc.PresenceStats(), second.PresenceStats()
 			return a.Events > 0 && b.Events > 0 && a.Events+b.Events == n
 		}, "both instances to take presence events")
 	})
 }
 
-// serviceStats asks every friend service instance for its stats through
-// micro discovery and waits for want answers.
-func serviceStats(t *testing.T, nc *nats.Conn, want int) []micro.Stats {
-	t.Helper()
-	subj, err := micro.ControlSubject(micro.StatsVerb, subject.FriendService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, nil); err != nil {
-		t.Fatal(err)
-	}
-	var stats []micro.Stats
-	for range want {
-		msg, err := sub.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("stats: %d of %d instances answered: %v", len(stats), want, err)
-		}
-		var s micro.Stats
-		if err := json.Unmarshal(msg.Data, &s); err != nil {
-			t.Fatal(err)
-		}
-		stats = append(stats, s)
-	}
-	return stats
-}
-
-func endpointRequests(s micro.Stats, subj string) int {
-	for _, ep := range s.Endpoints {
-		if ep.Subject == subj {
-			return ep.NumRequests
-		}
-	}
-	return 0
-}
-
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig())
-	subj, err := micro.ControlSubject(micro.InfoVerb, subject.FriendService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := e.nc.Request(subj, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info micro.Info
-	if err := json.Unmarshal(msg.Data, &info); err != nil {
-		t.Fatal(err)
-	}
+	info := natstest.Info(t, e.nc, subject.FriendService)
 	if info.Name != subject.FriendService || info.Version == "" || info.Description == "" {
 		t.Errorf("info %+v", info.ServiceIdentity)
 	}
@@ -566,7 +493,7 @@ func TestStartInvalidConfig(t *testing.T) {
 	ns := natstest.Run(t)
 	cfg := testConfig()
 	cfg.CoalesceWindow = 0
-	if _, err := friend.Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), cfg, testLogger(t)); err == nil {
+	if _, err := friend.Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), cfg, logtest.New(t, slog.LevelDebug)); err == nil {
 		t.Fatal("started with an invalid config")
 	}
 	if _, err := natstest.Connect(t, ns).Request(subject.FriendList, []byte(`{"user_id":1}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {

@@ -13,6 +13,8 @@ import (
 	"github.com/natter-chat/natter/services/friend"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -28,7 +30,7 @@ type noticeLog struct {
 func watchNotices(t *testing.T, nc *nats.Conn) *noticeLog {
 	t.Helper()
 	l := &noticeLog{to: map[int64][]api.PresenceNotice{}}
-	sub, err := nc.Subscribe(userWildcard(), func(m *nats.Msg) {
+	natstest.Subscribe(t, nc, userWildcard(), func(m *nats.Msg) {
 		if m.Header.Get(subject.KindHeader) != subject.KindPresence {
 			return // a kick or a chat message
 		}
@@ -43,13 +45,6 @@ func watchNotices(t *testing.T, nc *nats.Conn) *noticeLog {
 		l.total++
 		l.mu.Unlock()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	return l
 }
 
@@ -91,7 +86,7 @@ func publishRaw(t *testing.T, nc *nats.Conn, body []byte) {
 func settle(t *testing.T, svc *friend.Service, l *noticeLog, events int64) friend.PresenceStats {
 	t.Helper()
 	var st friend.PresenceStats
-	eventually(t, 10*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, func() bool {
 		st = svc.PresenceStats()
 		return st.Events == events && st.Pending == 0 && st.Handled == st.Events && int64(l.count()) >= st.Notices
 	}, "the presence fan-out to settle")
@@ -115,7 +110,7 @@ func TestPresenceFanOut(t *testing.T) {
 
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually(t, time.Second, func() bool {
+		eventually.True(t, time.Second, func() bool {
 			for _, f := range friends {
 				if len(l.of(f)) == 0 {
 					return false
@@ -160,14 +155,14 @@ func TestPresenceFromLogins(t *testing.T) {
 		e.add(t, u, f)
 		l := watchNotices(t, e.nc)
 		e.login(t, f)
-		eventually(t, 5*time.Second, func() bool { return len(l.of(u)) == 1 }, "u to hear f came online")
+		eventually.True(t, 5*time.Second, func() bool { return len(l.of(u)) == 1 }, "u to hear f came online")
 		if n := l.of(u)[0]; n.ID != f || !n.Online || n.At <= 0 {
 			t.Errorf("notice %+v, want f=%d online", n, f)
 		}
 		if err := e.call(subject.UserLogout, api.LogoutRequest{UserID: f, SessionID: fmt.Sprint("s", f)}, nil); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, func() bool { return len(l.of(u)) == 2 }, "u to hear f went offline")
+		eventually.True(t, 5*time.Second, func() bool { return len(l.of(u)) == 2 }, "u to hear f went offline")
 		if n := l.of(u)[1]; n.ID != f || n.Online {
 			t.Errorf("notice %+v, want f=%d offline", n, f)
 		}
@@ -250,7 +245,7 @@ func TestPresenceThousandFriends(t *testing.T) {
 
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually(t, 10*time.Second, func() bool { return l.count() >= len(friends) }, "1000 notices")
+		eventually.True(t, 10*time.Second, func() bool { return l.count() >= len(friends) }, "1000 notices")
 		st := settle(t, e.svc, l, 1)
 		want := []api.PresenceNotice{{ID: u, Online: true, At: at}}
 		for _, f := range friends {
@@ -301,7 +296,7 @@ func TestStopFansOutPending(t *testing.T) {
 		l := watchNotices(t, e.nc)
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually(t, 5*time.Second, func() bool { return e.svc.PresenceStats().Pending == 1 }, "the event to be pending")
+		eventually.True(t, 5*time.Second, func() bool { return e.svc.PresenceStats().Pending == 1 }, "the event to be pending")
 		if err := e.svc.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -309,6 +304,6 @@ func TestStopFansOutPending(t *testing.T) {
 		if st.Pending != 0 || st.Handled != 1 || st.Notices != 1 {
 			t.Errorf("after Stop: stats %+v, want the event fanned out", st)
 		}
-		eventually(t, 5*time.Second, func() bool { return len(l.of(f)) == 1 }, "the notice")
+		eventually.True(t, 5*time.Second, func() bool { return len(l.of(f)) == 1 }, "the notice")
 	})
 }

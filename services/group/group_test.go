@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -23,6 +22,8 @@ import (
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
@@ -39,13 +40,6 @@ type env struct {
 	grp *Service
 }
 
-func testLog(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.RequestTimeout = 20 * time.Second
@@ -58,7 +52,7 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{ns: ns, db: db, nc: natstest.Connect(t, ns)}
 	ucfg := user.DefaultConfig()
 	ucfg.BcryptCost = bcrypt.MinCost
-	us, err := user.Start(context.Background(), natstest.Connect(t, ns), db, ucfg, testLog(t))
+	us, err := user.Start(context.Background(), natstest.Connect(t, ns), db, ucfg, logtest.New(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +63,7 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	})
 	ocfg := offline.DefaultConfig()
 	ocfg.RequestTimeout = 20 * time.Second
-	os, err := offline.Start(context.Background(), natstest.Connect(t, ns), db, ocfg, testLog(t))
+	os, err := offline.Start(context.Background(), natstest.Connect(t, ns), db, ocfg, logtest.New(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +80,7 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 // when the test ends (before the connection closes).
 func (e *env) startGroup(t testing.TB, cfg Config) *Service {
 	t.Helper()
-	s, err := Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, testLog(t))
+	s, err := Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,20 +206,6 @@ func mids(ms []api.InboxMessage) []string {
 	return out
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 // pushes records the kind=msg pushes to some users, as their gateway would
 // see them: all subscriptions feed one channel read by one goroutine.
 type pushes struct {
@@ -323,7 +303,7 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	ns := natstest.Run(t)
-	if _, err := Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), Config{}, testLog(t)); err == nil {
+	if _, err := Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), Config{}, logtest.New(t, slog.LevelWarn)); err == nil {
 		t.Error("Start accepted an invalid config")
 	}
 }
@@ -433,7 +413,7 @@ func TestCreatorLeaves(t *testing.T) {
 		e.join(t, gid, u[3])
 		// u[2] and u[1] join in later milliseconds than u[3].
 		mark := time.Now().UnixMilli()
-		eventually(t, time.Second, func() bool { return time.Now().UnixMilli() > mark }, "the next millisecond")
+		eventually.True(t, time.Second, func() bool { return time.Now().UnixMilli() > mark }, "the next millisecond")
 		e.join(t, gid, u[2], u[1])
 
 		e.leave(t, gid, u[0])
@@ -582,7 +562,7 @@ func TestSend(t *testing.T) {
 				t.Errorf("inbox of %d: %+v", r, in)
 			}
 		}
-		eventually(t, 5*time.Second, func() bool { return p.total() >= 3 }, "3 pushes")
+		eventually.True(t, 5*time.Second, func() bool { return p.total() >= 3 }, "3 pushes")
 		for _, r := range []int64{u[0], u[2], u[3]} {
 			got := p.of(r)
 			if len(got) != 1 || got[0].MID != resp.MID || got[0].Seq != 1 || string(got[0].Body) != string(body) {
@@ -611,7 +591,7 @@ func TestSend(t *testing.T) {
 		}
 		// Nothing else arrives: a last message to everyone marks the end.
 		end := e.mustSend(t, u[0], gid, "end")
-		eventually(t, 5*time.Second, func() bool { return len(p.of(u[3])) == 2 }, "the end marker")
+		eventually.True(t, 5*time.Second, func() bool { return len(p.of(u[3])) == 2 }, "the end marker")
 		if p.total() != 6 {
 			t.Errorf("%d pushes, want 6", p.total())
 		}
@@ -861,7 +841,7 @@ func TestBigGroup(t *testing.T) {
 		p := watch(t, e.nc, ids...)
 		sender := ids[n/2]
 		mid := e.mustSend(t, sender, gid, "hello, everyone")
-		eventually(t, 10*time.Second, func() bool { return p.total() >= n-1 }, "1999 pushes")
+		eventually.True(t, 10*time.Second, func() bool { return p.total() >= n-1 }, "1999 pushes")
 		for _, id := range ids {
 			got := p.of(id)
 			switch {
@@ -945,18 +925,7 @@ func TestBadRequests(t *testing.T) {
 // descriptions.
 func TestMicroInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t))
-	subj, err := micro.ControlSubject(micro.InfoVerb, subject.GroupService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := e.nc.Request(subj, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil {
-		t.Fatal(err)
-	}
+	info := natstest.Info(t, e.nc, subject.GroupService)
 	got := map[string]string{}
 	for _, ep := range info.Endpoints {
 		got[ep.Subject] = ep.QueueGroup
@@ -979,17 +948,7 @@ func TestMicroInfo(t *testing.T) {
 	e.join(t, gid, u[1])
 	e.mustSend(t, u[0], gid, "one")
 	e.mustSend(t, u[0], gid, "two")
-	subj, err = micro.ControlSubject(micro.StatsVerb, subject.GroupService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, err = e.nc.Request(subj, nil, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	var stats micro.Stats
-	if err := json.Unmarshal(m.Data, &stats); err != nil {
-		t.Fatal(err)
-	}
+	stats := natstest.Stats(t, e.nc, subject.GroupService, 1)[0]
 	for _, ep := range stats.Endpoints {
 		if ep.Name != epSend {
 			continue

@@ -21,7 +21,7 @@ func (s *Service) create(ctx context.Context, req *api.GroupCreateRequest) (*api
 	if err := checkUser(req.UserID); err != nil {
 		return nil, err
 	}
-	if err := checkName(req.Name); err != nil {
+	if err := api.CheckName(req.Name, api.MaxGroupName); err != nil {
 		return nil, err
 	}
 	if err := checkDesc(req.Desc); err != nil {
@@ -251,28 +251,6 @@ func checkGroupRequest(req *api.GroupRequest) error {
 	}
 	if req.GroupID <= 0 {
 		return api.Errorf(api.CodeBadRequest, "group_id must be a positive group id")
-	}
-	return nil
-}
-
-// checkName accepts 1-api.MaxGroupName characters of valid UTF-8 without
-// control characters or white space at either end.
-func checkName(name string) error {
-	if !utf8.ValidString(name) {
-		return api.Errorf(api.CodeBadRequest, "name must be valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(name); n < 1 || n > api.MaxGroupName {
-		return api.Errorf(api.CodeBadRequest, "name must be 1-%d characters, got %d", api.MaxGroupName, n)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return api.Errorf(api.CodeBadRequest, "name must not contain control characters")
-		}
-	}
-	first, _ := utf8.DecodeRuneInString(name)
-	last, _ := utf8.DecodeLastRuneInString(name)
-	if unicode.IsSpace(first) || unicode.IsSpace(last) {
-		return api.Errorf(api.CodeBadRequest, "name must not begin or end with white space")
 	}
 	return nil
 }

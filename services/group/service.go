@@ -18,7 +18,6 @@ package group
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -43,13 +42,12 @@ const (
 	epSend    = "send"
 )
 
-// Pending limits of the endpoint subscriptions: past them NATS drops
+// Pending limits of the send endpoint's subscription (the others keep
+// endpoint.DefaultPendingMsgs and DefaultPendingBytes): past them NATS drops
 // requests and their callers time out.
 const (
-	pendingMsgsLimit      = 4096
-	pendingBytesLimit     = 8 << 20
-	sendPendingMsgsLimit  = 1 << 14
-	sendPendingBytesLimit = 128 << 20
+	sendPendingMsgs  = 1 << 14
+	sendPendingBytes = 128 << 20
 )
 
 // Service is a running group service.
@@ -119,39 +117,29 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start group service: %w", err)
 	}
 	s.micro = ms
-	endpoints := []struct {
-		name, subject, description string
-		handler                    micro.Handler
-		msgs, bytes                int
-	}{
-		{epCreate, subject.GroupCreate,
-			"create a group, the user its creator: {user_id, name (1-50 characters), desc (0-200)} -> {group_id}; errors bad_request",
-			endpoint.JSON(s.runner, epCreate, s.create), pendingMsgsLimit, pendingBytesLimit},
-		{epJoin, subject.GroupJoin,
-			"join a group (again: no change; an empty group's joiner becomes its creator): {user_id, group_id} -> {}; errors no_such_group, bad_request (group is full)",
-			endpoint.JSON(s.runner, epJoin, s.join), pendingMsgsLimit, pendingBytesLimit},
-		{epLeave, subject.GroupLeave,
-			"leave a group (a leaving creator is succeeded by the longest-standing member): {user_id, group_id} -> {}; errors no_such_group, not_member",
-			endpoint.JSON(s.runner, epLeave, s.leave), pendingMsgsLimit, pendingBytesLimit},
-		{epMine, subject.GroupMine,
-			"the user's groups with their members: {user_id} -> {groups: [{id, name, desc, members: [{id, name, role, online}]}]}",
-			endpoint.JSON(s.runner, epMine, s.mine), pendingMsgsLimit, pendingBytesLimit},
-		{epMembers, subject.GroupMembers,
-			"one group with its members, for members only: {user_id, group_id} -> {group: {id, name, desc, members}}; errors no_such_group, not_member",
-			endpoint.JSON(s.runner, epMembers, s.members), pendingMsgsLimit, pendingBytesLimit},
-		{epSend, subject.GroupSend,
-			"group chat, stored for every other member in one batched offline store and answered after the commit: {user_id, group_id, cid, body} -> {mid, duplicate}; errors no_such_group, not_member, bad_request, busy (retry with the same cid)",
-			endpoint.JSON(s.sendRunner, epSend, s.send), sendPendingMsgsLimit, sendPendingBytesLimit},
-	}
-	for _, e := range endpoints {
-		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
-			micro.WithEndpointSubject(e.subject),
-			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
-			micro.WithEndpointPendingLimits(e.msgs, e.bytes))
-		if err != nil {
-			s.shutdown()
-			return nil, fmt.Errorf("start group service: add endpoint %s: %w", e.name, err)
-		}
+	err = endpoint.Add(ms, nc,
+		endpoint.Spec{Name: epCreate, Subject: subject.GroupCreate,
+			Description: "create a group, the user its creator: {user_id, name (1-50 characters), desc (0-200)} -> {group_id}; errors bad_request",
+			Handler:     endpoint.JSON(s.runner, epCreate, s.create)},
+		endpoint.Spec{Name: epJoin, Subject: subject.GroupJoin,
+			Description: "join a group (again: no change; an empty group's joiner becomes its creator): {user_id, group_id} -> {}; errors no_such_group, bad_request (group is full)",
+			Handler:     endpoint.JSON(s.runner, epJoin, s.join)},
+		endpoint.Spec{Name: epLeave, Subject: subject.GroupLeave,
+			Description: "leave a group (a leaving creator is succeeded by the longest-standing member): {user_id, group_id} -> {}; errors no_such_group, not_member",
+			Handler:     endpoint.JSON(s.runner, epLeave, s.leave)},
+		endpoint.Spec{Name: epMine, Subject: subject.GroupMine,
+			Description: "the user's groups with their members: {user_id} -> {groups: [{id, name, desc, members: [{id, name, role, online}]}]}",
+			Handler:     endpoint.JSON(s.runner, epMine, s.mine)},
+		endpoint.Spec{Name: epMembers, Subject: subject.GroupMembers,
+			Description: "one group with its members, for members only: {user_id, group_id} -> {group: {id, name, desc, members}}; errors no_such_group, not_member",
+			Handler:     endpoint.JSON(s.runner, epMembers, s.members)},
+		endpoint.Spec{Name: epSend, Subject: subject.GroupSend,
+			Description: "group chat, stored for every other member in one batched offline store and answered after the commit: {user_id, group_id, cid, body} -> {mid, duplicate}; errors no_such_group, not_member, bad_request, busy (retry with the same cid)",
+			Handler:     endpoint.JSON(s.sendRunner, epSend, s.send), PendingMsgs: sendPendingMsgs, PendingBytes: sendPendingBytes},
+	)
+	if err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("start group service: %w", err)
 	}
 	// Once Start returns, the server knows the endpoints. If NATS is away,
 	// the subscriptions are sent when it is back.
@@ -174,22 +162,11 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) shutdown() error {
-	var errs []error
-	if err := s.micro.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("stop group service: %w", err))
+	if err := endpoint.Stop(s.micro, s.nc, s.runner, s.sendRunner); err != nil {
+		return fmt.Errorf("stop group service: %w", err)
 	}
-	// The drain is asynchronous; a flush makes sure every request the server
-	// routed here before the unsubscribe is in the subscriptions' queues,
-	// most of which are then handled before the runners close.
-	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("stop group service: flush: %w", err))
-	}
-	s.runner.Close()
-	s.sendRunner.Close()
-	if len(errs) == 0 {
-		s.log.Info("group service stopped")
-	}
-	return errors.Join(errs...)
+	s.log.Info("group service stopped")
+	return nil
 }
 
 func (s *Service) cacheStats() CacheStats {

@@ -21,24 +21,11 @@ import (
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
-
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
 
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -259,7 +246,7 @@ func concurrentStores(t *testing.T, ns *server.Server, svcs []*Service, ordered 
 			t.Errorf("user %d: stored mids differ from the ones answered", u)
 		}
 
-		eventually(t, 10*time.Second, func() bool { return len(pl.get(u)) >= n }, fmt.Sprintf("%d pushes to user %d", n, u))
+		eventually.True(t, 10*time.Second, func() bool { return len(pl.get(u)) >= n }, fmt.Sprintf("%d pushes to user %d", n, u))
 		pushes := pl.get(u)
 		if len(pushes) != n {
 			t.Fatalf("user %d: %d pushes, want %d", u, len(pushes), n)
@@ -292,7 +279,7 @@ func TestBatching(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		first := storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("first")})
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			st := s.storeStats()
 			return st.Accepted == 1 && st.QueueLen == 0
 		}, "the writer to take the first request")
@@ -302,7 +289,7 @@ func TestBatching(t *testing.T) {
 		for i := range n {
 			done = append(done, storeAsync(nc, api.StoreRequest{From: 2, To: []int64{int64(1 + i%7)}, Body: textBody("queued")}))
 		}
-		eventually(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "200 queued requests")
+		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "200 queued requests")
 		release()
 
 		if err := <-first; err != nil {
@@ -327,7 +314,7 @@ func TestQueueFull(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		first := storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("1")})
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			st := s.storeStats()
 			return st.Accepted == 1 && st.QueueLen == 0
 		}, "the writer to take the first request")
@@ -335,7 +322,7 @@ func TestQueueFull(t *testing.T) {
 			storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("2")}),
 			storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("3")}),
 		}
-		eventually(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == 2 }, "a full queue")
+		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == 2 }, "a full queue")
 
 		_, err := store(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("4")})
 		if !errors.Is(err, api.ErrBusy) {
@@ -363,7 +350,7 @@ func TestStopAnswersQueued(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		done := []<-chan error{storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("first")})}
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			st := s.storeStats()
 			return st.Accepted == 1 && st.QueueLen == 0
 		}, "the writer to take the first request")
@@ -371,11 +358,11 @@ func TestStopAnswersQueued(t *testing.T) {
 		for i := range n {
 			done = append(done, storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, CID: fmt.Sprint(i), Body: textBody("q")}))
 		}
-		eventually(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "queued requests")
+		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "queued requests")
 
 		stopped := make(chan error, 1)
 		go func() { stopped <- s.Stop() }()
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			s.gate.RLock()
 			defer s.gate.RUnlock()
 			return s.closed
@@ -500,7 +487,7 @@ func TestRoundTrip(t *testing.T) {
 			if stored != string(want) {
 				t.Errorf("%s: stored body differs", name)
 			}
-			eventually(t, 5*time.Second, func() bool { return len(pl.get(2)) > i }, "the push")
+			eventually.True(t, 5*time.Second, func() bool { return len(pl.get(2)) > i }, "the push")
 			if got := pl.get(2)[i].Body; string(got) != string(want) {
 				t.Errorf("%s: pushed body differs", name)
 			}
@@ -573,7 +560,7 @@ func TestPruner(t *testing.T) {
 		// Entries and then their messages go, each in transactions of
 		// their own.
 		var n int
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			p := fetch(t, nc, 2, 0, 0)
 			if err := db.QueryRow("SELECT COUNT(*) FROM messages").Scan(&n); err != nil {
 				t.Fatal(err)
@@ -653,19 +640,7 @@ func TestBadRequests(t *testing.T) {
 func TestMicroInfo(t *testing.T) {
 	ns := natstest.Run(t)
 	start(t, ns, dbtest.SQLite(t), Config{})
-	nc := natstest.Connect(t, ns)
-	subj, err := micro.ControlSubject(micro.InfoVerb, subject.OfflineService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := nc.Request(subj, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil {
-		t.Fatal(err)
-	}
+	info := natstest.Info(t, natstest.Connect(t, ns), subject.OfflineService)
 	got := map[string]string{}
 	for _, e := range info.Endpoints {
 		got[e.Subject] = e.QueueGroup
@@ -749,7 +724,7 @@ func TestStopUnderLoad(t *testing.T) {
 				}
 			})
 		}
-		eventually(t, 10*time.Second, func() bool { return s.storeStats().Stored >= 100 }, "some stores")
+		eventually.True(t, 10*time.Second, func() bool { return s.storeStats().Stored >= 100 }, "some stores")
 		if err := s.Stop(); err != nil {
 			t.Fatal(err)
 		}

@@ -171,32 +171,18 @@ func (s *Service) register() error {
 	}
 	s.micro = svc
 	// Every endpoint is answered from goroutines other than micro's, so
-	// every handler gets detached requests (see detached).
-	eps := []struct {
-		name, subject, desc string
-		handler             micro.Handler
-		msgs, bytes         int
-	}{
-		{epStore, subject.OfflineStore,
-			"store a chat message in its recipients' inboxes; answered after the commit",
-			endpoint.Detach(s.nc, micro.HandlerFunc(s.handleStore)), storePendingMsgs, storePendingBytes},
-		{epFetch, subject.OfflineFetch,
-			"read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
-			endpoint.Detach(s.nc, endpoint.JSON(s.runner, epFetch, s.fetch)), otherPendingMsgs, otherPendingBytes},
-		{epAck, subject.OfflineAck,
-			"acknowledge inboxes cumulatively up to a seq",
-			endpoint.Detach(s.nc, endpoint.JSON(s.runner, epAck, s.ack)), otherPendingMsgs, otherPendingBytes},
-	}
-	for _, ep := range eps {
-		err := svc.AddEndpoint(ep.name, ep.handler,
-			micro.WithEndpointSubject(ep.subject),
-			micro.WithEndpointMetadata(map[string]string{"description": ep.desc}),
-			micro.WithEndpointPendingLimits(ep.msgs, ep.bytes))
-		if err != nil {
-			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
-		}
-	}
-	return nil
+	// every handler gets detached requests (endpoint.Add detaches them).
+	return endpoint.Add(svc, s.nc,
+		endpoint.Spec{Name: epStore, Subject: subject.OfflineStore,
+			Description: "store a chat message in its recipients' inboxes; answered after the commit",
+			Handler:     micro.HandlerFunc(s.handleStore), PendingMsgs: storePendingMsgs, PendingBytes: storePendingBytes},
+		endpoint.Spec{Name: epFetch, Subject: subject.OfflineFetch,
+			Description: "read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
+			Handler:     endpoint.JSON(s.runner, epFetch, s.fetch), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
+		endpoint.Spec{Name: epAck, Subject: subject.OfflineAck,
+			Description: "acknowledge inboxes cumulatively up to a seq",
+			Handler:     endpoint.JSON(s.runner, epAck, s.ack), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
+	)
 }
 
 // Stop stops taking requests, stores and answers every store request

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
@@ -21,7 +19,7 @@ import (
 type none struct{}
 
 func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
-	if err := checkName(req.Name); err != nil {
+	if err := api.CheckName(req.Name, MaxNameRunes); err != nil {
 		return nil, err
 	}
 	if n := len(req.Password); n < 1 || n > MaxPasswordBytes {
@@ -40,30 +38,6 @@ func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (*api.
 	}
 	s.log.Info("registered", "user_id", id)
 	return &api.RegisterResponse{ID: id}, nil
-}
-
-// checkName accepts 1-MaxNameRunes characters of valid UTF-8 without control
-// characters or white space at either end. Trailing spaces are refused
-// because MySQL's utf8mb4_bin ignores them when comparing, which would make
-// "bob" and "bob " the same name there and different ones in SQLite.
-func checkName(name string) error {
-	if !utf8.ValidString(name) {
-		return api.Errorf(api.CodeBadRequest, "name must be valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(name); n < 1 || n > MaxNameRunes {
-		return api.Errorf(api.CodeBadRequest, "name must be 1-%d characters, got %d", MaxNameRunes, n)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return api.Errorf(api.CodeBadRequest, "name must not contain control characters")
-		}
-	}
-	first, _ := utf8.DecodeRuneInString(name)
-	last, _ := utf8.DecodeLastRuneInString(name)
-	if unicode.IsSpace(first) || unicode.IsSpace(last) {
-		return api.Errorf(api.CodeBadRequest, "name must not begin or end with white space")
-	}
-	return nil
 }
 
 // checkID accepts a gateway or session id of 1-MaxIDLen bytes.

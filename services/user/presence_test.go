@@ -11,6 +11,7 @@ import (
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -21,7 +22,7 @@ type presenceLog struct{ ch chan api.PresenceEvent }
 func watchPresence(t *testing.T, nc *nats.Conn) *presenceLog {
 	t.Helper()
 	l := &presenceLog{ch: make(chan api.PresenceEvent, 1000)}
-	sub, err := nc.Subscribe(subject.Presence, func(m *nats.Msg) {
+	natstest.Subscribe(t, nc, subject.Presence, func(m *nats.Msg) {
 		var ev api.PresenceEvents
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			t.Errorf("presence: %v", err)
@@ -31,13 +32,6 @@ func watchPresence(t *testing.T, nc *nats.Conn) *presenceLog {
 			l.ch <- e
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	return l
 }
 

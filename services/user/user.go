@@ -9,7 +9,6 @@ package user
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -43,11 +42,9 @@ const (
 	cleanupInterval  = 10 * time.Minute
 	// expireInterval is how often expired leases are looked for: a killed
 	// gateway's users show offline at most this long after its TTL.
-	expireInterval    = time.Second
-	cleanupAfter      = time.Hour // a lease expired this long ago is garbage
-	cleanupTimeout    = time.Minute
-	pendingMsgsLimit  = 4096    // requests queued per endpoint before drops
-	pendingBytesLimit = 8 << 20 // bytes queued per endpoint before drops
+	expireInterval = time.Second
+	cleanupAfter   = time.Hour // a lease expired this long ago is garbage
+	cleanupTimeout = time.Minute
 )
 
 // Config configures the service.
@@ -161,41 +158,32 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	s.micro = ms
-	endpoints := []struct {
-		name, subject, description string
-		handler                    micro.Handler
-	}{
-		{"register", subject.UserRegister,
-			"create an account: {name, password} -> {id}; errors name_taken, bad_request",
-			endpoint.JSON(s.runner, "register", s.register)},
-		{"login", subject.UserLogin,
-			"check a password and claim the user's single session: {user_id, password, gateway_id, session_id} -> {name, replaced}; errors bad_login, session_live",
-			endpoint.JSON(s.runner, "login", s.login)},
-		{"logout", subject.UserLogout,
-			"release a session if it is still the user's current one: {user_id, session_id} -> {}",
-			endpoint.JSON(s.runner, "logout", s.logout)},
-		{"lookup", subject.UserLookup,
-			"names of user ids, unknown ids left out: {ids} (1-1000) -> {users: [{id, name}]}",
-			endpoint.JSON(s.runner, "lookup", s.lookup)},
-		{"profiles", subject.UserProfiles,
-			"names and online state of user ids, in the order asked, unknown ids left out: {ids} (1-5000) -> {users: [{id, name, online}]}",
-			endpoint.JSON(s.runner, "profiles", s.profiles)},
-		{"gwbeat", subject.UserGatewayBeat,
-			"renew a gateway's presence lease: {gateway_id, ttl_ms} (ttl clamped to 1s-5min) -> {}",
-			endpoint.JSON(s.runner, "gwbeat", s.gatewayBeat)},
-		{"gwleave", subject.UserGatewayLeave,
-			"a gateway stops: end its sessions and drop its lease: {gateway_id} -> {}",
-			endpoint.JSON(s.runner, "gwleave", s.gatewayLeave)},
-	}
-	for _, e := range endpoints {
-		err := ms.AddEndpoint(e.name, endpoint.Detach(s.nc, e.handler),
-			micro.WithEndpointSubject(e.subject),
-			micro.WithEndpointMetadata(map[string]string{"description": e.description}),
-			micro.WithEndpointPendingLimits(pendingMsgsLimit, pendingBytesLimit))
-		if err != nil {
-			s.shutdown()
-			return nil, fmt.Errorf("start user service: add endpoint %s: %w", e.name, err)
-		}
+	err = endpoint.Add(ms, nc,
+		endpoint.Spec{Name: "register", Subject: subject.UserRegister,
+			Description: "create an account: {name, password} -> {id}; errors name_taken, bad_request",
+			Handler:     endpoint.JSON(s.runner, "register", s.register)},
+		endpoint.Spec{Name: "login", Subject: subject.UserLogin,
+			Description: "check a password and claim the user's single session: {user_id, password, gateway_id, session_id} -> {name, replaced}; errors bad_login, session_live",
+			Handler:     endpoint.JSON(s.runner, "login", s.login)},
+		endpoint.Spec{Name: "logout", Subject: subject.UserLogout,
+			Description: "release a session if it is still the user's current one: {user_id, session_id} -> {}",
+			Handler:     endpoint.JSON(s.runner, "logout", s.logout)},
+		endpoint.Spec{Name: "lookup", Subject: subject.UserLookup,
+			Description: "names of user ids, unknown ids left out: {ids} (1-1000) -> {users: [{id, name}]}",
+			Handler:     endpoint.JSON(s.runner, "lookup", s.lookup)},
+		endpoint.Spec{Name: "profiles", Subject: subject.UserProfiles,
+			Description: "names and online state of user ids, in the order asked, unknown ids left out: {ids} (1-5000) -> {users: [{id, name, online}]}",
+			Handler:     endpoint.JSON(s.runner, "profiles", s.profiles)},
+		endpoint.Spec{Name: "gwbeat", Subject: subject.UserGatewayBeat,
+			Description: "renew a gateway's presence lease: {gateway_id, ttl_ms} (ttl clamped to 1s-5min) -> {}",
+			Handler:     endpoint.JSON(s.runner, "gwbeat", s.gatewayBeat)},
+		endpoint.Spec{Name: "gwleave", Subject: subject.UserGatewayLeave,
+			Description: "a gateway stops: end its sessions and drop its lease: {gateway_id} -> {}",
+			Handler:     endpoint.JSON(s.runner, "gwleave", s.gatewayLeave)},
+	)
+	if err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	// Once Start returns, the server knows the endpoints. If NATS is away,
 	// the subscriptions are sent when it is back.
@@ -227,18 +215,10 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) shutdown() error {
-	var errs []error
-	if err := s.micro.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("stop user service: %w", err))
+	if err := endpoint.Stop(s.micro, s.nc, s.runner); err != nil {
+		return fmt.Errorf("stop user service: %w", err)
 	}
-	// The drain is asynchronous; a flush makes sure every request the server
-	// routed here before the unsubscribe is in the subscriptions' queues,
-	// most of which are then handled before the runner closes.
-	if err := s.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("stop user service: flush: %w", err))
-	}
-	s.runner.Close()
-	return errors.Join(errs...)
+	return nil
 }
 
 func (s *Service) cleanupLoop(ctx context.Context) {

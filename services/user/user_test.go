@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/natter-chat/natter/services/user/internal/account"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
@@ -46,13 +47,6 @@ func testConfig(policy string) user.Config {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func newEnv(t *testing.T, db *sqldb.DB, cfg user.Config) *env {
 	t.Helper()
 	ns := natstest.Run(t)
@@ -64,7 +58,7 @@ func newEnv(t *testing.T, db *sqldb.DB, cfg user.Config) *env {
 // start runs another service instance on its own connection.
 func (e *env) start(t *testing.T, cfg user.Config) *user.Service {
 	t.Helper()
-	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, testLogger(t))
+	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,18 +120,6 @@ func (e *env) sessionRows(t *testing.T, uid int64) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		<-time.After(10 * time.Millisecond)
-	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -391,14 +373,14 @@ func TestLoginReject(t *testing.T) {
 		}
 		// Once gw-a's lease runs out, its session no longer counts.
 		var resp api.LoginResponse
-		eventually(t, 5*time.Second, func() bool {
+		eventually.True(t, 5*time.Second, func() bool {
 			var err error
 			resp, err = e.login(t, uid, "pw", "gw-b", "s2")
 			if err != nil && !errors.Is(err, api.ErrSessionLive) {
 				t.Fatal(err)
 			}
 			return err == nil
-		})
+		}, "gw-a's lease to run out")
 		if resp.Replaced != "s1" {
 			t.Errorf("replaced %q, want s1", resp.Replaced)
 		}
@@ -498,76 +480,24 @@ func TestQueueGroup(t *testing.T) {
 		}
 		// Stats are counted after each handler returns; poll until all
 		// lookups are in.
-		eventually(t, 5*time.Second, func() bool {
-			stats := serviceStats(t, e.nc, 2)
+		eventually.True(t, 5*time.Second, func() bool {
+			stats := natstest.Stats(t, e.nc, subject.UserService, 2)
 			total := 0
 			for _, s := range stats {
-				served := lookups(s)
+				served := natstest.EndpointRequests(s, subject.UserLookup)
 				if served == 0 {
 					return false
 				}
 				total += served
 			}
 			return total == n
-		})
+		}, "both instances to serve lookups")
 	})
-}
-
-// serviceStats asks every user service instance for its stats through micro
-// discovery and waits for want answers.
-func serviceStats(t *testing.T, nc *nats.Conn, want int) []micro.Stats {
-	t.Helper()
-	subj, err := micro.ControlSubject(micro.StatsVerb, subject.UserService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, nil); err != nil {
-		t.Fatal(err)
-	}
-	var stats []micro.Stats
-	for range want {
-		msg, err := sub.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("stats: %d of %d instances answered: %v", len(stats), want, err)
-		}
-		var s micro.Stats
-		if err := json.Unmarshal(msg.Data, &s); err != nil {
-			t.Fatal(err)
-		}
-		stats = append(stats, s)
-	}
-	return stats
-}
-
-func lookups(s micro.Stats) int {
-	for _, ep := range s.Endpoints {
-		if ep.Subject == subject.UserLookup {
-			return ep.NumRequests
-		}
-	}
-	return 0
 }
 
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
-	subj, err := micro.ControlSubject(micro.InfoVerb, subject.UserService, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := e.nc.Request(subj, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info micro.Info
-	if err := json.Unmarshal(msg.Data, &info); err != nil {
-		t.Fatal(err)
-	}
+	info := natstest.Info(t, e.nc, subject.UserService)
 	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
 		subject.UserLookup, subject.UserProfiles, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string

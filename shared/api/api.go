@@ -1,7 +1,8 @@
 // Package api is the contract between gateways and services: the JSON
 // request and response bodies of every service endpoint, the typed errors a
-// service answers with, and Call, which sends a request and turns a service
-// error back into an *Error that errors.Is can match.
+// service answers with, Call, which sends a request and turns a service
+// error back into an *Error that errors.Is can match, and CheckName, the
+// rule for user and group names.
 //
 // Services answer errors with micro's error headers (Nats-Service-Error-Code
 // carries one of the Code values below, Nats-Service-Error a human text).

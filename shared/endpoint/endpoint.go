@@ -10,7 +10,8 @@
 // Answering from another goroutine than the handler's is only safe on a
 // detached request (see Detach): micro's own request records the outcome of
 // Respond/Error in a field its delivery goroutine reads, unlocked, once the
-// handler returns.
+// handler returns. Add registers a service's endpoints, described by Specs,
+// with every handler detached; Stop stops them and waits for the handlers.
 package endpoint
 
 import (
@@ -62,7 +63,7 @@ func (r *Runner) Close() {
 // (running nothing) once the runner is closed. It blocks the caller (the
 // endpoint's delivery goroutine) while all slots are busy, which is the
 // back-pressure: pending requests then queue in the subscription, bounded by
-// micro.WithEndpointPendingLimits.
+// the endpoint's pending limits (see Spec).
 func (r *Runner) Go(fn func(ctx context.Context)) bool {
 	r.mu.Lock()
 	if r.closed {
@@ -81,9 +82,76 @@ func (r *Runner) Go(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// Default pending limits of an endpoint subscription (see Spec).
+const (
+	DefaultPendingMsgs  = 4096    // requests queued per endpoint before drops
+	DefaultPendingBytes = 8 << 20 // bytes queued per endpoint before drops
+)
+
+// Spec describes one endpoint of a micro service.
+type Spec struct {
+	Name    string // in $SRV.INFO and $SRV.STATS
+	Subject string
+	// Description is published as the endpoint's "description" metadata.
+	Description string
+	// Handler gets detached requests (see Detach).
+	Handler micro.Handler
+	// PendingMsgs and PendingBytes bound the requests queued in the
+	// endpoint's subscription; past them NATS drops requests and their
+	// callers time out. Zero means DefaultPendingMsgs or
+	// DefaultPendingBytes, -1 no limit.
+	PendingMsgs, PendingBytes int
+}
+
+// Add adds the endpoints to svc in order, each handler wrapped in
+// Detach(nc, ...). It returns at the first endpoint it cannot add, leaving
+// the ones before it added: the caller stops svc.
+func Add(svc micro.Service, nc *nats.Conn, specs ...Spec) error {
+	for _, s := range specs {
+		msgs, bytes := s.PendingMsgs, s.PendingBytes
+		if msgs == 0 {
+			msgs = DefaultPendingMsgs
+		}
+		if bytes == 0 {
+			bytes = DefaultPendingBytes
+		}
+		err := svc.AddEndpoint(s.Name, Detach(nc, s.Handler),
+			micro.WithEndpointSubject(s.Subject),
+			micro.WithEndpointMetadata(map[string]string{"description": s.Description}),
+			micro.WithEndpointPendingLimits(msgs, bytes))
+		if err != nil {
+			return fmt.Errorf("add endpoint %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// Stop stops svc, which makes micro drain the endpoint subscriptions, then
+// closes the runners, which waits for the handlers they run. The drain is
+// asynchronous: a flush of nc in between makes sure every request the
+// server routed here before the unsubscribes is in the subscriptions'
+// queues, most of which are then handled before the runners close; the few
+// still being drained after that are answered busy. svc may be nil (a start
+// that failed before adding it). Stop does not close nc.
+func Stop(svc micro.Service, nc *nats.Conn, runners ...*Runner) error {
+	var errs []error
+	if svc != nil {
+		if err := svc.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("flush: %w", err))
+	}
+	for _, r := range runners {
+		r.Close()
+	}
+	return errors.Join(errs...)
+}
+
 // JSON returns a micro handler that decodes the request into Req, runs fn on
 // the runner and answers its result as JSON (or its error). Wrap it in
-// Detach.
+// Detach (Add does).
 func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, req *Req) (*Resp, error)) micro.Handler {
 	return micro.HandlerFunc(func(m micro.Request) {
 		var req Req

@@ -1,4 +1,6 @@
-// Package natstest runs an in-process nats-server on a random port for tests.
+// Package natstest runs an in-process nats-server on a random port for
+// tests, and gives tests what they do on it: connections and subscriptions
+// that end with the test, and micro discovery ($SRV.INFO, $SRV.STATS).
 package natstest
 
 import (
@@ -46,4 +48,19 @@ func Connect(t testing.TB, s *server.Server) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Subscribe subscribes nc to subj for the rest of the test and flushes, so
+// that the server has the subscription once it returns.
+func Subscribe(t testing.TB, nc *nats.Conn, subj string, cb nats.MsgHandler) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.Subscribe(subj, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
 }

@@ -1,0 +1,75 @@
+package natstest
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// discoveryTimeout bounds the wait for a micro discovery answer.
+const discoveryTimeout = 5 * time.Second
+
+// Info asks the micro service named service for its info ($SRV.INFO) and
+// returns the first answer.
+func Info(t testing.TB, nc *nats.Conn, service string) micro.Info {
+	t.Helper()
+	subj, err := micro.ControlSubject(micro.InfoVerb, service, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nc.Request(subj, nil, discoveryTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// Stats asks every instance of the micro service named service for its
+// stats ($SRV.STATS) and waits for want answers.
+func Stats(t testing.TB, nc *nats.Conn, service string, want int) []micro.Stats {
+	t.Helper()
+	subj, err := micro.ControlSubject(micro.StatsVerb, service, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subj, inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	var stats []micro.Stats
+	for range want {
+		msg, err := sub.NextMsg(discoveryTimeout)
+		if err != nil {
+			t.Fatalf("stats: %d of %d instances answered: %v", len(stats), want, err)
+		}
+		var s micro.Stats
+		if err := json.Unmarshal(msg.Data, &s); err != nil {
+			t.Fatal(err)
+		}
+		stats = append(stats, s)
+	}
+	return stats
+}
+
+// EndpointRequests returns how many requests the endpoint on subject had
+// served when s was taken (0 for no such endpoint).
+func EndpointRequests(s micro.Stats, subject string) int {
+	for _, ep := range s.Endpoints {
+		if ep.Subject == subject {
+			return ep.NumRequests
+		}
+	}
+	return 0
+}
