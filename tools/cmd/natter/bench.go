@@ -13,8 +13,8 @@ import (
 	"github.com/natter-chat/natter/tools/internal/loadgen"
 )
 
-const benchDescription = `Registers and logs in its own users (names b<run id>-<pair>-s/-r), then drives
-the given gateways in the full dialect and checks every message: nothing the
+const benchDescription = `Registers and logs in its own users (names b<run id>-...), then drives the
+given gateways in the full dialect and checks every message: nothing the
 server acknowledged may be lost, duplicated or reordered, and each receiving
 connection's seq values must increase. Exits non-zero when a check fails.
 
@@ -23,6 +23,17 @@ Workload one-to-one: --pairs sender/receiver pairs, each on two connections.
 the previous one. --mode open --rate R: R messages/s in total on a schedule,
 whatever arrives; a message due while --max-outstanding are in flight for its
 pair is skipped (counted, not lost).
+
+Workload group: --groups G groups of --members K users, each on its own
+connection (G x K connections and logins, all before the clock starts; the
+first member creates the group, the others join). The first --senders S
+members of each group send, open loop, --rate R group messages/s in total
+(default 20); every other member must receive each message exactly once and
+in order. Reported: deliveries (message x recipient) per second, the latency
+of each delivery and the last-member latency of each message (send -> the
+last recipient's receipt). With thousands of connections, raise the file
+limit (ulimit -n) and keep an eye on "client cpu": near the machine's cores,
+the load tool is the bottleneck.
 
 Start the server for benchmarks with a low bcrypt cost and a flood limit above
 the per-connection rate (the gateway's default, 200 frames/s with a burst of
@@ -39,15 +50,22 @@ func benchCommand() *cli.Command {
 		&cli.StringFlag{Name: "addr", Value: strings.Join(d.Addrs, ","), EnvVars: []string{"NATTER_BENCH_ADDR"},
 			Usage: "gateway address(es), comma-separated; connections are spread over them round-robin"},
 		&cli.StringFlag{Name: "workload", Value: d.Workload, EnvVars: []string{"NATTER_BENCH_WORKLOAD"},
-			Usage: "what to run: one-to-one"},
+			Usage: "what to run: one-to-one or group"},
 		&cli.IntFlag{Name: "pairs", Value: d.Pairs, EnvVars: []string{"NATTER_BENCH_PAIRS"},
-			Usage: "sender/receiver pairs (two users and two connections each)"},
+			Usage: "one-to-one: sender/receiver pairs (two users and two connections each)"},
+		&cli.IntFlag{Name: "groups", Value: d.Groups, EnvVars: []string{"NATTER_BENCH_GROUPS"},
+			Usage: "group: groups"},
+		&cli.IntFlag{Name: "members", Value: d.Members, EnvVars: []string{"NATTER_BENCH_MEMBERS"},
+			Usage: "group: members per group, senders included (one user and one connection each)"},
+		&cli.IntFlag{Name: "senders", Value: d.Senders, EnvVars: []string{"NATTER_BENCH_SENDERS"},
+			Usage: "group: members of each group that send"},
 		&cli.StringFlag{Name: "mode", Value: string(d.Mode), EnvVars: []string{"NATTER_BENCH_MODE"},
-			Usage: "closed (send the next message once the previous one arrived) or open (a fixed --rate)"},
+			Usage: "closed (send the next message once the previous one arrived) or open (a fixed --rate); " +
+				"empty: closed for one-to-one, open for group (which is open loop only)"},
 		&cli.Float64Flag{Name: "rate", EnvVars: []string{"NATTER_BENCH_RATE"},
-			Usage: "open mode: messages per second in total, spread over the pairs"},
+			Usage: "open mode: messages per second in total, spread over the pairs or group senders (group: 0 is 20)"},
 		&cli.IntFlag{Name: "max-outstanding", Value: d.MaxOutstanding, EnvVars: []string{"NATTER_BENCH_MAX_OUTSTANDING"},
-			Usage: "open mode: messages in flight per pair before scheduled ones are skipped"},
+			Usage: "open mode: messages in flight per pair or group sender before scheduled ones are skipped"},
 		&cli.IntFlag{Name: "msg-size", Value: d.MsgSize, EnvVars: []string{"NATTER_BENCH_MSG_SIZE"},
 			Usage: "bytes of message text per chat"},
 		&cli.DurationFlag{Name: "warmup", Value: d.Warmup, EnvVars: []string{"NATTER_BENCH_WARMUP"},
@@ -61,7 +79,7 @@ func benchCommand() *cli.Command {
 		&cli.StringFlag{Name: "password", Value: d.Password, EnvVars: []string{"NATTER_BENCH_PASSWORD"},
 			Usage: "password of the users the bench registers"},
 		&cli.DurationFlag{Name: "ack-interval", Value: d.AckInterval, EnvVars: []string{"NATTER_BENCH_ACK_INTERVAL"},
-			Usage: "receivers acknowledge what they got this often (cumulatively)"},
+			Usage: "receivers acknowledge what they got this often, cumulatively (0: 10ms one-to-one, 100ms group)"},
 		&cli.IntFlag{Name: "setup-concurrency", Value: d.SetupConcurrency, EnvVars: []string{"NATTER_BENCH_SETUP_CONCURRENCY"},
 			Usage: "registrations and logins in flight at once before the clock starts (bcrypt is slow)"},
 		&cli.BoolFlag{Name: "json", EnvVars: []string{"NATTER_BENCH_JSON"},
@@ -84,6 +102,9 @@ func benchCommand() *cli.Command {
 				Workload:         c.String("workload"),
 				Password:         c.String("password"),
 				Pairs:            c.Int("pairs"),
+				Groups:           c.Int("groups"),
+				Members:          c.Int("members"),
+				Senders:          c.Int("senders"),
 				Mode:             loadgen.Mode(c.String("mode")),
 				Rate:             c.Float64("rate"),
 				MaxOutstanding:   c.Int("max-outstanding"),

@@ -486,17 +486,16 @@ type Result struct {
 	Acked      int64 `json:"acknowledged"`
 	SendErrors int64 `json:"send_errors"`
 	Unanswered int64 `json:"unanswered"` // sent, but the server never answered
-	Delivered  int64 `json:"delivered"`
+	Delivered  int64 `json:"delivered"`  // group: deliveries, message x recipient
 
-	Lost       int64 `json:"lost"`       // acknowledged by the server, never received (group: deliveries)
-	// Group: acknowledged messages that some recipient never received.
-	LostMessages int64 `json:"lost_messages,omitempty"`
-	Duplicates int64 `json:"duplicated"` // the same n or the same mid received again
-	Reordered  int64 `json:"reordered"`  // an n lower than one received before it
-	Unexpected int64 `json:"unexpected"` // an answer or arrival for a message never sent
-	SeqErrors  int64 `json:"seq_errors"` // a push seq not above the previous one on its connection
-	Foreign    int64 `json:"foreign"`    // a push without this run's bench metadata
-	ConnErrors int64 `json:"conn_errors"`
+	Lost         int64 `json:"lost"`                    // acknowledged by the server, never received (group: deliveries)
+	LostMessages int64 `json:"lost_messages,omitempty"` // group: acknowledged messages some recipient never received
+	Duplicates   int64 `json:"duplicated"`              // the same n or the same mid received again (group: at one recipient)
+	Reordered    int64 `json:"reordered"`               // an n lower than one received before it (group: at one recipient)
+	Unexpected   int64 `json:"unexpected"`              // an answer or arrival for a message never sent
+	SeqErrors    int64 `json:"seq_errors"`              // a push seq not above the previous one on its connection
+	Foreign      int64 `json:"foreign"`                 // a push without this run's bench metadata
+	ConnErrors   int64 `json:"conn_errors"`
 
 	SendErrnos map[string]int64 `json:"send_errnos,omitempty"` // errno ("transport" for a broken connection) -> count
 

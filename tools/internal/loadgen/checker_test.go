@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -201,4 +202,241 @@ func TestCheckerWindow(t *testing.T) {
 	if l.Count != 11 || l.Max < 99 || l.Max > 101 || l.P50 < 5.9 || l.P50 > 6.1 {
 		t.Fatalf("latency = %+v, want 11 values, p50 6 ms, max 100 ms", l)
 	}
+}
+
+// groupScript drives one group sender's conversation and its recipients'
+// connections through a Checker.
+type groupScript struct {
+	t0    time.Time
+	gc    *GroupConversation
+	conns []*Recipient // one per recipient
+	seqs  []int64      // the last seq pushed to each recipient
+}
+
+func newGroupScript(c *Checker, recipients int) *groupScript {
+	s := &groupScript{t0: time.Unix(1000, 0), gc: c.GroupConversation(recipients), seqs: make([]int64, recipients)}
+	for range recipients {
+		s.conns = append(s.conns, c.Recipient())
+	}
+	return s
+}
+
+// send sends count messages, all acknowledged by the server.
+func (s *groupScript) send(count int) {
+	for range count {
+		s.gc.Acked(s.gc.Send(s.t0))
+	}
+}
+
+// recv delivers message n to recipient r, with the next seq of r's inbox,
+// arriving (r+1) ms after it was sent.
+func (s *groupScript) recv(r int, n int64) {
+	s.seqs[r]++
+	s.conns[r].Seq(s.seqs[r])
+	s.gc.Received(r, n, s.t0, s.t0.Add(time.Duration(r+1)*time.Millisecond))
+}
+
+// recvAll delivers messages 1..n to every recipient in order.
+func (s *groupScript) recvAll(n int64) {
+	for k := int64(1); k <= n; k++ {
+		for r := range s.conns {
+			s.recv(r, k)
+		}
+	}
+}
+
+func TestCheckerGroup(t *testing.T) {
+	type want struct {
+		sent, acked, sendErrors, delivered      int64
+		lost, lostMsgs, dup, reordered, seqErrs int64
+		unexpected, pending, lastMember         int64
+		clean                                   bool
+	}
+	tests := []struct {
+		name       string
+		recipients int
+		run        func(s *groupScript)
+		want       want
+	}{
+		{
+			name:       "clean",
+			recipients: 4,
+			run: func(s *groupScript) {
+				s.send(3)
+				s.recvAll(3)
+			},
+			want: want{sent: 3, acked: 3, delivered: 12, lastMember: 3, clean: true},
+		},
+		{
+			name:       "a member lost a message",
+			recipients: 4,
+			run: func(s *groupScript) {
+				s.send(3)
+				for r := range 4 {
+					s.recv(r, 1)
+					if r != 2 {
+						s.recv(r, 2)
+					}
+					s.recv(r, 3)
+				}
+			},
+			want: want{sent: 3, acked: 3, delivered: 11, lost: 1, lostMsgs: 1, pending: 1, lastMember: 2},
+		},
+		{
+			name:       "a duplicate at one member",
+			recipients: 4,
+			run: func(s *groupScript) {
+				s.send(2)
+				s.recvAll(2)
+				s.recv(1, 2)
+			},
+			want: want{sent: 2, acked: 2, delivered: 8, dup: 1, lastMember: 2},
+		},
+		{
+			name:       "a reorder at one member",
+			recipients: 4,
+			run: func(s *groupScript) {
+				s.send(3)
+				for r := range 4 {
+					if r == 3 {
+						s.recv(r, 1)
+						s.recv(r, 3)
+						s.recv(r, 2)
+						continue
+					}
+					s.recv(r, 1)
+					s.recv(r, 2)
+					s.recv(r, 3)
+				}
+			},
+			want: want{sent: 3, acked: 3, delivered: 12, reordered: 1, lastMember: 3},
+		},
+		{
+			name:       "a seq not increasing at one member",
+			recipients: 2,
+			run: func(s *groupScript) {
+				s.send(2)
+				s.recvAll(2)
+				s.conns[0].Seq(1)
+			},
+			want: want{sent: 2, acked: 2, delivered: 4, seqErrs: 1, lastMember: 2},
+		},
+		{
+			name:       "every member missing the same message is one lost message",
+			recipients: 3,
+			run: func(s *groupScript) {
+				s.send(2)
+				for r := range 3 {
+					s.recv(r, 2)
+				}
+			},
+			want: want{sent: 2, acked: 2, delivered: 3, lost: 3, lostMsgs: 1, pending: 3, lastMember: 1},
+		},
+		{
+			name:       "more than 64 recipients",
+			recipients: 130,
+			run: func(s *groupScript) {
+				s.send(2)
+				s.recvAll(2)
+				s.recv(129, 2)
+			},
+			want: want{sent: 2, acked: 2, delivered: 260, dup: 1, lastMember: 2},
+		},
+		{
+			name:       "arrivals before the server's reply",
+			recipients: 2,
+			run: func(s *groupScript) {
+				n := s.gc.Send(s.t0)
+				s.recv(0, n)
+				if got := s.gc.c.Pending(); got != 1 {
+					t.Errorf("pending before the reply = %d, want 1 (unreplied)", got)
+				}
+				s.recv(1, n)
+				s.gc.Acked(n)
+			},
+			want: want{sent: 1, acked: 1, delivered: 2, lastMember: 1, clean: true},
+		},
+		{
+			name:       "a failed send is a send error, not lost",
+			recipients: 2,
+			run: func(s *groupScript) {
+				s.send(1)
+				s.gc.Failed(s.gc.Send(s.t0), 115)
+				for r := range 2 {
+					s.recv(r, 1)
+				}
+			},
+			want: want{sent: 2, acked: 1, sendErrors: 1, delivered: 2, lastMember: 1, clean: true},
+		},
+		{
+			name:       "arrivals of a message never sent or at no recipient",
+			recipients: 2,
+			run: func(s *groupScript) {
+				s.send(1)
+				s.recvAll(1)
+				s.gc.Received(0, 9, s.t0, s.t0)
+				s.gc.Received(2, 1, s.t0, s.t0)
+			},
+			want: want{sent: 1, acked: 1, delivered: 2, unexpected: 2, lastMember: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewChecker()
+			tt.run(newGroupScript(c, tt.recipients))
+			r := c.Result()
+			if r.LastMember == nil {
+				t.Fatal("no last-member latency in a run with groups")
+			}
+			got := want{
+				sent: r.Sent, acked: r.Acked, sendErrors: r.SendErrors, delivered: r.Delivered,
+				lost: r.Lost, lostMsgs: r.LostMessages, dup: r.Duplicates, reordered: r.Reordered,
+				seqErrs: r.SeqErrors, unexpected: r.Unexpected, pending: c.Pending(),
+				lastMember: r.LastMember.Count, clean: r.Clean(),
+			}
+			if got != tt.want {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The last-member latency of a message is its slowest recipient's; every
+// delivery counts in the delivery latency.
+func TestCheckerGroupLatency(t *testing.T) {
+	c := NewChecker()
+	s := newGroupScript(c, 10)
+	s.send(1)
+	s.recvAll(1) // recipient r gets it after r+1 ms
+	r := c.Result()
+	if l := r.Latency; l.Count != 10 || l.P50 < 4.9 || l.P50 > 5.1 || l.Max < 9.9 || l.Max > 10.1 {
+		t.Errorf("delivery latency = %+v, want 10 values, p50 5 ms, max 10 ms", l)
+	}
+	if l := r.LastMember; l.Count != 1 || l.P50 < 9.9 || l.P50 > 10.1 {
+		t.Errorf("last-member latency = %+v, want one value of 10 ms", l)
+	}
+	if one := NewChecker().Result(); one.LastMember != nil {
+		t.Errorf("last-member latency %+v in a run without groups", one.LastMember)
+	}
+}
+
+// BenchmarkGroupReceived is the Checker's cost per delivery with many
+// reader goroutines recording arrivals of one 2,000-member group at once.
+func BenchmarkGroupReceived(b *testing.B) {
+	const recipients = 1999
+	c := NewChecker()
+	gc := c.GroupConversation(recipients)
+	t0 := time.Now()
+	msgs := int64(b.N/recipients + 1)
+	for range msgs {
+		gc.Acked(gc.Send(t0))
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := next.Add(1) - 1
+			gc.Received(int(k%recipients), k/recipients+1, t0, t0.Add(time.Millisecond))
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ const (
 	dialTimeout  = 10 * time.Second
 	writeTimeout = 10 * time.Second
 	maxInFrame   = 1 << 20 // server frames are bounded by the gateway's max frame plus a few fields
+	readBuffer   = 8 << 10 // per connection: several pushes per read system call
 )
 
 // errClosed is the error of a connection closed by us.
@@ -47,6 +49,7 @@ type frame struct {
 	Name    string     `json:"name"`
 	Mid     string     `json:"mid"`
 	Seq     int64      `json:"seq"`
+	GroupID int64      `json:"groupid"`
 	Pending int64      `json:"pending"`
 	LastSeq int64      `json:"lastseq"`
 	Bench   *benchMeta `json:"bench"`
@@ -59,13 +62,14 @@ type replyFunc func(f *frame, err error)
 // handlers are a connection's callbacks, run on its reader goroutine; they
 // must not block.
 type handlers struct {
-	push  func(f *frame, at time.Time) // a ONE_CHAT push
-	stray func(f *frame)               // an error frame that answers no request
+	push  func(p *pushFrame, at time.Time) // a ONE_CHAT or GROUP_CHAT push; p is valid during the call
+	stray func(f *frame)                   // an error frame that answers no request
 }
 
 // conn is one full-dialect client connection. Requests get a numeric reqid
 // and their reply is routed back to them by a reader goroutine, which also
-// hands pushes to a callback. The gateway runs a connection's frames in
+// hands pushes to a callback (read by scanPush, without allocating and
+// without taking any lock). The gateway runs a connection's frames in
 // order, so replies come in request order; an error frame without a reqid
 // (errno 109: the frame was dropped before it was read) answers the oldest
 // request still waiting.
@@ -113,7 +117,8 @@ func (c *conn) Err() error {
 
 func (c *conn) readLoop() {
 	defer close(c.done)
-	dec := wire.NewDecoder(c.nc, maxInFrame)
+	dec := wire.NewDecoder(bufio.NewReaderSize(c.nc, readBuffer), maxInFrame)
+	var p pushFrame
 	for {
 		b, _, err := dec.Next()
 		if err != nil {
@@ -121,22 +126,32 @@ func (c *conn) readLoop() {
 			return
 		}
 		at := time.Now()
+		if scanPush(b, &p) && isPush(p.MsgID) {
+			c.push(&p, at)
+			continue
+		}
 		var f frame
 		if err := json.Unmarshal(b, &f); err != nil {
 			c.fail(fmt.Errorf("read: bad frame from server: %w", err))
 			return
 		}
+		if isPush(f.MsgID) {
+			p.fromFrame(&f)
+			c.push(&p, at)
+			continue
+		}
 		c.dispatch(&f, at)
+	}
+}
+
+func (c *conn) push(p *pushFrame, at time.Time) {
+	if c.h.push != nil {
+		c.h.push(p, at)
 	}
 }
 
 func (c *conn) dispatch(f *frame, at time.Time) {
 	switch {
-	case f.MsgID == wire.OneChat:
-		if c.h.push != nil {
-			c.h.push(f, at)
-		}
-		return
 	case f.MsgID == wire.Kicked:
 		c.fail(errors.New("kicked: the user logged in elsewhere"))
 		return
@@ -287,6 +302,28 @@ type chatFrame struct {
 	Bench benchMeta  `json:"bench"`
 }
 
+type groupChatFrame struct {
+	MsgID   wire.MsgID `json:"msgid"`
+	GroupID int64      `json:"groupid"`
+	Msg     string     `json:"msg"`
+	ReqID   int64      `json:"reqid"`
+	CID     string     `json:"cid"`
+	Bench   benchMeta  `json:"bench"`
+}
+
+type createGroupFrame struct {
+	MsgID wire.MsgID `json:"msgid"`
+	Name  string     `json:"groupname"`
+	Desc  string     `json:"groupdesc"`
+	ReqID int64      `json:"reqid"`
+}
+
+type groupFrame struct {
+	MsgID   wire.MsgID `json:"msgid"`
+	GroupID int64      `json:"groupid"`
+	ReqID   int64      `json:"reqid"`
+}
+
 type ackFrame struct {
 	MsgID wire.MsgID `json:"msgid"`
 	Seq   int64      `json:"seq"`
@@ -314,4 +351,29 @@ func (c *conn) login(ctx context.Context, id int64, password string) (*frame, er
 		return nil, fmt.Errorf("login %d: %w", id, err)
 	}
 	return f, nil
+}
+
+// createGroup creates a group (the connection's user joins it as creator)
+// and returns its id.
+func (c *conn) createGroup(ctx context.Context, name string) (int64, error) {
+	f, err := c.call(ctx, func(id int64) any {
+		return createGroupFrame{MsgID: wire.CreateGroup, Name: name, Desc: "natter bench", ReqID: id}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create group %s: %w", name, err)
+	}
+	if f.GroupID <= 0 {
+		return 0, fmt.Errorf("create group %s: no groupid in the reply", name)
+	}
+	return f.GroupID, nil
+}
+
+// joinGroup joins the connection's user to group gid.
+func (c *conn) joinGroup(ctx context.Context, gid int64) error {
+	if _, err := c.call(ctx, func(id int64) any {
+		return groupFrame{MsgID: wire.AddGroup, GroupID: gid, ReqID: id}
+	}); err != nil {
+		return fmt.Errorf("join group %d: %w", gid, err)
+	}
+	return nil
 }

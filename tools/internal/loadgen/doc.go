@@ -8,14 +8,19 @@
 //
 //   - conn: one full-dialect client connection (dial, send a frame, a reader
 //     goroutine that routes replies to their request by reqid and pushes to a
-//     callback).
+//     callback). Pushes are read by scanPush, which neither allocates nor
+//     takes a lock: a group run has thousands of connections in one process.
 //   - Checker: the delivery accounting. A Conversation is one sender to one
-//     receiver stream whose messages are numbered n = 1, 2, ...; a Recipient
-//     checks one receiving connection's seq values. The Checker also keeps the
-//     latency histograms and the measured window.
-//   - workloads: OneToOne (pairs of users, closed or open loop). Each workload
-//     registers and logs in its users before the clock starts (connectUsers),
-//     then runs warmup, measurement and drain, and returns a Report.
+//     receiver stream whose messages are numbered n = 1, 2, ...; a
+//     GroupConversation is one sender to a group, each message expected once
+//     at every other member; a Recipient checks one receiving connection's
+//     seq values. The Checker also keeps the latency histograms (per delivery,
+//     and per group message to its last member) and the measured window.
+//   - workloads: OneToOne (pairs of users, closed or open loop) and Group
+//     (groups of members, some of whom send, open loop). Each workload
+//     registers and logs in its users (and makes its groups) before the clock
+//     starts, then runClock runs warmup, measurement and drain, and the
+//     workload returns a Report.
 //
 // Every chat carries its bench metadata in one extra field, which the server
 // passes through to the recipient:

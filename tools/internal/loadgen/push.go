@@ -34,9 +34,10 @@ func (p *pushFrame) fromFrame(f *frame) {
 // scanPush reads the push fields of b, one JSON object, into p, without
 // allocating: with 2,000 member connections in one process every delivery
 // goes through here. It reads integers without fraction or exponent and
-// strings without escapes in the fields it keeps, skips every other field,
-// and reports false for anything else it cannot read (the caller then falls
-// back to encoding/json). It checks the syntax only as far as it reads it;
+// printable ASCII strings without escapes in the keys and the fields it
+// keeps, matches keys exactly as the server spells them (encoding/json would
+// also take "Seq"), skips every other value, and reports false for anything
+// else (the caller then falls back to encoding/json). It checks the syntax only as far as it reads it;
 // the server's frames are well-formed.
 func scanPush(b []byte, p *pushFrame) bool {
 	*p = pushFrame{}
@@ -154,10 +155,19 @@ func (s *scanner) str() (raw []byte, escaped, ok bool) {
 	return nil, false, false
 }
 
-// plainString reads a string without escapes.
+// plainString reads a string of printable ASCII without escapes (what
+// encoding/json would read as the same bytes).
 func (s *scanner) plainString() ([]byte, bool) {
 	raw, escaped, ok := s.str()
-	return raw, ok && !escaped
+	if !ok || escaped {
+		return nil, false
+	}
+	for _, c := range raw {
+		if c < 0x20 || c >= 0x80 {
+			return nil, false
+		}
+	}
+	return raw, true
 }
 
 // int reads an integer that fits an int64, without fraction or exponent.

@@ -14,17 +14,29 @@ import (
 type Report struct {
 	Workload  string   `json:"workload"`
 	Mode      Mode     `json:"mode"`
-	Rate      float64  `json:"rate,omitempty"` // open loop: target messages per second
-	Pairs     int      `json:"pairs"`
+	Rate      float64  `json:"rate,omitempty"`    // open loop: target messages per second
+	Pairs     int      `json:"pairs,omitempty"`   // one-to-one
+	Groups    int      `json:"groups,omitempty"`  // group
+	Members   int      `json:"members,omitempty"` // group: per group, senders included
+	Senders   int      `json:"senders,omitempty"` // group: per group
 	Addrs     []string `json:"addrs"`
 	RunID     string   `json:"run_id"`
 	WarmupS   float64  `json:"warmup_s"`
 	DurationS float64  `json:"duration_s"` // the measured window
-	SetupS    float64  `json:"setup_s"`    // registering and logging in the users
-	DrainS    float64  `json:"drain_s"`    // waiting for what was outstanding when sending stopped
+	SetupS    float64  `json:"setup_s"`    // before the clock started: registering and logging in the users, making the groups
+	// Group: the part of SetupS that made the groups (create and join).
+	SetupGroupsS float64 `json:"setup_groups_s,omitempty"`
+	DrainS       float64 `json:"drain_s"` // waiting for what was outstanding when sending stopped
 
-	SentPerSec      float64 `json:"sent_per_s"`      // sent in the measured window / its length
-	DeliveredPerSec float64 `json:"delivered_per_s"` // arrived in the measured window / its length
+	// Sent in the measured window / its length (group: group messages).
+	SentPerSec float64 `json:"sent_per_s"`
+	// Arrived in the measured window / its length (group: deliveries,
+	// message x recipient).
+	DeliveredPerSec float64 `json:"delivered_per_s"`
+	// CPU this process used while sending (warmup and measured window), in
+	// cores: 1 is one core busy; -1 where it cannot be read. Near the
+	// machine's core count, the load tool itself is the bottleneck.
+	ClientCPU float64 `json:"client_cpu_cores"`
 
 	Result
 	FinalAckErrors int64  `json:"final_ack_errors"` // receivers whose last ack was not confirmed
@@ -63,26 +75,55 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Mode == Open {
 		mode = fmt.Sprintf("open loop at %g msg/s", r.Rate)
 	}
-	fmt.Fprintf(w, "natter bench: %s, %s, %d pairs, %s measured after %s warmup (run %s, %s)\n",
-		r.Workload, mode, r.Pairs, secs(r.DurationS), secs(r.WarmupS), r.RunID, strings.Join(r.Addrs, ","))
-	row := func(name, value, note string) {
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-14s %14s   %s", name, value, note), " "))
+	group := r.Workload == WorkloadGroup
+	shape := fmt.Sprintf("%d pairs", r.Pairs)
+	if group {
+		shape = fmt.Sprintf("%d group(s) x %d members, %d sender(s) each", r.Groups, r.Members, r.Senders)
 	}
-	row("setup", fmt.Sprintf("%.2f s", r.SetupS), fmt.Sprintf("%d users registered and logged in", 2*r.Pairs))
-	row("sent", fmt.Sprint(r.Sent), fmt.Sprintf("%.1f msg/s measured", r.SentPerSec))
-	row("acknowledged", fmt.Sprint(r.Acked), "")
-	row("delivered", fmt.Sprint(r.Delivered), fmt.Sprintf("%.1f msg/s measured", r.DeliveredPerSec))
+	fmt.Fprintf(w, "natter bench: %s, %s, %s, %s measured after %s warmup (run %s, %s)\n",
+		r.Workload, mode, shape, secs(r.DurationS), secs(r.WarmupS), r.RunID, strings.Join(r.Addrs, ","))
+	row := func(name, value, note string) {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-17s %14s   %s", name, value, note), " "))
+	}
+	if group {
+		row("setup", fmt.Sprintf("%.2f s", r.SetupS), fmt.Sprintf(
+			"%d users registered and logged in (%.2f s), %d group(s) created and joined (%.2f s)",
+			r.Groups*r.Members, r.SetupS-r.SetupGroupsS, r.Groups, r.SetupGroupsS))
+		row("sent", fmt.Sprint(r.Sent), fmt.Sprintf("group messages, %.1f/s measured", r.SentPerSec))
+		row("acknowledged", fmt.Sprint(r.Acked), "")
+		row("deliveries", fmt.Sprint(r.Delivered), fmt.Sprintf("message x recipient, %.1f/s measured", r.DeliveredPerSec))
+	} else {
+		row("setup", fmt.Sprintf("%.2f s", r.SetupS), fmt.Sprintf("%d users registered and logged in", 2*r.Pairs))
+		row("sent", fmt.Sprint(r.Sent), fmt.Sprintf("%.1f msg/s measured", r.SentPerSec))
+		row("acknowledged", fmt.Sprint(r.Acked), "")
+		row("delivered", fmt.Sprint(r.Delivered), fmt.Sprintf("%.1f msg/s measured", r.DeliveredPerSec))
+	}
 	if r.Mode == Open {
 		row("skipped", fmt.Sprint(r.Skipped), "not sent: too many outstanding")
 	}
 	l := r.Latency
-	row("latency p50", ms(l.P50), fmt.Sprintf("of %d messages sent in the measured window", l.Count))
+	of := fmt.Sprintf("of %d messages sent in the measured window", l.Count)
+	if group {
+		of = fmt.Sprintf("of each of %d deliveries of messages sent in the measured window", l.Count)
+	}
+	row("latency p50", ms(l.P50), of)
 	row("latency p90", ms(l.P90), "")
 	row("latency p99", ms(l.P99), "")
 	row("latency p99.9", ms(l.P999), "")
 	row("latency max", ms(l.Max), "")
+	if lm := r.LastMember; lm != nil {
+		row("last member p50", ms(lm.P50), fmt.Sprintf("send -> the last recipient's receipt, of %d messages", lm.Count))
+		row("last member p99", ms(lm.P99), "")
+		row("last member p99.9", ms(lm.P999), "")
+		row("last member max", ms(lm.Max), "")
+	}
 	row("drain", fmt.Sprintf("%.2f s", r.DrainS), "")
-	row("lost", fmt.Sprint(r.Lost), "acknowledged by the server, never received")
+	if group {
+		row("lost", fmt.Sprint(r.Lost), fmt.Sprintf(
+			"deliveries of acknowledged messages never received (%d messages)", r.LostMessages))
+	} else {
+		row("lost", fmt.Sprint(r.Lost), "acknowledged by the server, never received")
+	}
 	row("duplicated", fmt.Sprint(r.Duplicates), "")
 	row("reordered", fmt.Sprint(r.Reordered), "")
 	row("seq errors", fmt.Sprint(r.SeqErrors), "seq not increasing on a connection")
@@ -90,6 +131,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("unexpected", fmt.Sprint(r.Unexpected+r.Foreign), "answers or arrivals for messages never sent")
 	}
 	row("send errors", fmt.Sprint(r.SendErrors), errnoNote(r.SendErrnos))
+	if r.ClientCPU >= 0 {
+		row("client cpu", fmt.Sprintf("%.0f%%", 100*r.ClientCPU), "of one core, this process while sending")
+	}
 	if r.Unanswered > 0 {
 		row("unanswered", fmt.Sprint(r.Unanswered), "sent, no reply from the server")
 	}
@@ -133,10 +177,15 @@ func errnoNote(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// progressLine formats one progress line from two snapshots a second apart.
-func progressLine(elapsed time.Duration, phase string, prev, cur Progress, dt time.Duration) string {
+// progressLine formats one progress line from two snapshots a second apart;
+// cores is this process's CPU in between (-1: unknown).
+func progressLine(elapsed time.Duration, phase string, prev, cur Progress, dt time.Duration, cores float64) string {
 	rate := func(a, b int64) float64 { return float64(b-a) / dt.Seconds() }
-	return fmt.Sprintf("bench %4ds %-8s sent %8.0f/s  delivered %8.0f/s  p99 %8.3f ms  in flight %d",
+	cpu := ""
+	if cores >= 0 {
+		cpu = fmt.Sprintf("  cpu %3.0f%%", 100*cores)
+	}
+	return fmt.Sprintf("bench %4ds %-8s sent %8.0f/s  delivered %8.0f/s  p99 %8.3f ms  in flight %d%s",
 		int(elapsed.Round(time.Second)/time.Second), phase, rate(prev.Sent, cur.Sent),
-		rate(prev.Delivered, cur.Delivered), float64(cur.P99.Microseconds())/1000, cur.Pending)
+		rate(prev.Delivered, cur.Delivered), float64(cur.P99.Microseconds())/1000, cur.Pending, cpu)
 }

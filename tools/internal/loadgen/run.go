@@ -1,11 +1,22 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+const (
+	finalAckWait   = 5 * time.Second
+	finalAckTries  = 3
+	drainPollEvery = 5 * time.Millisecond
 )
 
 // Reasons a run stops early, as the context's cause.
@@ -43,6 +54,101 @@ func (tl timeline) window(stopped time.Time) time.Duration {
 	return max(stopped.Sub(tl.measure), 0)
 }
 
+// clocked is a workload ready to run: its users are logged in, its
+// receiving connections are inboxes to acknowledge.
+type clocked struct {
+	cfg   Config
+	log   *slog.Logger
+	chk   *Checker
+	users []*simUser
+	boxes []*inbox
+	// send starts the senders on wg for the warmup and the measured window
+	// of tl; they return once stop is closed.
+	send func(tl timeline, stop <-chan struct{}, wg *sync.WaitGroup)
+}
+
+// runClock starts the clock of w: warmup and measured window with the
+// senders, receivers' acks and the progress line, then the drain, the checks
+// (what has not arrived by then is lost) and the final acks. It fills in the
+// timing, rates and checks of r, and returns an error when the run stopped
+// early (the hard timeout, or ctx).
+func runClock(ctx context.Context, w clocked, r *Report) error {
+	cfg := w.cfg
+	tl := newTimeline(time.Now(), cfg)
+	w.chk.SetWindow(tl.measure, tl.stop)
+	stopProgress := startProgress(cfg.Progress, w.chk, tl)
+	defer stopProgress()
+	cpu := newCPUMeter()
+
+	stopSend := make(chan struct{})
+	var senders sync.WaitGroup
+	w.send(tl, stopSend, &senders)
+	stopAcks := startAcks(w.boxes, cfg.AckInterval)
+	defer stopAcks()
+
+	timer := time.NewTimer(time.Until(tl.stop))
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		timer.Stop()
+	}
+	close(stopSend)
+	senders.Wait()
+	sendStopped := time.Now()
+	r.ClientCPU, _ = cpu.since()
+
+	drain(ctx, w.chk, cfg.Drain)
+	r.DrainS = time.Since(sendStopped).Seconds()
+	res := w.chk.Result() // what has not arrived by now is lost
+	stopAcks()
+	for _, u := range w.users {
+		if err := u.conn.Err(); err != nil {
+			w.log.Warn("connection broke during the run", "user", u.name, "err", err)
+			res.ConnErrors++
+		}
+	}
+	r.FinalAckErrors = finalAcks(ctx, w.boxes, cfg.SetupConcurrency, w.log)
+	stopProgress()
+
+	window := tl.window(sendStopped).Seconds()
+	r.WarmupS, r.DurationS, r.Result = cfg.Warmup.Seconds(), window, res
+	if window > 0 {
+		r.SentPerSec = float64(res.SentInWindow) / window
+		r.DeliveredPerSec = float64(res.DeliveredInWindow) / window
+	}
+	if ctx.Err() != nil {
+		err := context.Cause(ctx)
+		r.Stopped = err.Error()
+		return fmt.Errorf("bench stopped early: %w", err)
+	}
+	r.OK = res.Clean()
+	return nil
+}
+
+// cpuMeter measures the CPU this process uses, as a share of one core (1.0:
+// one core busy), between two readings.
+type cpuMeter struct {
+	cpu time.Duration
+	at  time.Time
+	ok  bool
+}
+
+func newCPUMeter() cpuMeter {
+	cpu, ok := processCPU()
+	return cpuMeter{cpu: cpu, at: time.Now(), ok: ok}
+}
+
+// since returns the cores used since m was read and a new reading; -1 when
+// the CPU time cannot be read.
+func (m cpuMeter) since() (cores float64, now cpuMeter) {
+	now = newCPUMeter()
+	dt := now.at.Sub(m.at)
+	if !m.ok || !now.ok || dt <= 0 {
+		return -1, now
+	}
+	return float64(now.cpu-m.cpu) / float64(dt), now
+}
+
 // startProgress writes a progress line to w every second until the returned
 // stop function is called (which waits for the writer goroutine; calling it
 // again does nothing). With w nil it does nothing.
@@ -55,15 +161,17 @@ func startProgress(w io.Writer, chk *Checker, tl timeline) (stop func()) {
 	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		prev, prevAt := chk.Progress(), time.Now()
+		prev, prevAt, cpu := chk.Progress(), time.Now(), newCPUMeter()
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-t.C:
 				cur := chk.Progress()
+				var cores float64
+				cores, cpu = cpu.since()
 				mid := prevAt.Add(now.Sub(prevAt) / 2) // the phase the second was mostly in
-				fmt.Fprintln(w, progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt)))
+				fmt.Fprintln(w, progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt), cores))
 				prev, prevAt = cur, now
 			}
 		}
@@ -72,5 +180,164 @@ func startProgress(w io.Writer, chk *Checker, tl timeline) (stop func()) {
 	return func() {
 		once.Do(func() { close(done) })
 		wg.Wait()
+	}
+}
+
+// drain waits until nothing is outstanding, for d at most.
+func drain(ctx context.Context, chk *Checker, d time.Duration) {
+	if chk.Pending() == 0 {
+		return
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(drainPollEvery)
+	defer tick.Stop()
+	for chk.Pending() > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// inbox is the acknowledgement state of one receiving connection: its
+// reader goroutine records the highest seq it saw, an ack loop acknowledges
+// it.
+type inbox struct {
+	user   *simUser     // set before the ack loops start
+	maxSeq atomic.Int64 // written by the connection's reader goroutine only
+	acked  int64        // highest seq acknowledged, owned by the ack loop, then by the final ack
+}
+
+// saw records a push's seq; it runs on the connection's reader goroutine.
+func (ib *inbox) saw(seq int64) {
+	if seq > ib.maxSeq.Load() {
+		ib.maxSeq.Store(seq)
+	}
+}
+
+// inboxesPerAcker is how many connections one ack goroutine looks after:
+// a sweep writes one frame to each connection that got something.
+const inboxesPerAcker = 256
+
+// startAcks acknowledges what every inbox got, cumulatively, every interval,
+// until the returned stop function is called (which waits for the ack
+// goroutines).
+func startAcks(boxes []*inbox, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(boxes); lo += inboxesPerAcker {
+		shard := boxes[lo:min(lo+inboxesPerAcker, len(boxes))]
+		wg.Go(func() {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+				for _, ib := range shard {
+					seq := ib.maxSeq.Load()
+					if seq > ib.acked && ib.user.conn.Err() == nil {
+						if ib.user.conn.send(ackFrame{MsgID: wire.Ack, Seq: seq}) == nil {
+							ib.acked = seq
+						}
+					}
+				}
+			}
+		})
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+}
+
+// finalAcks sends every inbox's last ack with a reqid and waits until the
+// gateway confirms it is stored, concurrency at a time. It returns how many
+// could not be confirmed.
+func finalAcks(ctx context.Context, boxes []*inbox, concurrency int, log *slog.Logger) int64 {
+	var failed atomic.Int64
+	parallel(ctx, len(boxes), concurrency, func(ctx context.Context, i int) error {
+		if err := boxes[i].finalAck(ctx); err != nil {
+			log.Warn("final ack", "user", boxes[i].user.name, "err", err)
+			failed.Add(1)
+		}
+		return nil
+	})
+	return failed.Load()
+}
+
+func (ib *inbox) finalAck(ctx context.Context) error {
+	seq := ib.maxSeq.Load()
+	if seq == 0 || seq <= ib.acked && ib.user.conn.Err() != nil {
+		return nil // nothing to acknowledge, or nothing we can do about it
+	}
+	var err error
+	for range finalAckTries {
+		actx, cancel := context.WithTimeout(ctx, finalAckWait)
+		_, err = ib.user.conn.call(actx, func(id int64) any {
+			return ackFrame{MsgID: wire.Ack, Seq: seq, ReqID: id}
+		})
+		cancel()
+		var re *ReplyError
+		if err == nil || !errors.As(err, &re) || re.Errno != int(wire.Flood) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ack seq %d: %w", seq, err)
+	}
+	ib.acked = seq
+	return nil
+}
+
+// paced is a sender an open loop drives.
+type paced interface {
+	broken() bool // its connection broke: the loop ends
+	full() bool   // too many of its messages are outstanding: the next one is skipped
+	skip()        // count a skipped message
+	sendNext()    // send the next message
+}
+
+// openLoop sends sender k of senders its share of rate messages per second
+// on a fixed schedule from the start of the warmup until tl.stop (or until
+// stop is closed or the connection broke), whatever arrives. A scheduled
+// message is skipped while s is full. When the loop falls behind its
+// schedule, it catches up at once.
+func openLoop(tl timeline, stop <-chan struct{}, s paced, k, senders int, rate float64) {
+	interval := time.Duration(float64(time.Second) * float64(senders) / rate)
+	interval = max(interval, time.Microsecond)
+	// Spread the senders over one interval so they do not send in lockstep.
+	next := tl.start.Add(interval * time.Duration(k) / time.Duration(senders))
+	timer := time.NewTimer(time.Until(next))
+	defer timer.Stop()
+	for next.Before(tl.stop) {
+		select {
+		case <-stop:
+			return
+		case <-timer.C:
+		}
+		if s.broken() {
+			return
+		}
+		due := int64(time.Since(next)/interval) + 1
+		for i := range due {
+			if !next.Add(time.Duration(i) * interval).Before(tl.stop) {
+				break
+			}
+			if s.full() {
+				s.skip()
+				continue
+			}
+			s.sendNext()
+		}
+		next = next.Add(time.Duration(due) * interval)
+		timer.Reset(time.Until(next))
 	}
 }
