@@ -81,9 +81,10 @@ type Gateway struct {
 	ln  net.Listener
 	wg  sync.WaitGroup
 
-	stopBeat chan struct{}
-	stopOnce sync.Once
-	stopErr  error
+	stopBeat  chan struct{} // stops the lease and reconcile loops
+	reconcile chan struct{} // a NATS reconnect asks for a session check
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // Start registers the gateway's presence lease (waiting for the user
@@ -115,19 +116,22 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		ReplayPage:     200,
 		LegacyAckLimit: 1000,
 	}, g.log)
+	g.reconcile = make(chan struct{}, 1)
 	g.watchNATS()
 	g.stopBeat = make(chan struct{})
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go func() { defer g.wg.Done(); g.acceptLoop() }()
 	go func() { defer g.wg.Done(); g.beatLoop(g.stopBeat) }()
+	go func() { defer g.wg.Done(); g.reconcileLoop(g.stopBeat) }()
 	g.log.Info("gateway listening", "addr", ln.Addr().String())
 	return g, nil
 }
 
 // watchNATS makes every live session look for messages whose push was lost:
 // NATS drops what is published to a connection while it reconnects, and a
-// subscription that falls behind drops messages as a slow consumer. The
-// handlers installed by natsconn keep running.
+// subscription that falls behind drops messages as a slow consumer. After a
+// reconnect it also has the sessions reconciled (a kick may have been lost).
+// The handlers installed by natsconn keep running.
 func (g *Gateway) watchNATS() {
 	prevReconnect := g.nc.Opts.ReconnectedCB
 	g.nc.SetReconnectHandler(func(nc *nats.Conn) {
@@ -135,6 +139,10 @@ func (g *Gateway) watchNATS() {
 			prevReconnect(nc)
 		}
 		g.hub.Resync()
+		select { // reconcileLoop checks the sessions
+		case g.reconcile <- struct{}{}:
+		default:
+		}
 	})
 	prevErr := g.nc.Opts.AsyncErrorCB
 	g.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
@@ -216,6 +224,30 @@ func (g *Gateway) beatLoop(stop <-chan struct{}) {
 			case renewedAfterExpiry:
 				g.log.Warn("presence lease had expired; the user service ended this gateway's sessions: closing them")
 				g.hub.ExpireSessions()
+			}
+		}
+	}
+}
+
+// reconcileLoop checks the sessions after each NATS reconnect, retrying
+// while the user service does not answer.
+func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-g.reconcile:
+		}
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			err := g.hub.Reconcile(context.Background())
+			if err == nil {
+				break
+			}
+			g.log.Warn("session reconciliation failed; retrying", "err", err)
+			select {
+			case <-stop:
+				return
+			case <-time.After(wait):
 			}
 		}
 	}

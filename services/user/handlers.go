@@ -176,6 +176,29 @@ func (s *Service) profiles(ctx context.Context, req *api.ProfilesRequest) (*api.
 	return resp, nil
 }
 
+// sessions pages through the sessions recorded for a gateway.
+func (s *Service) sessions(ctx context.Context, req *api.SessionsRequest) (*api.SessionsResponse, error) {
+	if err := checkID("gateway_id", req.GatewayID); err != nil {
+		return nil, err
+	}
+	if req.Limit < 1 || req.Limit > api.MaxSessionsPage {
+		return nil, api.Errorf(api.CodeBadRequest, "limit must be 1-%d, got %d", api.MaxSessionsPage, req.Limit)
+	}
+	page, err := s.store.GatewaySessions(ctx, req.GatewayID, req.AfterUserID, req.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("sessions of gateway %q: %w", req.GatewayID, err)
+	}
+	resp := &api.SessionsResponse{Sessions: make([]api.SessionRef, 0, min(len(page), req.Limit))}
+	for i, p := range page {
+		if i == req.Limit {
+			resp.More = true
+			break
+		}
+		resp.Sessions = append(resp.Sessions, api.SessionRef{UserID: p.UserID, SessionID: p.SessionID})
+	}
+	return resp, nil
+}
+
 func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*api.GatewayBeatResponse, error) {
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package user_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -143,6 +144,52 @@ func TestProfiles(t *testing.T) {
 		}
 		if err := e.call(t, subject.UserProfiles, api.ProfilesRequest{}, nil); err == nil {
 			t.Fatal("empty ids accepted")
+		}
+	})
+}
+
+func TestGatewaySessions(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db, testConfig(user.PolicyKick))
+		e.beat(t, "gw-a", time.Minute)
+		e.beat(t, "gw-b", time.Minute)
+		var ids []int64
+		for i := range 5 {
+			uid := e.register(t, fmt.Sprint("u", i), "pw")
+			ids = append(ids, uid)
+			gw := "gw-a"
+			if i == 2 {
+				gw = "gw-b"
+			}
+			if _, err := e.login(t, uid, "pw", gw, fmt.Sprint("s", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []api.SessionRef
+		after := int64(0)
+		for pages := 0; ; pages++ {
+			var resp api.SessionsResponse
+			if err := e.call(t, subject.UserSessions, api.SessionsRequest{GatewayID: "gw-a", AfterUserID: after, Limit: 2}, &resp); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, resp.Sessions...)
+			if !resp.More {
+				break
+			}
+			after = resp.Sessions[len(resp.Sessions)-1].UserID
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+		}
+		var want []api.SessionRef
+		for _, i := range []int{0, 1, 3, 4} {
+			want = append(want, api.SessionRef{UserID: ids[i], SessionID: fmt.Sprint("s", i)})
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("sessions %+v, want %+v", got, want)
+		}
+		if err := e.call(t, subject.UserSessions, api.SessionsRequest{GatewayID: "gw-a", Limit: 0}, nil); err == nil {
+			t.Fatal("limit 0 accepted")
 		}
 	})
 }

@@ -499,7 +499,7 @@ func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
 	info := natstest.Info(t, e.nc, subject.UserService)
 	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
-		subject.UserLookup, subject.UserProfiles, subject.UserGatewayBeat, subject.UserGatewayLeave}
+		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string
 	for _, ep := range info.Endpoints {
 		got = append(got, ep.Subject)
@@ -521,7 +521,7 @@ func TestMalformedRequests(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		e := newEnv(t, db, testConfig(user.PolicyKick))
 		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
-			subject.UserLookup, subject.UserProfiles, subject.UserGatewayBeat, subject.UserGatewayLeave}
+			subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 		bodies := []string{``, `{not json`, `[1,2]`, `{"user_id":"x","ids":"x","ttl_ms":"x","name":1}`, `null x`}
 		for _, subj := range subjects {
 			for _, body := range bodies {

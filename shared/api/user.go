@@ -126,3 +126,29 @@ type PresenceNotice struct {
 	// service instances can overtake each other; the newest wins.
 	At int64 `json:"at"`
 }
+
+// SessionsRequest pages through the sessions the user service records for a
+// gateway, in user id order after AfterUserID. A gateway that reconnected to
+// NATS compares them with the connections it holds: a kick published while
+// it was away was lost, and the replaced connection must close.
+type SessionsRequest struct {
+	GatewayID   string `json:"gateway_id"`
+	AfterUserID int64  `json:"after_user_id"`
+	Limit       int    `json:"limit"`
+}
+
+// SessionRef names a user's session.
+type SessionRef struct {
+	UserID    int64  `json:"user_id"`
+	SessionID string `json:"session_id"`
+}
+
+// SessionsResponse is one page; More says whether another follows.
+type SessionsResponse struct {
+	Sessions []SessionRef `json:"sessions"`
+	More     bool         `json:"more"`
+}
+
+// MaxSessionsPage bounds a SessionsRequest's Limit (about 60 bytes each, far
+// under NATS's 1 MiB payload).
+const MaxSessionsPage = 5000

@@ -25,6 +25,8 @@
 //	natter.svc.offline.fetch        read an inbox after a seq
 //	natter.svc.offline.ack          acknowledge inboxes up to a seq (batched)
 //	natter.svc.user.profiles        names and online state of user ids
+//	natter.svc.user.sessions        the sessions a gateway holds, paged (for
+//	                                reconciliation after a NATS reconnect)
 //	natter.svc.friend.add           befriend (mutual)
 //	natter.svc.friend.remove        unfriend (mutual)
 //	natter.svc.friend.list          a user's friends with name and state
@@ -67,6 +69,7 @@ const (
 	UserGatewayBeat  = prefix + "svc.user.gwbeat"
 	UserGatewayLeave = prefix + "svc.user.gwleave"
 	UserProfiles     = prefix + "svc.user.profiles"
+	UserSessions     = prefix + "svc.user.sessions"
 
 	FriendAdd    = prefix + "svc.friend.add"
 	FriendRemove = prefix + "svc.friend.remove"

@@ -7,6 +7,9 @@ package session
 
 import (
 	"context"
+	"fmt"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
 	"log/slog"
 	"net"
@@ -120,6 +123,66 @@ func (h *Hub) Resync() {
 	for _, s := range h.all() {
 		s.resync()
 	}
+}
+
+// Reconcile closes the connections whose session the user service no longer
+// records for this gateway: a newer login replaced them while this gateway
+// was away from NATS, and the kick published then was lost.
+func (h *Hub) Reconcile(ctx context.Context) error {
+	// Take the live sessions first: their claims committed before the pages
+	// below are read, so a missing one was really replaced.
+	type liveSession struct {
+		s   *Session
+		gen uint64
+		uid int64
+		sid string
+	}
+	var live []liveSession
+	for _, s := range h.all() {
+		s.mu.Lock()
+		if s.state == stateLive {
+			live = append(live, liveSession{s, s.gen, s.uid, s.sid})
+		}
+		s.mu.Unlock()
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	recorded := make(map[int64]string, len(live))
+	for after := int64(0); ; {
+		var resp api.SessionsResponse
+		rctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+		err := api.Call(rctx, h.nc, subject.UserSessions,
+			api.SessionsRequest{GatewayID: h.opts.GatewayID, AfterUserID: after, Limit: api.MaxSessionsPage}, &resp)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("reconcile sessions: %w", err)
+		}
+		for _, r := range resp.Sessions {
+			recorded[r.UserID] = r.SessionID
+		}
+		if !resp.More || len(resp.Sessions) == 0 {
+			break
+		}
+		after = resp.Sessions[len(resp.Sessions)-1].UserID
+	}
+	closed := 0
+	for _, l := range live {
+		if recorded[l.uid] == l.sid {
+			continue
+		}
+		l.s.mu.Lock()
+		current := l.s.live(l.gen)
+		l.s.mu.Unlock()
+		if current {
+			l.s.onKick(l.uid, l.sid)
+			closed++
+		}
+	}
+	if closed > 0 {
+		h.log.Warn("closed sessions replaced while NATS was away", "sessions", closed)
+	}
+	return nil
 }
 
 func (h *Hub) all() []*Session {

@@ -490,3 +490,38 @@ func TestLegacyLoginAckStaysSmall(t *testing.T) {
 		return f["offlinemsg"] == nil
 	}, "legacy messages were not acknowledged once written")
 }
+
+// TestLostKickIsReconciled: a newer login elsewhere whose kick never reached
+// this gateway (published while it was reconnecting to NATS) is noticed when
+// the gateway reconciles its sessions after the reconnect.
+func TestLostKickIsReconciled(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	a.login(aid, "pw")
+	b := dial(t, c.gws[0].Addr(), '\n', "b")
+	bid := b.register("bob", "pw")
+	b.login(bid, "pw")
+	// The lost kick: the user service records a newer session for alice,
+	// and nothing tells the gateway.
+	if _, err := c.db.Exec("UPDATE sessions SET session_id = 'replaced-elsewhere' WHERE user_id = ?", aid); err != nil {
+		t.Fatal(err)
+	}
+	a.send(frame{"msgid": 11})
+	a.expect(12) // nothing happened yet
+	if err := c.gwConns[0].ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	if f := a.expect(15); f.num("errno") != 108 {
+		t.Fatalf("alice: %v", f)
+	}
+	if _, err := a.recvRaw(2 * time.Second); err == nil {
+		t.Fatal("replaced connection stayed open")
+	}
+	b.send(frame{"msgid": 11})
+	b.expect(12) // bob's session is recorded: untouched
+	b.send(frame{"msgid": 18, "reqid": 1})
+	if r := b.expect(14); r.num("errno") != 0 {
+		t.Fatalf("bob after reconcile: %v", r)
+	}
+}

@@ -31,6 +31,8 @@ type cluster struct {
 	ns  *server.Server
 	db  *sqldb.DB
 	gws []*gateway.Gateway
+	// gwConns[i] is gateway i's NATS connection.
+	gwConns []*nats.Conn
 }
 
 type clusterOpts struct {
@@ -114,7 +116,8 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(c.t))
+	nc := c.conn()
+	g, err := gateway.Start(ctx, nc, cfg, testLogger(c.t))
 	if err != nil {
 		c.t.Fatalf("gateway: %v", err)
 	}
@@ -124,6 +127,7 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 		g.Stop(ctx)
 	})
 	c.gws = append(c.gws, g)
+	c.gwConns = append(c.gwConns, nc)
 	return g
 }
 

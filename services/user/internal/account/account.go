@@ -436,6 +436,36 @@ func (s *Store) Cleanup(ctx context.Context, cutoff int64) (sessions, gateways i
 	return sessions, gateways, nil
 }
 
+// SessionRef is a user's session.
+type SessionRef struct {
+	UserID    int64
+	SessionID string
+}
+
+// GatewaySessions returns up to limit sessions recorded for gatewayID, in
+// user id order after afterUserID.
+func (s *Store) GatewaySessions(ctx context.Context, gatewayID string, afterUserID int64, limit int) ([]SessionRef, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT user_id, session_id FROM sessions WHERE gateway_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`,
+		gatewayID, afterUserID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sessions of gateway %q: %w", gatewayID, err)
+	}
+	defer rows.Close()
+	var out []SessionRef
+	for rows.Next() {
+		var r SessionRef
+		if err := rows.Scan(&r.UserID, &r.SessionID); err != nil {
+			return nil, fmt.Errorf("sessions of gateway %q: %w", gatewayID, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sessions of gateway %q: %w", gatewayID, err)
+	}
+	return out, nil
+}
+
 // Online returns the ids among ids that have a live session, in id order.
 // Callers bound the number of ids.
 func (s *Store) Online(ctx context.Context, ids []int64) ([]int64, error) {
