@@ -137,6 +137,26 @@ func (s *Service) logout(ctx context.Context, req *api.LogoutRequest) (*none, er
 	return &none{}, nil
 }
 
+// logouts releases a gateway's batch of sessions.
+func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*none, error) {
+	if n := len(req.Sessions); n < 1 || n > api.MaxLogouts {
+		return nil, api.Errorf(api.CodeBadRequest, "sessions must list 1-%d sessions, got %d", api.MaxLogouts, n)
+	}
+	refs := make([]account.SessionRef, len(req.Sessions))
+	for i, r := range req.Sessions {
+		if err := checkID("session_id", r.SessionID); err != nil {
+			return nil, err
+		}
+		refs[i] = account.SessionRef{UserID: r.UserID, SessionID: r.SessionID}
+	}
+	ended, err := s.store.ReleaseSessions(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("logouts: %w", err)
+	}
+	s.presence(time.Now().UnixMilli(), false, ended...)
+	return &none{}, nil
+}
+
 func (s *Service) lookup(ctx context.Context, req *api.LookupRequest) (*api.LookupResponse, error) {
 	if n := len(req.IDs); n < 1 || n > MaxLookupIDs {
 		return nil, api.Errorf(api.CodeBadRequest, "ids must list 1-%d ids, got %d", MaxLookupIDs, n)

@@ -193,3 +193,47 @@ func TestGatewaySessions(t *testing.T) {
 		}
 	})
 }
+
+func TestBatchedLogouts(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db, testConfig(user.PolicyReject))
+		p := watchPresence(t, e.nc)
+		e.beat(t, "gw", time.Minute)
+		var refs []api.SessionRef
+		for i := range 3 {
+			uid := e.register(t, fmt.Sprint("u", i), "pw")
+			if _, err := e.login(t, uid, "pw", "gw", fmt.Sprint("s", i)); err != nil {
+				t.Fatal(err)
+			}
+			p.next(t, time.Second)
+			refs = append(refs, api.SessionRef{UserID: uid, SessionID: fmt.Sprint("s", i)})
+		}
+		// The third was replaced meanwhile: its stale logout must not end
+		// the newer session.
+		if _, err := e.login(t, refs[2].UserID, "pw", "gw", "s2"); err != nil {
+			t.Fatal(err)
+		}
+		refs[2].SessionID = "stale"
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: refs}, nil); err != nil {
+			t.Fatal(err)
+		}
+		offline := map[int64]bool{}
+		for range 2 {
+			ev := p.next(t, time.Second)
+			if ev.Online {
+				t.Fatalf("event %+v", ev)
+			}
+			offline[ev.UserID] = true
+		}
+		p.none(t)
+		if !offline[refs[0].UserID] || !offline[refs[1].UserID] {
+			t.Fatalf("offline events for %v", offline)
+		}
+		if got := e.online(t, refs[0].UserID, refs[1].UserID, refs[2].UserID); !slices.Equal(got, []int64{refs[2].UserID}) {
+			t.Fatalf("online after logouts: %v", got)
+		}
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{}, nil); err == nil {
+			t.Fatal("empty batch accepted")
+		}
+	})
+}

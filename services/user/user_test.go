@@ -498,7 +498,7 @@ func TestQueueGroup(t *testing.T) {
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
 	info := natstest.Info(t, e.nc, subject.UserService)
-	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
+	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
 		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string
 	for _, ep := range info.Endpoints {
@@ -520,7 +520,7 @@ func TestEndpointInfo(t *testing.T) {
 func TestMalformedRequests(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		e := newEnv(t, db, testConfig(user.PolicyKick))
-		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout,
+		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
 			subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 		bodies := []string{``, `{not json`, `[1,2]`, `{"user_id":"x","ids":"x","ttl_ms":"x","name":1}`, `null x`}
 		for _, subj := range subjects {

@@ -152,3 +152,12 @@ type SessionsResponse struct {
 // MaxSessionsPage bounds a SessionsRequest's Limit (about 60 bytes each, far
 // under NATS's 1 MiB payload).
 const MaxSessionsPage = 5000
+
+// LogoutsRequest releases many sessions at once (a gateway batches the
+// sessions of clients that disconnected); each as LogoutRequest.
+type LogoutsRequest struct {
+	Sessions []SessionRef `json:"sessions"`
+}
+
+// MaxLogouts bounds a LogoutsRequest.
+const MaxLogouts = 1000

@@ -42,19 +42,31 @@ func (a *acker) ack(uid, seq int64) {
 	a.mu.Unlock()
 }
 
-// flushUser sends uid's pending ack now (a session ending hands its acks
-// over before the user can log in elsewhere).
-func (a *acker) flushUser(ctx context.Context, uid int64) error {
+// flushUsers sends these users' pending acks now (sessions ending hand
+// their acks over before the users can log in elsewhere).
+func (a *acker) flushUsers(ctx context.Context, uids []int64) error {
 	a.sending.Lock()
 	defer a.sending.Unlock()
 	a.mu.Lock()
-	seq, ok := a.latest[uid]
-	delete(a.latest, uid)
-	a.mu.Unlock()
-	if !ok {
-		return nil
+	var acks []api.Ack
+	for _, uid := range uids {
+		if seq, ok := a.latest[uid]; ok {
+			acks = append(acks, api.Ack{UserID: uid, Seq: seq})
+			delete(a.latest, uid)
+		}
 	}
-	return a.send(ctx, []api.Ack{{UserID: uid, Seq: seq}})
+	a.mu.Unlock()
+	for len(acks) > 0 {
+		n := min(len(acks), ackChunk)
+		if err := a.send(ctx, acks[:n]); err != nil {
+			for _, k := range acks[n:] {
+				a.ack(k.UserID, k.Seq)
+			}
+			return err
+		}
+		acks = acks[n:]
+	}
+	return nil
 }
 
 // flush sends every pending ack.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -223,8 +224,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 			// The claim may have committed before the answer was lost:
 			// release it, or under the reject policy the user would be
 			// locked out until this gateway stops.
-			s.tasks.Add(1)
-			go func() { defer s.tasks.Done(); s.logout(uid, sid) }()
+			s.hub.logouts.add(uid, sid)
 			errno, msg := s.serviceError("login", err)
 			s.sendError(wire.Login, reqid, errno, msg, false)
 		}
@@ -246,7 +246,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	<-lists
 	if err != nil {
 		s.endLogin()
-		s.logout(uid, sid)
+		s.hub.logouts.add(uid, sid)
 		errno, msg := s.serviceError("login fetch", err)
 		s.sendError(wire.Login, reqid, errno, msg, false)
 		return
@@ -338,10 +338,17 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	}
 }
 
+// handleLoginout ends the session and answers once the user service has
+// released it (or after a request timeout; the release is retried), so a
+// login elsewhere right after the answer is not refused as a second one.
 func (s *Session) handleLoginout(reqid []byte) {
 	uid, sid, ok := s.endLogin()
 	if ok {
-		s.logout(uid, sid)
+		select {
+		case <-s.hub.logouts.add(uid, sid):
+		case <-time.After(s.hub.opts.RequestTimeout):
+			s.log.Warn("logout not confirmed yet; it is retried", "user_id", uid)
+		}
 	}
 	s.sendOK(wire.Loginout, reqid, nil)
 }
@@ -401,7 +408,7 @@ func (s *Session) handleAck(o wire.Object, reqid []byte, uid int64) {
 	// forget everything up to seq.
 	ctx, cancel := s.requestCtx()
 	defer cancel()
-	if err := s.hub.acks.flushUser(ctx, uid); err != nil {
+	if err := s.hub.acks.flushUsers(ctx, []int64{uid}); err != nil {
 		errno, msg := s.serviceError("ack", err)
 		s.sendError(wire.Ack, reqid, errno, msg, false)
 		return

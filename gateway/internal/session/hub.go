@@ -37,12 +37,13 @@ type Options struct {
 
 // Hub owns every connection of one gateway and the machinery they share.
 type Hub struct {
-	opts   Options
-	nc     *nats.Conn
-	log    *slog.Logger
-	router *router
-	acks   *acker
-	users  *userCache
+	opts    Options
+	nc      *nats.Conn
+	log     *slog.Logger
+	router  *router
+	acks    *acker
+	logouts *logouts
+	users   *userCache
 
 	fetchSlots chan struct{}
 
@@ -68,9 +69,11 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 		stop:       make(chan struct{}),
 		sessions:   map[*Session]struct{}{},
 	}
-	h.bg.Add(2)
+	h.logouts = newLogouts(nc, log, h.acks, opts.AckInterval, opts.RequestTimeout)
+	h.bg.Add(3)
 	go func() { defer h.bg.Done(); h.router.run(h.stop) }()
 	go func() { defer h.bg.Done(); h.acks.run(h.stop) }()
+	go func() { defer h.bg.Done(); h.logouts.run(h.stop) }()
 	return h
 }
 

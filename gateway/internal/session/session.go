@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/natter-chat/natter/shared/api"
-	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -105,7 +104,7 @@ func (s *Session) run() {
 		// The gateway is stopping: its leave request ends every session at
 		// once; only the acks need handing over (the hub flushes them).
 	case ok:
-		s.logout(uid, sid)
+		s.hub.logouts.add(uid, sid)
 	}
 }
 
@@ -314,28 +313,6 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 	s.mu.Unlock()
 	s.hub.router.detach(uid, s)
 	return uid, sid, wasLive
-}
-
-// logout hands over the user's acks and releases the session in the user
-// service (which ignores it if a newer login already replaced it). A failed
-// release is retried: a session left behind would keep the user "online"
-// (and, under the reject policy, locked out) until this gateway stops.
-func (s *Session) logout(uid int64, sid string) {
-	for attempt := 0; attempt < 3; attempt++ {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
-		}
-		ctx, cancel := s.requestCtx()
-		err := s.hub.acks.flushUser(ctx, uid)
-		if err == nil {
-			err = api.Call(ctx, s.hub.nc, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: sid}, nil)
-		}
-		cancel()
-		if err == nil {
-			return
-		}
-		s.log.Warn("logout", "user_id", uid, "attempt", attempt+1, "err", err)
-	}
 }
 
 // identity is the logged-in user, if any.

@@ -525,3 +525,34 @@ func TestLostKickIsReconciled(t *testing.T) {
 		t.Fatalf("bob after reconcile: %v", r)
 	}
 }
+
+// TestMassDisconnectReleasesEverySession: many clients of one gateway
+// disconnecting at once all get their sessions released (batched), so under
+// the reject policy every one of them can log in again elsewhere.
+func TestMassDisconnectReleasesEverySession(t *testing.T) {
+	c := newCluster(t, clusterOpts{policy: "reject"})
+	const n = 200
+	reg := dial(t, c.gws[0].Addr(), '\n', "reg")
+	ids := make([]int64, n)
+	conns := make([]*client, n)
+	for i := range n {
+		ids[i] = reg.register(fmt.Sprint("user", i), "pw")
+		conns[i] = dial(t, c.gws[0].Addr(), '\n', fmt.Sprint("c", i))
+		conns[i].login(ids[i], "pw")
+	}
+	for _, cl := range conns {
+		cl.conn.Close()
+	}
+	again := dial(t, c.gws[1].Addr(), '\n', "again")
+	for i, id := range ids {
+		eventually(t, 10*time.Second, func() bool {
+			again.send(frame{"msgid": 1, "id": id, "password": "pw"})
+			f := again.expect(2)
+			if f.num("errno") != 0 {
+				return false
+			}
+			again.ok(frame{"msgid": 3})
+			return true
+		}, "user %d still logged in after disconnecting", i)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -271,6 +272,35 @@ func (s *Store) ReleaseSession(ctx context.Context, userID int64, sessionID stri
 		return false, fmt.Errorf("release session of %d: %w", userID, err)
 	}
 	return n > 0, nil
+}
+
+// ReleaseSessions ends each session that is still its user's (as
+// ReleaseSession does, for many at once, in one transaction) and returns the
+// users whose session ended.
+func (s *Store) ReleaseSessions(ctx context.Context, refs []SessionRef) ([]int64, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 2*len(refs))
+	rows := make([]string, len(refs))
+	for i, r := range refs {
+		args = append(args, r.UserID, r.SessionID)
+		rows[i] = "(?,?)"
+	}
+	in := `(user_id, session_id) IN (` + strings.Join(rows, ",") + `)`
+	var ended []int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if ended, err = queryIDs(ctx, tx, `SELECT user_id FROM sessions WHERE `+in+s.forUpdate(), args...); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+in, args...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release %d sessions: %w", len(refs), err)
+	}
+	return ended, nil
 }
 
 // GatewayBeat sets gatewayID's lease to expire at expiresAt (unix ms). It
