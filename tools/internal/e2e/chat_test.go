@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -325,8 +326,19 @@ func TestRacingLoginsEndWithOneSession(t *testing.T) {
 			for i := range clients {
 				clients[i] = dial(t, c.gws[i%2].Addr(), '\n', fmt.Sprint("c", i))
 			}
-			for _, cl := range clients {
-				go cl.send(frame{"msgid": 1, "id": uid, "password": "pw"})
+			// All logins at once (t.Fatal only from the test goroutine).
+			login := fmt.Sprintf(`{"msgid":1,"id":%d,"password":"pw"}`+"\n", uid)
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i, cl := range clients {
+				wg.Add(1)
+				go func() { defer wg.Done(); _, errs[i] = cl.conn.Write([]byte(login)) }()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			// Every client gets its login answer; with kick, all but one are
 			// then kicked; with reject, exactly one succeeds.
