@@ -7,6 +7,7 @@ CMDS     := ./tools/cmd/natter ./gateway/cmd/natter-gateway ./services/user/cmd/
             ./services/offline/cmd/natter-offline ./services/friend/cmd/natter-friend ./services/group/cmd/natter-group
 MODULES  := shared gateway services/user services/offline services/friend services/group tools
 FUZZTIME ?= 10s
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build run test vet fuzz bench tidy clean
 
@@ -19,7 +20,7 @@ run: build
 
 vet:
 	$(GO) vet work
-	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) build ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) build ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 # Every test, with the race detector; then a short fuzz of the frame decoder
 # and one iteration of every benchmark so they keep working.
