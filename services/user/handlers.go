@@ -2,6 +2,10 @@ package user
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,11 +59,26 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	if err := checkID("session_id", req.SessionID); err != nil {
 		return nil, err
 	}
-	name, err := s.authenticate(ctx, req.UserID, req.Password)
-	if err != nil {
+	now := time.Now().UnixMilli()
+	var (
+		name      string
+		err       error
+		token     = req.ResumeToken
+		tokenHash string
+	)
+	if token != "" {
+		// Resuming: a hash lookup, no bcrypt.
+		tokenHash = hashToken(token)
+		var ok bool
+		if name, ok, err = s.store.TokenUser(ctx, tokenHash, req.UserID, now); err != nil {
+			return nil, fmt.Errorf("login %d: %w", req.UserID, err)
+		}
+		if !ok {
+			return nil, api.ErrBadLogin
+		}
+	} else if name, err = s.authenticate(ctx, req.UserID, req.Password); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
 	replaced, wasLive, err := s.store.ClaimSession(ctx, req.UserID, req.SessionID, req.GatewayID, now, s.policy)
 	if errors.Is(err, account.ErrSessionLive) {
 		return nil, api.ErrSessionLive
@@ -73,9 +92,38 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	if !wasLive {
 		s.presence(now, true, req.UserID)
 	}
+	if token == "" {
+		token = newToken()
+		ttl := s.cfg.ResumeTTL
+		if ttl == 0 {
+			ttl = DefaultConfig().ResumeTTL
+		}
+		err = s.store.IssueToken(ctx, hashToken(token), req.UserID, req.SessionID, now+ttl.Milliseconds())
+	} else {
+		err = s.store.BindToken(ctx, tokenHash, req.SessionID)
+	}
+	if err != nil {
+		// The session is claimed; the client can still chat, it only
+		// cannot resume without its password.
+		s.log.Error("resume token", "user_id", req.UserID, "err", err)
+		token = ""
+	}
 	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
-		"session_id", req.SessionID, "replaced", replaced)
-	return &api.LoginResponse{Name: name, Replaced: replaced}, nil
+		"session_id", req.SessionID, "replaced", replaced, "resumed", req.ResumeToken != "")
+	return &api.LoginResponse{Name: name, Replaced: replaced, ResumeToken: token}, nil
+}
+
+// newToken returns a random resume token (256 bits, URL-safe base64).
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// hashToken is what is stored of a token: its SHA-256, hex-encoded.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
 // authenticate returns the name of user id if password is theirs, else
@@ -143,11 +191,18 @@ func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*none, 
 		return nil, api.Errorf(api.CodeBadRequest, "sessions must list 1-%d sessions, got %d", api.MaxLogouts, n)
 	}
 	refs := make([]account.SessionRef, len(req.Sessions))
+	var revoke []account.SessionRef
 	for i, r := range req.Sessions {
 		if err := checkID("session_id", r.SessionID); err != nil {
 			return nil, err
 		}
 		refs[i] = account.SessionRef{UserID: r.UserID, SessionID: r.SessionID}
+		if r.Revoke {
+			revoke = append(revoke, refs[i])
+		}
+	}
+	if err := s.store.RevokeTokens(ctx, revoke); err != nil {
+		return nil, fmt.Errorf("logouts: %w", err)
 	}
 	ended, err := s.store.ReleaseSessions(ctx, refs)
 	if err != nil {

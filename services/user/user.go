@@ -59,6 +59,8 @@ type Config struct {
 	Concurrency int
 	// RequestTimeout bounds the handling of one request.
 	RequestTimeout time.Duration
+	// ResumeTTL is how long a resume token stays valid (0: 24 h).
+	ResumeTTL time.Duration
 }
 
 // DefaultConfig returns the configuration the binaries start from.
@@ -68,6 +70,7 @@ func DefaultConfig() Config {
 		LoginPolicy:    PolicyKick,
 		Concurrency:    4,
 		RequestTimeout: 10 * time.Second,
+		ResumeTTL:      24 * time.Hour,
 	}
 }
 
@@ -81,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 1 {
 		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+	}
+	if c.ResumeTTL != 0 && c.ResumeTTL < time.Minute {
+		return fmt.Errorf("resume token ttl %v: want at least 1m (0 for the default)", c.ResumeTTL)
 	}
 	if c.RequestTimeout <= 0 {
 		return fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout)
@@ -258,5 +264,10 @@ func (s *Service) cleanup(ctx context.Context) {
 		s.log.Error("lease cleanup", "err", err)
 	case sessions > 0 || gateways > 0:
 		s.log.Info("lease cleanup", "sessions", sessions, "gateways", gateways)
+	}
+	if n, err := s.store.ExpireTokens(ctx, time.Now().UnixMilli()); err != nil && ctx.Err() == nil {
+		s.log.Error("expire resume tokens", "err", err)
+	} else if n > 0 {
+		s.log.Info("expired resume tokens", "tokens", n)
 	}
 }

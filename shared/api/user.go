@@ -15,9 +15,14 @@ type RegisterResponse struct {
 // SessionID on GatewayID. Errors: ErrBadLogin, ErrSessionLive (policy reject).
 // With policy kick the previous live session, if any, is replaced and a kick
 // naming it is published on subject.User(UserID) after the claim commits.
+//
+// A client that logged in before can prove itself with ResumeToken instead
+// of Password: a hash lookup instead of a bcrypt check, so thousands of
+// clients whose gateway died can come back at once.
 type LoginRequest struct {
-	UserID    int64  `json:"user_id"`
-	Password  string `json:"password"`
+	UserID      int64  `json:"user_id"`
+	Password    string `json:"password,omitempty"`
+	ResumeToken string `json:"resume_token,omitempty"`
 	GatewayID string `json:"gateway_id"`
 	SessionID string `json:"session_id"`
 }
@@ -25,6 +30,10 @@ type LoginRequest struct {
 // LoginResponse is a successful login.
 type LoginResponse struct {
 	Name string `json:"name"`
+	// ResumeToken lets the client log in again without its password until
+	// it expires or the session logs out explicitly. A password login gets a
+	// new one; a resumed login keeps the token it used.
+	ResumeToken string `json:"resume_token"`
 	// Replaced is the session id that this login replaced, if one was live.
 	Replaced string `json:"replaced,omitempty"`
 }
@@ -141,6 +150,9 @@ type SessionsRequest struct {
 type SessionRef struct {
 	UserID    int64  `json:"user_id"`
 	SessionID string `json:"session_id"`
+	// Revoke (in a LogoutsRequest) also revokes the session's resume token:
+	// an explicit logout, not a dropped connection.
+	Revoke bool `json:"revoke,omitempty"`
 }
 
 // SessionsResponse is one page; More says whether another follows.

@@ -100,7 +100,97 @@ func migrations() []sqldb.Migration {
 				KEY sessions_gateway (gateway_id)
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 		},
+	}, {
+		// Resume tokens: only their SHA-256 is stored. session_id is the
+		// session that last used the token (an explicit logout of it
+		// revokes the token).
+		Version: 2,
+		SQLite: []string{
+			`CREATE TABLE IF NOT EXISTS resume_tokens (
+				token_hash CHAR(64) NOT NULL PRIMARY KEY,
+				user_id BIGINT NOT NULL,
+				session_id VARCHAR(64) NOT NULL,
+				expires_at BIGINT NOT NULL
+			)`,
+			`CREATE INDEX IF NOT EXISTS resume_tokens_user ON resume_tokens (user_id)`,
+			`CREATE INDEX IF NOT EXISTS resume_tokens_expiry ON resume_tokens (expires_at)`,
+		},
+		MySQL: []string{
+			`CREATE TABLE IF NOT EXISTS resume_tokens (
+				token_hash CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+				user_id BIGINT NOT NULL,
+				session_id VARCHAR(64) NOT NULL,
+				expires_at BIGINT NOT NULL,
+				KEY resume_tokens_user (user_id),
+				KEY resume_tokens_expiry (expires_at)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		},
 	}}
+}
+
+// IssueToken stores a resume token's hash for userID's session sessionID,
+// valid until expiresAt (unix ms).
+func (s *Store) IssueToken(ctx context.Context, tokenHash string, userID int64, sessionID string, expiresAt int64) error {
+	if _, err := s.db.ExecContext(ctx,
+		`INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
+		tokenHash, userID, sessionID, expiresAt); err != nil {
+		return fmt.Errorf("issue token for %d: %w", userID, err)
+	}
+	return nil
+}
+
+// TokenUser checks that tokenHash is userID's and unexpired at now, and
+// returns the user's name; ok is false for an unknown, expired or foreign
+// token.
+func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, now int64) (name string, ok bool, err error) {
+	err = s.db.QueryRowContext(ctx,
+		`SELECT u.name FROM resume_tokens t JOIN users u ON u.id = t.user_id
+			WHERE t.token_hash = ? AND t.user_id = ? AND t.expires_at > ?`,
+		tokenHash, userID, now).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("token of %d: %w", userID, err)
+	}
+	return name, true, nil
+}
+
+// BindToken records sessionID as the session using tokenHash (its explicit
+// logout revokes the token).
+func (s *Store) BindToken(ctx context.Context, tokenHash, sessionID string) error {
+	if _, err := s.db.ExecContext(ctx,
+		`UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`, sessionID, tokenHash); err != nil {
+		return fmt.Errorf("bind token: %w", err)
+	}
+	return nil
+}
+
+// RevokeTokens deletes the resume tokens last used by these sessions.
+func (s *Store) RevokeTokens(ctx context.Context, refs []SessionRef) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(refs))
+	rows := make([]string, len(refs))
+	for i, r := range refs {
+		args = append(args, r.UserID, r.SessionID)
+		rows[i] = "(?,?)"
+	}
+	if _, err := s.db.ExecContext(ctx,
+		`DELETE FROM resume_tokens WHERE (user_id, session_id) IN (`+strings.Join(rows, ",")+`)`, args...); err != nil {
+		return fmt.Errorf("revoke tokens of %d sessions: %w", len(refs), err)
+	}
+	return nil
+}
+
+// ExpireTokens deletes tokens that expired before now.
+func (s *Store) ExpireTokens(ctx context.Context, now int64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM resume_tokens WHERE expires_at <= ?`, now)
+	if err != nil {
+		return 0, fmt.Errorf("expire tokens: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // Store runs the user service's queries.

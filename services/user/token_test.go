@@ -1,0 +1,69 @@
+package user_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+func TestResumeTokens(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db, testConfig(user.PolicyKick))
+		alice := e.register(t, "alice", "pw")
+		bob := e.register(t, "bob", "pw")
+		e.beat(t, "gw", time.Minute)
+		first, err := e.login(t, alice, "pw", "gw", "s1")
+		if err != nil || len(first.ResumeToken) < 40 {
+			t.Fatalf("password login: %+v %v", first, err)
+		}
+		resume := func(uid int64, token, sid string) (api.LoginResponse, error) {
+			var resp api.LoginResponse
+			err := e.call(t, subject.UserLogin, api.LoginRequest{UserID: uid, ResumeToken: token, GatewayID: "gw", SessionID: sid}, &resp)
+			return resp, err
+		}
+		// Resuming needs no password, keeps the token, replaces the session.
+		r, err := resume(alice, first.ResumeToken, "s2")
+		if err != nil || r.ResumeToken != first.ResumeToken || r.Replaced != "s1" || r.Name != "alice" {
+			t.Fatalf("resume: %+v %v", r, err)
+		}
+		// A wrong token, or alice's token for bob, is a bad login.
+		if _, err := resume(alice, "not-a-token", "s3"); !errors.Is(err, api.ErrBadLogin) {
+			t.Fatalf("wrong token: %v", err)
+		}
+		if _, err := resume(bob, first.ResumeToken, "s3"); !errors.Is(err, api.ErrBadLogin) {
+			t.Fatalf("foreign token: %v", err)
+		}
+		// A dropped connection (logout without revoke) keeps the token...
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: alice, SessionID: "s2"}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := resume(alice, first.ResumeToken, "s4"); err != nil {
+			t.Fatalf("resume after a dropped connection: %v", err)
+		}
+		// ...an explicit logout of the session using it revokes it.
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: alice, SessionID: "s4", Revoke: true}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := resume(alice, first.ResumeToken, "s5"); !errors.Is(err, api.ErrBadLogin) {
+			t.Fatalf("resume after logout: %v", err)
+		}
+		// An expired token is refused and cleaned up.
+		ctx := context.Background()
+		if err := e.store.IssueToken(ctx, "deadbeef", bob, "sx", time.Now().Add(-time.Second).UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := e.store.TokenUser(ctx, "deadbeef", bob, time.Now().UnixMilli()); ok || err != nil {
+			t.Fatalf("expired token accepted: %v %v", ok, err)
+		}
+		if n, err := e.store.ExpireTokens(ctx, time.Now().UnixMilli()); n < 1 || err != nil {
+			t.Fatalf("expire tokens: %d %v", n, err)
+		}
+	})
+}
