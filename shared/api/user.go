@@ -23,8 +23,8 @@ type LoginRequest struct {
 	UserID      int64  `json:"user_id"`
 	Password    string `json:"password,omitempty"`
 	ResumeToken string `json:"resume_token,omitempty"`
-	GatewayID string `json:"gateway_id"`
-	SessionID string `json:"session_id"`
+	GatewayID   string `json:"gateway_id"`
+	SessionID   string `json:"session_id"`
 }
 
 // LoginResponse is a successful login.

@@ -18,7 +18,7 @@ func validUTF8(raw []byte) bool { return utf8.Valid(raw) }
 
 // Fields a client may send that are not part of the message itself; they
 // are removed before a chat is stored. mid and seq are the server's.
-var controlFields = []string{"reqid", "cid", "mid", "seq", "dialect", "lastseq", "password"}
+var controlFields = []string{"reqid", "cid", "mid", "seq", "dialect", "lastseq", "password", "token"}
 
 // handle runs one frame from the client.
 func (s *Session) handle(frame []byte) {
@@ -154,10 +154,14 @@ func (s *Session) register(name, password string, reqid []byte) {
 
 func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	uid, err := o.Int("id")
-	var pw, dname string
+	var pw, token, dname string
 	var lastSeq int64
-	var hasLast bool
+	var hasLast, hasToken bool
 	if err == nil {
+		// A password, or the resume token of an earlier login.
+		token, hasToken, err = o.OptString("token")
+	}
+	if err == nil && !hasToken {
 		pw, err = o.String("password")
 	}
 	if err == nil {
@@ -211,7 +215,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	defer cancel()
 	var resp api.LoginResponse
 	err = api.Call(ctx, s.hub.nc, subject.UserLogin, api.LoginRequest{
-		UserID: uid, Password: pw, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
+		UserID: uid, Password: pw, ResumeToken: token, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
 	}, &resp)
 	if err != nil {
 		s.endLogin()
@@ -224,7 +228,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 			// The claim may have committed before the answer was lost:
 			// release it, or under the reject policy the user would be
 			// locked out until this gateway stops.
-			s.hub.logouts.add(uid, sid)
+			s.hub.logouts.add(uid, sid, false)
 			errno, msg := s.serviceError("login", err)
 			s.sendError(wire.Login, reqid, errno, msg, false)
 		}
@@ -246,7 +250,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	<-lists
 	if err != nil {
 		s.endLogin()
-		s.hub.logouts.add(uid, sid)
+		s.hub.logouts.add(uid, sid, false)
 		errno, msg := s.serviceError("login fetch", err)
 		s.sendError(wire.Login, reqid, errno, msg, false)
 		return
@@ -319,6 +323,9 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		s.enqueue(outFrame{data: s.frame(ack), ackUID: uid, ackSeq: upTo})
 	} else {
 		ack["errmsg"] = ""
+		if resp.ResumeToken != "" {
+			ack["token"] = resp.ResumeToken
+		}
 		ack["lastseq"] = start
 		ack["pending"] = first.Last - start
 		if len(reqid) > 0 {
@@ -345,7 +352,7 @@ func (s *Session) handleLoginout(reqid []byte) {
 	uid, sid, ok := s.endLogin()
 	if ok {
 		select {
-		case <-s.hub.logouts.add(uid, sid):
+		case <-s.hub.logouts.add(uid, sid, true): // explicit: revoke the resume token
 		case <-time.After(s.hub.opts.RequestTimeout):
 			s.log.Warn("logout not confirmed yet; it is retried", "user_id", uid)
 		}

@@ -39,12 +39,13 @@ func newLogouts(nc *nats.Conn, log *slog.Logger, acks *acker, interval, timeout 
 	return &logouts{nc: nc, log: log, acks: acks, interval: interval, timeout: timeout, wake: make(chan struct{}, 1)}
 }
 
-// add queues the release of uid's session sid. The returned channel is
-// closed once it is done.
-func (l *logouts) add(uid int64, sid string) <-chan struct{} {
+// add queues the release of uid's session sid; revoke (an explicit logout)
+// also revokes its resume token. The returned channel is closed once it is
+// done.
+func (l *logouts) add(uid int64, sid string, revoke bool) <-chan struct{} {
 	done := make(chan struct{})
 	l.mu.Lock()
-	l.pending = append(l.pending, pendingLogout{api.SessionRef{UserID: uid, SessionID: sid}, done})
+	l.pending = append(l.pending, pendingLogout{api.SessionRef{UserID: uid, SessionID: sid, Revoke: revoke}, done})
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:

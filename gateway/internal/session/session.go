@@ -104,7 +104,7 @@ func (s *Session) run() {
 		// The gateway is stopping: its leave request ends every session at
 		// once; only the acks need handing over (the hub flushes them).
 	case ok:
-		s.hub.logouts.add(uid, sid)
+		s.hub.logouts.add(uid, sid, false) // a dropped connection: the client may resume
 	}
 }
 

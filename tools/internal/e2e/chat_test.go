@@ -568,3 +568,44 @@ func TestMassDisconnectReleasesEverySession(t *testing.T) {
 		}, "user %d still logged in after disconnecting", i)
 	}
 }
+
+// TestResumeWithToken: a client whose connection dropped logs in again on
+// another gateway with its resume token instead of its password, and gets
+// what it missed; an explicit logout revokes the token.
+func TestResumeWithToken(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	a := dial(t, c.gws[0].Addr(), '\n', "a")
+	aid := a.register("alice", "pw")
+	bid := a.register("bob", "pw")
+	ack := a.login(aid, "pw")
+	token := ack.str("token")
+	if len(token) != 43 {
+		t.Fatalf("login ack without a resume token: %v", ack)
+	}
+	a.conn.Close()
+	b := dial(t, c.gws[1].Addr(), '\n', "b")
+	b.login(bid, "pw")
+	b.ok(chat(aid, "while you were away"))
+
+	a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
+	a2.send(frame{"msgid": 1, "id": aid, "token": token})
+	if f := a2.expect(2); f.num("errno") != 0 || f.str("token") != token || f.num("pending") != 1 {
+		t.Fatalf("resume: %v", f)
+	}
+	if got := a2.expect(6); got.str("msg") != "while you were away" {
+		t.Fatalf("after resume: %v", got)
+	}
+	// Someone else's id with alice's token: refused like a wrong password.
+	x := dial(t, c.gws[0].Addr(), '\n', "x")
+	x.send(frame{"msgid": 1, "id": bid, "token": token})
+	if f := x.expect(2); f.num("errno") != 1 {
+		t.Fatalf("foreign token: %v", f)
+	}
+	// LOGINOUT revokes it.
+	a2.ok(frame{"msgid": 3})
+	a2.send(frame{"msgid": 1, "id": aid, "token": token})
+	if f := a2.expect(2); f.num("errno") != 1 {
+		t.Fatalf("token after logout: %v", f)
+	}
+	a2.login(aid, "pw") // the password still works
+}

@@ -12,11 +12,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the expected frames in testdata/*.txt with what the gateway sent")
 
-var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+var (
+	uuidRE  = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	tokenRE = regexp.MustCompile(`"token":"[A-Za-z0-9_-]{43}"`)
+)
 
 // TestGolden replays the wire transcripts in testdata/ against a fresh
 // cluster and compares every frame byte for byte (server ids normalized to
-// <mid>). Lines:
+// <mid>, resume tokens to <token>). Lines:
 //
 //	open NAME nul|nl GATEWAY   connect NAME to gateway 0 or 1 with that framing
 //	NAME> FRAME                 NAME sends FRAME
@@ -75,6 +78,7 @@ func runGolden(t *testing.T, file string) {
 				t.Fatalf("%s:%d: %s: want %s, got error %v", file, i+1, name, rest, err)
 			}
 			got = uuidRE.ReplaceAllString(got, "<mid>")
+			got = tokenRE.ReplaceAllString(got, `"token":"<token>"`)
 			if *update {
 				lines[i] = name + "< " + got
 			} else if got != rest {
