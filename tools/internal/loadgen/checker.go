@@ -125,20 +125,28 @@ func (cv *Conversation) Send(t time.Time) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cv.msgs = append(cv.msgs, 0)
-	c.n.sent++
-	c.n.unreplied++
-	if c.inWindow(t) {
-		c.n.sentInWindow++
-	}
+	c.sentLocked(t)
 	return int64(len(cv.msgs))
 }
 
 // Skip counts a message an open-loop sender could not send because too many
 // were outstanding. A skipped message was never sent: it is not lost.
-func (cv *Conversation) Skip() {
-	cv.c.mu.Lock()
-	cv.c.n.skipped++
-	cv.c.mu.Unlock()
+func (cv *Conversation) Skip() { cv.c.skip() }
+
+// sentLocked counts a message sent at t. Call with c.mu held.
+func (c *Checker) sentLocked(t time.Time) {
+	c.n.sent++
+	c.n.unreplied++
+	if c.inWindow(t) {
+		c.n.sentInWindow++
+	}
+}
+
+// skip counts a message that was never sent.
+func (c *Checker) skip() {
+	c.mu.Lock()
+	c.n.skipped++
+	c.mu.Unlock()
 }
 
 // Acked records the server's successful reply for message n.
@@ -301,21 +309,13 @@ func (gc *GroupConversation) Send(t time.Time) int64 {
 	k := len(gc.got)
 	gc.got = slices.Grow(gc.got, gc.words)[:k+gc.words]
 	clear(gc.got[k:])
-	c.n.sent++
-	c.n.unreplied++
-	if c.inWindow(t) {
-		c.n.sentInWindow++
-	}
+	c.sentLocked(t)
 	return int64(len(gc.msgs))
 }
 
 // Skip counts a message an open-loop sender could not send because too many
 // were outstanding.
-func (gc *GroupConversation) Skip() {
-	gc.c.mu.Lock()
-	gc.c.n.skipped++
-	gc.c.mu.Unlock()
-}
+func (gc *GroupConversation) Skip() { gc.c.skip() }
 
 // Acked records the server's successful reply for message n: from now on,
 // every recipient that does not have it is waiting for it.
