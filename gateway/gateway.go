@@ -158,12 +158,6 @@ func (g *Gateway) watchNATS() {
 // Addr is the address clients connect to.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
 
-// ID is the gateway's presence id, new for every start.
-func (g *Gateway) ID() string { return g.id }
-
-// Connections is the number of open client connections.
-func (g *Gateway) Connections() int { return g.hub.Count() }
-
 // acceptLoop accepts clients until the listener closes; the hub owns and
 // waits for the connections' goroutines.
 func (g *Gateway) acceptLoop() {

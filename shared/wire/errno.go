@@ -28,10 +28,10 @@ const (
 	Internal        Errno = 111
 	BadRegistration Errno = 112 // REG: name or password out of range
 	GatewayStopping Errno = 113 // the gateway is shutting down; reconnect
-	SlowClient      Errno = 114 // not sent: logged when a client that reads too slowly is cut off
-	NotMember       Errno = 115 // not a member of the group
-	NoSuchGroup     Errno = 116
-	SessionExpired  Errno = 117 // the gateway lost its presence lease; log in again
+	// 114 is reserved (slow clients are cut off without a reply).
+	NotMember      Errno = 115 // not a member of the group
+	NoSuchGroup    Errno = 116
+	SessionExpired Errno = 117 // the gateway lost its presence lease; log in again
 )
 
 // Original error messages, byte for byte.

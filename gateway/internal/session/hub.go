@@ -98,13 +98,6 @@ func (h *Hub) Serve(conn net.Conn) {
 	s.run()
 }
 
-// Count is the number of open connections.
-func (h *Hub) Count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.sessions)
-}
-
 // ExpireSessions closes every logged-in connection: the user service ended
 // this gateway's sessions when its presence lease expired (the gateway was
 // cut off from NATS for longer than its TTL), so they may have logged in
