@@ -1,6 +1,6 @@
 // Command natter is natter's all-in-one binary: `natter serve` runs the
-// whole system in one process (later issues add the terminal client and the
-// load tool as further subcommands).
+// whole system in one process, `natter chat` is the terminal client and
+// `natter bench` the load generator and delivery checker.
 package main
 
 import (
@@ -17,7 +17,7 @@ func main() {
 		Name:     "natter",
 		Usage:    "a cluster chat system on NATS",
 		Version:  buildinfo.Version(),
-		Commands: []*cli.Command{serveCommand(), benchCommand()},
+		Commands: []*cli.Command{serveCommand(), chatCommand(), benchCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "natter:", err)

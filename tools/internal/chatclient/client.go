@@ -1,0 +1,531 @@
+package chatclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// Errors of commands and logins.
+var (
+	// ErrNotLoggedIn: the command needs a session and there is none.
+	ErrNotLoggedIn = errors.New("not logged in")
+	// ErrKicked: the account logged in somewhere else, which ended this
+	// session; it is not resumed.
+	ErrKicked = errors.New("this account logged in somewhere else")
+	// ErrOutcomeUnknown: the connection was lost after a command that is
+	// not safe to repeat was sent and before its answer came.
+	ErrOutcomeUnknown = errors.New("the connection was lost before the answer came; the command may or may not have taken effect")
+	// ErrClosed: the client is shutting down.
+	ErrClosed = errors.New("client closed")
+)
+
+// LoginError is a refused login.
+type LoginError struct {
+	Errno  wire.Errno
+	Errmsg string
+}
+
+func (e *LoginError) Error() string { return e.Errmsg }
+
+// Config configures a Client.
+type Config struct {
+	Addrs      []string      // gateway addresses, tried in turn
+	MinBackoff time.Duration // first reconnect delay (plus jitter)
+	MaxBackoff time.Duration // the delay doubles up to this
+	Timeout    time.Duration // how long one request may wait for its reply
+}
+
+// DefaultConfig returns the defaults of `natter chat`.
+func DefaultConfig() Config {
+	return Config{
+		Addrs:      []string{"127.0.0.1:6000"},
+		MinBackoff: 200 * time.Millisecond,
+		MaxBackoff: 5 * time.Second,
+		Timeout:    15 * time.Second,
+	}
+}
+
+// Message is a chat the client shows: a ONE_CHAT or GROUP_CHAT push.
+type Message struct {
+	Seq      int64
+	Mid      string
+	GroupID  int64 // 0 for a one-to-one chat
+	FromID   int64
+	FromName string
+	Text     string
+	Time     string
+	Raw      []byte // the push as the server sent it
+}
+
+// Events receives what happens; its methods run on the client's goroutines
+// one at a time per kind and must not call back into the Client.
+type Events interface {
+	// Message shows a chat. Once it returns the message counts as shown
+	// and is acknowledged: it will not be shown again.
+	Message(m Message)
+	// Presence reports that a friend came online or went offline.
+	Presence(id int64, state string)
+	// Connection reports a change of the connection: up (with the address
+	// and whether a session was resumed on it) or down (with the reason).
+	Connection(s ConnState)
+	// SessionEnded reports that the session ended without a LOGINOUT
+	// (kicked, or the resume was refused); err says why.
+	SessionEnded(err error)
+}
+
+// ConnState is a connection change.
+type ConnState struct {
+	Up      bool
+	Addr    string
+	Resumed bool          // up: the session was resumed with the resume token
+	Err     error         // down: why
+	Retry   time.Duration // down: the next attempt comes after this
+}
+
+// Session is a logged-in user.
+type Session struct {
+	ID      int64
+	Name    string
+	Friends []Friend
+	Groups  []Group
+	Pending int64 // messages waiting at login; they follow as Message events
+}
+
+type credentials struct {
+	id       int64
+	password string // kept to log in again if the resume token is refused
+	token    string
+	name     string
+}
+
+// Client is a connection manager with a session, an outbox and an acker.
+// Run drives it; the other methods may be called from any goroutine.
+type Client struct {
+	cfg Config
+	ev  Events
+	log *slog.Logger
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every state change
+	cur      *conn         // the connection, nil while there is none
+	live     bool          // cur carries the session of creds
+	creds    *credentials  // nil while logged out
+	shown    int64         // the last seq shown (Events.Message returned)
+	acked    int64         // the last seq acknowledged to the server
+	outbox   []*pending
+	closed   bool
+	ackKick  chan struct{}
+	wakeConn chan struct{} // an early reconnect (a gap was seen)
+}
+
+// New returns a Client; Run starts it.
+func New(cfg Config, ev Events, log *slog.Logger) *Client {
+	return &Client{
+		cfg: cfg, ev: ev, log: log,
+		changed: make(chan struct{}),
+		ackKick: make(chan struct{}, 1),
+	}
+}
+
+// notify wakes everyone waiting for a state change; c.mu is held.
+func (c *Client) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Run keeps a connection up until ctx ends, sends the outbox and the
+// acknowledgements. Call Close first for a clean end (acknowledgements
+// flushed).
+func (c *Client) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.sendLoop(ctx) }()
+	go func() { defer wg.Done(); c.ackLoop(ctx) }()
+	c.connLoop(ctx)
+	wg.Wait()
+	c.mu.Lock()
+	c.closed = true
+	for _, p := range c.outbox {
+		p.finish(Result{Err: ErrClosed})
+	}
+	c.outbox = nil
+	c.notify()
+	c.mu.Unlock()
+	return nil
+}
+
+// connLoop connects, resumes the session if there is one, waits for the
+// connection to end, and starts over with backoff.
+func (c *Client) connLoop(ctx context.Context) {
+	var next int
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		addr := c.cfg.Addrs[next%len(c.cfg.Addrs)]
+		next++
+		cn, err := dial(ctx, addr, c.onFrame)
+		if err == nil {
+			err = c.resume(ctx, cn)
+			if err != nil {
+				cn.close()
+				c.dropConn(cn)
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = c.nextBackoff(backoff)
+			c.ev.Connection(ConnState{Addr: addr, Err: err, Retry: backoff})
+			sleep(ctx, backoff)
+			continue
+		}
+		up := time.Now()
+		select {
+		case <-cn.done:
+		case <-ctx.Done():
+			cn.close()
+		}
+		c.dropConn(cn)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(up) > 10*time.Second {
+			backoff = 0 // a connection that worked for a while: retry at once (with jitter)
+		}
+		backoff = c.nextBackoff(backoff)
+		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: backoff})
+		sleep(ctx, backoff)
+	}
+}
+
+// dropConn forgets cn if it is the current connection.
+func (c *Client) dropConn(cn *conn) {
+	c.mu.Lock()
+	if c.cur == cn {
+		c.cur, c.live = nil, false
+		c.notify()
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) nextBackoff(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		d = c.cfg.MinBackoff
+	default:
+		d = min(2*d, c.cfg.MaxBackoff)
+	}
+	return d/2 + rand.N(d/2+1) // jitter: clients of a dead gateway do not all come back at once
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// resume installs a new connection and, if there is a session, logs in
+// again with the resume token (or the password, if the token is refused)
+// and the last seq shown.
+func (c *Client) resume(ctx context.Context, cn *conn) error {
+	c.mu.Lock()
+	cr := c.creds
+	if cr == nil {
+		c.cur, c.live = cn, false
+		c.notify()
+		c.mu.Unlock()
+		c.ev.Connection(ConnState{Up: true, Addr: cn.addr})
+		return nil
+	}
+	c.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req := map[string]any{"msgid": wire.Login, "id": cr.id, "token": cr.token, "dialect": "full"}
+	s, err := c.login(rctx, cn, cr, req)
+	var le *LoginError
+	if errors.As(err, &le) && le.Errno == wire.LoginInvalid && cr.password != "" {
+		// The token expired or was revoked (a LOGINOUT whose answer was
+		// lost): the password still works.
+		req = map[string]any{"msgid": wire.Login, "id": cr.id, "password": cr.password, "dialect": "full"}
+		s, err = c.login(rctx, cn, cr, req)
+	}
+	if errors.As(err, &le) && (le.Errno == wire.LoginInvalid || le.Errno == wire.SessionReplaced) {
+		if le.Errno == wire.SessionReplaced {
+			c.endSession(cr, ErrKicked) // a newer login won while this one was under way
+		} else {
+			c.endSession(cr, fmt.Errorf("the session could not be resumed: %s", le.Errmsg))
+		}
+		c.mu.Lock()
+		c.cur, c.live = cn, false
+		c.notify()
+		c.mu.Unlock()
+		c.ev.Connection(ConnState{Up: true, Addr: cn.addr})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.ev.Connection(ConnState{Up: true, Addr: cn.addr, Resumed: s != nil})
+	return nil
+}
+
+// login sends a LOGIN on cn. On success the session's state is set on the
+// connection's reader goroutine, before any push that follows the ack.
+func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[string]any) (*Session, error) {
+	var s *Session
+	c.mu.Lock()
+	req["lastseq"] = c.shown
+	c.mu.Unlock()
+	ch, err := cn.request(req, func(f *frame) {
+		if f.MsgID != wire.LoginAck || f.Errno != wire.OK {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.creds != nil && c.creds != cr {
+			return // someone else's session in the meantime
+		}
+		if f.Token != "" {
+			cr.token = f.Token
+		}
+		cr.name = f.Name
+		c.creds = cr
+		c.cur, c.live = cn, true
+		c.shown = max(c.shown, f.LastSeq)
+		c.acked = c.shown // the gateway stored lastseq as acknowledged
+		s = &Session{ID: f.ID, Name: f.Name, Friends: f.Friends, Groups: f.Groups, Pending: f.Pending}
+		c.notify()
+		c.kickAcks()
+	})
+	if err != nil {
+		return nil, err
+	}
+	var f *frame
+	select {
+	case f = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("login: %w", ctx.Err())
+	}
+	if f == nil {
+		return nil, fmt.Errorf("login: %w: %v", errConnLost, cn.Err())
+	}
+	if f.Errno != wire.OK {
+		return nil, &LoginError{Errno: f.Errno, Errmsg: f.Errmsg}
+	}
+	if s == nil {
+		return nil, errors.New("login: logged out meanwhile")
+	}
+	return s, nil
+}
+
+// waitConn waits for a connection; live: one carrying the session.
+func (c *Client) waitConn(ctx context.Context, live bool) (*conn, error) {
+	for {
+		c.mu.Lock()
+		cn, ok, changed, closed, loggedIn := c.cur, c.live, c.changed, c.closed, c.creds != nil
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case live && !loggedIn:
+			return nil, ErrNotLoggedIn
+		case cn != nil && (ok || !live):
+			return cn, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Register creates an account and returns its id.
+func (c *Client) Register(ctx context.Context, name, password string) (int64, error) {
+	cn, err := c.waitConn(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	f, err := cn.call(ctx, map[string]any{"msgid": wire.Reg, "name": name, "password": password})
+	if err != nil {
+		return 0, err
+	}
+	if f.Errno != wire.OK {
+		if f.Errno == wire.RegFailed {
+			return 0, &LoginError{Errno: f.Errno, Errmsg: "name is already exist"}
+		}
+		return 0, &LoginError{Errno: f.Errno, Errmsg: f.Errmsg}
+	}
+	return f.ID, nil
+}
+
+// Login logs in with a password; once it succeeded, lost connections are
+// replaced and the session resumed until Logout.
+func (c *Client) Login(ctx context.Context, id int64, password string) (*Session, error) {
+	for {
+		cn, err := c.waitConn(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.creds != nil {
+			c.mu.Unlock()
+			return nil, errors.New("already logged in")
+		}
+		c.shown, c.acked = 0, 0 // a new login: the server knows what was acknowledged
+		c.mu.Unlock()
+		cr := &credentials{id: id, password: password}
+		s, err := c.login(ctx, cn, cr, map[string]any{"msgid": wire.Login, "id": id, "password": password, "dialect": "full"})
+		if errors.Is(err, errConnLost) {
+			continue // the connection went away under the login: try the next one
+		}
+		return s, err
+	}
+}
+
+// endSession forgets the session cr (if it is still the current one),
+// fails the outbox, and tells Events unless err is nil.
+func (c *Client) endSession(cr *credentials, err error) {
+	c.mu.Lock()
+	if c.creds != cr || cr == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.creds, c.live = nil, false
+	box := c.outbox
+	c.outbox = nil
+	c.notify()
+	c.mu.Unlock()
+	for _, p := range box {
+		p.finish(Result{Command: p.cmd, Err: ErrNotLoggedIn})
+	}
+	if err != nil {
+		c.ev.SessionEnded(err)
+	}
+}
+
+// LoggedIn reports whether there is a session.
+func (c *Client) LoggedIn() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.creds != nil
+}
+
+// onFrame handles everything that is not a reply: pushes, presence,
+// KICKED, errors without a reqid. It runs on cn's reader goroutine.
+func (c *Client) onFrame(cn *conn, f *frame) {
+	switch f.MsgID {
+	case wire.OneChat, wire.GroupChat:
+		c.mu.Lock()
+		if c.cur != cn || !c.live {
+			c.mu.Unlock()
+			return // a stale connection's push; the resumed session replays it
+		}
+		shown := c.shown
+		c.mu.Unlock()
+		switch {
+		case f.Seq <= shown:
+			return // shown already (a replay overlapping what we had)
+		case f.Seq > shown+1:
+			// Pushes come in seq order without gaps; a gap means something
+			// went wrong on the way. Start over from what was shown.
+			c.log.Warn("gap in the message sequence; reconnecting", "want", shown+1, "got", f.Seq)
+			cn.fail(fmt.Errorf("gap in the message sequence: expected %d, got %d", shown+1, f.Seq))
+			return
+		}
+		m := Message{Seq: f.Seq, Mid: f.Mid, FromID: f.ID, FromName: f.Name, Raw: f.Raw}
+		if f.MsgID == wire.GroupChat {
+			m.GroupID = f.GroupID
+		}
+		m.Text, m.Time = text(f.Msg), text(f.Time)
+		c.ev.Message(m)
+		c.mu.Lock()
+		c.shown = f.Seq
+		c.mu.Unlock()
+		c.kickAcks()
+	case wire.Presence:
+		c.ev.Presence(f.ID, f.State)
+	case wire.Kicked:
+		c.mu.Lock()
+		cr := c.creds
+		stale := c.cur != cn
+		c.mu.Unlock()
+		if !stale {
+			c.endSession(cr, ErrKicked)
+		}
+	default:
+		if f.Errno != wire.OK {
+			// An error that answers no request: the gateway is stopping,
+			// our session expired, or a frame was refused. The connection
+			// usually closes next; the session is resumed on another one.
+			c.log.Info("gateway error", "errno", f.Errno, "errmsg", f.Errmsg)
+		}
+	}
+}
+
+func (c *Client) kickAcks() {
+	select {
+	case c.ackKick <- struct{}{}:
+	default:
+	}
+}
+
+// ackLoop acknowledges what was shown, as it is shown (acks coalesce
+// while one is being written).
+func (c *Client) ackLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.ackKick:
+		}
+		c.mu.Lock()
+		cn, live, shown, acked := c.cur, c.live, c.shown, c.acked
+		c.mu.Unlock()
+		if !live || shown <= acked {
+			continue
+		}
+		if err := cn.send(map[string]any{"msgid": wire.Ack, "seq": shown}); err != nil {
+			continue // the next login carries lastseq
+		}
+		c.mu.Lock()
+		if c.cur == cn {
+			c.acked = max(c.acked, shown)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Flush acknowledges everything shown and waits until the server has
+// stored the acknowledgement.
+func (c *Client) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	cn, live, shown := c.cur, c.live, c.shown
+	c.mu.Unlock()
+	if !live {
+		return nil
+	}
+	f, err := cn.call(ctx, map[string]any{"msgid": wire.Ack, "seq": shown})
+	if err != nil {
+		return err
+	}
+	if f.Errno != wire.OK {
+		return fmt.Errorf("acknowledge: errno %d: %s", f.Errno, f.Errmsg)
+	}
+	c.mu.Lock()
+	if c.cur == cn {
+		c.acked = max(c.acked, shown)
+	}
+	c.mu.Unlock()
+	return nil
+}
