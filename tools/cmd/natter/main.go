@@ -18,6 +18,8 @@ func main() {
 		Usage:    "a cluster chat system on NATS",
 		Version:  buildinfo.Version(),
 		Commands: []*cli.Command{serveCommand(), chatCommand(), benchCommand()},
+		// --send chat:2:hello, world is one command, not two.
+		DisableSliceFlagSeparator: true,
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "natter:", err)

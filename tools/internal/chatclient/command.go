@@ -247,7 +247,7 @@ func (c *Client) pop(p *pending, r Result) {
 
 // Resend policy for answers that say a service did not answer (errno 110).
 const (
-	maxUnavailable  = 5
+	maxUnavailable   = 5
 	unavailablePause = 500 * time.Millisecond
 )
 

@@ -15,7 +15,6 @@ func EchoControl(fd int) (set func(on bool), isTerminal bool) {
 		t := *orig
 		if !on {
 			t.Lflag &^= unix.ECHO
-			t.Lflag |= unix.ECHONL
 		}
 		unix.IoctlSetTermios(fd, ioctlSetTermios, &t)
 	}, true

@@ -18,7 +18,7 @@ type Printer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	json  bool
-	names map[int64]string // friend names, for presence lines
+	names map[int64]string // names of friends and senders, for presence lines
 	down  bool             // the connection is down (say so once, and say when it is back)
 
 	ended chan error // SessionEnded, for the terminal's loop
@@ -74,6 +74,9 @@ func (p *Printer) Message(m Message) {
 		p.w.Write(append(o.Encode(), '\n'))
 		return
 	}
+	p.mu.Lock()
+	p.names[m.FromID] = m.FromName
+	p.mu.Unlock()
 	line := fmt.Sprintf("%s [%d]%s said: %s", m.Time, m.FromID, m.FromName, m.Text)
 	if m.GroupID != 0 {
 		line = fmt.Sprintf("群消息[%d]:%s", m.GroupID, line)
