@@ -85,6 +85,7 @@ type ConnState struct {
 	Up      bool
 	Addr    string
 	Resumed bool          // up: the session was resumed with the resume token
+	Session bool          // down: there is a session to resume
 	Err     error         // down: why
 	Retry   time.Duration // down: the next attempt comes after this
 }
@@ -182,7 +183,7 @@ func (c *Client) connLoop(ctx context.Context) {
 				return
 			}
 			backoff = c.nextBackoff(backoff)
-			c.ev.Connection(ConnState{Addr: addr, Err: err, Retry: backoff})
+			c.ev.Connection(ConnState{Addr: addr, Err: err, Retry: backoff, Session: c.LoggedIn()})
 			sleep(ctx, backoff)
 			continue
 		}
@@ -200,7 +201,7 @@ func (c *Client) connLoop(ctx context.Context) {
 			backoff = 0 // a connection that worked for a while: retry at once (with jitter)
 		}
 		backoff = c.nextBackoff(backoff)
-		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: backoff})
+		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: backoff, Session: c.LoggedIn()})
 		sleep(ctx, backoff)
 	}
 }

@@ -20,6 +20,7 @@ type Printer struct {
 	json  bool
 	names map[int64]string // names of friends and senders, for presence lines
 	down  bool             // the connection is down (say so once, and say when it is back)
+	wasUp bool             // there was a connection once
 
 	ended chan error // SessionEnded, for the terminal's loop
 }
@@ -99,8 +100,9 @@ func (p *Printer) Presence(id int64, state string) {
 // Connection prints a lost connection once, and the reconnection.
 func (p *Printer) Connection(s ConnState) {
 	p.mu.Lock()
-	wasDown := p.down
+	wasDown, wasUp := p.down, p.wasUp
 	p.down = !s.Up
+	p.wasUp = p.wasUp || s.Up
 	p.mu.Unlock()
 	if p.json {
 		f := map[string]any{"up": s.Up, "addr": s.Addr}
@@ -109,6 +111,7 @@ func (p *Printer) Connection(s ConnState) {
 		} else {
 			f["error"] = errText(s.Err)
 			f["retry_ms"] = s.Retry.Milliseconds()
+			f["session"] = s.Session
 		}
 		p.event("connection", f)
 		return
@@ -119,7 +122,15 @@ func (p *Printer) Connection(s ConnState) {
 	case s.Up && wasDown:
 		p.Textf("*** connected to %s", s.Addr)
 	case !s.Up && !wasDown:
-		p.Textf("*** connection to %s lost (%s); reconnecting... (what you type is sent once the session is back)", s.Addr, errText(s.Err))
+		what := "connection to " + s.Addr + " lost"
+		if !wasUp {
+			what = "cannot reach " + s.Addr
+		}
+		hint := ""
+		if s.Session {
+			hint = " (what you type is sent once the session is back)"
+		}
+		p.Textf("*** %s (%s); retrying...%s", what, errText(s.Err), hint)
 	}
 }
 
