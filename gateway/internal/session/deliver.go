@@ -66,7 +66,7 @@ func (s *Session) startCatchUpLocked() {
 			current := s.live(gen)
 			s.mu.Unlock()
 			if current {
-				s.log.Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
+				s.log().Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
 				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 			}
 		}
@@ -105,7 +105,7 @@ func (s *Session) onKick(uid int64, sid string) {
 	}
 	s.mu.Unlock()
 	if match {
-		s.log.Info("session replaced by a newer login", "user_id", uid)
+		s.log().Info("session replaced by a newer login", "user_id", uid)
 		s.endLogin()
 		s.sendError(wire.Kicked, nil, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
 	}
@@ -154,7 +154,7 @@ func (s *Session) emitLocked(m api.InboxMessage) {
 	if err != nil {
 		// The offline service only stores objects the gateway built; log and
 		// skip rather than stall the inbox behind it.
-		s.log.Error("undecodable inbox message; skipped", "user_id", s.uid, "seq", m.Seq, "err", err)
+		s.log().Error("undecodable inbox message; skipped", "user_id", s.uid, "seq", m.Seq, "err", err)
 	} else if s.dialect == dialectLegacy {
 		f.data = append(o.Encode(), byte(s.term.Load()))
 		f.ackUID, f.ackSeq = s.uid, m.Seq
@@ -243,7 +243,7 @@ func (s *Session) catchUp(ctx context.Context, gen uint64, uid int64, initial []
 			// Nothing to fetch after s.delivered although the inbox
 			// reached keep[0] when we looked: the entries in between are
 			// gone (pruned). Do not stall the user behind them.
-			s.log.Error("inbox entries missing; skipping", "user_id", uid, "from", s.delivered+1, "to", keep[0].Seq-1)
+			s.log().Error("inbox entries missing; skipping", "user_id", uid, "from", s.delivered+1, "to", keep[0].Seq-1)
 			s.delivered = keep[0].Seq - 1
 		}
 		s.overflow = false
@@ -275,7 +275,7 @@ func (s *Session) emitPaced(ctx context.Context, gen uint64, msgs []api.InboxMes
 }
 
 // chunkSize is how many frames a replay hands the writer at a time.
-func chunkSize(s *Session) int { return max(1, cap(s.out)/4) }
+func chunkSize(s *Session) int { return max(1, s.hub.opts.WriteQueue/4) }
 
 // waitRoom waits until the write queue has room for n more frames (at most
 // a quarter of it) and another quarter for live traffic: a replay is paced
@@ -288,7 +288,7 @@ func (s *Session) waitRoom(ctx context.Context, n int) error {
 			return errors.New("connection closed")
 		default:
 		}
-		if cap(s.out)-len(s.out) >= n+cap(s.out)/4 {
+		if q := s.hub.opts.WriteQueue; q-s.queued() >= n+q/4 {
 			return nil
 		}
 		select {

@@ -98,10 +98,10 @@ func (s *Session) serviceError(op string, err error) (wire.Errno, string) {
 	case errors.Is(err, api.ErrNotFound):
 		return wire.NoSuchUser, "no such user"
 	case errors.Is(err, api.ErrBusy), errors.Is(err, api.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.Warn("service unavailable", "op", op, "err", err)
+		s.log().Warn("service unavailable", "op", op, "err", err)
 		return wire.Unavailable, "service unavailable; retry"
 	}
-	s.log.Error("request failed", "op", op, "err", err)
+	s.log().Error("request failed", "op", op, "err", err)
 	return wire.Internal, "internal error"
 }
 
@@ -334,13 +334,13 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		s.enqueue(outFrame{data: s.frame(ack)})
 	}
 	s.mu.Unlock()
-	s.log.Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
+	s.log().Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
 
 	// The replay takes as long as the client needs to read it: each fetch
 	// has its own deadline, the whole has none but the connection's life.
 	more := len(first.Messages) > 0 && first.Messages[len(first.Messages)-1].Seq < first.Last
 	if err := s.catchUp(context.Background(), gen, uid, msgs, more); err != nil {
-		s.log.Warn("replay failed; closing so the client resumes", "err", err)
+		s.log().Warn("replay failed; closing so the client resumes", "err", err)
 		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 	}
 }
@@ -354,7 +354,7 @@ func (s *Session) handleLoginout(reqid []byte) {
 		select {
 		case <-s.hub.logouts.add(uid, sid, true): // explicit: revoke the resume token
 		case <-time.After(s.hub.opts.RequestTimeout):
-			s.log.Warn("logout not confirmed yet; it is retried", "user_id", uid)
+			s.log().Warn("logout not confirmed yet; it is retried", "user_id", uid)
 		}
 	}
 	s.sendOK(wire.Loginout, reqid, nil)

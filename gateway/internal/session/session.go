@@ -44,18 +44,24 @@ type outFrame struct {
 
 // Session is one client connection. A reader goroutine (run) handles the
 // client's frames in order; a writer goroutine owns the socket's write side
-// and drains a bounded queue, so nothing else ever blocks on the client.
+// and drains a bounded queue, so nothing else ever blocks on the client. The
+// writer runs only while there is something to write: an idle connection
+// costs one parked reader goroutine and a few small structures.
 type Session struct {
 	hub     *Hub
 	conn    net.Conn
-	log     *slog.Logger
-	out     chan outFrame
+	connID  string
 	done    chan struct{}
 	once    sync.Once
 	term    atomic.Uint32
 	limiter *rate.Limiter
-	writer  sync.WaitGroup
 	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
+
+	wmu        sync.Mutex
+	queue      []outFrame    // frames for the writer, at most hub.opts.WriteQueue
+	writing    bool          // a writer goroutine is running
+	writerDone chan struct{} // closed when the running writer ends
+	wclosed    bool          // the connection is closed: no writer starts any more
 
 	mu        sync.Mutex
 	gen       uint64 // login generation: incremented by every login
@@ -78,18 +84,21 @@ func newSession(h *Hub, conn net.Conn) *Session {
 	s := &Session{
 		hub:     h,
 		conn:    conn,
-		out:     make(chan outFrame, h.opts.WriteQueue),
+		connID:  uuid.NewString()[:8],
 		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(h.opts.FloodRate), h.opts.FloodBurst),
 	}
-	s.log = h.log.With("conn_id", uuid.NewString()[:8], "remote", conn.RemoteAddr().String())
 	s.term.Store(uint32(wire.TermNewline))
 	return s
 }
 
+// log is the connection's logger, built when something is logged (a
+// logger per connection would cost memory on every idle connection).
+func (s *Session) log() *slog.Logger {
+	return s.hub.log.With("conn_id", s.connID, "remote", s.conn.RemoteAddr().String())
+}
+
 func (s *Session) run() {
-	s.writer.Add(1)
-	go s.writeLoop()
 	s.readLoop()
 
 	// The client is gone or the connection is closing: stop routing, let the
@@ -108,9 +117,17 @@ func (s *Session) run() {
 	}
 }
 
+// waitWriter waits for the writer to write what is queued (the last
+// frame closes the connection), or closes the connection after the write
+// timeout.
 func (s *Session) waitWriter() {
-	done := make(chan struct{})
-	go func() { s.writer.Wait(); close(done) }()
+	s.wmu.Lock()
+	done := s.writerDone
+	running := s.writing
+	s.wmu.Unlock()
+	if !running {
+		return
+	}
 	select {
 	case <-done:
 	case <-time.After(s.hub.opts.WriteTimeout):
@@ -124,6 +141,10 @@ func (s *Session) close() {
 	s.once.Do(func() {
 		close(s.done)
 		s.conn.Close()
+		s.wmu.Lock()
+		s.wclosed = true
+		s.queue = nil
+		s.wmu.Unlock()
 	})
 }
 
@@ -141,10 +162,10 @@ func (s *Session) readLoop() {
 		frame, term, err := dec.Next()
 		if err != nil {
 			if errors.Is(err, wire.ErrFrameTooLarge) {
-				s.log.Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
+				s.log().Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
 				s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Debug("read", "err", err)
+				s.log().Debug("read", "err", err)
 			}
 			return
 		}
@@ -158,43 +179,46 @@ func (s *Session) readLoop() {
 	}
 }
 
-// writeLoop writes queued frames. Full-dialect frames that are queued
-// together go out in one write; legacy frames are written one at a time.
-func (s *Session) writeLoop() {
-	defer s.writer.Done()
+// maxBatch bounds one write of queued full-dialect frames.
+const maxBatch = 32 << 10
+
+// writeLoop writes queued frames until the queue is empty, then ends.
+// Full-dialect frames that are queued together go out in one write; legacy
+// frames are written one at a time.
+func (s *Session) writeLoop(done chan struct{}) {
+	defer close(done)
 	var batch []byte
+	var acks [][2]int64
 	for {
-		var f outFrame
-		select {
-		case f = <-s.out:
-		case <-s.done:
+		legacy := s.legacy()
+		s.wmu.Lock()
+		if len(s.queue) == 0 || s.wclosed {
+			s.writing = false
+			s.queue = nil // an idle connection keeps no queue
+			s.wmu.Unlock()
 			return
 		}
-		batch = append(batch[:0], f.data...)
-		acks := [][2]int64{}
-		if f.ackUID > 0 {
-			acks = append(acks, [2]int64{f.ackUID, f.ackSeq})
-		}
-		last := f.last
-		for !last && len(batch) < 32<<10 && !s.legacy() {
-			select {
-			case g := <-s.out:
-				batch = append(batch, g.data...)
-				if g.ackUID > 0 {
-					acks = append(acks, [2]int64{g.ackUID, g.ackSeq})
-				}
-				last = g.last
-				continue
-			default:
+		batch, acks = batch[:0], acks[:0]
+		n, last := 0, false
+		for n < len(s.queue) && !last && (n == 0 || (!legacy && len(batch) < maxBatch)) {
+			f := s.queue[n]
+			batch = append(batch, f.data...)
+			if f.ackUID > 0 {
+				acks = append(acks, [2]int64{f.ackUID, f.ackSeq})
 			}
-			break
+			last = f.last
+			s.queue[n] = outFrame{}
+			n++
 		}
+		s.queue = s.queue[n:]
+		s.wmu.Unlock()
+
 		if len(batch) > 0 {
 			s.conn.SetWriteDeadline(time.Now().Add(s.hub.opts.WriteTimeout))
 			if _, err := s.conn.Write(batch); err != nil {
-				s.log.Debug("write", "err", err)
+				s.log().Debug("write", "err", err)
 				s.close()
-				return
+				continue // ends the loop: the queue is closed
 			}
 		}
 		for _, a := range acks {
@@ -202,31 +226,44 @@ func (s *Session) writeLoop() {
 		}
 		if last {
 			s.close()
-			return
+			continue
 		}
-		if cap(batch) > 64<<10 {
+		if cap(batch) > 2*maxBatch {
 			batch = nil
 		}
 	}
 }
 
-// enqueue hands f to the writer without blocking. A client whose queue is
-// full reads too slowly: it is cut off (its undelivered messages stay in its
-// inbox for the next login).
+// enqueue hands f to the writer without blocking, starting the writer if
+// it is not running. A client whose queue is full reads too slowly: it is
+// cut off (its undelivered messages stay in its inbox for the next login).
 func (s *Session) enqueue(f outFrame) bool {
-	select {
-	case <-s.done:
+	s.wmu.Lock()
+	if s.wclosed {
+		s.wmu.Unlock()
 		return false
-	default:
 	}
-	select {
-	case s.out <- f:
-		return true
-	default:
-		s.log.Warn("slow client: write queue full; disconnecting", "queue", cap(s.out))
+	if len(s.queue) >= s.hub.opts.WriteQueue {
+		s.wmu.Unlock()
+		s.log().Warn("slow client: write queue full; disconnecting", "queue", s.hub.opts.WriteQueue)
 		s.close()
 		return false
 	}
+	s.queue = append(s.queue, f)
+	if !s.writing {
+		s.writing = true
+		s.writerDone = make(chan struct{})
+		go s.writeLoop(s.writerDone)
+	}
+	s.wmu.Unlock()
+	return true
+}
+
+// queued is the number of frames waiting for the writer.
+func (s *Session) queued() int {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return len(s.queue)
 }
 
 // legacy reports whether the connection speaks the legacy dialect: chosen at

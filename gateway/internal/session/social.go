@@ -228,11 +228,11 @@ func (s *Session) loginLists(ctx context.Context, uid int64) (friends []api.Prof
 	ferr := make(chan error, 1)
 	go func() { ferr <- api.Call(ctx, s.hub.nc, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr) }()
 	if err := api.Call(ctx, s.hub.nc, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr); err != nil {
-		s.log.Warn("login: group list unavailable", "user_id", uid, "err", err)
+		s.log().Warn("login: group list unavailable", "user_id", uid, "err", err)
 		missing = append(missing, "groups")
 	}
 	if err := <-ferr; err != nil {
-		s.log.Warn("login: friend list unavailable", "user_id", uid, "err", err)
+		s.log().Warn("login: friend list unavailable", "user_id", uid, "err", err)
 		missing = append(missing, "friends")
 	}
 	return fr.Friends, gr.Groups, missing
