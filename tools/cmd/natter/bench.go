@@ -16,7 +16,8 @@ import (
 const benchDescription = `Registers and logs in its own users (names b<run id>-...), then drives the
 given gateways in the full dialect and checks every message: nothing the
 server acknowledged may be lost, duplicated or reordered, and each receiving
-connection's seq values must increase. Exits non-zero when a check fails.
+connection's seq values must increase. Exits non-zero when a check fails
+(the connection workloads: when a login or a ping fails).
 
 Workload one-to-one: --pairs sender/receiver pairs, each on two connections.
 --mode closed (default): a sender sends its next message once its receiver got
@@ -35,6 +36,36 @@ last recipient's receipt). With thousands of connections, raise the file
 limit (ulimit -n) and keep an eye on "client cpu": near the machine's cores,
 the load tool is the bottleneck.
 
+Workload idle: --conns C users are registered (not measured), then each logs
+in on its own connection, --setup-concurrency at a time (measured: logins/s,
+login latency, failed logins), and every connection only pings (PING, every
+--ping-interval, spread evenly) for --duration. Reported: connections
+established, pings answered and failed, connections lost, and the resident
+memory (Linux) of this process and, with --gateway-pid, of the gateway
+process: before connecting, once connected and at the end, and per
+connection. The tool holds a connection in about a kilobyte (no goroutine of
+its own; a few workers send the pings due), so one machine can hold 100,000:
+raise ulimit -n on both sides; beyond ~28,000 connections per source address
+see --source-addrs.
+
+Workload login-storm: --users N users are registered (not measured), then
+each logs in with its password on a new connection, --concurrency at a time,
+as fast as the server takes them: logins/s and login latency. Password
+logins are bcrypt-bound: the server's --bcrypt-cost sets their cost.
+
+Workload resume-storm: as login-storm, but each user first logs in with its
+password (not measured) and keeps the resume token of its LOGIN_ACK; then
+every connection is reset at once (as if their gateway died) and all log in
+again with {"msgid":1,"id":N,"token":T}: reconnects/s and their latency.
+Any failed login fails login-storm and resume-storm. Their connections stay
+open until the storm ends.
+
+Source addresses: one source address has ~28,000 ephemeral ports (Linux:
+/proc/sys/net/ipv4/ip_local_port_range). With --source-addrs auto (default)
+and IPv4 loopback gateways, a run that needs more connections is spread over
+127.0.0.1, 127.0.0.2, ...; or give the addresses (127.0.0.1-127.0.0.8, or a
+comma list), or "system" for the system's choice.
+
 Start the server for benchmarks with a low bcrypt cost and a flood limit above
 the per-connection rate (the gateway's default, 200 frames/s with a burst of
 400, refuses the excess with errno 109, which shows up as send errors):
@@ -50,7 +81,7 @@ func benchCommand() *cli.Command {
 		&cli.StringFlag{Name: "addr", Value: strings.Join(d.Addrs, ","), EnvVars: []string{"NATTER_BENCH_ADDR"},
 			Usage: "gateway address(es), comma-separated; connections are spread over them round-robin"},
 		&cli.StringFlag{Name: "workload", Value: d.Workload, EnvVars: []string{"NATTER_BENCH_WORKLOAD"},
-			Usage: "what to run: one-to-one or group"},
+			Usage: "what to run: " + strings.Join(loadgen.Workloads, ", ")},
 		&cli.IntFlag{Name: "pairs", Value: d.Pairs, EnvVars: []string{"NATTER_BENCH_PAIRS"},
 			Usage: "one-to-one: sender/receiver pairs (two users and two connections each)"},
 		&cli.IntFlag{Name: "groups", Value: d.Groups, EnvVars: []string{"NATTER_BENCH_GROUPS"},
@@ -68,10 +99,23 @@ func benchCommand() *cli.Command {
 			Usage: "open mode: messages in flight per pair or group sender before scheduled ones are skipped"},
 		&cli.IntFlag{Name: "msg-size", Value: d.MsgSize, EnvVars: []string{"NATTER_BENCH_MSG_SIZE"},
 			Usage: "bytes of message text per chat"},
+		&cli.IntFlag{Name: "conns", Value: d.Conns, EnvVars: []string{"NATTER_BENCH_CONNS"},
+			Usage: "idle: logged-in connections (one user each) held for --duration"},
+		&cli.DurationFlag{Name: "ping-interval", Value: d.PingInterval, EnvVars: []string{"NATTER_BENCH_PING_INTERVAL"},
+			Usage: "idle: each connection pings this often (spread evenly over the connections)"},
+		&cli.IntFlag{Name: "gateway-pid", EnvVars: []string{"NATTER_BENCH_GATEWAY_PID"},
+			Usage: "idle: the gateway's process id (on this machine); its resident memory is reported (Linux)"},
+		&cli.IntFlag{Name: "users", Value: d.Users, EnvVars: []string{"NATTER_BENCH_USERS"},
+			Usage: "login-storm, resume-storm: users, each logging in on a new connection"},
+		&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: []string{"NATTER_BENCH_CONCURRENCY"},
+			Usage: "login-storm, resume-storm: logins in flight at once"},
+		&cli.StringFlag{Name: "source-addrs", Value: d.Sources.String(), EnvVars: []string{"NATTER_BENCH_SOURCE_ADDRS"},
+			Usage: "local addresses to connect from, round-robin: auto (more 127.0.0.x when loopback gateways need " +
+				"more connections than one address has ports), system, or a list (127.0.0.1-127.0.0.8,127.0.1.1)"},
 		&cli.DurationFlag{Name: "warmup", Value: d.Warmup, EnvVars: []string{"NATTER_BENCH_WARMUP"},
 			Usage: "send for this long first; checked, not measured"},
 		&cli.DurationFlag{Name: "duration", Value: d.Duration, EnvVars: []string{"NATTER_BENCH_DURATION"},
-			Usage: "the measured window, after the warmup"},
+			Usage: "the measured window, after the warmup (idle: how long the connections are held)"},
 		&cli.DurationFlag{Name: "drain", Value: d.Drain, EnvVars: []string{"NATTER_BENCH_DRAIN"},
 			Usage: "after sending stops, wait this long at most for messages in flight (what is still missing then is lost)"},
 		&cli.DurationFlag{Name: "timeout", EnvVars: []string{"NATTER_BENCH_TIMEOUT"},
@@ -81,7 +125,8 @@ func benchCommand() *cli.Command {
 		&cli.DurationFlag{Name: "ack-interval", Value: d.AckInterval, EnvVars: []string{"NATTER_BENCH_ACK_INTERVAL"},
 			Usage: "receivers acknowledge what they got this often, cumulatively (0: 10ms one-to-one, 100ms group)"},
 		&cli.IntFlag{Name: "setup-concurrency", Value: d.SetupConcurrency, EnvVars: []string{"NATTER_BENCH_SETUP_CONCURRENCY"},
-			Usage: "registrations and logins in flight at once before the clock starts (bcrypt is slow)"},
+			Usage: "registrations and logins in flight at once before the clock starts (bcrypt is slow); " +
+				"idle: also its measured logins"},
 		&cli.BoolFlag{Name: "json", EnvVars: []string{"NATTER_BENCH_JSON"},
 			Usage: "print the report as one JSON object instead of a table"},
 		&cli.BoolFlag{Name: "quiet", EnvVars: []string{"NATTER_BENCH_QUIET"},
@@ -95,6 +140,10 @@ func benchCommand() *cli.Command {
 		Flags:       flags,
 		Action: func(c *cli.Context) error {
 			log, err := cliflag.Logger(c)
+			if err != nil {
+				return err
+			}
+			sources, err := loadgen.ParseSources(c.String("source-addrs"))
 			if err != nil {
 				return err
 			}
@@ -115,6 +164,12 @@ func benchCommand() *cli.Command {
 				Timeout:          c.Duration("timeout"),
 				AckInterval:      c.Duration("ack-interval"),
 				SetupConcurrency: c.Int("setup-concurrency"),
+				Conns:            c.Int("conns"),
+				PingInterval:     c.Duration("ping-interval"),
+				GatewayPID:       c.Int("gateway-pid"),
+				Users:            c.Int("users"),
+				Concurrency:      c.Int("concurrency"),
+				Sources:          sources,
 			}
 			for _, a := range strings.Split(c.String("addr"), ",") {
 				if a = strings.TrimSpace(a); a != "" {
@@ -143,8 +198,12 @@ func benchCommand() *cli.Command {
 				return runErr
 			}
 			if !report.OK {
-				return cli.Exit(fmt.Sprintf("natter bench: delivery check failed: %s",
-					strings.Join(report.Problems(), ", ")), 1)
+				what := "delivery check"
+				if report.Idle != nil || report.Storm != nil {
+					what = report.Workload
+				}
+				return cli.Exit(fmt.Sprintf("natter bench: %s failed: %s",
+					what, strings.Join(report.Problems(), ", ")), 1)
 			}
 			return nil
 		},

@@ -6,14 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
 // Workload names.
 const (
-	WorkloadOneToOne = "one-to-one"
-	WorkloadGroup    = "group"
+	WorkloadOneToOne    = "one-to-one"
+	WorkloadGroup       = "group"
+	WorkloadIdle        = "idle"
+	WorkloadLoginStorm  = "login-storm"
+	WorkloadResumeStorm = "resume-storm"
 )
+
+// Workloads lists the workload names, for help texts.
+var Workloads = []string{WorkloadOneToOne, WorkloadGroup, WorkloadIdle, WorkloadLoginStorm, WorkloadResumeStorm}
 
 // Workload defaults that Config leaves at zero.
 const (
@@ -21,6 +29,9 @@ const (
 	defaultAckInterval      = 10 * time.Millisecond  // one-to-one receivers
 	defaultGroupAckInterval = 100 * time.Millisecond // group members: thousands of them, each acks at most this often
 	maxGroupMembers         = 5000                   // the server's limit (docs/protocol.md)
+	// The connection workloads' setup (registrations, logins) is bounded by
+	// 2 minutes plus this per request, unless Config.Timeout says otherwise.
+	setupAllowancePerRequest = 5 * time.Millisecond
 )
 
 // Mode is how senders pace themselves.
@@ -58,9 +69,29 @@ type Config struct {
 	Timeout  time.Duration // hard stop for the whole run, setup included; 0: derived
 
 	AckInterval      time.Duration // receivers acknowledge what they got this often; 0: 10ms one-to-one, 100ms group
-	SetupConcurrency int           // registrations and logins at once
+	SetupConcurrency int           // registrations and logins at once (idle: also the logins it measures)
+
+	Conns        int           // idle: logged-in connections held for Duration
+	PingInterval time.Duration // idle: each connection pings this often
+	GatewayPID   int           // idle: the gateway process whose memory is read (Linux /proc); 0: none
+
+	Users       int // login-storm, resume-storm: users, each logging in on a new connection
+	Concurrency int // login-storm, resume-storm: logins in flight at once
+
+	Sources Sources // the local addresses connections are made from
 
 	Progress io.Writer // a progress line every second; nil: none
+
+	hooks *testHooks // tests only: break a run on purpose
+}
+
+// testHooks let the package's tests make a run fail on purpose.
+type testHooks struct {
+	// beforeStorm runs before a storm's measured logins: after the
+	// registrations (login-storm) or after the password logins, before
+	// their connections are reset (resume-storm; conns[i] is accts[i]'s
+	// connection). It may change what the accounts log in with.
+	beforeStorm func(ctx context.Context, accts []account, conns []*leanConn)
 }
 
 // DefaultConfig returns the defaults of `natter bench`.
@@ -79,11 +110,23 @@ func DefaultConfig() Config {
 		Duration:         10 * time.Second,
 		Drain:            5 * time.Second,
 		SetupConcurrency: 16,
+		Conns:            1000,
+		PingInterval:     30 * time.Second,
+		Users:            1000,
+		Concurrency:      32,
+		Sources:          AutoSources(),
 	}
 }
 
+// messages reports whether the workload sends chat messages (one-to-one,
+// group), rather than only connecting (idle, login-storm, resume-storm).
+func (c Config) messages() bool { return c.Workload == WorkloadOneToOne || c.Workload == WorkloadGroup }
+
 // withDefaults fills in what Config leaves to the workload.
 func (c Config) withDefaults() Config {
+	if !c.messages() {
+		return c
+	}
 	if c.Workload == WorkloadGroup {
 		if c.Mode == "" {
 			c.Mode = Open
@@ -112,10 +155,26 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Addrs) == 0:
 		return errors.New("no address to connect to")
-	case c.Workload != WorkloadOneToOne && c.Workload != WorkloadGroup:
-		return fmt.Errorf("workload %q: want %s or %s", c.Workload, WorkloadOneToOne, WorkloadGroup)
+	case !slices.Contains(Workloads, c.Workload):
+		return fmt.Errorf("workload %q: want one of %s", c.Workload, strings.Join(Workloads, ", "))
 	case c.Password == "" || len(c.Password) > 72:
 		return errors.New("password: want 1-72 bytes")
+	case c.Timeout < 0:
+		return errors.New("timeout must not be negative")
+	case c.SetupConcurrency < 1:
+		return fmt.Errorf("setup concurrency %d: want at least 1", c.SetupConcurrency)
+	}
+	switch c.Workload {
+	case WorkloadIdle:
+		return c.validateIdle()
+	case WorkloadLoginStorm, WorkloadResumeStorm:
+		return c.validateStorm()
+	}
+	return c.validateMessages()
+}
+
+func (c Config) validateMessages() error {
+	switch {
 	case c.Workload == WorkloadOneToOne && c.Pairs < 1:
 		return fmt.Errorf("pairs %d: want at least 1", c.Pairs)
 	case c.Workload == WorkloadGroup && c.Groups < 1:
@@ -140,15 +199,37 @@ func (c Config) Validate() error {
 		return errors.New("warmup and drain must not be negative")
 	case c.Duration <= 0:
 		return fmt.Errorf("duration %s: want more than 0", c.Duration)
-	case c.Timeout < 0:
-		return errors.New("timeout must not be negative")
 	case c.Timeout > 0 && c.Timeout <= c.Warmup+c.Duration+c.Drain:
 		return fmt.Errorf("timeout %s: want more than warmup + duration + drain (%s), plus time for the setup",
 			c.Timeout, c.Warmup+c.Duration+c.Drain)
 	case c.AckInterval < 0:
 		return fmt.Errorf("ack interval %s: want more than 0 (0: the workload's default)", c.AckInterval)
-	case c.SetupConcurrency < 1:
-		return fmt.Errorf("setup concurrency %d: want at least 1", c.SetupConcurrency)
+	}
+	return nil
+}
+
+func (c Config) validateIdle() error {
+	switch {
+	case c.Conns < 1:
+		return fmt.Errorf("conns %d: want at least 1", c.Conns)
+	case c.PingInterval <= 0:
+		return fmt.Errorf("ping interval %s: want more than 0", c.PingInterval)
+	case c.Duration <= 0:
+		return fmt.Errorf("duration %s: want more than 0", c.Duration)
+	case c.Timeout > 0 && c.Timeout <= c.Duration:
+		return fmt.Errorf("timeout %s: want more than the duration (%s), plus time for the setup", c.Timeout, c.Duration)
+	case c.GatewayPID < 0:
+		return fmt.Errorf("gateway pid %d: want a process id (0: none)", c.GatewayPID)
+	}
+	return nil
+}
+
+func (c Config) validateStorm() error {
+	switch {
+	case c.Users < 1:
+		return fmt.Errorf("users %d: want at least 1", c.Users)
+	case c.Concurrency < 1:
+		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
 	}
 	return nil
 }
@@ -158,12 +239,26 @@ func (c Config) hardTimeout() time.Duration {
 	if c.Timeout > 0 {
 		return c.Timeout
 	}
+	switch c.Workload {
+	case WorkloadIdle:
+		return c.Duration + setupAllowance(2*c.Conns) // a registration and a login each
+	case WorkloadLoginStorm:
+		return setupAllowance(2 * c.Users)
+	case WorkloadResumeStorm:
+		return setupAllowance(3 * c.Users)
+	}
 	return c.Warmup + c.Duration + c.Drain + 2*time.Minute
 }
 
+// setupAllowance is the time allowed for n registrations and logins.
+func setupAllowance(n int) time.Duration {
+	return 2*time.Minute + time.Duration(n)*setupAllowancePerRequest
+}
+
 // Run runs the configured workload. A non-nil Report comes back whenever the
-// workload got as far as sending, also with an error (a hard stop); whether
-// the delivery checks passed is Report.OK.
+// workload got as far as sending (the connection workloads: as far as the
+// logins they measure), also with an error (a hard stop); whether the
+// checks passed is Report.OK.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -174,6 +269,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		return OneToOne(ctx, cfg, log)
 	case WorkloadGroup:
 		return Group(ctx, cfg, log)
+	case WorkloadIdle:
+		return Idle(ctx, cfg, log)
+	case WorkloadLoginStorm, WorkloadResumeStorm:
+		return Storm(ctx, cfg, log)
 	}
 	return nil, fmt.Errorf("unknown workload %q", cfg.Workload)
 }

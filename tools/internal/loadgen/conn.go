@@ -52,6 +52,7 @@ type frame struct {
 	GroupID int64      `json:"groupid"`
 	Pending int64      `json:"pending"`
 	LastSeq int64      `json:"lastseq"`
+	Token   string     `json:"token"`
 	Bench   *benchMeta `json:"bench"`
 }
 
@@ -90,11 +91,10 @@ type conn struct {
 
 // dial connects to a gateway and starts the connection's reader goroutine,
 // which close waits for.
-func dial(ctx context.Context, addr string, h handlers) (*conn, error) {
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+func dial(ctx context.Context, d *dialer, addr string, h handlers) (*conn, error) {
+	nc, err := d.dial(ctx, addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, err
 	}
 	c := &conn{nc: nc, h: h, done: make(chan struct{}), pending: map[int64]replyFunc{}}
 	go c.readLoop()
@@ -291,6 +291,14 @@ type loginFrame struct {
 	Password string     `json:"password"`
 	Dialect  string     `json:"dialect"`
 	ReqID    int64      `json:"reqid"`
+}
+
+type tokenLoginFrame struct {
+	MsgID   wire.MsgID `json:"msgid"`
+	ID      int64      `json:"id"`
+	Token   string     `json:"token"`
+	Dialect string     `json:"dialect"`
+	ReqID   int64      `json:"reqid"`
 }
 
 type chatFrame struct {

@@ -21,6 +21,17 @@
 //     registers and logs in its users (and makes its groups) before the clock
 //     starts, then runClock runs warmup, measurement and drain, and the
 //     workload returns a Report.
+//   - connection workloads: Idle (many logged-in connections that only
+//     ping, with the memory of the tool and of the gateway) and Storm
+//     (login-storm: password logins as fast as the server takes them;
+//     resume-storm: every connection reset at once, then logins with the
+//     resume token). They use leanConn, a connection without a goroutine of
+//     its own whose requests are answered synchronously to whoever holds it,
+//     so that one process holds 100,000 of them: registerUsers and loginAll
+//     run on a few worker goroutines, the idle pings on pingWorkers.
+//   - dialer: every workload's connections, from the run's source addresses
+//     (Sources: one address has ~28,000 ephemeral ports, so loopback runs
+//     beyond that spread over 127.0.0.1, 127.0.0.2, ...).
 //
 // Every chat carries its bench metadata in one extra field, which the server
 // passes through to the recipient:

@@ -91,7 +91,8 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 
 	setupStart := time.Now()
-	users, err := connectUsers(ctx, specs, cfg.Password, cfg.SetupConcurrency)
+	d := newDialer(cfg, cfg.Groups*cfg.Members)
+	users, err := connectUsers(ctx, d, specs, cfg.Password, cfg.SetupConcurrency)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
@@ -119,6 +120,7 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		Senders:      cfg.Senders,
 		Addrs:        cfg.Addrs,
 		RunID:        o.run,
+		SourceAddrs:  d.names(),
 		SetupS:       setup.Seconds(),
 		SetupGroupsS: setupGroups.Seconds(),
 	}

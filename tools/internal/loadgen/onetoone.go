@@ -66,7 +66,8 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 	}
 
 	setupStart := time.Now()
-	users, err := connectUsers(ctx, specs, cfg.Password, cfg.SetupConcurrency)
+	d := newDialer(cfg, 2*cfg.Pairs)
+	users, err := connectUsers(ctx, d, specs, cfg.Password, cfg.SetupConcurrency)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
@@ -82,12 +83,13 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 	log.Debug("bench setup done", "users", len(users), "took", setup)
 
 	r := &Report{
-		Workload: WorkloadOneToOne,
-		Mode:     cfg.Mode,
-		Pairs:    cfg.Pairs,
-		Addrs:    cfg.Addrs,
-		RunID:    o.run,
-		SetupS:   setup.Seconds(),
+		Workload:    WorkloadOneToOne,
+		Mode:        cfg.Mode,
+		Pairs:       cfg.Pairs,
+		Addrs:       cfg.Addrs,
+		RunID:       o.run,
+		SourceAddrs: d.names(),
+		SetupS:      setup.Seconds(),
 	}
 	if cfg.Mode == Open {
 		r.Rate = cfg.Rate

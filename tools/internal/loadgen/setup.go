@@ -41,10 +41,10 @@ func addrFor(addrs []string, k int) string { return addrs[k%len(addrs)] }
 
 // connectUsers dials, registers and logs in one user per spec, at most
 // concurrency at a time. On error every connection opened is closed.
-func connectUsers(ctx context.Context, specs []userSpec, password string, concurrency int) ([]*simUser, error) {
+func connectUsers(ctx context.Context, d *dialer, specs []userSpec, password string, concurrency int) ([]*simUser, error) {
 	users := make([]*simUser, len(specs))
 	err := parallel(ctx, len(specs), concurrency, func(ctx context.Context, i int) error {
-		u, err := connectUser(ctx, specs[i], password)
+		u, err := connectUser(ctx, d, specs[i], password)
 		users[i] = u
 		return err
 	})
@@ -59,18 +59,27 @@ func connectUsers(ctx context.Context, specs []userSpec, password string, concur
 // error; after an error the ctx given to fn is cancelled and no new call
 // starts.
 func parallel(ctx context.Context, n, par int, fn func(ctx context.Context, i int) error) error {
+	return parallelWith(ctx, n, par, func() struct{} { return struct{}{} },
+		func(ctx context.Context, _ struct{}, i int) error { return fn(ctx, i) })
+}
+
+// parallelWith is parallel with a state per worker goroutine (its buffers),
+// made by newState and handed to each of its calls of fn.
+func parallelWith[S any](ctx context.Context, n, par int, newState func() S,
+	fn func(ctx context.Context, s S, i int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(par, n) {
 		wg.Go(func() {
+			s := newState()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				if err := fn(ctx, i); err != nil {
+				if err := fn(ctx, s, i); err != nil {
 					cancel(err)
 					return
 				}
@@ -84,8 +93,8 @@ func parallel(ctx context.Context, n, par int, fn func(ctx context.Context, i in
 	return nil
 }
 
-func connectUser(ctx context.Context, s userSpec, password string) (*simUser, error) {
-	c, err := dial(ctx, s.addr, s.h)
+func connectUser(ctx context.Context, d *dialer, s userSpec, password string) (*simUser, error) {
+	c, err := dial(ctx, d, s.addr, s.h)
 	if err != nil {
 		return nil, err
 	}
