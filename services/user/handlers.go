@@ -108,6 +108,14 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 		s.log.Error("resume token", "user_id", req.UserID, "err", err)
 		token = ""
 	}
+	if replaced != "" {
+		// The replaced session cannot come back with its token and kick
+		// this one in turn. (A resume moved its own token to the new
+		// session above, so only another device's token goes.)
+		if err := s.store.RevokeTokens(ctx, []account.SessionRef{{UserID: req.UserID, SessionID: replaced}}); err != nil {
+			s.log.Error("revoke the replaced session's token", "user_id", req.UserID, "err", err)
+		}
+	}
 	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
 		"session_id", req.SessionID, "replaced", replaced, "resumed", req.ResumeToken != "")
 	return &api.LoginResponse{Name: name, Replaced: replaced, ResumeToken: token}, nil

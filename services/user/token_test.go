@@ -54,6 +54,27 @@ func TestResumeTokens(t *testing.T) {
 		if _, err := resume(alice, first.ResumeToken, "s5"); !errors.Is(err, api.ErrBadLogin) {
 			t.Fatalf("resume after logout: %v", err)
 		}
+		// A password login elsewhere replaces the session: the replaced
+		// session's token is revoked (it cannot kick the new one back),
+		// the new session's works.
+		second, err := e.login(t, alice, "pw", "gw", "s6")
+		if err != nil {
+			t.Fatal(err)
+		}
+		third, err := e.login(t, alice, "pw", "gw", "s7")
+		if err != nil || third.Replaced != "s6" {
+			t.Fatalf("second password login: %+v %v", third, err)
+		}
+		if _, err := resume(alice, second.ResumeToken, "s8"); !errors.Is(err, api.ErrBadLogin) {
+			t.Fatalf("the replaced session resumed: %v", err)
+		}
+		if r, err := resume(alice, third.ResumeToken, "s9"); err != nil || r.Replaced != "s7" {
+			t.Fatalf("resume of the live session: %+v %v", r, err)
+		}
+		if _, err := resume(alice, third.ResumeToken, "s10"); err != nil {
+			t.Fatalf("the token moved with the resume: %v", err)
+		}
+
 		// An expired token is refused and cleaned up.
 		ctx := context.Background()
 		if err := e.store.IssueToken(ctx, "deadbeef", bob, "sx", time.Now().Add(-time.Second).UnixMilli()); err != nil {
