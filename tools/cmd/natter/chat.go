@@ -96,6 +96,15 @@ func runChat(c *cli.Context) error {
 		return errors.New("--json and --send need --user (or --register)")
 	}
 
+	setEcho, tty := chatclient.EchoControl(int(os.Stdin.Fd()))
+	var pw string
+	if scripted {
+		// Before the signal handler: Ctrl+C at the prompt ends the program.
+		if pw, err = password(c.String("password-file"), tty, setEcho); err != nil {
+			return err
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p := chatclient.NewPrinter(os.Stdout, jsonOut)
@@ -105,13 +114,8 @@ func runChat(c *cli.Context) error {
 	go func() { defer close(done); cl.Run(runCtx) }()
 	defer func() { cancelRun(); <-done }()
 
-	setEcho, tty := chatclient.EchoControl(int(os.Stdin.Fd()))
 	if !scripted {
 		return chatclient.NewTerminal(cl, p, os.Stdin, setEcho).Run(ctx)
-	}
-	pw, err := password(c.String("password-file"), tty, setEcho)
-	if err != nil {
-		return err
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -123,11 +127,9 @@ func runChat(c *cli.Context) error {
 		p.Registered(id, register)
 		return nil
 	}
-	s, err := cl.Login(lctx, user, pw)
-	if err != nil {
+	if _, err := cl.Login(lctx, user, pw); err != nil { // the printer shows the session
 		return fmt.Errorf("login %d: %w", user, err)
 	}
-	p.LoggedIn(s)
 	failed := 0
 	for _, line := range sends {
 		cmd, err := chatclient.ParseCommand(line)
@@ -143,7 +145,7 @@ func runChat(c *cli.Context) error {
 	if len(sends) > 0 && !jsonOut {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		cl.Flush(fctx)
+		cl.Finish(fctx)
 		if failed > 0 {
 			return cli.Exit(fmt.Sprintf("natter chat: %d of %d commands failed", failed, len(sends)), 1)
 		}
@@ -185,6 +187,17 @@ func password(file string, tty bool, setEcho func(bool)) (string, error) {
 	fmt.Fprint(os.Stderr, "password:")
 	setEcho(false)
 	defer setEcho(true)
+	// Ctrl+C at the prompt ends the program with the echo back on.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer func() { signal.Stop(sig); close(sig) }()
+	go func() {
+		if _, ok := <-sig; ok {
+			setEcho(true)
+			fmt.Fprintln(os.Stderr)
+			os.Exit(130)
+		}
+	}()
 	// Byte by byte: what follows the line stays for the command reader.
 	var pw []byte
 	b := make([]byte, 1)

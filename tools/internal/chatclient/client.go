@@ -67,6 +67,9 @@ type Message struct {
 // Events receives what happens; its methods run on the client's goroutines
 // one at a time per kind and must not call back into the Client.
 type Events interface {
+	// LoggedIn shows a new session (not a resumed one), before any of
+	// its messages.
+	LoggedIn(s *Session)
 	// Message shows a chat. Once it returns the message counts as shown
 	// and is acknowledged: it will not be shown again.
 	Message(m Message)
@@ -113,6 +116,10 @@ type Client struct {
 	ev  Events
 	log *slog.Logger
 
+	// showMu is held while a message is shown and counted, so that
+	// stopShowing sees a final count that covers everything on screen.
+	showMu sync.Mutex
+
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every state change
 	cur      *conn         // the connection, nil while there is none
@@ -120,10 +127,11 @@ type Client struct {
 	creds    *credentials  // nil while logged out
 	shown    int64         // the last seq shown (Events.Message returned)
 	acked    int64         // the last seq acknowledged to the server
+	gated    bool          // the session is ending: show nothing more (it comes again at the next login)
 	outbox   []*pending
+	inflight *pending // the command sendLoop has sent and waits for
 	closed   bool
 	ackKick  chan struct{}
-	wakeConn chan struct{} // an early reconnect (a gap was seen)
 }
 
 // New returns a Client; Run starts it.
@@ -153,12 +161,13 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Wait()
 	c.mu.Lock()
 	c.closed = true
-	for _, p := range c.outbox {
-		p.finish(Result{Err: ErrClosed})
-	}
+	box := c.outbox
 	c.outbox = nil
 	c.notify()
 	c.mu.Unlock()
+	for _, p := range box {
+		p.finish(Result{Err: ErrClosed})
+	}
 	return nil
 }
 
@@ -241,22 +250,30 @@ func sleep(ctx context.Context, d time.Duration) {
 func (c *Client) resume(ctx context.Context, cn *conn) error {
 	c.mu.Lock()
 	cr := c.creds
+	c.mu.Unlock()
 	if cr == nil {
-		c.cur, c.live = cn, false
-		c.notify()
-		c.mu.Unlock()
+		c.setConn(cn)
 		c.ev.Connection(ConnState{Up: true, Addr: cn.addr})
 		return nil
 	}
-	c.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req := map[string]any{"msgid": wire.Login, "id": cr.id, "token": cr.token, "dialect": "full"}
 	s, err := c.login(rctx, cn, cr, req)
 	var le *LoginError
+	if errors.As(err, &le) && le.Errno == wire.LoginInvalid && c.loggingOut() {
+		// A LOGINOUT whose answer was lost revoked the token: the logout
+		// is done. (Logging in with the password only to log out would
+		// kick the user's newer session elsewhere.)
+		c.finishLogout(cr, Result{})
+		c.setConn(cn)
+		c.ev.Connection(ConnState{Up: true, Addr: cn.addr})
+		return nil
+	}
 	if errors.As(err, &le) && le.Errno == wire.LoginInvalid && cr.password != "" {
-		// The token expired or was revoked (a LOGINOUT whose answer was
-		// lost): the password still works.
+		// The token expired: the password still works. (A newer login
+		// elsewhere revokes it too, and would be kicked by this one: only
+		// where the user gave the password to this client.)
 		req = map[string]any{"msgid": wire.Login, "id": cr.id, "password": cr.password, "dialect": "full"}
 		s, err = c.login(rctx, cn, cr, req)
 	}
@@ -266,10 +283,7 @@ func (c *Client) resume(ctx context.Context, cn *conn) error {
 		} else {
 			c.endSession(cr, fmt.Errorf("the session could not be resumed: %s", le.Errmsg))
 		}
-		c.mu.Lock()
-		c.cur, c.live = cn, false
-		c.notify()
-		c.mu.Unlock()
+		c.setConn(cn)
 		c.ev.Connection(ConnState{Up: true, Addr: cn.addr})
 		return nil
 	}
@@ -280,11 +294,33 @@ func (c *Client) resume(ctx context.Context, cn *conn) error {
 	return nil
 }
 
-// login sends a LOGIN on cn. On success the session's state is set on the
-// connection's reader goroutine, before any push that follows the ack.
-func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[string]any) (*Session, error) {
-	var s *Session
+// setConn makes cn the current connection, without a session.
+func (c *Client) setConn(cn *conn) {
 	c.mu.Lock()
+	c.cur, c.live = cn, false
+	c.notify()
+	c.mu.Unlock()
+}
+
+// loggingOut reports whether the command in flight is a LOGINOUT.
+func (c *Client) loggingOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inflight != nil && c.inflight.cmd.logout
+}
+
+// login sends a LOGIN on cn for cr: a fresh login (no session yet) or the
+// resume of cr's session. On success the session's state is set on the
+// connection's reader goroutine, before any push that follows the ack. A
+// login given up on (ctx) whose ack comes late closes the connection
+// instead of half-logging in.
+func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[string]any) (*Session, error) {
+	var (
+		s         *Session
+		abandoned bool
+	)
+	c.mu.Lock()
+	fresh := c.creds == nil
 	req["lastseq"] = c.shown
 	c.mu.Unlock()
 	ch, err := cn.request(req, func(f *frame) {
@@ -292,21 +328,30 @@ func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[s
 			return
 		}
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.creds != nil && c.creds != cr {
-			return // someone else's session in the meantime
+		mine := (fresh && c.creds == nil) || (!fresh && c.creds == cr)
+		if abandoned || !mine {
+			// Given up, or the session ended meanwhile: this login must
+			// not take effect.
+			c.mu.Unlock()
+			cn.fail(errors.New("login given up"))
+			return
 		}
 		if f.Token != "" {
 			cr.token = f.Token
 		}
 		cr.name = f.Name
 		c.creds = cr
-		c.cur, c.live = cn, true
+		c.cur, c.live, c.gated = cn, true, false
 		c.shown = max(c.shown, f.LastSeq)
 		c.acked = c.shown // the gateway stored lastseq as acknowledged
 		s = &Session{ID: f.ID, Name: f.Name, Friends: f.Friends, Groups: f.Groups, Pending: f.Pending}
 		c.notify()
 		c.kickAcks()
+		c.mu.Unlock()
+		if fresh {
+			// Still on the reader: before any message of the session.
+			c.ev.LoggedIn(s)
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -315,7 +360,13 @@ func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[s
 	select {
 	case f = <-ch:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("login: %w", ctx.Err())
+		c.mu.Lock()
+		abandoned = s == nil
+		c.mu.Unlock()
+		if abandoned {
+			return nil, fmt.Errorf("login: %w", ctx.Err())
+		}
+		f = <-ch // the ack was handled just now
 	}
 	if f == nil {
 		return nil, fmt.Errorf("login: %w: %v", errConnLost, cn.Err())
@@ -323,8 +374,10 @@ func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[s
 	if f.Errno != wire.OK {
 		return nil, &LoginError{Errno: f.Errno, Errmsg: f.Errmsg}
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if s == nil {
-		return nil, errors.New("login: logged out meanwhile")
+		return nil, errors.New("login: the session ended meanwhile")
 	}
 	return s, nil
 }
@@ -395,7 +448,8 @@ func (c *Client) Login(ctx context.Context, id int64, password string) (*Session
 }
 
 // endSession forgets the session cr (if it is still the current one),
-// fails the outbox, and tells Events unless err is nil.
+// fails the queued commands (the one in flight is left to sendLoop, which
+// has or will have its answer), and tells Events unless err is nil.
 func (c *Client) endSession(cr *credentials, err error) {
 	c.mu.Lock()
 	if c.creds != cr || cr == nil {
@@ -403,15 +457,35 @@ func (c *Client) endSession(cr *credentials, err error) {
 		return
 	}
 	c.creds, c.live = nil, false
-	box := c.outbox
-	c.outbox = nil
+	var box []*pending
+	for _, p := range c.outbox {
+		if p != c.inflight {
+			box = append(box, p)
+		}
+	}
+	c.outbox = c.outbox[:0]
+	if c.inflight != nil {
+		c.outbox = append(c.outbox, c.inflight)
+	}
 	c.notify()
 	c.mu.Unlock()
 	for _, p := range box {
-		p.finish(Result{Command: p.cmd, Err: ErrNotLoggedIn})
+		p.finish(Result{Err: ErrNotLoggedIn})
 	}
 	if err != nil {
 		c.ev.SessionEnded(err)
+	}
+}
+
+// finishLogout ends the session cr after its LOGINOUT and then reports r
+// for the LOGINOUT in flight.
+func (c *Client) finishLogout(cr *credentials, r Result) {
+	c.mu.Lock()
+	p := c.inflight
+	c.mu.Unlock()
+	c.endSession(cr, nil)
+	if p != nil && p.cmd.logout {
+		c.pop(p, r)
 	}
 }
 
@@ -427,22 +501,22 @@ func (c *Client) LoggedIn() bool {
 func (c *Client) onFrame(cn *conn, f *frame) {
 	switch f.MsgID {
 	case wire.OneChat, wire.GroupChat:
+		c.showMu.Lock()
+		defer c.showMu.Unlock()
 		c.mu.Lock()
-		if c.cur != cn || !c.live {
+		if c.cur != cn || !c.live || c.gated {
 			c.mu.Unlock()
-			return // a stale connection's push; the resumed session replays it
+			return // a stale connection's push, or the session is ending; a later login replays it
 		}
 		shown := c.shown
 		c.mu.Unlock()
-		switch {
-		case f.Seq <= shown:
+		if f.Seq <= shown {
 			return // shown already (a replay overlapping what we had)
-		case f.Seq > shown+1:
-			// Pushes come in seq order without gaps; a gap means something
-			// went wrong on the way. Start over from what was shown.
-			c.log.Warn("gap in the message sequence; reconnecting", "want", shown+1, "got", f.Seq)
-			cn.fail(fmt.Errorf("gap in the message sequence: expected %d, got %d", shown+1, f.Seq))
-			return
+		}
+		if f.Seq > shown+1 {
+			// The gateway skips entries it cannot deliver (pruned or
+			// undecodable); everything it has comes in order.
+			c.log.Warn("messages skipped by the server", "from", shown+1, "to", f.Seq-1)
 		}
 		m := Message{Seq: f.Seq, Mid: f.Mid, FromID: f.ID, FromName: f.Name, Raw: f.Raw}
 		if f.MsgID == wire.GroupChat {
@@ -507,26 +581,43 @@ func (c *Client) ackLoop(ctx context.Context) {
 	}
 }
 
-// Flush acknowledges everything shown and waits until the server has
-// stored the acknowledgement.
-func (c *Client) Flush(ctx context.Context) error {
+// stopShowing ends the showing of messages for this session (what comes
+// from now on is shown at the next login) and returns the last seq shown.
+func (c *Client) stopShowing() int64 {
+	c.showMu.Lock()
+	defer c.showMu.Unlock()
 	c.mu.Lock()
-	cn, live, shown := c.cur, c.live, c.shown
+	defer c.mu.Unlock()
+	c.gated = true
+	return c.shown
+}
+
+// resumeShowing undoes stopShowing (a LOGINOUT that failed).
+func (c *Client) resumeShowing() {
+	c.mu.Lock()
+	c.gated = false
+	c.mu.Unlock()
+}
+
+// Finish stops showing messages, acknowledges everything shown, and waits
+// until the server has stored the acknowledgement. Call it before ending
+// the program.
+func (c *Client) Finish(ctx context.Context) error {
+	shown := c.stopShowing()
+	c.mu.Lock()
+	cn, live := c.cur, c.live
 	c.mu.Unlock()
 	if !live {
+		// No connection: what the acker could not send yet is shown again
+		// at the next login.
 		return nil
 	}
 	f, err := cn.call(ctx, map[string]any{"msgid": wire.Ack, "seq": shown})
 	if err != nil {
-		return err
+		return fmt.Errorf("acknowledge: %w", err)
 	}
 	if f.Errno != wire.OK {
 		return fmt.Errorf("acknowledge: errno %d: %s", f.Errno, f.Errmsg)
 	}
-	c.mu.Lock()
-	if c.cur == cn {
-		c.acked = max(c.acked, shown)
-	}
-	c.mu.Unlock()
 	return nil
 }

@@ -62,6 +62,8 @@ func (r *recorder) Message(m Message) {
 	r.msgs = append(r.msgs, m)
 }
 
+func (r *recorder) LoggedIn(*Session) {}
+
 func (r *recorder) Presence(id int64, state string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -233,14 +233,20 @@ func (c *Client) head(ctx context.Context) *pending {
 	}
 }
 
-// pop removes p from the head of the outbox, if it is still there, and
-// finishes it with r.
+// pop removes p from the outbox, if it is still there, and finishes it
+// with r.
 func (c *Client) pop(p *pending, r Result) {
 	c.mu.Lock()
-	if len(c.outbox) > 0 && c.outbox[0] == p {
-		c.outbox = c.outbox[1:]
-		c.notify()
+	for i, q := range c.outbox {
+		if q == p {
+			c.outbox = append(c.outbox[:i:i], c.outbox[i+1:]...)
+			break
+		}
 	}
+	if c.inflight == p {
+		c.inflight = nil
+	}
+	c.notify()
 	c.mu.Unlock()
 	p.finish(r)
 }
@@ -249,32 +255,51 @@ func (c *Client) pop(p *pending, r Result) {
 const (
 	maxUnavailable   = 5
 	unavailablePause = 500 * time.Millisecond
+	// sessionlessGrace: after errno 103 the connection is left this long
+	// to deliver the KICKED that usually follows before it is replaced.
+	sessionlessGrace = 2 * time.Second
 )
 
-// sendLoop sends the outbox in order, one command at a time, each on the
-// session's current connection; a command whose reply was lost is sent
-// again on the next connection if that is safe (chats carry a cid).
+// sendLoop sends the outbox in order, one command at a time.
 func (c *Client) sendLoop(ctx context.Context) {
-	unavailable := 0
-	for {
+	for ctx.Err() == nil {
 		p := c.head(ctx)
 		if p == nil {
 			return
 		}
+		c.send(ctx, p)
+	}
+}
+
+// send sends p on the session's current connection until it is answered;
+// a command whose answer was lost is sent again on the next connection if
+// that is safe (chats carry a cid; joins, leaves and lists are
+// idempotent), else its outcome is reported unknown.
+func (c *Client) send(ctx context.Context, p *pending) {
+	sent, unavailable := false, 0
+	for {
 		cn, err := c.waitConn(ctx, true)
 		if errors.Is(err, ErrNotLoggedIn) {
-			c.pop(p, Result{Err: ErrNotLoggedIn})
-			continue
-		}
-		if err != nil {
+			if sent && !p.cmd.logout {
+				err = ErrOutcomeUnknown
+			}
+			if p.cmd.logout {
+				err = nil // logged out one way or another
+			}
+			c.pop(p, Result{Err: err})
 			return
 		}
+		if err != nil {
+			return // closed: Run fails what is left
+		}
 		c.mu.Lock()
-		cr, shown := c.creds, c.shown
+		c.inflight = p
+		cr := c.creds
 		c.mu.Unlock()
 		if p.cmd.logout {
-			// Everything shown is acknowledged before the session ends.
-			cn.send(map[string]any{"msgid": wire.Ack, "seq": shown})
+			// Everything shown is acknowledged before the session ends,
+			// and nothing more is shown (it comes at the next login).
+			cn.send(map[string]any{"msgid": wire.Ack, "seq": c.stopShowing()})
 		}
 		req := make(map[string]any, len(p.cmd.req)+1)
 		for k, v := range p.cmd.req {
@@ -283,45 +308,72 @@ func (c *Client) sendLoop(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		f, err := cn.call(rctx, req)
 		cancel()
+		if errors.Is(err, errNotSent) {
+			continue // the connection was gone before the command was written
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			sent = true
 			// No answer: the connection died, or the gateway is stuck (then
 			// replace the connection: the session is resumed elsewhere).
 			cn.fail(fmt.Errorf("no answer to %s: %w", p.cmd.Name, err))
 			if !p.cmd.resend {
 				c.pop(p, Result{Err: ErrOutcomeUnknown})
+				return
 			}
 			continue
 		}
 		switch f.Errno {
-		case wire.NotLoggedIn, wire.SessionExpired, wire.GatewayStopping:
-			// Not done, and this connection has no session any more: send
-			// it again once the session is resumed.
+		case wire.NotLoggedIn:
+			// This connection's session is gone, usually because a newer
+			// login replaced it and KICKED follows. Stop using it; if no
+			// KICKED comes, replace it and resume.
+			c.mu.Lock()
+			if c.cur == cn {
+				c.live = false
+				c.notify()
+			}
+			c.mu.Unlock()
+			time.AfterFunc(sessionlessGrace, func() { cn.fail(errors.New("session lost")) })
+			continue
+		case wire.SessionExpired, wire.GatewayStopping:
+			// Not done; the gateway closes the connection: send it again
+			// once the session is resumed.
 			cn.fail(fmt.Errorf("gateway: errno %d: %s", f.Errno, f.Errmsg))
 			continue
 		case wire.Flood:
 			sleep(ctx, time.Second) // dropped unread: send it again, slower
 			continue
 		case wire.Unavailable:
-			if p.cmd.resend && unavailable < maxUnavailable {
+			if !p.cmd.resend {
+				c.pop(p, Result{Err: ErrOutcomeUnknown}) // the group may exist
+				return
+			}
+			if unavailable < maxUnavailable {
 				unavailable++
+				sent = true
 				sleep(ctx, unavailablePause)
 				continue
 			}
 		}
-		unavailable = 0
 		r := Result{
 			Errno: f.Errno, Errmsg: f.Errmsg, Mid: f.Mid, Duplicate: f.Duplicate,
 			GroupID: f.GroupID, Friends: f.Friends, Groups: f.Groups, Group: f.Group,
 		}
-		if p.cmd.logout && r.OK() {
-			c.pop(p, r)
-			c.endSession(cr, nil)
-			continue
+		if sent && p.cmd.Name == "leavegroup" && f.Errno == wire.NotMember {
+			r.Errno, r.Errmsg = wire.OK, "" // the first try did it
+		}
+		if p.cmd.logout {
+			if r.OK() {
+				c.finishLogout(cr, r)
+				return
+			}
+			c.resumeShowing()
 		}
 		c.pop(p, r)
+		return
 	}
 }
 

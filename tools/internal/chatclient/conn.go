@@ -21,35 +21,83 @@ const (
 )
 
 // errConnLost is the error of requests whose connection ended before their
-// reply came.
-var errConnLost = errors.New("connection lost")
+// reply came; errNotSent of requests whose connection had ended before
+// they were written.
+var (
+	errConnLost = errors.New("connection lost")
+	errNotSent  = errors.New("not sent: the connection is closed")
+)
 
 // frame is a server frame with the fields the client reads; Raw keeps the
-// whole object for printing and passing through.
+// whole object for printing and passing through. Pushes carry fields their
+// sender chose (extras pass through), so a frame is decoded field by field
+// and a field of an unexpected type is left at its zero value: nothing a
+// sender writes can make a message undecodable.
 type frame struct {
-	MsgID      wire.MsgID      `json:"msgid"`
-	Re         wire.MsgID      `json:"re"`
-	Errno      wire.Errno      `json:"errno"`
-	Errmsg     string          `json:"errmsg"`
-	ReqID      string          `json:"reqid"`
-	ID         int64           `json:"id"`
-	Name       string          `json:"name"`
-	State      string          `json:"state"`
-	Mid        string          `json:"mid"`
-	Seq        int64           `json:"seq"`
-	LastSeq    int64           `json:"lastseq"`
-	Pending    int64           `json:"pending"`
-	Token      string          `json:"token"`
-	GroupID    int64           `json:"groupid"`
-	Duplicate  bool            `json:"duplicate"`
-	Friends    []Friend        `json:"friends"`
-	Groups     []Group         `json:"groups"`
-	Group      *Group          `json:"group"`
-	Incomplete json.RawMessage `json:"incomplete"`
-	Msg        json.RawMessage `json:"msg"`  // a string; raw so that nothing a sender wrote can break decoding
-	Time       json.RawMessage `json:"time"` // likewise
+	MsgID      wire.MsgID
+	Re         wire.MsgID
+	Errno      wire.Errno
+	Errmsg     string
+	ReqID      string
+	ID         int64
+	Name       string
+	State      string
+	Mid        string
+	Seq        int64
+	LastSeq    int64
+	Pending    int64
+	Token      string
+	GroupID    int64
+	Duplicate  bool
+	Friends    []Friend
+	Groups     []Group
+	Group      *Group
+	Incomplete json.RawMessage
+	Msg        json.RawMessage // a string; raw so that it can be shown whatever it is
+	Time       json.RawMessage
 
-	Raw []byte `json:"-"`
+	Raw []byte
+}
+
+// decodeFrame decodes a server frame leniently (see frame). Only a frame
+// that is not a JSON object at all is an error.
+func decodeFrame(b []byte) (*frame, error) {
+	var o map[string]json.RawMessage
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, err
+	}
+	f := &frame{Raw: append([]byte(nil), b...), Incomplete: o["incomplete"], Msg: o["msg"], Time: o["time"]}
+	field(o, "msgid", &f.MsgID)
+	field(o, "re", &f.Re)
+	field(o, "errno", &f.Errno)
+	field(o, "errmsg", &f.Errmsg)
+	field(o, "reqid", &f.ReqID)
+	field(o, "id", &f.ID)
+	field(o, "name", &f.Name)
+	field(o, "state", &f.State)
+	field(o, "mid", &f.Mid)
+	field(o, "seq", &f.Seq)
+	field(o, "lastseq", &f.LastSeq)
+	field(o, "pending", &f.Pending)
+	field(o, "token", &f.Token)
+	field(o, "groupid", &f.GroupID)
+	field(o, "duplicate", &f.Duplicate)
+	field(o, "friends", &f.Friends)
+	field(o, "groups", &f.Groups)
+	field(o, "group", &f.Group)
+	return f, nil
+}
+
+// field sets *dst from o[key] if it is there and of the right type.
+func field[T any](o map[string]json.RawMessage, key string, dst *T) {
+	raw, ok := o[key]
+	if !ok {
+		return
+	}
+	var v T
+	if json.Unmarshal(raw, &v) == nil {
+		*dst = v
+	}
 }
 
 // Friend is a friend as LOGIN_ACK and LIST_FRIENDS give it.
@@ -119,8 +167,8 @@ func (c *conn) readLoop() {
 			c.fail(err)
 			return
 		}
-		f := &frame{Raw: append([]byte(nil), b...)}
-		if err := json.Unmarshal(b, f); err != nil {
+		f, err := decodeFrame(b)
+		if err != nil {
 			c.fail(fmt.Errorf("bad frame from the server: %w", err))
 			return
 		}
@@ -190,7 +238,7 @@ func (c *conn) request(req map[string]any, onSync func(*frame)) (<-chan *frame, 
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%w: %v", errConnLost, c.err)
+		return nil, fmt.Errorf("%w (%v)", errNotSent, c.err)
 	}
 	c.nextID++
 	id := "c" + strconv.FormatUint(c.nextID, 10)

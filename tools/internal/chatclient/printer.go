@@ -78,7 +78,7 @@ func (p *Printer) Message(m Message) {
 	p.mu.Lock()
 	p.names[m.FromID] = m.FromName
 	p.mu.Unlock()
-	line := fmt.Sprintf("%s [%d]%s said: %s", m.Time, m.FromID, m.FromName, m.Text)
+	line := fmt.Sprintf("%s [%d]%s said: %s", clean(m.Time), m.FromID, clean(m.FromName), clean(m.Text))
 	if m.GroupID != 0 {
 		line = fmt.Sprintf("群消息[%d]:%s", m.GroupID, line)
 	}
@@ -94,7 +94,7 @@ func (p *Printer) Presence(id int64, state string) {
 	p.mu.Lock()
 	name := p.names[id]
 	p.mu.Unlock()
-	p.Textf("friend [%d]%s is %s", id, name, state)
+	p.Textf("friend [%d]%s is %s", id, clean(name), clean(state))
 }
 
 // Connection prints a lost connection once, and the reconnection.
@@ -158,7 +158,7 @@ func (p *Printer) LoggedIn(s *Session) {
 	}
 	var b strings.Builder
 	b.WriteString("======================login user======================\n")
-	fmt.Fprintf(&b, "current login user => id:%d name:%s\n", s.ID, s.Name)
+	fmt.Fprintf(&b, "current login user => id:%d name:%s\n", s.ID, clean(s.Name))
 	b.WriteString("----------------------friend list---------------------\n")
 	writeFriends(&b, s.Friends)
 	b.WriteString("----------------------group list----------------------\n")
@@ -176,7 +176,7 @@ func (p *Printer) Registered(id int64, name string) {
 		p.event("registered", map[string]any{"id": id, "name": name})
 		return
 	}
-	p.Textf("%s register success, userid is %d, do not forget it!", name, id)
+	p.Textf("%s register success, userid is %d, do not forget it!", clean(name), id)
 }
 
 // Result prints the outcome of a command.
@@ -211,7 +211,7 @@ func (p *Printer) Result(r Result) {
 		if r.Err != nil {
 			p.Textf("%s: %v", r.Command.Name, r.Err)
 		} else {
-			p.Textf("%s failed: %s (errno %d)", r.Command.Name, r.Errmsg, r.Errno)
+			p.Textf("%s failed: %s (errno %d)", r.Command.Name, clean(r.Errmsg), r.Errno)
 		}
 		return
 	}
@@ -227,7 +227,7 @@ func (p *Printer) Result(r Result) {
 	case "removefriend":
 		fmt.Fprintf(&b, "[%v] is no longer your friend", req["friendid"])
 	case "creategroup":
-		fmt.Fprintf(&b, "created group %d (%v); others join it with addgroup:%d", r.GroupID, req["groupname"], r.GroupID)
+		fmt.Fprintf(&b, "created group %d (%s); others join it with addgroup:%d", r.GroupID, clean(fmt.Sprint(req["groupname"])), r.GroupID)
 	case "addgroup":
 		fmt.Fprintf(&b, "joined group %v", req["groupid"])
 	case "leavegroup":
@@ -265,7 +265,7 @@ func (p *Printer) rememberFriends(fs []Friend) {
 // writeFriends writes `id name state` lines, as the original client.
 func writeFriends(b *strings.Builder, fs []Friend) {
 	for _, f := range fs {
-		fmt.Fprintf(b, "%d %s %s\n", f.ID, f.Name, f.State)
+		fmt.Fprintf(b, "%d %s %s\n", f.ID, clean(f.Name), clean(f.State))
 	}
 }
 
@@ -273,11 +273,22 @@ func writeFriends(b *strings.Builder, fs []Friend) {
 // as the original client.
 func writeGroups(b *strings.Builder, gs []Group) {
 	for _, g := range gs {
-		fmt.Fprintf(b, "%d %s %s\n", g.ID, g.Name, g.Desc)
+		fmt.Fprintf(b, "%d %s %s\n", g.ID, clean(g.Name), clean(g.Desc))
 		for _, u := range g.Users {
-			fmt.Fprintf(b, "%d %s %s %s\n", u.ID, u.Name, u.State, u.Role)
+			fmt.Fprintf(b, "%d %s %s %s\n", u.ID, clean(u.Name), clean(u.State), clean(u.Role))
 		}
 	}
+}
+
+// clean replaces control characters in text from others (terminal escape
+// sequences, line breaks that could fake a status line) with U+FFFD.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 func nonNil[T any](s []T) []T {

@@ -15,7 +15,7 @@ import (
 type Terminal struct {
 	c     *Client
 	p     *Printer
-	lines <-chan string // input lines; closed at end of input
+	lines <-chan input  // input lines; closed at end of input
 	echo  func(on bool) // turns the terminal's echo on or off (no-op when not a terminal)
 	keep  bool          // Chat: the end of input does not end the session
 }
@@ -36,16 +36,35 @@ func NewTerminal(c *Client, p *Printer, in io.Reader, setEcho func(on bool)) *Te
 	return &Terminal{c: c, p: p, lines: readLines(in), echo: setEcho}
 }
 
+// maxLine is the longest input line taken; longer ones are refused.
+const maxLine = 64 << 10
+
+// input is one line of input.
+type input struct {
+	text    string
+	tooLong bool // the line was longer than maxLine and was dropped
+}
+
 // readLines reads in line by line on a goroutine of its own, which ends at
 // end of input (a blocked read of standard input cannot be interrupted).
-func readLines(in io.Reader) <-chan string {
-	ch := make(chan string)
+func readLines(in io.Reader) <-chan input {
+	ch := make(chan input)
 	go func() {
 		defer close(ch)
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 4096), 1<<20)
-		for sc.Scan() {
-			ch <- strings.TrimRight(sc.Text(), "\r")
+		r := bufio.NewReaderSize(in, maxLine)
+		for {
+			line, err := r.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = r.ReadSlice('\n') // skip the rest of the line
+				}
+				ch <- input{tooLong: true}
+			} else if len(line) > 0 {
+				ch <- input{text: strings.TrimRight(string(line), "\r\n")}
+			}
+			if err != nil {
+				return
+			}
 		}
 	}()
 	return ch
@@ -60,7 +79,10 @@ func (t *Terminal) read(ctx context.Context) (string, error) {
 		if !ok {
 			return "", errEOF
 		}
-		return l, nil
+		if l.tooLong {
+			t.p.Textf("the line is too long (at most %d bytes)", maxLine)
+		}
+		return l.text, nil
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -148,13 +170,12 @@ func (t *Terminal) login(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, t.c.cfg.Timeout)
 	defer cancel()
-	s, err := t.c.Login(rctx, id, pw)
+	_, err = t.c.Login(rctx, id, pw)
 	if err != nil {
 		t.p.Textf("%v", err) // the server's errmsg, as the original client prints it
 		return nil
 	}
-	t.p.LoggedIn(s)
-	return t.Chat(ctx)
+	return t.Chat(ctx) // the printer showed the session, before its first message
 }
 
 // Chat reads commands until loginout (nil: back to the menu), quit or end
@@ -174,7 +195,11 @@ func (t *Terminal) Chat(ctx context.Context) error {
 				t.finish(ctx)
 				return errEOF
 			}
-			line = l
+			if l.tooLong {
+				t.p.Textf("the line is too long (at most %d bytes)", maxLine)
+				continue
+			}
+			line = l.text
 		case <-t.p.Ended():
 			return nil // kicked: the printer said why; back to the menu
 		case <-ctx.Done():
@@ -217,5 +242,5 @@ func (t *Terminal) finish(ctx context.Context) {
 	if err := t.c.Drain(ctx); err != nil {
 		t.p.Textf("*** %v", err)
 	}
-	t.c.Flush(ctx)
+	t.c.Finish(ctx)
 }
