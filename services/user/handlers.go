@@ -79,42 +79,37 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	} else if name, err = s.authenticate(ctx, req.UserID, req.Password); err != nil {
 		return nil, err
 	}
-	replaced, wasLive, err := s.store.ClaimSession(ctx, req.UserID, req.SessionID, req.GatewayID, now, s.policy)
-	if errors.Is(err, account.ErrSessionLive) {
-		return nil, api.ErrSessionLive
-	}
-	if err != nil {
-		return nil, fmt.Errorf("login %d: %w", req.UserID, err)
-	}
-	if replaced != "" {
-		s.kick(req.UserID, replaced)
-	}
-	if !wasLive {
-		s.presence(now, true, req.UserID)
-	}
+	c := &account.Claim{UserID: req.UserID, SessionID: req.SessionID, GatewayID: req.GatewayID, Now: now, Policy: s.policy}
 	if token == "" {
 		token = newToken()
 		ttl := s.cfg.ResumeTTL
 		if ttl == 0 {
 			ttl = DefaultConfig().ResumeTTL
 		}
-		err = s.store.IssueToken(ctx, hashToken(token), req.UserID, req.SessionID, now+ttl.Milliseconds())
+		c.IssueHash, c.ExpiresAt = hashToken(token), now+ttl.Milliseconds()
 	} else {
-		err = s.store.BindToken(ctx, tokenHash, req.SessionID)
+		c.BindHash = tokenHash
+	}
+	if s.claims != nil {
+		err = s.claims.claim(ctx, c) // batched with other logins (SQLite)
+	} else {
+		err = s.store.ClaimSessions(ctx, []*account.Claim{c})
+	}
+	if err == nil {
+		err = c.Err
+	}
+	if errors.Is(err, account.ErrSessionLive) {
+		return nil, api.ErrSessionLive
 	}
 	if err != nil {
-		// The session is claimed; the client can still chat, it only
-		// cannot resume without its password.
-		s.log.Error("resume token", "user_id", req.UserID, "err", err)
-		token = ""
+		return nil, fmt.Errorf("login %d: %w", req.UserID, err)
 	}
+	replaced := c.Replaced
 	if replaced != "" {
-		// The replaced session cannot come back with its token and kick
-		// this one in turn. (A resume moved its own token to the new
-		// session above, so only another device's token goes.)
-		if err := s.store.RevokeTokens(ctx, []account.SessionRef{{UserID: req.UserID, SessionID: replaced}}); err != nil {
-			s.log.Error("revoke the replaced session's token", "user_id", req.UserID, "err", err)
-		}
+		s.kick(req.UserID, replaced)
+	}
+	if !c.WasLive {
+		s.presence(now, true, req.UserID)
 	}
 	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
 		"session_id", req.SessionID, "replaced", replaced, "resumed", req.ResumeToken != "")

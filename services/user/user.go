@@ -117,6 +117,7 @@ type Service struct {
 
 	micro  micro.Service
 	runner *endpoint.Runner
+	claims *claimBatcher // SQLite: logins share transactions; nil on MySQL
 
 	stopCleanup context.CancelFunc
 	cleanupDone chan struct{}
@@ -151,6 +152,9 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		runner:      endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
 		cleanupDone: make(chan struct{}),
 	}
+	if db.Dialect == sqldb.SQLite {
+		s.claims = newClaimBatcher(store)
+	}
 	ms, err := micro.AddService(nc, micro.Config{
 		Name:        subject.UserService,
 		Version:     buildinfo.Release,
@@ -161,6 +165,9 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		},
 	})
 	if err != nil {
+		if s.claims != nil {
+			s.claims.close()
+		}
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	s.micro = ms
@@ -227,7 +234,11 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) shutdown() error {
-	if err := endpoint.Stop(s.micro, s.nc, s.runner); err != nil {
+	err := endpoint.Stop(s.micro, s.nc, s.runner)
+	if s.claims != nil {
+		s.claims.close() // after the handlers: none is waiting for a claim
+	}
+	if err != nil {
 		return fmt.Errorf("stop user service: %w", err)
 	}
 	return nil

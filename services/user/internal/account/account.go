@@ -292,6 +292,39 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
 // claim of the same session counts as live): if not, the user just came
 // online.
 func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatewayID string, now int64, policy Policy) (replaced string, wasLive bool, err error) {
+	c := &Claim{UserID: userID, SessionID: sessionID, GatewayID: gatewayID, Now: now, Policy: policy}
+	if err := s.ClaimSessions(ctx, []*Claim{c}); err != nil {
+		return "", false, err
+	}
+	return c.Replaced, c.WasLive, c.Err
+}
+
+// Claim is one login's claim of its user's session (see ClaimSession) and
+// the write of its resume token, done together.
+type Claim struct {
+	UserID    int64
+	SessionID string
+	GatewayID string
+	Now       int64 // unix ms
+	Policy    Policy
+	// At most one of: IssueHash, the hash of a new token to store for this
+	// session until ExpiresAt (a password login); BindHash, the hash of
+	// the token the login used, moved to this session (a resume).
+	IssueHash string
+	BindHash  string
+	ExpiresAt int64
+
+	// Results.
+	Replaced string // the session replaced, if any; its resume tokens are revoked
+	WasLive  bool   // the user had a live session
+	Err      error  // ErrSessionLive (the policy refused; nothing changed) or nil
+}
+
+// ClaimSessions runs claims in one transaction, in order (a later claim of
+// the same user sees the earlier one): many logins cost one commit. A claim
+// refused by the policy gets Err ErrSessionLive and changes nothing; the
+// error returned is the transaction's, and then no claim took effect.
+func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 	lockClause := ""
 	upsert := `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
@@ -302,36 +335,60 @@ func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatew
 		ON DUPLICATE KEY UPDATE session_id = VALUES(session_id),
 			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
 	}
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		replaced, wasLive = "", false
-		var prevSession, prevGateway string
-		err := tx.QueryRowContext(ctx,
-			`SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`+lockClause,
-			userID).Scan(&prevSession, &prevGateway)
-		exists := err == nil
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if exists {
-			if wasLive, err = leaseLive(ctx, tx, prevGateway, now); err != nil {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		for _, c := range claims {
+			c.Replaced, c.WasLive, c.Err = "", false, nil
+			var prevSession, prevGateway string
+			err := tx.QueryRowContext(ctx,
+				`SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`+lockClause,
+				c.UserID).Scan(&prevSession, &prevGateway)
+			exists := err == nil
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-			if wasLive && prevSession != sessionID && policy == PolicyReject {
-				return ErrSessionLive
+			if exists {
+				if c.WasLive, err = leaseLive(ctx, tx, prevGateway, c.Now); err != nil {
+					return err
+				}
+				if c.WasLive && prevSession != c.SessionID && c.Policy == PolicyReject {
+					c.Err = ErrSessionLive
+					continue
+				}
 			}
-		}
-		if _, err := tx.ExecContext(ctx, upsert, userID, sessionID, gatewayID, now); err != nil {
-			return err
-		}
-		if exists && prevSession != sessionID {
-			replaced = prevSession
+			if _, err := tx.ExecContext(ctx, upsert, c.UserID, c.SessionID, c.GatewayID, c.Now); err != nil {
+				return err
+			}
+			if exists && prevSession != c.SessionID {
+				c.Replaced = prevSession
+			}
+			switch {
+			case c.IssueHash != "":
+				if _, err := tx.ExecContext(ctx,
+					`INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
+					c.IssueHash, c.UserID, c.SessionID, c.ExpiresAt); err != nil {
+					return err
+				}
+			case c.BindHash != "":
+				if _, err := tx.ExecContext(ctx,
+					`UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`, c.SessionID, c.BindHash); err != nil {
+					return err
+				}
+			}
+			if c.Replaced != "" {
+				// The replaced session cannot come back with its token and
+				// kick this one in turn (a resume moved its own token above).
+				if _, err := tx.ExecContext(ctx,
+					`DELETE FROM resume_tokens WHERE user_id = ? AND session_id = ?`, c.UserID, c.Replaced); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("claim session of %d: %w", userID, err)
+		return fmt.Errorf("claim %d session(s): %w", len(claims), err)
 	}
-	return replaced, wasLive, nil
+	return nil
 }
 
 // leaseLive reports whether gatewayID's lease expires after now.

@@ -332,3 +332,57 @@ func TestClaimRace(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimSessionsBatch runs several logins' claims in one transaction:
+// a later claim of the same user sees the earlier one, a refusal changes
+// nothing, tokens are issued, moved and revoked with the claims.
+func TestClaimSessionsBatch(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		if _, err := s.GatewayBeat(ctx, "gw", 10_000); err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, n := range []string{"a", "b", "c"} {
+			id, err := s.Register(ctx, n, []byte("hash"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		a, b, c := ids[0], ids[1], ids[2]
+		// c is online with session c0 and token tc0.
+		if err := s.ClaimSessions(ctx, []*account.Claim{{UserID: c, SessionID: "c0", GatewayID: "gw", Now: 100,
+			Policy: account.PolicyKick, IssueHash: "tc0", ExpiresAt: 5000}}); err != nil {
+			t.Fatal(err)
+		}
+		batch := []*account.Claim{
+			{UserID: a, SessionID: "a1", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, IssueHash: "ta1", ExpiresAt: 5000},
+			{UserID: a, SessionID: "a2", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, IssueHash: "ta2", ExpiresAt: 5000},
+			{UserID: b, SessionID: "b1", GatewayID: "gw", Now: 200, Policy: account.PolicyReject, IssueHash: "tb1", ExpiresAt: 5000},
+			{UserID: b, SessionID: "b2", GatewayID: "gw", Now: 200, Policy: account.PolicyReject, IssueHash: "tb2", ExpiresAt: 5000},
+			{UserID: c, SessionID: "c1", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, BindHash: "tc0"},
+		}
+		if err := s.ClaimSessions(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		want := []struct {
+			replaced string
+			wasLive  bool
+			err      error
+		}{{"", false, nil}, {"a1", true, nil}, {"", false, nil}, {"", true, account.ErrSessionLive}, {"c0", true, nil}}
+		for i, w := range want {
+			if c := batch[i]; c.Replaced != w.replaced || c.WasLive != w.wasLive || !errors.Is(c.Err, w.err) {
+				t.Errorf("claim %d: replaced %q live %v err %v, want %+v", i, c.Replaced, c.WasLive, c.Err, w)
+			}
+		}
+		tokens := map[string]int64{"ta1": 0, "ta2": a, "tb1": b, "tb2": 0, "tc0": c}
+		for hash, uid := range tokens {
+			_, ok, err := s.TokenUser(ctx, hash, max(uid, 1), 300)
+			if err != nil || ok != (uid != 0) {
+				t.Errorf("token %s: ok %v err %v, want ok %v", hash, ok, err, uid != 0)
+			}
+		}
+	})
+}
