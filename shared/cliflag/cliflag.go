@@ -5,10 +5,15 @@ package cliflag
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +28,7 @@ const (
 	DBConns    = "db-conns"
 	LogLevel   = "log-level"
 	LogFormat  = "log-format"
+	Pprof      = "pprof"
 	// RequestTimeout is shared by the gateway and the services; in natter
 	// serve one flag sets it for all.
 	RequestTimeout = "request-timeout"
@@ -46,9 +52,12 @@ func DBFlags(defaultSQLite string) []cli.Flag {
 	}
 }
 
-// LogFlags set the log level and format.
+// LogFlags set the log level and format, and where Go profiles are served
+// (StartPprof).
 func LogFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: Pprof, EnvVars: []string{"NATTER_PPROF"},
+			Usage: "serve Go profiles (net/http/pprof, /debug/pprof/) on this host:port; keep it on loopback; empty: off"},
 		&cli.StringFlag{Name: LogLevel, Value: "info", EnvVars: []string{"NATTER_LOG_LEVEL"},
 			Usage: "log level: debug, info, warn or error"},
 		&cli.StringFlag{Name: LogFormat, Value: "text", EnvVars: []string{"NATTER_LOG_FORMAT"},
@@ -70,6 +79,35 @@ func Logger(c *cli.Context) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
 	}
 	return nil, fmt.Errorf("--%s: want text or json, got %q", LogFormat, c.String(LogFormat))
+}
+
+// StartPprof serves net/http/pprof on the --pprof address, if one is set,
+// until stop is called.
+func StartPprof(c *cli.Context, log *slog.Logger) (stop func(), err error) {
+	addr := c.String(Pprof)
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", Pprof, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server", "err", err)
+		}
+	}()
+	log.Info("serving Go profiles", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }
 
 // OpenDB opens the database the DB flags select.

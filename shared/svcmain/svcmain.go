@@ -65,6 +65,11 @@ func Run(c *cli.Context, name string, start StartFunc) error {
 	if err != nil {
 		return err
 	}
+	stopPprof, err := cliflag.StartPprof(c, log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, c, name, log, start)

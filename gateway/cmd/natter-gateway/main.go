@@ -32,6 +32,11 @@ func main() {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			stopPprof, err := cliflag.StartPprof(c, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			nc, err := natsconn.Connect(c.String(cliflag.NATS), "natter-gateway", log)

@@ -66,6 +66,11 @@ func serveCommand() *cli.Command {
 					return err
 				}
 			}
+			stopPprof, err := cliflag.StartPprof(c, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			sys, err := allinone.Start(ctx, cfg, log)
