@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -73,7 +74,10 @@ func OpenSQLite(path string) (*DB, error) {
 
 // OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN
 // (user:pass@tcp(host:port)/dbname). It forces utf8mb4, creates the database
-// if it does not exist, and sizes the pool to maxConns.
+// if it does not exist, and sizes the pool to maxConns. Unless the DSN says
+// otherwise, query parameters are interpolated by the driver
+// (interpolateParams=true, safe with utf8mb4): one round trip per statement
+// instead of three (prepare, execute, close).
 func OpenMySQL(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -89,6 +93,9 @@ func OpenMySQL(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 		cfg.Params = map[string]string{}
 	}
 	cfg.Params["charset"] = "utf8mb4"
+	if !strings.Contains(dsn, "interpolateParams=") {
+		cfg.InterpolateParams = true
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
@@ -158,6 +165,9 @@ func IsDuplicate(err error) bool {
 // IsRetryable reports whether err is a transient conflict (deadlock, lock wait
 // timeout, database busy) after which the whole transaction may be retried.
 func IsRetryable(err error) bool {
+	if errors.Is(err, ErrConflict) {
+		return true
+	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1213 || me.Number == 1205
@@ -170,10 +180,19 @@ func IsRetryable(err error) bool {
 	return false
 }
 
+// ErrConflict is returned by a transaction's function that saw a
+// concurrent change it cannot work with: InTx runs it again.
+var ErrConflict = errors.New("concurrent change; retry")
+
 // InTx runs fn in a transaction and commits it, retrying the whole
 // transaction a few times when it fails with a retryable conflict. fn must
 // be safe to run more than once.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.InTxOpts(ctx, nil, fn)
+}
+
+// InTxOpts is InTx with transaction options (an isolation level).
+func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 {
@@ -183,7 +202,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
-		err = db.tryTx(ctx, fn)
+		err = db.tryTx(ctx, opts, fn)
 		if err == nil || !IsRetryable(err) {
 			return err
 		}
@@ -191,8 +210,8 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return err
 }
 
-func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
+func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

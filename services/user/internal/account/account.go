@@ -335,7 +335,16 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 		ON DUPLICATE KEY UPDATE session_id = VALUES(session_id),
 			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
 	}
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	// MySQL: READ COMMITTED, so that reading a user's missing session row
+	// takes no gap lock (concurrent first logins of different users then
+	// deadlocked on the gap after the highest user id). The price: two
+	// first claims of one user can both see no row; the upsert's affected
+	// rows tell (1: inserted, 2: updated) and the loser runs again.
+	var opts *sql.TxOptions
+	if s.db.Dialect == sqldb.MySQL {
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	err := s.db.InTxOpts(ctx, opts, func(tx *sql.Tx) error {
 		for _, c := range claims {
 			c.Replaced, c.WasLive, c.Err = "", false, nil
 			var prevSession, prevGateway string
@@ -355,8 +364,12 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 					continue
 				}
 			}
-			if _, err := tx.ExecContext(ctx, upsert, c.UserID, c.SessionID, c.GatewayID, c.Now); err != nil {
+			res, err := tx.ExecContext(ctx, upsert, c.UserID, c.SessionID, c.GatewayID, c.Now)
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err == nil && !exists && n != 1 && s.db.Dialect == sqldb.MySQL {
+				return sqldb.ErrConflict // another claim inserted the row meanwhile
 			}
 			if exists && prevSession != c.SessionID {
 				c.Replaced = prevSession

@@ -386,3 +386,47 @@ func TestClaimSessionsBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentFirstClaims: many users logging in for the first time at
+// once (no session rows yet) all get their session; two first logins of
+// one user end with one replacing the other.
+func TestConcurrentFirstClaims(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := newStore(t, db)
+		const n = 64
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		replaced := make(chan string, 2*n)
+		for i := range n {
+			for k := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := &account.Claim{UserID: int64(1000 + i), SessionID: fmt.Sprintf("s%d-%d", i, k), GatewayID: "gw",
+						Now: 100, Policy: account.PolicyKick, IssueHash: fmt.Sprintf("t%d-%d", i, k), ExpiresAt: 5000}
+					if err := s.ClaimSessions(ctx, []*account.Claim{c}); err != nil {
+						errs <- err
+					}
+					if c.Replaced != "" {
+						replaced <- c.Replaced
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		close(replaced)
+		for err := range errs {
+			t.Errorf("claim: %v", err)
+		}
+		if got := len(replaced); got != n {
+			t.Errorf("%d claims replaced another, want %d (one per user)", got, n)
+		}
+		for i := range n {
+			if rows := sessionRows(t, db, int64(1000+i)); rows != 1 {
+				t.Errorf("user %d has %d session rows", 1000+i, rows)
+			}
+		}
+	})
+}
