@@ -40,10 +40,28 @@ func (d Dialect) String() string {
 	return "unknown"
 }
 
-// DB is a database handle with its dialect.
+// DB is a database handle with its dialect. Writes and transactions go
+// through the embedded *sql.DB; Read is for queries outside a transaction
+// (on MySQL the same pool; on SQLite a pool of read-only connections that
+// read the last committed state while the single writer works).
 type DB struct {
 	*sql.DB
+	Read    *sql.DB
 	Dialect Dialect
+}
+
+// sqliteReaders is the size of SQLite's read-only pool.
+const sqliteReaders = 4
+
+// Close closes the database (both pools).
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.Read != db.DB {
+		if rerr := db.Read.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
@@ -69,7 +87,18 @@ func OpenSQLite(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: SQLite}, nil
+	// Readers: WAL lets them read the last commit while the writer writes,
+	// so reads (a login's lists, an inbox fetch) do not queue behind write
+	// transactions on the one writer connection.
+	read, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
+	}
+	read.SetMaxOpenConns(sqliteReaders)
+	read.SetMaxIdleConns(sqliteReaders)
+	read.SetConnMaxLifetime(0)
+	return &DB{DB: db, Read: read, Dialect: SQLite}, nil
 }
 
 // OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN
@@ -116,7 +145,7 @@ func OpenMySQL(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect mysql %s: %w", cfg.Addr, err)
 	}
-	return &DB{DB: db, Dialect: MySQL}, nil
+	return &DB{DB: db, Read: db, Dialect: MySQL}, nil
 }
 
 func createMySQLDatabase(ctx context.Context, cfg mysql.Config) error {

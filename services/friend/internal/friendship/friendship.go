@@ -109,7 +109,7 @@ func (s *Store) Remove(ctx context.Context, a, b int64) error {
 
 // List returns the ids of user's friends in ascending order.
 func (s *Store) List(ctx context.Context, user int64) ([]int64, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Read.QueryContext(ctx,
 		`SELECT friend_id FROM friends WHERE user_id = ? ORDER BY friend_id`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list friends of %d: %w", user, err)
@@ -149,7 +149,7 @@ func (s *Store) FriendsOf(ctx context.Context, ids []int64) ([]Pair, error) {
 			args[i] = id
 		}
 		s.friendsOfQueries.Add(1)
-		rows, err := s.db.QueryContext(ctx,
+		rows, err := s.db.Read.QueryContext(ctx,
 			`SELECT user_id, friend_id FROM friends WHERE user_id IN (`+sqldb.Placeholders(len(chunk))+`)
 				ORDER BY user_id, friend_id`, args...)
 		if err != nil {

@@ -143,7 +143,7 @@ func (s *Store) IssueToken(ctx context.Context, tokenHash string, userID int64, 
 // returns the user's name; ok is false for an unknown, expired or foreign
 // token.
 func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, now int64) (name string, ok bool, err error) {
-	err = s.db.QueryRowContext(ctx,
+	err = s.db.Read.QueryRowContext(ctx,
 		`SELECT u.name FROM resume_tokens t JOIN users u ON u.id = t.user_id
 			WHERE t.token_hash = ? AND t.user_id = ? AND t.expires_at > ?`,
 		tokenHash, userID, now).Scan(&name)
@@ -236,7 +236,7 @@ func (s *Store) Register(ctx context.Context, name string, hash []byte) (int64, 
 // ErrNotFound.
 func (s *Store) PasswordHash(ctx context.Context, id int64) (name string, hash []byte, err error) {
 	var h string
-	err = s.db.QueryRowContext(ctx,
+	err = s.db.Read.QueryRowContext(ctx,
 		`SELECT name, password_hash FROM users WHERE id = ?`, id).Scan(&name, &h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, fmt.Errorf("password hash of %d: %w", id, ErrNotFound)
@@ -253,7 +253,7 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Read.QueryContext(ctx,
 		`SELECT id, name FROM users WHERE id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`,
 		int64Args(ids)...)
 	if err != nil {
@@ -635,7 +635,7 @@ type SessionRef struct {
 // GatewaySessions returns up to limit sessions recorded for gatewayID, in
 // user id order after afterUserID.
 func (s *Store) GatewaySessions(ctx context.Context, gatewayID string, afterUserID int64, limit int) ([]SessionRef, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Read.QueryContext(ctx,
 		`SELECT user_id, session_id FROM sessions WHERE gateway_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`,
 		gatewayID, afterUserID, limit)
 	if err != nil {
@@ -663,7 +663,7 @@ func (s *Store) Online(ctx context.Context, ids []int64) ([]int64, error) {
 		return nil, nil
 	}
 	args := append(int64Args(ids), time.Now().UnixMilli())
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Read.QueryContext(ctx,
 		`SELECT s.user_id FROM sessions s JOIN gateways g ON g.gateway_id = s.gateway_id
 			WHERE s.user_id IN (`+sqldb.Placeholders(len(ids))+`) AND g.expires_at > ?
 			ORDER BY s.user_id`,
@@ -701,7 +701,7 @@ func (s *Store) Profiles(ctx context.Context, ids []int64, now int64) ([]Profile
 		return nil, nil
 	}
 	args := append([]any{now}, int64Args(ids)...)
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Read.QueryContext(ctx,
 		`SELECT u.id, u.name, CASE WHEN g.expires_at > ? THEN 1 ELSE 0 END
 			FROM users u
 			LEFT JOIN sessions s ON s.user_id = u.id
