@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -48,13 +49,55 @@ type DB struct {
 	*sql.DB
 	Read    *sql.DB
 	Dialect Dialect
+
+	stmts sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
 }
 
 // sqliteReaders is the size of SQLite's read-only pool.
 const sqliteReaders = 4
 
+// ReadQuery runs a fixed read query outside a transaction on the read
+// pool, as a statement prepared once (parsing a statement costs more than
+// running it on SQLite). query must be a constant: every distinct text is
+// prepared and kept.
+func (db *DB) ReadQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.Read.QueryContext(ctx, query, args...)
+}
+
+// ReadQueryRow is ReadQuery for a single row.
+func (db *DB) ReadQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.Read.QueryRowContext(ctx, query, args...)
+}
+
+// readStmt returns query prepared on the read pool, or nil if it cannot
+// be prepared now (the caller runs it unprepared, which reports the error).
+func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := db.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	st, err := db.Read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := db.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	return st
+}
+
 // Close closes the database (both pools).
 func (db *DB) Close() error {
+	db.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	err := db.DB.Close()
 	if db.Read != db.DB {
 		if rerr := db.Read.Close(); err == nil {

@@ -109,7 +109,7 @@ func (s *Store) Remove(ctx context.Context, a, b int64) error {
 
 // List returns the ids of user's friends in ascending order.
 func (s *Store) List(ctx context.Context, user int64) ([]int64, error) {
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQuery(ctx,
 		`SELECT friend_id FROM friends WHERE user_id = ? ORDER BY friend_id`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list friends of %d: %w", user, err)

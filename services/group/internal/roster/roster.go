@@ -286,7 +286,7 @@ func (s *Store) Leave(ctx context.Context, group, user int64) (successor int64, 
 // ErrNoSuchGroup.
 func (s *Store) Version(ctx context.Context, group int64) (int64, error) {
 	var version int64
-	err := s.db.Read.QueryRowContext(ctx, `SELECT version FROM chat_groups WHERE id = ?`, group).Scan(&version)
+	err := s.db.ReadQueryRow(ctx, `SELECT version FROM chat_groups WHERE id = ?`, group).Scan(&version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("version of group %d: %w", group, ErrNoSuchGroup)
 	}
@@ -299,7 +299,7 @@ func (s *Store) Version(ctx context.Context, group int64) (int64, error) {
 // MemberIDs returns the user ids of group's members in ascending order (none
 // for an unknown group).
 func (s *Store) MemberIDs(ctx context.Context, group int64) ([]int64, error) {
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQuery(ctx,
 		`SELECT user_id FROM group_members WHERE group_id = ? ORDER BY user_id`, group)
 	if err != nil {
 		return nil, fmt.Errorf("members of group %d: %w", group, err)

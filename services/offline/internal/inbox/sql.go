@@ -300,7 +300,7 @@ func (s *Store) updateLastSeqs(ctx context.Context, tx *sql.Tx, last []seqPair) 
 // selectState returns user's acknowledged and last seq (0, 0 for an inbox
 // that never received anything).
 func (s *Store) selectState(ctx context.Context, user int64) (acked, last int64, err error) {
-	err = s.db.Read.QueryRowContext(ctx,
+	err = s.db.ReadQueryRow(ctx,
 		"SELECT acked_seq, last_seq FROM inbox_state WHERE user_id = ?", user).Scan(&acked, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, nil
@@ -315,7 +315,7 @@ func (s *Store) selectState(ctx context.Context, user int64) (acked, last int64,
 // seq order, at most limit, stopping before the bodies pass maxBytes (but
 // always returning the first entry there is).
 func (s *Store) selectEntries(ctx context.Context, user, after, upto int64, limit, maxBytes int) ([]api.InboxMessage, error) {
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQuery(ctx,
 		`SELECT i.seq, i.mid, m.sender_id, m.body
 		FROM inbox i JOIN messages m ON m.mid = i.mid
 		WHERE i.user_id = ? AND i.seq > ? AND i.seq <= ?

@@ -143,7 +143,7 @@ func (s *Store) IssueToken(ctx context.Context, tokenHash string, userID int64, 
 // returns the user's name; ok is false for an unknown, expired or foreign
 // token.
 func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, now int64) (name string, ok bool, err error) {
-	err = s.db.Read.QueryRowContext(ctx,
+	err = s.db.ReadQueryRow(ctx,
 		`SELECT u.name FROM resume_tokens t JOIN users u ON u.id = t.user_id
 			WHERE t.token_hash = ? AND t.user_id = ? AND t.expires_at > ?`,
 		tokenHash, userID, now).Scan(&name)
@@ -236,7 +236,7 @@ func (s *Store) Register(ctx context.Context, name string, hash []byte) (int64, 
 // ErrNotFound.
 func (s *Store) PasswordHash(ctx context.Context, id int64) (name string, hash []byte, err error) {
 	var h string
-	err = s.db.Read.QueryRowContext(ctx,
+	err = s.db.ReadQueryRow(ctx,
 		`SELECT name, password_hash FROM users WHERE id = ?`, id).Scan(&name, &h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, fmt.Errorf("password hash of %d: %w", id, ErrNotFound)
@@ -635,7 +635,7 @@ type SessionRef struct {
 // GatewaySessions returns up to limit sessions recorded for gatewayID, in
 // user id order after afterUserID.
 func (s *Store) GatewaySessions(ctx context.Context, gatewayID string, afterUserID int64, limit int) ([]SessionRef, error) {
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQuery(ctx,
 		`SELECT user_id, session_id FROM sessions WHERE gateway_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`,
 		gatewayID, afterUserID, limit)
 	if err != nil {
