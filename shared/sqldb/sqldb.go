@@ -75,6 +75,20 @@ func (db *DB) ReadQueryRow(ctx context.Context, query string, args ...any) *sql.
 	return db.Read.QueryRowContext(ctx, query, args...)
 }
 
+// ReadTx runs fn in a read-only transaction on the read pool: a
+// consistent snapshot that, on SQLite, does not take the write lock.
+func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // readStmt returns query prepared on the read pool, or nil if it cannot
 // be prepared now (the caller runs it unprepared, which reports the error).
 func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {

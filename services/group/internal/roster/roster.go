@@ -324,7 +324,7 @@ func (s *Store) MemberIDs(ctx context.Context, group int64) ([]int64, error) {
 // list is one consistent state.
 func (s *Store) Members(ctx context.Context, group, user int64) (GroupMembers, error) {
 	var gm GroupMembers
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		gm = GroupMembers{}
 		err := tx.QueryRowContext(ctx,
 			`SELECT id, name, descr FROM chat_groups WHERE id = ?`, group).Scan(&gm.ID, &gm.Name, &gm.Desc)
@@ -368,7 +368,7 @@ func (s *Store) Members(ctx context.Context, group, user int64) (GroupMembers, e
 // them) in one transaction, whatever the number of groups.
 func (s *Store) Mine(ctx context.Context, user int64) ([]GroupMembers, error) {
 	var out []GroupMembers
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		out = nil
 		rows, err := tx.QueryContext(ctx,
 			`SELECT g.id, g.name, g.descr FROM group_members me
