@@ -138,6 +138,9 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
+	if err := store.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("natter dummy password"), cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("start user service: dummy hash: %w", err)

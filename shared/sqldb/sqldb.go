@@ -50,7 +50,8 @@ type DB struct {
 	Read    *sql.DB
 	Dialect Dialect
 
-	stmts sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
+	stmts  sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
+	wstmts sync.Map // query text -> *sql.Stmt on the writer pool (TxStmt)
 }
 
 // sqliteReaders is the size of SQLite's read-only pool.
@@ -89,6 +90,32 @@ func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// PrepareWrites prepares fixed queries on the writer pool for TxStmt. Call
+// it outside any transaction (on SQLite the writer pool is one connection,
+// which a transaction holds).
+func (db *DB) PrepareWrites(ctx context.Context, queries ...string) error {
+	for _, q := range queries {
+		st, err := db.DB.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		if _, loaded := db.wstmts.LoadOrStore(q, st); loaded {
+			st.Close()
+		}
+	}
+	return nil
+}
+
+// TxStmt returns a fixed query as a statement of tx: prepared once if
+// PrepareWrites has it (SQLite parses a statement for every run
+// otherwise), else prepared in tx now.
+func (db *DB) TxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := db.wstmts.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
 // readStmt returns query prepared on the read pool, or nil if it cannot
 // be prepared now (the caller runs it unprepared, which reports the error).
 func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
@@ -108,10 +135,12 @@ func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 
 // Close closes the database (both pools).
 func (db *DB) Close() error {
-	db.stmts.Range(func(_, st any) bool {
-		st.(*sql.Stmt).Close()
-		return true
-	})
+	for _, m := range []*sync.Map{&db.stmts, &db.wstmts} {
+		m.Range(func(_, st any) bool {
+			st.(*sql.Stmt).Close()
+			return true
+		})
+	}
 	err := db.DB.Close()
 	if db.Read != db.DB {
 		if rerr := db.Read.Close(); err == nil {

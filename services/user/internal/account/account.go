@@ -325,16 +325,7 @@ type Claim struct {
 // refused by the policy gets Err ErrSessionLive and changes nothing; the
 // error returned is the transaction's, and then no claim took effect.
 func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
-	lockClause := ""
-	upsert := `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
-			gateway_id = excluded.gateway_id, started_at = excluded.started_at`
-	if s.db.Dialect == sqldb.MySQL {
-		lockClause = ` FOR UPDATE`
-		upsert = `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
-		ON DUPLICATE KEY UPDATE session_id = VALUES(session_id),
-			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
-	}
+	q := s.claimQueries()
 	// MySQL: READ COMMITTED, so that reading a user's missing session row
 	// takes no gap lock (concurrent first logins of different users then
 	// deadlocked on the gap after the highest user id). The price: two
@@ -348,15 +339,13 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 		for _, c := range claims {
 			c.Replaced, c.WasLive, c.Err = "", false, nil
 			var prevSession, prevGateway string
-			err := tx.QueryRowContext(ctx,
-				`SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`+lockClause,
-				c.UserID).Scan(&prevSession, &prevGateway)
+			err := s.txQueryRow(ctx, tx, q.session, c.UserID).Scan(&prevSession, &prevGateway)
 			exists := err == nil
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
 			if exists {
-				if c.WasLive, err = leaseLive(ctx, tx, prevGateway, c.Now); err != nil {
+				if c.WasLive, err = s.leaseLive(ctx, tx, prevGateway, c.Now); err != nil {
 					return err
 				}
 				if c.WasLive && prevSession != c.SessionID && c.Policy == PolicyReject {
@@ -364,7 +353,7 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 					continue
 				}
 			}
-			res, err := tx.ExecContext(ctx, upsert, c.UserID, c.SessionID, c.GatewayID, c.Now)
+			res, err := s.txExec(ctx, tx, q.upsert, c.UserID, c.SessionID, c.GatewayID, c.Now)
 			if err != nil {
 				return err
 			}
@@ -376,22 +365,19 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 			}
 			switch {
 			case c.IssueHash != "":
-				if _, err := tx.ExecContext(ctx,
-					`INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
+				if _, err := s.txExec(ctx, tx, q.issue,
 					c.IssueHash, c.UserID, c.SessionID, c.ExpiresAt); err != nil {
 					return err
 				}
 			case c.BindHash != "":
-				if _, err := tx.ExecContext(ctx,
-					`UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`, c.SessionID, c.BindHash); err != nil {
+				if _, err := s.txExec(ctx, tx, q.bind, c.SessionID, c.BindHash); err != nil {
 					return err
 				}
 			}
 			if c.Replaced != "" {
 				// The replaced session cannot come back with its token and
 				// kick this one in turn (a resume moved its own token above).
-				if _, err := tx.ExecContext(ctx,
-					`DELETE FROM resume_tokens WHERE user_id = ? AND session_id = ?`, c.UserID, c.Replaced); err != nil {
+				if _, err := s.txExec(ctx, tx, q.revoke, c.UserID, c.Replaced); err != nil {
 					return err
 				}
 			}
@@ -404,11 +390,59 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 	return nil
 }
 
+// claimSQL is the text of ClaimSessions' statements in the store's dialect.
+type claimSQL struct {
+	session, lease, upsert, issue, bind, revoke string
+}
+
+func (s *Store) claimQueries() claimSQL {
+	q := claimSQL{
+		session: `SELECT session_id, gateway_id FROM sessions WHERE user_id = ?`,
+		lease:   `SELECT expires_at FROM gateways WHERE gateway_id = ?`,
+		upsert: `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
+			gateway_id = excluded.gateway_id, started_at = excluded.started_at`,
+		issue:  `INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
+		bind:   `UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`,
+		revoke: `DELETE FROM resume_tokens WHERE user_id = ? AND session_id = ?`,
+	}
+	if s.db.Dialect == sqldb.MySQL {
+		q.session += ` FOR UPDATE`
+		q.upsert = `INSERT INTO sessions (user_id, session_id, gateway_id, started_at) VALUES (?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE session_id = VALUES(session_id),
+			gateway_id = VALUES(gateway_id), started_at = VALUES(started_at)`
+	}
+	return q
+}
+
+// Prepare prepares the statements of the login path once (call it after
+// Migrate).
+func (s *Store) Prepare(ctx context.Context) error {
+	q := s.claimQueries()
+	return s.db.PrepareWrites(ctx, q.session, q.lease, q.upsert, q.issue, q.bind, q.revoke)
+}
+
+// txExec and txQueryRow run a fixed statement in tx, prepared once.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := s.db.TxStmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	st, err := s.db.TxStmt(ctx, tx, query)
+	if err != nil {
+		return tx.QueryRowContext(ctx, query, args...) // reports the error at Scan
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // leaseLive reports whether gatewayID's lease expires after now.
-func leaseLive(ctx context.Context, tx *sql.Tx, gatewayID string, now int64) (bool, error) {
+func (s *Store) leaseLive(ctx context.Context, tx *sql.Tx, gatewayID string, now int64) (bool, error) {
 	var expiresAt int64
-	err := tx.QueryRowContext(ctx,
-		`SELECT expires_at FROM gateways WHERE gateway_id = ?`, gatewayID).Scan(&expiresAt)
+	err := s.txQueryRow(ctx, tx, s.claimQueries().lease, gatewayID).Scan(&expiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
