@@ -146,10 +146,7 @@ func runChat(c *cli.Context) error {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		cl.Finish(fctx)
-		if failed > 0 {
-			return cli.Exit(fmt.Sprintf("natter chat: %d of %d commands failed", failed, len(sends)), 1)
-		}
-		return nil
+		return sendsFailed(failed, len(sends))
 	}
 	t := chatclient.NewTerminal(cl, p, os.Stdin, setEcho)
 	if jsonOut {
@@ -159,12 +156,20 @@ func runChat(c *cli.Context) error {
 	}
 	err = t.Chat(ctx)
 	if failed > 0 {
-		return cli.Exit(fmt.Sprintf("natter chat: %d of %d commands failed", failed, len(sends)), 1)
+		return sendsFailed(failed, len(sends))
 	}
 	if err != nil && !errors.Is(err, chatclient.ErrQuit) && !chatclient.IsEOF(err) && ctx.Err() == nil {
 		return err
 	}
 	return nil
+}
+
+// sendsFailed is the exit for --send commands of which failed failed.
+func sendsFailed(failed, of int) error {
+	if failed == 0 {
+		return nil
+	}
+	return cli.Exit(fmt.Sprintf("natter chat: %d of %d commands failed", failed, of), 1)
 }
 
 // password reads the password from file, NATTER_PASSWORD, or the terminal

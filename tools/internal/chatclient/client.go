@@ -106,7 +106,6 @@ type credentials struct {
 	id       int64
 	password string // kept to log in again if the resume token is refused
 	token    string
-	name     string
 }
 
 // Client is a connection manager with a session, an outbox and an acker.
@@ -339,7 +338,6 @@ func (c *Client) login(ctx context.Context, cn *conn, cr *credentials, req map[s
 		if f.Token != "" {
 			cr.token = f.Token
 		}
-		cr.name = f.Name
 		c.creds = cr
 		c.cur, c.live, c.gated = cn, true, false
 		c.shown = max(c.shown, f.LastSeq)

@@ -77,10 +77,6 @@ func newFakeGW(t *testing.T, onLogin func(req map[string]any, w func(any))) *fak
 	return g
 }
 
-func fakeClient(t *testing.T, addr string) *testClient {
-	return newClient(t, addr)
-}
-
 func loginAck(req map[string]any, last int64) map[string]any {
 	return map[string]any{"msgid": 2, "errno": 0, "id": req["id"], "name": "bob", "errmsg": "",
 		"token": "tok", "lastseq": last, "pending": 0, "friends": []any{}, "groups": []any{}, "reqid": req["reqid"]}
@@ -105,7 +101,7 @@ func TestSkippedSeqIsAccepted(t *testing.T) {
 			}
 		}
 	})
-	c := fakeClient(t, g.addr)
+	c := newClient(t, g.addr)
 	c.login(7)
 	c.waitTexts("m1", "m2", "m4", "m5")
 	if n := g.logins.Load(); n != 1 {
@@ -122,7 +118,7 @@ func TestLateLoginAckIsRefused(t *testing.T) {
 		w(loginAck(req, 0))
 		w(push(1))
 	})
-	c := fakeClient(t, g.addr)
+	c := newClient(t, g.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	_, err := c.Login(ctx, 7, "pw")
 	cancel()
@@ -144,7 +140,7 @@ func TestLateLoginAckIsRefused(t *testing.T) {
 // The loginout's result is delivered before the session is ended.
 func TestLogoutResultAfterSessionEnd(t *testing.T) {
 	g := newFakeGW(t, func(req map[string]any, w func(any)) { w(loginAck(req, 0)) })
-	c := fakeClient(t, g.addr)
+	c := newClient(t, g.addr)
 	c.login(7)
 	cmd, _ := ParseCommand("loginout")
 	ch := make(chan bool, 1)

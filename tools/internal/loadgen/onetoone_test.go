@@ -4,49 +4,19 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/tools/internal/allinone"
+	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
 )
 
-func testLogger() *slog.Logger {
-	if os.Getenv("NATTER_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func testLogger() *slog.Logger { return allinonetest.Logger() }
 
-// startSystem runs a whole natter (embedded NATS, services on SQLite, one
-// gateway on a random port) in the test process and returns its address.
-func startSystem(t *testing.T, gw func(*gateway.Config)) string {
-	t.Helper()
-	cfg := allinone.DefaultConfig(t.TempDir())
-	cfg.Gateway.Listen = "127.0.0.1:0"
-	cfg.User.BcryptCost = bcrypt.MinCost
-	if gw != nil {
-		gw(&cfg.Gateway)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sys, err := allinone.Start(ctx, cfg, testLogger())
-	if err != nil {
-		t.Fatalf("start natter: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := sys.Stop(ctx); err != nil {
-			t.Errorf("stop natter: %v", err)
-		}
-	})
-	return sys.Addr().String()
-}
+// startSystem runs a whole natter in the test process and returns its
+// address; gw adjusts the gateway's configuration.
+func startSystem(t *testing.T, gw func(*gateway.Config)) string { return allinonetest.Start(t, gw) }
 
 func testConfig(addr string) Config {
 	cfg := DefaultConfig()

@@ -156,16 +156,6 @@ func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, n
 	return name, true, nil
 }
 
-// BindToken records sessionID as the session using tokenHash (its explicit
-// logout revokes the token).
-func (s *Store) BindToken(ctx context.Context, tokenHash, sessionID string) error {
-	if _, err := s.db.ExecContext(ctx,
-		`UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`, sessionID, tokenHash); err != nil {
-		return fmt.Errorf("bind token: %w", err)
-	}
-	return nil
-}
-
 // RevokeTokens deletes the resume tokens last used by these sessions.
 func (s *Store) RevokeTokens(ctx context.Context, refs []SessionRef) error {
 	if len(refs) == 0 {
