@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -29,6 +30,7 @@ const (
 	LogLevel   = "log-level"
 	LogFormat  = "log-format"
 	Pprof      = "pprof"
+	HTTP       = "http"
 	// RequestTimeout is shared by the gateway and the services; in natter
 	// serve one flag sets it for all.
 	RequestTimeout = "request-timeout"
@@ -52,10 +54,12 @@ func DBFlags(defaultSQLite string) []cli.Flag {
 	}
 }
 
-// LogFlags set the log level and format, and where Go profiles are served
-// (StartPprof).
+// LogFlags set the log level and format, where Go profiles are served
+// (StartPprof), and where /healthz, /readyz and /metrics are (StartOps).
 func LogFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: HTTP, EnvVars: []string{"NATTER_HTTP"},
+			Usage: "serve /healthz, /readyz and /metrics (Prometheus) on this host:port, e.g. :8080; empty: off"},
 		&cli.StringFlag{Name: Pprof, EnvVars: []string{"NATTER_PPROF"},
 			Usage: "serve Go profiles (net/http/pprof, /debug/pprof/) on this host:port; keep it on loopback; empty: off"},
 		&cli.StringFlag{Name: LogLevel, Value: "info", EnvVars: []string{"NATTER_LOG_LEVEL"},
@@ -108,6 +112,19 @@ func StartPprof(c *cli.Context, log *slog.Logger) (stop func(), err error) {
 	}()
 	log.Info("serving Go profiles", "addr", ln.Addr().String())
 	return func() { srv.Close(); <-done }, nil
+}
+
+// StartOps returns the process's operational endpoints, serving on the
+// --http address if one is set; the caller adds its checks and metrics and
+// closes it last.
+func StartOps(c *cli.Context, log *slog.Logger) (*ops.Server, error) {
+	s := ops.New(nil, log)
+	if addr := c.String(HTTP); addr != "" {
+		if err := s.Listen(addr); err != nil {
+			return nil, fmt.Errorf("--%s: %w", HTTP, err)
+		}
+	}
+	return s, nil
 }
 
 // OpenDB opens the database the DB flags select.

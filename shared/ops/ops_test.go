@@ -1,0 +1,95 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	s := New(nil, slog.New(slog.DiscardHandler))
+	hits := prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_test_hits_total", Help: "test"})
+	s.Registry().MustRegister(hits)
+	hits.Add(3)
+	var dbDown atomic.Bool
+	s.AddCheck("nats", func(context.Context) error { return nil })
+	s.AddCheck("database", func(context.Context) error {
+		if dbDown.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	base := "http://" + s.Addr().String()
+
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("healthz: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("readyz while ready: %d", code)
+	}
+	dbDown.Store(true)
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "database: connection refused") {
+		t.Errorf("readyz with the database down: %d %q", code, body)
+	}
+	dbDown.Store(false)
+	s.SetDraining()
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
+		t.Errorf("readyz while draining: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Errorf("healthz while draining: %d", code)
+	}
+	code, body := get(t, base+"/metrics")
+	if code != 200 || !strings.Contains(body, "natter_test_hits_total 3") || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, "process_resident_memory_bytes") {
+		t.Errorf("metrics: %d\n%s", code, body)
+	}
+}
+
+func TestCheckTimesOut(t *testing.T) {
+	s := New(nil, slog.New(slog.DiscardHandler))
+	s.AddCheck("stuck", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	start := time.Now()
+	err := s.Ready(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stuck") {
+		t.Fatalf("Ready = %v, want the stuck check's error", err)
+	}
+	if d := time.Since(start); d > 3*checkTimeout {
+		t.Errorf("Ready took %v", d)
+	}
+}
