@@ -49,8 +49,8 @@ Environment (read by `up`, then kept in the state directory):
                             every service, one service
 Not kept (read by every command):
   NATTER_CLUSTER_TIMEOUT       seconds to wait for a component (default 60)
-  NATTER_CLUSTER_STOP_TIMEOUT  seconds between SIGTERM and SIGKILL (default 20)
-  NATTER_CLUSTER_KILL_WAIT     seconds `kill` waits (default 20; 0: no wait)
+  NATTER_CLUSTER_STOP_TIMEOUT  seconds between SIGTERM and SIGKILL (default 30)
+  NATTER_CLUSTER_KILL_WAIT     seconds `kill` waits (default 30; 0: no wait)
 EOF
 }
 
@@ -64,8 +64,8 @@ RUN=$STATE/run
 LOGS=$STATE/log
 
 TIMEOUT=${NATTER_CLUSTER_TIMEOUT:-60}
-STOP_TIMEOUT=${NATTER_CLUSTER_STOP_TIMEOUT:-20}
-KILL_WAIT=${NATTER_CLUSTER_KILL_WAIT:-20}
+STOP_TIMEOUT=${NATTER_CLUSTER_STOP_TIMEOUT:-30}
+KILL_WAIT=${NATTER_CLUSTER_KILL_WAIT:-30}
 NATS_MIN_VERSION=2.10.0
 SERVICES=(user offline friend group)
 MYSQL_USER=natter
@@ -853,7 +853,11 @@ cmd_start() {
 			say "gateways: now $GATEWAYS behind nginx"
 		fi
 		if [[ $(comp_kind "$c") == nats ]] && ((idx > NATS_NODES)); then
-			die "$c: the cluster has $NATS_NODES NATS nodes (NATTER_CLUSTER_NATS_NODES at up)"
+			# Its routes list every node; the running ones accept the route
+			# and gossip it, and clients learn the new node from INFO.
+			NATS_NODES=$idx
+			save_settings
+			say "NATS nodes: now $NATS_NODES"
 		fi
 		;;
 	*)
@@ -947,7 +951,7 @@ cmd_env() {
 		echo "${urls[*]}"
 	)"
 	kvq NATTER_CLUSTER_MYSQL_DSN "$(mysql_dsn)"
-	kvq NATTER_CLUSTER_MYSQL_ROOT_DSN "$MYSQL_USER:$MYSQL_PASSWORD@tcp(127.0.0.1:$(port_client mysql))/"
+	kvq NATTER_CLUSTER_MYSQL_SERVER_DSN "$MYSQL_USER:$MYSQL_PASSWORD@tcp(127.0.0.1:$(port_client mysql))/"
 	kv NATTER_CLUSTER_MYSQL_ADDR "127.0.0.1:$(port_client mysql)"
 	kv NATTER_CLUSTER_MYSQL_USER "$MYSQL_USER"
 	kv NATTER_CLUSTER_MYSQL_PASSWORD "$MYSQL_PASSWORD"
