@@ -597,6 +597,10 @@ find_natter_bins() {
 	[[ $BIN_DIR == "$ROOT/bin" ]] || die "natter binaries missing in NATTER_BIN=$BIN_DIR"
 	local gobin
 	gobin=$(find_go) || die "natter binaries missing in $BIN_DIR and no go to build them"
+	if ! command -v make >/dev/null; then
+		need_pkg make
+		apt_install
+	fi
 	say "building the natter binaries (make build)"
 	make -C "$ROOT" build GO="$gobin" >&2 || die "make build failed"
 }
@@ -715,7 +719,9 @@ check_ports() {
 			port_open "$p" && busy+=("127.0.0.1:$p ($c)")
 		done
 	done
-	((${#busy[@]} == 0)) || die "ports in use by something else: ${busy[*]}; pick another NATTER_CLUSTER_BASE_PORT"
+	((${#busy[@]} == 0)) && return 0
+	((${#busy[@]} <= 4)) || busy=("${busy[@]:0:4}" "and $((${#busy[@]} - 4)) more")
+	die "ports in use by something else: ${busy[*]}; pick another NATTER_CLUSTER_BASE_PORT"
 }
 
 comp_ports() {
@@ -754,6 +760,9 @@ start_comps() {
 
 # prepare: settings, tools, binaries, for commands that start something.
 prepare() {
+	if [[ -d $STATE && ! -f $CONF ]] && [[ -n $(ls -A -- "$STATE") ]]; then
+		die "$STATE is not empty and not a cluster state directory (no cluster.conf); pick another NATTER_CLUSTER_DIR"
+	fi
 	load_settings
 	local c any=0
 	for c in $(all_comps) $(started_comps); do running "$c" && any=1 && break; done
@@ -769,7 +778,6 @@ prepare() {
 	fi
 	find_tools install
 	find_natter_bins
-	save_settings
 }
 
 cmd_up() {
@@ -780,6 +788,7 @@ cmd_up() {
 	local comps
 	mapfile -t comps < <(all_comps)
 	check_ports "${comps[@]}"
+	save_settings
 	local nats=() svcs=() gws=() s i
 	for ((i = 1; i <= NATS_NODES; i++)); do nats+=("nats-$i"); done
 	for s in "${SERVICES[@]}"; do for ((i = 1; i <= INSTANCES; i++)); do svcs+=("$s-$i"); done; done
@@ -817,8 +826,14 @@ cmd_down() {
 	done
 	((${#tier[@]} == 0)) || stop_comps "${tier[@]}"
 	if ((purge)); then
-		say "deleting $STATE"
-		rm -rf -- "$STATE"
+		# Only what cluster.sh creates: never a directory that is not ours.
+		if [[ -f $CONF ]]; then
+			say "deleting $STATE"
+			rm -rf -- "$RUN" "$LOGS" "$STATE/nats" "$STATE/mysql" "$STATE/nginx" "$CONF"
+			rmdir -- "$STATE" 2>/dev/null || say "kept $STATE: it holds files cluster.sh did not make"
+		else
+			say "not deleting $STATE: no cluster.conf, not a cluster state directory"
+		fi
 	fi
 	say "cluster down"
 }
@@ -849,14 +864,12 @@ cmd_start() {
 		idx=$(comp_index "$c")
 		if [[ $(comp_kind "$c") == gateway ]] && ((idx > GATEWAYS)); then
 			GATEWAYS=$idx added=1
-			save_settings
 			say "gateways: now $GATEWAYS behind nginx"
 		fi
 		if [[ $(comp_kind "$c") == nats ]] && ((idx > NATS_NODES)); then
 			# Its routes list every node; the running ones accept the route
 			# and gossip it, and clients learn the new node from INFO.
 			NATS_NODES=$idx
-			save_settings
 			say "NATS nodes: now $NATS_NODES"
 		fi
 		;;
@@ -867,6 +880,7 @@ cmd_start() {
 		;;
 	esac
 	check_ports "$c"
+	save_settings
 	start_comps "$c" || exit 1
 	if ((added)) && running nginx; then
 		reload_nginx
