@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -60,6 +61,31 @@ again with {"msgid":1,"id":N,"token":T}: reconnects/s and their latency.
 Any failed login fails login-storm and resume-storm. Their connections stay
 open until the storm ends.
 
+Faults (--reconnect, one-to-one and group): without it a connection lost
+during the run fails it. With it every simulated user keeps its session, as
+a real client does: after a lost connection (EOF, reset, an error frame
+after which the gateway closes, no reply within --reply-timeout) it
+reconnects with jittered backoff (100 ms doubling to 2 s) to the next
+--addr, round-robin, and logs in with its resume token and lastseq (the last
+seq it processed); a refused token falls back to the password, counted as
+password_relogins and warned about. Each sender keeps an outbox of the
+messages not acknowledged yet and sends them one at a time, in order: after
+a lost connection it resends them with the same cid (the server answers a
+stored cid with duplicate:true, which counts as acknowledged), an errno
+answer (110 while a service restarts) is retried after a short backoff
+(send_errors_retried), and a message not acknowledged within --give-up is
+given up (given_up, fails the run). Receivers drop seqs they already
+processed; what the checks count is what a client would show. Reported:
+reconnects, resumed, password_relogins, the outages (connection lost ->
+logged in again: count, p50, p99, max) and the longest time a receiver went
+without a message while the senders sent. Unanswered messages at the end
+of the drain fail the run too: give the drain time (--drain 30s) when a
+fault may still be on at the end.
+
+SIGINT or SIGTERM stops sending at once; the drain (up to --drain), the
+checks and the final acks still run and the report is printed (a second
+signal ends the process). --out FILE also writes the JSON report to FILE.
+
 Source addresses: one source address has ~28,000 ephemeral ports (Linux:
 /proc/sys/net/ipv4/ip_local_port_range). With --source-addrs auto (default)
 and IPv4 loopback gateways, a run that needs more connections is spread over
@@ -74,6 +100,22 @@ the per-connection rate (the gateway's default, 200 frames/s with a burst of
 
 Latency is the time from send to receipt on this process's clock, for
 messages sent in the measured window (after --warmup).`
+
+// writeReportFile writes the JSON report to path.
+func writeReportFile(path string, r *loadgen.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report file: %w", err)
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("report file %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("report file %s: %w", path, err)
+	}
+	return nil
+}
 
 func benchCommand() *cli.Command {
 	d := loadgen.DefaultConfig()
@@ -127,8 +169,17 @@ func benchCommand() *cli.Command {
 		&cli.IntFlag{Name: "setup-concurrency", Value: d.SetupConcurrency, EnvVars: []string{"NATTER_BENCH_SETUP_CONCURRENCY"},
 			Usage: "registrations and logins in flight at once before the clock starts (bcrypt is slow); " +
 				"idle: also its measured logins"},
+		&cli.BoolFlag{Name: "reconnect", EnvVars: []string{"NATTER_BENCH_RECONNECT"},
+			Usage: "one-to-one, group: keep every user's session through lost connections (log in again with the " +
+				"resume token, resend unacknowledged messages with the same cid) instead of failing the run"},
+		&cli.DurationFlag{Name: "give-up", Value: d.GiveUp, EnvVars: []string{"NATTER_BENCH_GIVE_UP"},
+			Usage: "--reconnect: give a message up (fails the run) when not acknowledged this long after it was first sent"},
+		&cli.DurationFlag{Name: "reply-timeout", Value: d.ReplyTimeout, EnvVars: []string{"NATTER_BENCH_REPLY_TIMEOUT"},
+			Usage: "--reconnect: a request unanswered this long counts as a lost connection"},
 		&cli.BoolFlag{Name: "json", EnvVars: []string{"NATTER_BENCH_JSON"},
 			Usage: "print the report as one JSON object instead of a table"},
+		&cli.StringFlag{Name: "out", EnvVars: []string{"NATTER_BENCH_OUT"},
+			Usage: "also write the report as one JSON object to this file"},
 		&cli.BoolFlag{Name: "quiet", EnvVars: []string{"NATTER_BENCH_QUIET"},
 			Usage: "no progress line on stderr every second"},
 	}
@@ -170,6 +221,9 @@ func benchCommand() *cli.Command {
 				Users:            c.Int("users"),
 				Concurrency:      c.Int("concurrency"),
 				Sources:          sources,
+				Reconnect:        c.Bool("reconnect"),
+				GiveUp:           c.Duration("give-up"),
+				ReplyTimeout:     c.Duration("reply-timeout"),
 			}
 			for _, a := range strings.Split(c.String("addr"), ",") {
 				if a = strings.TrimSpace(a); a != "" {
@@ -184,6 +238,9 @@ func benchCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal stops the run (which still drains and
+			// reports); a second one ends the process.
+			context.AfterFunc(ctx, stop)
 			report, runErr := loadgen.Run(ctx, cfg, log)
 			if report != nil {
 				write := report.WriteText
@@ -192,6 +249,11 @@ func benchCommand() *cli.Command {
 				}
 				if err := write(os.Stdout); err != nil {
 					return err
+				}
+				if out := c.String("out"); out != "" {
+					if err := writeReportFile(out, report); err != nil {
+						return err
+					}
 				}
 			}
 			if runErr != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -20,6 +21,10 @@ const (
 // ErrnoTransport is the errno recorded for a send that failed without an
 // answer from the server: the connection broke or the write failed.
 const ErrnoTransport = -1
+
+// ErrnoGivenUp is the errno recorded for a message a sender gave up on
+// (reconnect mode: not acknowledged within Config.GiveUp).
+const ErrnoGivenUp = -2
 
 // Checker does the delivery accounting of a run. Senders number each
 // conversation's messages (Conversation.Send), record the server's answer
@@ -48,6 +53,11 @@ type Checker struct {
 	lastAll, lastMeasured *hdrhistogram.Histogram
 	n                     counts
 	errnos                map[int]int64
+	recipients            []*Recipient
+
+	// The senders' sending time, for the receive gaps (unix ns; 0: not
+	// started, not stopped).
+	sendFrom, sendUntil atomic.Int64
 }
 
 // counts are the Checker's running totals.
@@ -55,6 +65,7 @@ type counts struct {
 	sent, skipped, acked, failed, delivered int64
 	duplicates, reordered, unexpected       int64
 	seqErrors, foreign, connErrors          int64
+	givenUp, redelivered, notices           int64
 	sentInWindow, deliveredInWindow         int64
 	unreplied                               int64 // sent, neither acknowledged nor failed yet
 	undelivered                             int64 // acknowledged, not received yet
@@ -184,6 +195,18 @@ func (cv *Conversation) Failed(n int64, errno int) (settled bool) {
 	c.n.unreplied--
 	c.errnos[errno]++
 	return cv.settle(st)
+}
+
+// GiveUp records that the sender gave up on message n (reconnect mode:
+// the server never acknowledged it in time). Like a send error, it is not
+// lost, but it fails the run. It reports whether n stopped being
+// outstanding now.
+func (cv *Conversation) GiveUp(n int64) (settled bool) {
+	c := cv.c
+	c.mu.Lock()
+	c.n.givenUp++
+	c.mu.Unlock()
+	return cv.Failed(n, ErrnoGivenUp)
 }
 
 // Received records the arrival at time at of message n, sent at sentAt, with
@@ -352,6 +375,16 @@ func (gc *GroupConversation) Failed(n int64, errno int) (settled bool) {
 	return settle(&m.st)
 }
 
+// GiveUp records that the sender gave up on message n; see
+// Conversation.GiveUp.
+func (gc *GroupConversation) GiveUp(n int64) (settled bool) {
+	c := gc.c
+	c.mu.Lock()
+	c.n.givenUp++
+	c.mu.Unlock()
+	return gc.Failed(n, ErrnoGivenUp)
+}
+
 // Received records the arrival of message n, sent at sentAt, at recipient r
 // at time at. It reports whether n stopped being outstanding now: r was its
 // last recipient.
@@ -412,15 +445,102 @@ func (gc *GroupConversation) missing() (deliveries, msgs int64) {
 	return deliveries, msgs
 }
 
-// Recipient checks one receiving connection: the seq values of its pushes
-// must be strictly increasing. It is used by one goroutine at a time.
+// Recipient checks one receiving user: the seq values of the pushes on
+// each of its connections must be strictly increasing. It is used by one
+// goroutine at a time (its connection's reader; in reconnect mode the
+// readers of its connections one after the other).
 type Recipient struct {
 	c    *Checker
-	last int64
+	last int64 // the highest seq seen (Seq) or processed (Push)
+
+	// Push: the connection of the last push and its highest seq.
+	gen, connLast int64
+
+	lastAt atomic.Int64 // the last delivery (Delivered), unix ns; 0: none yet
+	maxGap atomic.Int64 // the longest time between deliveries while the senders sent, ns
 }
 
-// Recipient starts checking a new receiving connection.
-func (c *Checker) Recipient() *Recipient { return &Recipient{c: c} }
+// Recipient starts checking a new receiving user.
+func (c *Checker) Recipient() *Recipient {
+	r := &Recipient{c: c}
+	c.mu.Lock()
+	c.recipients = append(c.recipients, r)
+	c.mu.Unlock()
+	return r
+}
+
+// Push is Seq for a user whose connections are replaced (reconnect
+// mode): it records a push's seq on connection gen and reports whether
+// the push is new, to be processed. A seq the user already processed on
+// an earlier connection is dropped as a real client drops it (the login
+// that replaced the connection overlapped what it had) and counted as
+// redelivered; a seq not above the previous one on the same connection is
+// a seq error, and dropped too.
+func (r *Recipient) Push(gen, seq int64) bool {
+	if gen != r.gen {
+		r.gen, r.connLast = gen, 0
+	}
+	if seq <= r.connLast {
+		r.c.mu.Lock()
+		r.c.n.seqErrors++
+		r.c.mu.Unlock()
+		return false
+	}
+	r.connLast = seq
+	if seq <= r.last {
+		r.c.mu.Lock()
+		r.c.n.redelivered++
+		r.c.mu.Unlock()
+		return false
+	}
+	r.last = seq
+	return true
+}
+
+// Delivered records that a message of the run reached the user at time
+// at, for the longest gap between deliveries while the senders were
+// sending (from the start of sending, or the previous delivery, to this
+// one or the end of sending, whichever came first).
+func (r *Recipient) Delivered(at time.Time) {
+	now := at.UnixNano()
+	from := r.lastAt.Load()
+	if from == 0 {
+		if from = r.c.sendFrom.Load(); from == 0 {
+			from = now
+		}
+	}
+	r.lastAt.Store(now)
+	end := now
+	if until := r.c.sendUntil.Load(); until != 0 {
+		end = min(end, until)
+	}
+	if g := end - from; g > r.maxGap.Load() {
+		r.maxGap.Store(g)
+	}
+}
+
+// SendingFrom and SendingUntil tell the Checker when the senders started
+// and stopped, for the receive gaps.
+func (c *Checker) SendingFrom(t time.Time)  { c.sendFrom.Store(t.UnixNano()) }
+func (c *Checker) SendingUntil(t time.Time) { c.sendUntil.Store(t.UnixNano()) }
+
+// MaxReceiveGap is the longest time a recipient went without a message
+// while the senders were sending (Recipient.Delivered): between two
+// deliveries, or, once sending stopped, from a recipient's last delivery
+// (or the start) to the end of sending.
+func (c *Checker) MaxReceiveGap() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	from, until := c.sendFrom.Load(), c.sendUntil.Load()
+	var g int64
+	for _, r := range c.recipients {
+		g = max(g, r.maxGap.Load())
+		if last := max(r.lastAt.Load(), from); from != 0 && until != 0 {
+			g = max(g, until-last)
+		}
+	}
+	return time.Duration(g)
+}
 
 // Seq records a push's seq and reports whether it was in order.
 func (r *Recipient) Seq(seq int64) bool {
@@ -441,12 +561,30 @@ func (c *Checker) Foreign() {
 	c.mu.Unlock()
 }
 
+// Notice counts an error frame that answered no request (reconnect mode:
+// RECONNECT, the gateway stopping, the session expired; the connection
+// closes and the session comes back on another).
+func (c *Checker) Notice() {
+	c.mu.Lock()
+	c.n.notices++
+	c.mu.Unlock()
+}
+
 // ConnError counts an error frame that answered no request of ours (for
 // example a dropped ack) or a connection that broke during the run.
 func (c *Checker) ConnError() {
 	c.mu.Lock()
 	c.n.connErrors++
 	c.mu.Unlock()
+}
+
+// stray returns the handler of error frames that answer no request:
+// reconnect mode counts them as notices, else as connection errors.
+func (c *Checker) stray(reconnect bool) func(*frame) {
+	if reconnect {
+		return func(*frame) { c.Notice() }
+	}
+	return func(*frame) { c.ConnError() }
 }
 
 // Pending is how many messages are still in flight: sent without an answer
@@ -493,6 +631,9 @@ type Result struct {
 	Duplicates   int64 `json:"duplicated"`              // the same n or the same mid received again (group: at one recipient)
 	Reordered    int64 `json:"reordered"`               // an n lower than one received before it (group: at one recipient)
 	Unexpected   int64 `json:"unexpected"`              // an answer or arrival for a message never sent
+	GivenUp      int64 `json:"given_up"`                // reconnect: not acknowledged within the give-up time (also send errors)
+	Redelivered  int64 `json:"redelivered,omitempty"`   // reconnect: pushes of seqs already processed, dropped by the receiver
+	Notices      int64 `json:"notices,omitempty"`       // reconnect: error frames that answered no request (RECONNECT, ...)
 	SeqErrors    int64 `json:"seq_errors"`              // a push seq not above the previous one on its connection
 	Foreign      int64 `json:"foreign"`                 // a push without this run's bench metadata
 	ConnErrors   int64 `json:"conn_errors"`
@@ -508,10 +649,10 @@ type Result struct {
 }
 
 // Clean reports whether nothing was lost, duplicated, reordered or out of
-// sequence, and nothing arrived that was never sent.
+// sequence, nothing arrived that was never sent and no sender gave up.
 func (r Result) Clean() bool {
 	return r.Lost == 0 && r.Duplicates == 0 && r.Reordered == 0 && r.Unexpected == 0 && r.SeqErrors == 0 &&
-		r.Foreign == 0
+		r.Foreign == 0 && r.GivenUp == 0
 }
 
 // Latency summarizes a latency histogram, in milliseconds.
@@ -551,6 +692,9 @@ func (c *Checker) Result() Result {
 		Duplicates:        c.n.duplicates,
 		Reordered:         c.n.reordered,
 		Unexpected:        c.n.unexpected,
+		GivenUp:           c.n.givenUp,
+		Redelivered:       c.n.redelivered,
+		Notices:           c.n.notices,
 		SeqErrors:         c.n.seqErrors,
 		Foreign:           c.n.foreign,
 		ConnErrors:        c.n.connErrors,
@@ -578,8 +722,11 @@ func (c *Checker) Result() Result {
 		r.SendErrnos = map[string]int64{}
 		for e, k := range c.errnos {
 			name := strconv.Itoa(e)
-			if e == ErrnoTransport {
+			switch e {
+			case ErrnoTransport:
 				name = "transport"
+			case ErrnoGivenUp:
+				name = "given up"
 			}
 			r.SendErrnos[name] = k
 		}

@@ -80,18 +80,30 @@ type Config struct {
 
 	Sources Sources // the local addresses connections are made from
 
+	// Reconnect (one-to-one, group): every simulated user keeps its session
+	// through lost connections - it logs in again (resume token, lastseq)
+	// on the next address, and its sender resends what was not
+	// acknowledged with the same cid (see reconnect.go). Off: a lost
+	// connection fails the run.
+	Reconnect    bool
+	GiveUp       time.Duration // reconnect: a message not acknowledged this long after it was first sent is given up (fails the run)
+	ReplyTimeout time.Duration // reconnect: a request unanswered this long drops its connection
+
 	Progress io.Writer // a progress line every second; nil: none
 
 	hooks *testHooks // tests only: break a run on purpose
 }
 
-// testHooks let the package's tests make a run fail on purpose.
+// testHooks let the package's tests make a run fail (or stop) on purpose.
 type testHooks struct {
 	// beforeStorm runs before a storm's measured logins: after the
 	// registrations (login-storm) or after the password logins, before
 	// their connections are reset (resume-storm; conns[i] is accts[i]'s
 	// connection). It may change what the accounts log in with.
 	beforeStorm func(ctx context.Context, accts []account, conns []*leanConn)
+	// clockStarted runs when a message workload's clock starts, after its
+	// setup and before the users' keepers (reconnect mode) start.
+	clockStarted func(users []*simUser)
 }
 
 // DefaultConfig returns the defaults of `natter bench`.
@@ -115,6 +127,8 @@ func DefaultConfig() Config {
 		Users:            1000,
 		Concurrency:      32,
 		Sources:          AutoSources(),
+		GiveUp:           60 * time.Second,
+		ReplyTimeout:     15 * time.Second,
 	}
 }
 
@@ -163,6 +177,8 @@ func (c Config) Validate() error {
 		return errors.New("timeout must not be negative")
 	case c.SetupConcurrency < 1:
 		return fmt.Errorf("setup concurrency %d: want at least 1", c.SetupConcurrency)
+	case c.Reconnect && !c.messages():
+		return fmt.Errorf("reconnect: only the %s and %s workloads reconnect", WorkloadOneToOne, WorkloadGroup)
 	}
 	switch c.Workload {
 	case WorkloadIdle:
@@ -204,6 +220,10 @@ func (c Config) validateMessages() error {
 			c.Timeout, c.Warmup+c.Duration+c.Drain)
 	case c.AckInterval < 0:
 		return fmt.Errorf("ack interval %s: want more than 0 (0: the workload's default)", c.AckInterval)
+	case c.Reconnect && c.ReplyTimeout <= 0:
+		return fmt.Errorf("reply timeout %s: want more than 0", c.ReplyTimeout)
+	case c.Reconnect && c.GiveUp <= c.ReplyTimeout:
+		return fmt.Errorf("give-up %s: want more than the reply timeout (%s)", c.GiveUp, c.ReplyTimeout)
 	}
 	return nil
 }

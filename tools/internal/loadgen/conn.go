@@ -54,6 +54,9 @@ type frame struct {
 	LastSeq int64      `json:"lastseq"`
 	Token   string     `json:"token"`
 	Bench   *benchMeta `json:"bench"`
+	// A chat's REPLY: the cid was stored before (a resend); the message
+	// counts as acknowledged.
+	Duplicate bool `json:"duplicate"`
 }
 
 // replyFunc receives the reply to a request (possibly with errno != 0), or
@@ -76,17 +79,25 @@ type handlers struct {
 // request still waiting.
 type conn struct {
 	nc   net.Conn
+	gen  int64 // this connection's number in the run (pushFrame.Gen)
 	h    handlers
 	done chan struct{} // closed when the reader goroutine ends
 
 	wmu sync.Mutex // serializes writes, and reqid order with them
 	buf []byte
 
-	mu      sync.Mutex
-	err     error // why the connection ended; nil while it is up
-	nextID  int64
-	pending map[int64]replyFunc
-	order   []int64 // reqids in send order
+	mu       sync.Mutex
+	err      error     // why the connection ended; nil while it is up
+	failedAt time.Time // when err was set
+	nextID   int64
+	pending  map[int64]waiting
+	order    []int64 // reqids in send order
+}
+
+// waiting is a request waiting for its reply.
+type waiting struct {
+	cb replyFunc
+	at time.Time // sent
 }
 
 // dial connects to a gateway and starts the connection's reader goroutine,
@@ -96,7 +107,7 @@ func dial(ctx context.Context, d *dialer, addr string, h handlers) (*conn, error
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, h: h, done: make(chan struct{}), pending: map[int64]replyFunc{}}
+	c := &conn{nc: nc, gen: d.conns.Add(1), h: h, done: make(chan struct{}), pending: map[int64]waiting{}}
 	go c.readLoop()
 	return c, nil
 }
@@ -113,6 +124,26 @@ func (c *conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// failedAt is when the connection ended (zero while it is up).
+func (c *conn) failedTime() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failedAt
+}
+
+// oldestWait is how long the oldest request still waiting for its reply
+// has waited at now; 0 when none waits.
+func (c *conn) oldestWait(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range c.order {
+		if w, ok := c.pending[id]; ok {
+			return now.Sub(w.at)
+		}
+	}
+	return 0
 }
 
 func (c *conn) readLoop() {
@@ -146,8 +177,18 @@ func (c *conn) readLoop() {
 
 func (c *conn) push(p *pushFrame, at time.Time) {
 	if c.h.push != nil {
+		p.Gen = c.gen
 		c.h.push(p, at)
 	}
+}
+
+// answersOldest reports whether an error frame without a reqid answers the
+// oldest request waiting: the gateway refused a frame before it could read
+// its reqid. Other such frames (the gateway is stopping, the session
+// expired, a delivery was interrupted, msgids this tool does not know) are
+// about the connection, not about a request.
+func answersOldest(f *frame) bool {
+	return f.Errno == int(wire.Flood) || f.Errno == int(wire.BadJSON)
 }
 
 func (c *conn) dispatch(f *frame, at time.Time) {
@@ -159,18 +200,18 @@ func (c *conn) dispatch(f *frame, at time.Time) {
 	c.mu.Lock()
 	var cb replyFunc
 	if f.ReqID != 0 {
-		cb = c.pending[f.ReqID]
+		cb = c.pending[f.ReqID].cb
 		delete(c.pending, f.ReqID)
-	} else if f.Errno != 0 {
+	} else if f.Errno != 0 && answersOldest(f) {
 		for len(c.order) > 0 && cb == nil {
 			id := c.order[0]
 			c.order = c.order[1:]
-			if cb = c.pending[id]; cb != nil {
+			if cb = c.pending[id].cb; cb != nil {
 				delete(c.pending, id)
 			}
 		}
 	}
-	for len(c.order) > 0 && c.pending[c.order[0]] == nil {
+	for len(c.order) > 0 && c.pending[c.order[0]].cb == nil {
 		c.order = c.order[1:]
 	}
 	c.mu.Unlock()
@@ -189,14 +230,14 @@ func (c *conn) fail(err error) {
 		c.mu.Unlock()
 		return
 	}
-	c.err = err
+	c.err, c.failedAt = err, time.Now()
 	cbs := make([]replyFunc, 0, len(c.pending))
 	for _, id := range c.order {
-		if cb := c.pending[id]; cb != nil {
-			cbs = append(cbs, cb)
+		if w, ok := c.pending[id]; ok {
+			cbs = append(cbs, w.cb)
 		}
 	}
-	c.pending, c.order = map[int64]replyFunc{}, nil
+	c.pending, c.order = map[int64]waiting{}, nil
 	c.mu.Unlock()
 	c.nc.Close()
 	for _, cb := range cbs {
@@ -218,7 +259,7 @@ func (c *conn) request(build func(reqid int64) any, cb replyFunc) {
 	}
 	c.nextID++
 	id := c.nextID
-	c.pending[id] = cb
+	c.pending[id] = waiting{cb: cb, at: time.Now()}
 	c.order = append(c.order, id)
 	c.mu.Unlock()
 	err := c.writeLocked(build(id))
@@ -291,6 +332,7 @@ type loginFrame struct {
 	Password string     `json:"password"`
 	Dialect  string     `json:"dialect"`
 	ReqID    int64      `json:"reqid"`
+	LastSeq  int64      `json:"lastseq,omitempty"` // a login again: the last seq processed
 }
 
 type tokenLoginFrame struct {
@@ -299,6 +341,12 @@ type tokenLoginFrame struct {
 	Token   string     `json:"token"`
 	Dialect string     `json:"dialect"`
 	ReqID   int64      `json:"reqid"`
+	LastSeq int64      `json:"lastseq,omitempty"`
+}
+
+type pingFrame struct {
+	MsgID wire.MsgID `json:"msgid"`
+	ReqID int64      `json:"reqid"`
 }
 
 type chatFrame struct {
@@ -350,13 +398,22 @@ func (c *conn) register(ctx context.Context, name, password string) (int64, erro
 }
 
 // login logs the connection in as user id in the full dialect and returns
-// the LOGIN_ACK (pending says how many replayed pushes follow).
-func (c *conn) login(ctx context.Context, id int64, password string) (*frame, error) {
+// the LOGIN_ACK (pending says how many replayed pushes follow). With a
+// token it logs in with the resume token instead of the password; lastseq
+// (0: none) is the last seq the user processed, which the gateway takes as
+// acknowledged.
+func (c *conn) login(ctx context.Context, id int64, password, token string, lastseq int64) (*frame, error) {
 	f, err := c.call(ctx, func(rid int64) any {
-		return loginFrame{MsgID: wire.Login, ID: id, Password: password, Dialect: "full", ReqID: rid}
+		if token != "" {
+			return tokenLoginFrame{MsgID: wire.Login, ID: id, Token: token, Dialect: "full", ReqID: rid, LastSeq: lastseq}
+		}
+		return loginFrame{MsgID: wire.Login, ID: id, Password: password, Dialect: "full", ReqID: rid, LastSeq: lastseq}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("login %d: %w", id, err)
+	}
+	if f.ID != id {
+		return nil, fmt.Errorf("login %d: LOGIN_ACK for user %d", id, f.ID)
 	}
 	return f, nil
 }

@@ -29,6 +29,13 @@
 //     its own whose requests are answered synchronously to whoever holds it,
 //     so that one process holds 100,000 of them: registerUsers and loginAll
 //     run on a few worker goroutines, the idle pings on pingWorkers.
+//   - reconnect mode (Config.Reconnect, reconnect.go): sessions kept through
+//     lost connections. A keeper goroutine per user logs in again on the
+//     next address (resume token, lastseq; the password if the token is
+//     refused), each sender's outbox resends what was not acknowledged with
+//     the same cid, one message at a time, receivers drop seqs they already
+//     processed (Recipient.Push), and the report says how often and how
+//     long sessions were down. Without it a lost connection fails the run.
 //   - dialer: every workload's connections, from the run's source addresses
 //     (Sources: one address has ~28,000 ephemeral ports, so loopback runs
 //     beyond that spread over 127.0.0.1, 127.0.0.2, ...).

@@ -58,6 +58,7 @@ type groupSender struct {
 	gid         int64
 	conv        *GroupConversation
 	outstanding atomic.Int64 // sent and not settled (every recipient got it, or it failed)
+	box         *outbox      // reconnect mode: its messages not acknowledged yet
 }
 
 // Group runs the group fan-out workload: cfg.Groups groups of cfg.Members
@@ -72,7 +73,7 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.hardTimeout(), ErrHardTimeout)
 	defer cancel()
 	o := &groupRun{cfg: cfg, chk: NewChecker(), run: newRunID(), msg: strings.Repeat("x", cfg.MsgSize)}
-	stray := func(*frame) { o.chk.ConnError() }
+	stray := o.chk.stray(cfg.Reconnect)
 	specs := make([]userSpec, 0, cfg.Groups*cfg.Members)
 	var members []*member
 	for gi := range cfg.Groups {
@@ -83,7 +84,7 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 			members = append(members, m)
 			specs = append(specs, userSpec{
 				name: fmt.Sprintf("b%s-g%d-%d", o.run, gi, j),
-				addr: addrFor(cfg.Addrs, len(specs)),
+				addr: len(specs),
 				h:    handlers{push: m.onPush, stray: stray},
 			})
 		}
@@ -92,7 +93,7 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	setupStart := time.Now()
 	d := newDialer(cfg, cfg.Groups*cfg.Members)
-	users, err := connectUsers(ctx, d, specs, cfg.Password, cfg.SetupConcurrency)
+	users, err := connectUsers(ctx, d, cfg.Addrs, specs, cfg.Password, cfg.SetupConcurrency)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
@@ -101,11 +102,19 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	for k, m := range members {
 		m.user = users[k]
 		m.inbox.user = m.user
+		m.user.inbox = &m.inbox
 		boxes[k] = &m.inbox
 	}
 	groupsStart := time.Now()
 	if err := o.makeGroups(ctx); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
+	}
+	var keep *sessions
+	if cfg.Reconnect {
+		keep = newSessions(cfg, log, d)
+		for _, s := range o.senders {
+			s.box = keep.outbox(s.m.user, s)
+		}
 	}
 	setup, setupGroups := time.Since(setupStart), time.Since(groupsStart)
 	log.Debug("bench setup done", "users", len(users), "groups", len(o.groups), "took", setup,
@@ -125,7 +134,7 @@ func Group(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		SetupGroupsS: setupGroups.Seconds(),
 	}
 	err = runClock(ctx, clocked{
-		cfg: cfg, log: log, chk: o.chk, users: users, boxes: boxes,
+		cfg: cfg, log: log, chk: o.chk, users: users, boxes: boxes, keep: keep,
 		send: func(tl timeline, stop <-chan struct{}, wg *sync.WaitGroup) {
 			for _, s := range o.senders {
 				wg.Go(func() { openLoop(tl, stop, s, s.k, len(o.senders), cfg.Rate) })
@@ -145,7 +154,7 @@ func (o *groupRun) makeGroups(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, setupRequestTimeout)
 		defer cancel()
 		var err error
-		ids[i], err = o.groups[i].members[0].user.conn.createGroup(ctx, fmt.Sprintf("bench %s %d", o.run, i))
+		ids[i], err = o.groups[i].members[0].user.conn().createGroup(ctx, fmt.Sprintf("bench %s %d", o.run, i))
 		return err
 	})
 	if err != nil {
@@ -156,7 +165,7 @@ func (o *groupRun) makeGroups(ctx context.Context) error {
 		g := o.groups[k/joiners]
 		ctx, cancel := context.WithTimeout(ctx, setupRequestTimeout)
 		defer cancel()
-		return g.members[1+k%joiners].user.conn.joinGroup(ctx, ids[g.i])
+		return g.members[1+k%joiners].user.conn().joinGroup(ctx, ids[g.i])
 	})
 	if err != nil {
 		return err
@@ -174,9 +183,17 @@ func (o *groupRun) makeGroups(ctx context.Context) error {
 }
 
 // onPush records a group message arriving at the member; it runs on the
-// member's reader goroutine.
+// member's reader goroutine. In reconnect mode the member drops seqs it
+// already processed first, as a real client does.
 func (m *member) onPush(f *pushFrame, at time.Time) {
-	m.rcpt.Seq(f.Seq)
+	reconnect := m.o.cfg.Reconnect
+	if reconnect {
+		if !m.rcpt.Push(f.Gen, f.Seq) {
+			return
+		}
+	} else {
+		m.rcpt.Seq(f.Seq)
+	}
 	m.inbox.saw(f.Seq)
 	rt := m.g.route.Load()
 	if rt == nil || f.MsgID != wire.GroupChat || f.GroupID != rt.id || !f.Bench || string(f.Run) != m.o.run {
@@ -192,6 +209,9 @@ func (m *member) onPush(f *pushFrame, at time.Time) {
 	if m.j > s.m.j {
 		r--
 	}
+	if reconnect {
+		m.rcpt.Delivered(at)
+	}
 	if s.conv.Received(r, f.N, time.Unix(0, f.T), at) {
 		s.outstanding.Add(-1)
 	}
@@ -199,23 +219,43 @@ func (m *member) onPush(f *pushFrame, at time.Time) {
 
 // The group sender as an open-loop sender.
 
-func (s *groupSender) broken() bool { return s.m.user.conn.Err() != nil }
+func (s *groupSender) broken() bool { return !s.m.o.cfg.Reconnect && s.m.user.conn().Err() != nil }
 func (s *groupSender) full() bool   { return s.outstanding.Load() >= int64(s.m.o.cfg.MaxOutstanding) }
 func (s *groupSender) skip()        { s.conv.Skip() }
 
-// sendNext sends the next message of the sender's conversation.
+// sendNext sends the next message of the sender's conversation
+// (reconnect mode: queues it in its outbox).
 func (s *groupSender) sendNext() {
-	o := s.m.o
 	t := time.Now()
 	n := s.conv.Send(t)
 	s.outstanding.Add(1)
-	s.m.user.conn.request(func(reqid int64) any {
-		return groupChatFrame{
-			MsgID: wire.GroupChat, GroupID: s.gid, Msg: o.msg, ReqID: reqid,
-			CID:   o.run + "-g" + strconv.Itoa(s.k) + "-" + strconv.FormatInt(n, 10),
-			Bench: benchMeta{Run: o.run, N: n, T: t.UnixNano()},
-		}
-	}, func(f *frame, err error) { s.onReply(n, f, err) })
+	if s.box != nil {
+		s.box.push(n, t)
+		return
+	}
+	s.m.user.conn().request(func(reqid int64) any { return s.frame(n, t, reqid) },
+		func(f *frame, err error) { s.onReply(n, f, err) })
+}
+
+// frame is message n, first sent at t; sent again, it is the same message
+// with the same cid.
+func (s *groupSender) frame(n int64, t time.Time, reqid int64) any {
+	o := s.m.o
+	return groupChatFrame{
+		MsgID: wire.GroupChat, GroupID: s.gid, Msg: o.msg, ReqID: reqid,
+		CID:   o.run + "-g" + strconv.Itoa(s.k) + "-" + strconv.FormatInt(n, 10),
+		Bench: benchMeta{Run: o.run, N: n, T: t.UnixNano()},
+	}
+}
+
+// The group sender as its outbox's sender (reconnect mode).
+
+func (s *groupSender) acked(n int64) { s.conv.Acked(n) }
+
+func (s *groupSender) gaveUp(n int64) {
+	if s.conv.GiveUp(n) {
+		s.outstanding.Add(-1)
+	}
 }
 
 // onReply records the server's answer to message n.

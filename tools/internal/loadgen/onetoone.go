@@ -41,7 +41,8 @@ type pair struct {
 	errored     atomic.Bool   // a send failed since the sender last looked (closed loop)
 	wake        chan struct{} // capacity 1: something settled
 
-	inbox inbox // the receiver's acknowledgements
+	inbox inbox   // the receiver's acknowledgements
+	box   *outbox // reconnect mode: the sender's messages not acknowledged yet
 }
 
 // OneToOne runs the one-to-one workload: cfg.Pairs pairs of fresh users,
@@ -54,30 +55,38 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.hardTimeout(), ErrHardTimeout)
 	defer cancel()
 	o := &oneToOne{cfg: cfg, log: log, chk: NewChecker(), run: newRunID(), msg: strings.Repeat("x", cfg.MsgSize)}
-	stray := handlers{stray: func(*frame) { o.chk.ConnError() }}
+	stray := handlers{stray: o.chk.stray(cfg.Reconnect)}
 	specs := make([]userSpec, 0, 2*cfg.Pairs)
 	for i := range cfg.Pairs {
 		p := &pair{o: o, i: i, conv: o.chk.Conversation(), rcpt: o.chk.Recipient(), wake: make(chan struct{}, 1)}
 		o.pairs = append(o.pairs, p)
 		specs = append(specs,
-			userSpec{name: fmt.Sprintf("b%s-%d-s", o.run, i), addr: addrFor(cfg.Addrs, 2*i), h: stray},
-			userSpec{name: fmt.Sprintf("b%s-%d-r", o.run, i), addr: addrFor(cfg.Addrs, 2*i+1),
+			userSpec{name: fmt.Sprintf("b%s-%d-s", o.run, i), addr: 2 * i, h: stray},
+			userSpec{name: fmt.Sprintf("b%s-%d-r", o.run, i), addr: 2*i + 1,
 				h: handlers{push: p.onPush, stray: stray.stray}})
 	}
 
 	setupStart := time.Now()
 	d := newDialer(cfg, 2*cfg.Pairs)
-	users, err := connectUsers(ctx, d, specs, cfg.Password, cfg.SetupConcurrency)
+	users, err := connectUsers(ctx, d, cfg.Addrs, specs, cfg.Password, cfg.SetupConcurrency)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	defer closeUsers(users)
+	var keep *sessions
+	if cfg.Reconnect {
+		keep = newSessions(cfg, log, d)
+	}
 	boxes := make([]*inbox, len(o.pairs))
 	for i, p := range o.pairs {
 		p.sender, p.receiver = users[2*i], users[2*i+1]
 		p.senderID.Store(p.sender.id)
 		p.inbox.user = p.receiver
+		p.receiver.inbox = &p.inbox
 		boxes[i] = &p.inbox
+		if keep != nil {
+			p.box = keep.outbox(p.sender, p)
+		}
 	}
 	setup := time.Since(setupStart)
 	log.Debug("bench setup done", "users", len(users), "took", setup)
@@ -95,7 +104,7 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 		r.Rate = cfg.Rate
 	}
 	err = runClock(ctx, clocked{
-		cfg: cfg, log: log, chk: o.chk, users: users, boxes: boxes,
+		cfg: cfg, log: log, chk: o.chk, users: users, boxes: boxes, keep: keep,
 		send: func(tl timeline, stop <-chan struct{}, wg *sync.WaitGroup) {
 			for _, p := range o.pairs {
 				if cfg.Mode == Open {
@@ -110,21 +119,41 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 	return r, err
 }
 
-// send sends the next message of the pair's conversation and returns its n.
+// send sends the next message of the pair's conversation (reconnect mode:
+// queues it in the sender's outbox) and returns its n.
 func (p *pair) send() int64 {
-	o := p.o
 	t := time.Now()
 	n := p.conv.Send(t)
 	p.outstanding.Add(1)
-	to := p.receiver.id
-	p.sender.conn.request(func(reqid int64) any {
-		return chatFrame{
-			MsgID: wire.OneChat, ToID: to, Msg: o.msg, ReqID: reqid,
-			CID:   o.run + "-" + strconv.Itoa(p.i) + "-" + strconv.FormatInt(n, 10),
-			Bench: benchMeta{Run: o.run, N: n, T: t.UnixNano()},
-		}
-	}, func(f *frame, err error) { p.onReply(n, f, err) })
+	if p.box != nil {
+		p.box.push(n, t)
+		return n
+	}
+	p.sender.conn().request(func(reqid int64) any { return p.frame(n, t, reqid) },
+		func(f *frame, err error) { p.onReply(n, f, err) })
 	return n
+}
+
+// frame is message n, first sent at t; sent again, it is the same message
+// with the same cid.
+func (p *pair) frame(n int64, t time.Time, reqid int64) any {
+	o := p.o
+	return chatFrame{
+		MsgID: wire.OneChat, ToID: p.receiver.id, Msg: o.msg, ReqID: reqid,
+		CID:   o.run + "-" + strconv.Itoa(p.i) + "-" + strconv.FormatInt(n, 10),
+		Bench: benchMeta{Run: o.run, N: n, T: t.UnixNano()},
+	}
+}
+
+// The pair as its outbox's sender (reconnect mode).
+
+func (p *pair) acked(n int64) { p.conv.Acked(n) }
+
+func (p *pair) gaveUp(n int64) {
+	if p.conv.GiveUp(n) {
+		p.outstanding.Add(-1)
+	}
+	p.markSettled(n)
 }
 
 // onReply records the server's answer to message n.
@@ -148,13 +177,24 @@ func (p *pair) onReply(n int64, f *frame, err error) {
 }
 
 // onPush records a message arriving at the receiver; it runs on the
-// receiver's reader goroutine.
+// receiver's reader goroutine. In reconnect mode the receiver drops seqs
+// it already processed first, as a real client does.
 func (p *pair) onPush(f *pushFrame, at time.Time) {
-	p.rcpt.Seq(f.Seq)
+	reconnect := p.o.cfg.Reconnect
+	if reconnect {
+		if !p.rcpt.Push(f.Gen, f.Seq) {
+			return
+		}
+	} else {
+		p.rcpt.Seq(f.Seq)
+	}
 	p.inbox.saw(f.Seq)
 	if f.MsgID != wire.OneChat || !f.Bench || string(f.Run) != p.o.run || f.ID != p.senderID.Load() {
 		p.o.chk.Foreign()
 		return
+	}
+	if reconnect {
+		p.rcpt.Delivered(at)
 	}
 	if p.conv.receivedBytes(f.N, f.Mid, time.Unix(0, f.T), at) {
 		p.outstanding.Add(-1)
@@ -176,9 +216,10 @@ func (p *pair) markSettled(n int64) {
 }
 
 // closedLoop sends a message, waits until it arrived (or failed), and sends
-// the next, until stop is closed or the connection broke. A message that neither arrives nor fails
-// within cfg.Drain (at least a second) is given up on - the checks report
-// it - and the next one goes out.
+// the next, until stop is closed or the connection broke (reconnect mode:
+// the outbox sends it whatever happens to the connection). A message that
+// neither arrives nor fails within cfg.Drain (at least a second) is given
+// up on - the checks report it - and the next one goes out.
 func (p *pair) closedLoop(stop <-chan struct{}) {
 	stall := time.NewTimer(0)
 	defer stall.Stop()
@@ -188,7 +229,7 @@ func (p *pair) closedLoop(stop <-chan struct{}) {
 			return
 		default:
 		}
-		if p.sender.conn.Err() != nil {
+		if p.broken() {
 			return // the connection broke: its sends failed and are counted
 		}
 		n := p.send()
@@ -215,7 +256,7 @@ func (p *pair) closedLoop(stop <-chan struct{}) {
 
 // The pair as an open-loop sender.
 
-func (p *pair) broken() bool { return p.sender.conn.Err() != nil }
+func (p *pair) broken() bool { return !p.o.cfg.Reconnect && p.sender.conn().Err() != nil }
 func (p *pair) full() bool   { return p.outstanding.Load() >= int64(p.o.cfg.MaxOutstanding) }
 func (p *pair) skip()        { p.conv.Skip() }
 func (p *pair) sendNext()    { p.send() }

@@ -18,6 +18,7 @@ type pushFrame struct {
 	Bench   bool // the frame has a bench object
 	Run     []byte
 	N, T    int64
+	Gen     int64 // the connection it came on (set by conn, not read from the frame)
 }
 
 func isPush(id wire.MsgID) bool { return id == wire.OneChat || id == wire.GroupChat }

@@ -44,10 +44,16 @@ type Report struct {
 	ClientCPU float64 `json:"client_cpu_cores"`
 
 	Result
-	FinalAckErrors int64  `json:"final_ack_errors"` // receivers whose last ack was not confirmed
-	FloodLimited   bool   `json:"flood_limited"`    // some sends got errno 109
-	Stopped        string `json:"stopped,omitempty"`
-	OK             bool   `json:"ok"` // nothing lost, duplicated or reordered (idle: no failed login or ping; storms: no failed login)
+	FinalAckErrors int64 `json:"final_ack_errors"` // receivers whose last ack was not confirmed
+	FloodLimited   bool  `json:"flood_limited"`    // some sends got errno 109
+	// Without --reconnect: connections that broke during the run (each
+	// fails it).
+	ConnsLost int64 `json:"conns_lost,omitempty"`
+	// --reconnect: sessions kept through lost connections (the fields are
+	// part of the JSON object itself; absent without --reconnect).
+	*ReconnectReport
+	Stopped string `json:"stopped,omitempty"`
+	OK      bool   `json:"ok"` // nothing lost, duplicated or reordered (idle: no failed login or ping; storms: no failed login)
 
 	Idle  *IdleReport  `json:"-"` // the idle workload
 	Storm *StormReport `json:"-"` // login-storm and resume-storm
@@ -73,6 +79,13 @@ func (r *Report) Problems() []string {
 	add(r.SeqErrors, "seq errors")
 	add(r.Unexpected, "unexpected")
 	add(r.Foreign, "foreign")
+	add(r.GivenUp, "given up")
+	add(r.ConnsLost, "connections lost (see --reconnect)")
+	if r.ReconnectReport != nil {
+		// Every message must be settled: nothing left unanswered when
+		// the drain ended.
+		add(r.Unanswered, "unanswered (never acknowledged by the end of the drain)")
+	}
 	return p
 }
 
@@ -181,8 +194,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Unanswered > 0 {
 		row("unanswered", fmt.Sprint(r.Unanswered), "sent, no reply from the server")
 	}
+	if r.ReconnectReport != nil {
+		r.writeReconnectText(w, row)
+	}
 	if r.ConnErrors > 0 || r.FinalAckErrors > 0 {
 		row("other errors", fmt.Sprint(r.ConnErrors+r.FinalAckErrors), "stray error frames, broken connections, unconfirmed final acks")
+	}
+	if r.ConnsLost > 0 {
+		row("conns lost", fmt.Sprint(r.ConnsLost), "connections that broke during the run (--reconnect keeps sessions through it)")
 	}
 	if r.ConnErrors > 0 {
 		fmt.Fprintln(w, "  warning: connections broke or got errors outside any request during the run (see the log)")
@@ -191,6 +210,38 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintln(w, "  note: the gateway refused frames (errno 109): start it with a higher --flood-rate/--flood-burst")
 	}
 	return r.writeVerdict(w)
+}
+
+// writeReconnectText writes the rows of --reconnect.
+func (r *Report) writeReconnectText(w io.Writer, row func(name, value, note string)) {
+	rr := r.ReconnectReport
+	row("reconnects", fmt.Sprint(rr.Reconnects), fmt.Sprintf(
+		"sessions back after a lost connection (%d attempts failed and were retried, %d dropped for no reply)",
+		rr.ReconnectFailures, rr.ReplyTimeouts))
+	row("resumed", fmt.Sprint(rr.Resumed), "logged in again with the resume token and lastseq")
+	row("password relogins", fmt.Sprint(rr.PasswordRelogins), fmt.Sprintf(
+		"logged in again with the password: %d resume tokens refused", rr.TokensRefused))
+	o := rr.Outage
+	row("outage p50", ms(o.P50), fmt.Sprintf("connection lost -> logged in again, of %d losses", o.Count))
+	row("outage p99", ms(o.P99), "")
+	row("outage max", ms(o.Max), "")
+	if rr.DownAtEnd > 0 {
+		row("down at end", fmt.Sprint(rr.DownAtEnd), "sessions not back when the run ended (counted until then)")
+	}
+	row("max receive gap", ms(rr.MaxReceiveGapMS), "the longest a receiver went without a message while sending")
+	row("resent", fmt.Sprint(rr.Resent), fmt.Sprintf(
+		"sent again after a lost connection, same cid; %d answered duplicate", rr.DuplicateReplies))
+	note := "sends answered with an errno, retried with the same cid"
+	if len(rr.RetriedErrnos) > 0 {
+		note += " (" + errnoNote(rr.RetriedErrnos) + ")"
+	}
+	row("errors retried", fmt.Sprint(rr.SendErrorsRetried), note)
+	row("given up", fmt.Sprint(r.GivenUp), "not acknowledged within --give-up")
+	row("redelivered", fmt.Sprint(r.Redelivered), "pushes of seqs already processed, dropped by the receiver")
+	row("notices", fmt.Sprint(r.Notices), "error frames about the connection (RECONNECT, gateway stopping, session expired)")
+	if rr.TokensRefused > 0 {
+		fmt.Fprintln(w, "  warning: the server refused resume tokens of dropped connections (password logins instead)")
+	}
 }
 
 // writeVerdict writes the last lines of the text report.

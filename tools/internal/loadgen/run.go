@@ -62,6 +62,9 @@ type clocked struct {
 	chk   *Checker
 	users []*simUser
 	boxes []*inbox
+	// keep: reconnect mode's sessions (the senders' outboxes added), nil
+	// without.
+	keep *sessions
 	// send starts the senders on wg for the warmup and the measured window
 	// of tl; they return once stop is closed.
 	send func(tl timeline, stop <-chan struct{}, wg *sync.WaitGroup)
@@ -70,13 +73,27 @@ type clocked struct {
 // runClock starts the clock of w: warmup and measured window with the
 // senders, receivers' acks and the progress line, then the drain, the checks
 // (what has not arrived by then is lost) and the final acks. It fills in the
-// timing, rates and checks of r, and returns an error when the run stopped
-// early (the hard timeout, or ctx).
+// timing, rates and checks of r, and returns an error when the run hit its
+// hard timeout. When ctx ends otherwise (the caller interrupts the run:
+// SIGINT, SIGTERM), sending stops at once and the drain, the checks and the
+// final acks still run, bounded by Config.Drain and the final acks' own
+// time limit; r.Stopped says so and r.OK has the checks' verdict.
 func runClock(ctx context.Context, w clocked, r *Report) error {
 	cfg := w.cfg
 	tl := newTimeline(time.Now(), cfg)
 	w.chk.SetWindow(tl.measure, tl.stop)
-	stopProgress := startProgress(cfg.Progress, w.chk, tl)
+	w.chk.SendingFrom(tl.start)
+	if h := cfg.hooks; h != nil && h.clockStarted != nil {
+		h.clockStarted(w.users)
+	}
+	keep := w.keep
+	var extra func() string
+	if keep != nil {
+		keep.start(w.users)
+		defer keep.stop()
+		extra = keep.progress
+	}
+	stopProgress := startProgress(cfg.Progress, w.chk, tl, extra)
 	defer stopProgress()
 	cpu := newCPUMeter()
 
@@ -95,20 +112,42 @@ func runClock(ctx context.Context, w clocked, r *Report) error {
 	close(stopSend)
 	senders.Wait()
 	sendStopped := time.Now()
+	w.chk.SendingUntil(sendStopped)
 	r.ClientCPU, _ = cpu.since()
 
-	drain(ctx, w.chk, cfg.Drain)
+	drainCtx, finalCtx := ctx, ctx
+	interrupted := ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrHardTimeout)
+	if interrupted {
+		// Fresh deadlines: the drain and the final acks are bounded on
+		// their own.
+		var cancel context.CancelFunc
+		drainCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), cfg.Drain)
+		defer cancel()
+		finalCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalAckTries*finalAckWait)
+		defer cancel()
+	}
+	drain(drainCtx, w.chk, cfg.Drain)
 	r.DrainS = time.Since(sendStopped).Seconds()
+	if keep != nil {
+		keep.stopSending() // what is still in an outbox now stays unanswered
+	}
 	res := w.chk.Result() // what has not arrived by now is lost
 	stopAcks()
-	for _, u := range w.users {
-		if err := u.conn.Err(); err != nil {
-			w.log.Warn("connection broke during the run", "user", u.name, "err", err)
-			res.ConnErrors++
+	if keep == nil {
+		for _, u := range w.users {
+			if err := u.conn().Err(); err != nil {
+				w.log.Warn("connection broke during the run", "user", u.name, "err", err)
+				res.ConnErrors++
+				r.ConnsLost++
+			}
 		}
 	}
-	r.FinalAckErrors = finalAcks(ctx, w.boxes, cfg.SetupConcurrency, w.log)
+	r.FinalAckErrors = finalAcks(finalCtx, w.boxes, cfg.SetupConcurrency, keep != nil, w.log)
 	stopProgress()
+	if keep != nil {
+		keep.stop()
+		r.ReconnectReport = keep.report(w.chk)
+	}
 
 	window := tl.window(sendStopped).Seconds()
 	r.WarmupS, r.DurationS, r.Result = cfg.Warmup.Seconds(), window, res
@@ -117,11 +156,13 @@ func runClock(ctx context.Context, w clocked, r *Report) error {
 		r.DeliveredPerSec = float64(res.DeliveredInWindow) / window
 	}
 	if ctx.Err() != nil {
-		err := context.Cause(ctx)
-		r.Stopped = err.Error()
-		return fmt.Errorf("bench stopped early: %w", err)
+		r.Stopped = context.Cause(ctx).Error()
+		if !interrupted {
+			return fmt.Errorf("bench stopped early: %w", context.Cause(ctx))
+		}
+		r.Stopped = "interrupted (" + r.Stopped + "): sending stopped early"
 	}
-	r.OK = res.Clean()
+	r.OK = len(r.Problems()) == 0
 	return nil
 }
 
@@ -151,8 +192,9 @@ func (m cpuMeter) since() (cores float64, now cpuMeter) {
 
 // startProgress writes a progress line to w every second until the returned
 // stop function is called (which waits for the writer goroutine; calling it
-// again does nothing). With w nil it does nothing.
-func startProgress(w io.Writer, chk *Checker, tl timeline) (stop func()) {
+// again does nothing); extra, if not nil, adds to the line. With w nil it
+// does nothing.
+func startProgress(w io.Writer, chk *Checker, tl timeline, extra func() string) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
@@ -171,7 +213,11 @@ func startProgress(w io.Writer, chk *Checker, tl timeline) (stop func()) {
 				var cores float64
 				cores, cpu = cpu.since()
 				mid := prevAt.Add(now.Sub(prevAt) / 2) // the phase the second was mostly in
-				fmt.Fprintln(w, progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt), cores))
+				line := progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt), cores)
+				if extra != nil {
+					line += extra()
+				}
+				fmt.Fprintln(w, line)
 				prev, prevAt = cur, now
 			}
 		}
@@ -203,9 +249,9 @@ func drain(ctx context.Context, chk *Checker, d time.Duration) {
 	}
 }
 
-// inbox is the acknowledgement state of one receiving connection: its
-// reader goroutine records the highest seq it saw, an ack loop acknowledges
-// it.
+// inbox is the acknowledgement state of one receiving user: its
+// connection's reader goroutine records the highest seq it saw (reconnect
+// mode: processed), an ack loop acknowledges it.
 type inbox struct {
 	user   *simUser     // set before the ack loops start
 	maxSeq atomic.Int64 // written by the connection's reader goroutine only
@@ -241,9 +287,11 @@ func startAcks(boxes []*inbox, interval time.Duration) (stop func()) {
 				case <-t.C:
 				}
 				for _, ib := range shard {
+					// A lost connection's session comes back with
+					// lastseq: the server takes it as acknowledged.
 					seq := ib.maxSeq.Load()
-					if seq > ib.acked && ib.user.conn.Err() == nil {
-						if ib.user.conn.send(ackFrame{MsgID: wire.Ack, Seq: seq}) == nil {
+					if c := ib.user.live(); seq > ib.acked && c != nil {
+						if c.send(ackFrame{MsgID: wire.Ack, Seq: seq}) == nil {
 							ib.acked = seq
 						}
 					}
@@ -260,11 +308,16 @@ func startAcks(boxes []*inbox, interval time.Duration) (stop func()) {
 
 // finalAcks sends every inbox's last ack with a reqid and waits until the
 // gateway confirms it is stored, concurrency at a time. It returns how many
-// could not be confirmed.
-func finalAcks(ctx context.Context, boxes []*inbox, concurrency int, log *slog.Logger) int64 {
+// could not be confirmed. reconnect: sessions come back; a final ack waits
+// for its session and is tried again on the next connection.
+func finalAcks(ctx context.Context, boxes []*inbox, concurrency int, reconnect bool, log *slog.Logger) int64 {
 	var failed atomic.Int64
 	parallel(ctx, len(boxes), concurrency, func(ctx context.Context, i int) error {
-		if err := boxes[i].finalAck(ctx); err != nil {
+		ack := boxes[i].finalAck
+		if reconnect {
+			ack = boxes[i].finalAckAgain
+		}
+		if err := ack(ctx); err != nil {
 			log.Warn("final ack", "user", boxes[i].user.name, "err", err)
 			failed.Add(1)
 		}
@@ -275,18 +328,51 @@ func finalAcks(ctx context.Context, boxes []*inbox, concurrency int, log *slog.L
 
 func (ib *inbox) finalAck(ctx context.Context) error {
 	seq := ib.maxSeq.Load()
-	if seq == 0 || seq <= ib.acked && ib.user.conn.Err() != nil {
+	c := ib.user.conn()
+	if seq == 0 || seq <= ib.acked && c.Err() != nil {
 		return nil // nothing to acknowledge, or nothing we can do about it
 	}
 	var err error
 	for range finalAckTries {
 		actx, cancel := context.WithTimeout(ctx, finalAckWait)
-		_, err = ib.user.conn.call(actx, func(id int64) any {
+		_, err = c.call(actx, func(id int64) any {
 			return ackFrame{MsgID: wire.Ack, Seq: seq, ReqID: id}
 		})
 		cancel()
 		var re *ReplyError
 		if err == nil || !errors.As(err, &re) || re.Errno != int(wire.Flood) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ack seq %d: %w", seq, err)
+	}
+	ib.acked = seq
+	return nil
+}
+
+// finalAckAgain is finalAck in reconnect mode: each try waits for the
+// user's session (up to finalAckWait in all) and a lost connection is
+// tried again on the next one.
+func (ib *inbox) finalAckAgain(ctx context.Context) error {
+	seq := ib.maxSeq.Load()
+	if seq == 0 {
+		return nil
+	}
+	var err error
+	downUntil := time.Now().Add(finalAckWait) // a session down waits this long in all
+	for range finalAckTries {
+		actx, cancel := context.WithTimeout(ctx, finalAckWait)
+		c := ib.user.waitLive(actx, downUntil)
+		if c == nil {
+			err = errors.New("the session is down")
+		} else {
+			_, err = c.call(actx, func(id int64) any {
+				return ackFrame{MsgID: wire.Ack, Seq: seq, ReqID: id}
+			})
+		}
+		cancel()
+		if err == nil || ctx.Err() != nil {
 			break
 		}
 	}

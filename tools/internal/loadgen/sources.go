@@ -106,6 +106,7 @@ func ParseSources(v string) (Sources, error) {
 type dialer struct {
 	sources []netip.Addr
 	next    atomic.Uint64
+	conns   atomic.Int64 // connections made by dial, which numbers them
 }
 
 // newDialer resolves cfg.Sources for a run that holds up to conns

@@ -1,0 +1,176 @@
+package loadgen
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// proxy is a TCP relay in front of a gateway that a test can break: after
+// every so many client frames that match, it cuts every connection (and
+// keeps accepting), or goes down for good (closes them and stops
+// accepting). The frame that triggers it has reached the gateway; its
+// reply is lost. (After tools/internal/chatclient/proxy_test.go.)
+type proxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu        sync.Mutex
+	ln        net.Listener
+	conns     map[net.Conn]bool
+	listening bool
+	match     []byte // frames that count
+	every     int    // act after every this many matching frames
+	left      int    // actions left
+	goDown    bool   // the action: go down for good (else cut)
+	seen      int    // matching frames forwarded
+	actions   int    // actions taken
+	wg        sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr, p.ln, p.listening = ln.Addr().String(), ln, true
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.relay(c)
+		}
+	})
+	t.Cleanup(func() {
+		p.down()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// cutEvery cuts every connection after every n client frames containing
+// match, times times.
+func (p *proxy) cutEvery(match string, n, times int) {
+	p.mu.Lock()
+	p.match, p.every, p.left, p.goDown = []byte(match), n, times, false
+	p.mu.Unlock()
+}
+
+// downAfter takes the proxy down for good after n client frames
+// containing match.
+func (p *proxy) downAfter(match string, n int) {
+	p.mu.Lock()
+	p.match, p.every, p.left, p.goDown = []byte(match), n, 1, true
+	p.mu.Unlock()
+}
+
+// taken is how many cuts (or downs) happened.
+func (p *proxy) taken() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.actions
+}
+
+// cut closes every connection but keeps accepting.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// down closes every connection and stops accepting.
+func (p *proxy) down() {
+	p.mu.Lock()
+	if p.listening {
+		p.ln.Close()
+		p.listening = false
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// counted counts a forwarded client frame and takes the action it
+// triggers.
+func (p *proxy) counted(line []byte) {
+	p.mu.Lock()
+	act, goDown := false, p.goDown
+	if p.left > 0 && bytes.Contains(line, p.match) {
+		p.seen++
+		if p.seen%p.every == 0 {
+			p.left--
+			p.actions++
+			act = true
+		}
+	}
+	p.mu.Unlock()
+	switch {
+	case act && goDown:
+		p.down()
+	case act:
+		p.cut()
+	}
+}
+
+func (p *proxy) relay(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	p.mu.Lock()
+	if !p.listening {
+		p.mu.Unlock()
+		client.Close()
+		server.Close()
+		return
+	}
+	p.conns[client], p.conns[server] = true, true
+	p.mu.Unlock()
+	closeBoth := func() {
+		client.Close()
+		server.Close()
+		p.mu.Lock()
+		delete(p.conns, client)
+		delete(p.conns, server)
+		p.mu.Unlock()
+	}
+	p.wg.Go(func() { // server -> client
+		io.Copy(client, server)
+		closeBoth()
+	})
+	p.wg.Go(func() { // client -> server, frame by frame
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 4096)
+		for {
+			n, err := client.Read(tmp)
+			if err != nil {
+				closeBoth()
+				return
+			}
+			buf = append(buf, tmp[:n]...)
+			for {
+				i := bytes.IndexByte(buf, '\n')
+				if i < 0 {
+					break
+				}
+				line := buf[:i+1]
+				if _, err := server.Write(line); err != nil {
+					closeBoth()
+					return
+				}
+				p.counted(line)
+				buf = buf[i+1:]
+			}
+		}
+	})
+}
