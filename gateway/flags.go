@@ -20,7 +20,8 @@ func Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: []string{"NATTER_WRITE_TIMEOUT"},
 			Usage: "a socket write blocked this long disconnects the client"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, EnvVars: []string{"NATTER_IDLE_TIMEOUT"},
-			Usage: "close connections that send nothing for this long (0 = never; TCP keepalive still finds dead peers)"},
+			Usage: "close connections that send nothing (not even PING) for this long, e.g. 90s when every client pings every 30s; " +
+				"0 = never (the original client and natter chat send no heartbeat; TCP keepalive still finds dead peers)"},
 		&cli.DurationFlag{Name: "request-timeout", Value: d.RequestTimeout, EnvVars: []string{"NATTER_REQUEST_TIMEOUT"},
 			Usage: "deadline for each request to a service"},
 		&cli.DurationFlag{Name: "ack-interval", Value: d.AckInterval, EnvVars: []string{"NATTER_ACK_INTERVAL"},
@@ -29,6 +30,11 @@ func Flags() []cli.Flag {
 			Usage: "frames per second a connection may send on average; excess frames are refused with errno 109"},
 		&cli.IntFlag{Name: "flood-burst", Value: d.FloodBurst, EnvVars: []string{"NATTER_FLOOD_BURST"},
 			Usage: "frames a connection may send in a burst above --flood-rate"},
+		&cli.IntFlag{Name: "max-conns", Value: d.MaxConns, EnvVars: []string{"NATTER_MAX_CONNS"},
+			Usage: "client connections held at most; one more is told \"server full\" (RECONNECT, errno 118) and closed; 0 = no limit"},
+		&cli.DurationFlag{Name: "drain-window", Value: d.DrainWindow, EnvVars: []string{"NATTER_DRAIN_WINDOW"},
+			Usage: "on SIGTERM the gateway stops taking connections and closes the open ones spread evenly over this long " +
+				"(clients resume on another gateway)"},
 	}
 }
 
@@ -45,5 +51,7 @@ func ConfigFromFlags(c *cli.Context) Config {
 		AckInterval:    c.Duration("ack-interval"),
 		FloodRate:      c.Float64("flood-rate"),
 		FloodBurst:     c.Int("flood-burst"),
+		MaxConns:       c.Int("max-conns"),
+		DrainWindow:    c.Duration("drain-window"),
 	}
 }

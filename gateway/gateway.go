@@ -2,7 +2,9 @@
 // connections, speaks the wire protocol and routes by NATS subject. It never
 // touches the database. Any number of gateways run side by side; each keeps
 // a presence lease with the user service, so if one is killed its users can
-// log in again elsewhere once the lease runs out.
+// log in again elsewhere once the lease runs out. A gateway taken out of
+// service drains (Drain): it takes no new connections and moves its clients
+// to the other gateways a few at a time.
 package gateway
 
 import (
@@ -12,10 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/gateway/internal/session"
 	"github.com/natter-chat/natter/shared/api"
@@ -35,6 +39,12 @@ type Config struct {
 	AckInterval    time.Duration
 	FloodRate      float64
 	FloodBurst     int
+	MaxConns       int           // connections held at most; more are told "server full" and closed; 0 = no limit
+	DrainWindow    time.Duration // Drain closes the connections spread evenly over this long
+
+	// Registerer receives the gateway's metrics (natter_gateway_*); nil
+	// counts them into a private registry.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults the binaries use.
@@ -49,6 +59,7 @@ func DefaultConfig() Config {
 		AckInterval:    20 * time.Millisecond,
 		FloodRate:      200,
 		FloodBurst:     400,
+		DrainWindow:    10 * time.Second,
 	}
 }
 
@@ -67,9 +78,18 @@ func (c Config) Validate() error {
 		return errors.New("timeouts and intervals must be positive")
 	case c.FloodRate <= 0 || c.FloodBurst < 1:
 		return errors.New("flood rate and burst must be positive")
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("idle timeout %s: want 0 (never) or more", c.IdleTimeout)
+	case c.MaxConns < 0:
+		return fmt.Errorf("max conns %d: want 0 (no limit) or more", c.MaxConns)
+	case c.DrainWindow < 0:
+		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
 	}
 	return nil
 }
+
+// ErrDraining is what Ready reports once Drain or Stop has begun.
+var ErrDraining = errors.New("gateway is draining")
 
 // Gateway is a running gateway.
 type Gateway struct {
@@ -77,9 +97,14 @@ type Gateway struct {
 	nc  *nats.Conn
 	log *slog.Logger
 	id  string
+	m   *session.Metrics
 	hub *session.Hub
 	ln  net.Listener
 	wg  sync.WaitGroup
+
+	draining  atomic.Bool  // Drain or Stop has begun
+	leaseAt   atomic.Int64 // Unix ns of the last presence lease renewal the user service accepted
+	drainOnce sync.Once
 
 	stopBeat  chan struct{} // stops the lease and reconcile loops
 	reconcile chan struct{} // a NATS reconnect asks for a session check
@@ -95,6 +120,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 	}
 	g := &Gateway{cfg: cfg, nc: nc, id: uuid.NewString()}
 	g.log = log.With("gateway_id", g.id[:8])
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := session.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	g.m = m
 	if err := g.beatUntilAccepted(ctx); err != nil {
 		return nil, err
 	}
@@ -115,6 +149,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		FloodBurst:     cfg.FloodBurst,
 		ReplayPage:     200,
 		LegacyAckLimit: 1000,
+		MaxConns:       cfg.MaxConns,
+		Metrics:        m,
 	}, g.log)
 	g.reconcile = make(chan struct{}, 1)
 	g.watchNATS()
@@ -183,9 +219,29 @@ func (g *Gateway) beat(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
 	defer cancel()
 	var resp api.GatewayBeatResponse
-	err := api.Call(ctx, g.nc, subject.UserGatewayBeat,
+	sent := time.Now()
+	err := g.m.Call(ctx, g.nc, subject.UserGatewayBeat,
 		api.GatewayBeat{GatewayID: g.id, TTLMillis: g.cfg.PresenceTTL.Milliseconds()}, &resp)
+	if err == nil {
+		g.leaseAt.Store(sent.UnixNano())
+	}
 	return resp.New, err
+}
+
+// Ready reports whether the gateway should get new clients: its NATS
+// connection is up, the user service renewed its presence lease within the
+// lease's TTL, and it is not draining or stopped (ErrDraining).
+func (g *Gateway) Ready(context.Context) error {
+	if g.draining.Load() {
+		return ErrDraining
+	}
+	if st := g.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("nats connection %s", st)
+	}
+	if age := time.Since(time.Unix(0, g.leaseAt.Load())); age > g.cfg.PresenceTTL {
+		return fmt.Errorf("presence lease not renewed for %s", age.Round(time.Millisecond))
+	}
+	return nil
 }
 
 func (g *Gateway) beatUntilAccepted(ctx context.Context) error {
@@ -247,23 +303,49 @@ func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
 	}
 }
 
-// Stop stops accepting, closes every connection (each session hands over its
-// acks and logs out), and ends the gateway's sessions in the user service so
-// its users can log in elsewhere at once. Other gateways' users are not
-// affected. Stop may be called more than once.
+// Drain takes the gateway out of service gently (lame duck), then does
+// what Stop does. From its start Ready fails and the listener is closed
+// (new connections are refused); the open connections are closed one by
+// one, spread evenly over Config.DrainWindow, each the way a client's
+// disconnect is: what is queued for it is written, then full-dialect
+// clients get a Reconnect frame (errno 113), its acks are handed over and
+// its session released, so the client logs in on another gateway with its
+// resume token at once. Messages on their way either reach the client
+// before the close or wait in its inbox for that login. The window is
+// shortened to fit in three quarters of ctx's deadline, if it has one.
+func (g *Gateway) Drain(ctx context.Context) error {
+	g.drainOnce.Do(func() {
+		g.draining.Store(true)
+		g.ln.Close()
+		window := g.cfg.DrainWindow
+		if dl, ok := ctx.Deadline(); ok {
+			window = max(0, min(window, time.Until(dl)*3/4))
+		}
+		g.hub.Drain(ctx, window)
+		g.m.SetDraining(false)
+	})
+	return g.Stop(ctx)
+}
+
+// Stop stops accepting, closes every connection at once (full-dialect
+// clients are told to reconnect; each session hands over its acks), and
+// ends the gateway's sessions in the user service so its users can log in
+// elsewhere at once. Other gateways' users are not affected. Stop may be
+// called more than once.
 func (g *Gateway) Stop(ctx context.Context) error {
 	g.stopOnce.Do(func() { g.stopErr = g.stop(ctx) })
 	return g.stopErr
 }
 
 func (g *Gateway) stop(ctx context.Context) error {
+	g.draining.Store(true)
 	g.ln.Close()
 	g.hub.Close(ctx)
 	close(g.stopBeat)
 	g.wg.Wait()
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
 	defer cancel()
-	if err := api.Call(rctx, g.nc, subject.UserGatewayLeave, api.GatewayLeave{GatewayID: g.id}, nil); err != nil {
+	if err := g.m.Call(rctx, g.nc, subject.UserGatewayLeave, api.GatewayLeave{GatewayID: g.id}, nil); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	g.log.Info("gateway stopped")

@@ -27,11 +27,12 @@ const (
 	Unavailable     Errno = 110 // a service did not answer; retry
 	Internal        Errno = 111
 	BadRegistration Errno = 112 // REG: name or password out of range
-	GatewayStopping Errno = 113 // the gateway is shutting down; reconnect
+	GatewayStopping Errno = 113 // the gateway is draining or shutting down; reconnect (with Reconnect)
 	// 114 is reserved (slow clients are cut off without a reply).
 	NotMember      Errno = 115 // not a member of the group
 	NoSuchGroup    Errno = 116
 	SessionExpired Errno = 117 // the gateway lost its presence lease; log in again
+	ServerFull     Errno = 118 // the gateway holds its maximum of connections (with Reconnect); try another
 )
 
 // Original error messages, byte for byte.

@@ -29,4 +29,11 @@ const (
 	LeaveGroup   MsgID = 19 // client: {"msgid":19,"groupid":N}
 	ListGroups   MsgID = 20 // client: answered with a Reply carrying "groups"
 	ListMembers  MsgID = 21 // client: {"msgid":21,"groupid":N}, answered with a Reply carrying "users"
+
+	// Reconnect (server, full dialect): go to another gateway. errno says
+	// why: GatewayStopping (this one is draining or stopping) or ServerFull
+	// (it holds --max-conns connections). The gateway closes the connection
+	// right after it; everything before it was delivered, and a login
+	// elsewhere with the resume token replays what was not acknowledged.
+	Reconnect MsgID = 22
 )

@@ -17,6 +17,7 @@ import (
 // cumulative, so only the highest per user matters.
 type acker struct {
 	nc       *nats.Conn
+	m        *Metrics
 	log      *slog.Logger
 	timeout  time.Duration
 	interval time.Duration
@@ -30,8 +31,8 @@ type acker struct {
 
 const ackChunk = 1000
 
-func newAcker(nc *nats.Conn, log *slog.Logger, interval, timeout time.Duration) *acker {
-	return &acker{nc: nc, log: log, interval: interval, timeout: timeout, latest: map[int64]int64{}}
+func newAcker(nc *nats.Conn, m *Metrics, log *slog.Logger, interval, timeout time.Duration) *acker {
+	return &acker{nc: nc, m: m, log: log, interval: interval, timeout: timeout, latest: map[int64]int64{}}
 }
 
 func (a *acker) ack(uid, seq int64) {
@@ -100,13 +101,15 @@ func (a *acker) flush(ctx context.Context) error {
 func (a *acker) send(ctx context.Context, acks []api.Ack) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	err := api.Call(ctx, a.nc, subject.OfflineAck, api.AckRequest{Acks: acks}, nil)
+	err := a.m.Call(ctx, a.nc, subject.OfflineAck, api.AckRequest{Acks: acks}, nil)
 	if err != nil {
 		for _, k := range acks {
 			a.ack(k.UserID, k.Seq)
 		}
+		return err
 	}
-	return err
+	a.m.acks.Add(float64(len(acks)))
+	return nil
 }
 
 func (a *acker) run(stop <-chan struct{}) {

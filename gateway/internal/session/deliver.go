@@ -43,7 +43,7 @@ func (s *Session) onPush(uid int64, m api.InboxMessage) {
 	switch {
 	case m.Seq <= s.delivered:
 	case m.Seq == s.delivered+1:
-		s.emitLocked(m)
+		s.emitLocked(m, true)
 	default:
 		s.hold(m)
 		s.startCatchUpLocked()
@@ -67,6 +67,7 @@ func (s *Session) startCatchUpLocked() {
 			s.mu.Unlock()
 			if current {
 				s.log().Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
+				s.setReason(reasonDelivery)
 				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 			}
 		}
@@ -107,6 +108,7 @@ func (s *Session) onKick(uid int64, sid string) {
 	if match {
 		s.log().Info("session replaced by a newer login", "user_id", uid)
 		s.endLogin()
+		s.setReason(reasonKicked)
 		s.sendError(wire.Kicked, nil, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
 	}
 }
@@ -145,23 +147,32 @@ type friendState struct {
 
 // emitLocked hands m to the writer and advances s.delivered. Legacy clients
 // cannot acknowledge, so their messages count as acknowledged once written.
-func (s *Session) emitLocked(m api.InboxMessage) {
+// live says m came as a push (not from the inbox): its delivery latency is
+// measured.
+func (s *Session) emitLocked(m api.InboxMessage, live bool) {
 	if m.Seq <= s.delivered {
 		return
 	}
-	f := outFrame{}
+	f := outFrame{msgs: 1}
+	if live {
+		f.stored = midTime(m.MID)
+	}
 	o, err := wire.Parse(m.Body)
 	if err != nil {
 		// The offline service only stores objects the gateway built; log and
 		// skip rather than stall the inbox behind it.
 		s.log().Error("undecodable inbox message; skipped", "user_id", s.uid, "seq", m.Seq, "err", err)
-	} else if s.dialect == dialectLegacy {
-		f.data = append(o.Encode(), byte(s.term.Load()))
-		f.ackUID, f.ackSeq = s.uid, m.Seq
 	} else {
-		o.Set("mid", m.MID)
-		o.Set("seq", m.Seq)
-		f.data = append(o.Encode(), byte(s.term.Load()))
+		id, _ := o.Int("msgid")
+		f.msgid = uint8(msgIndex(wire.MsgID(id)))
+		if s.dialect == dialectLegacy {
+			f.data = append(o.Encode(), byte(s.term.Load()))
+			f.ackUID, f.ackSeq = s.uid, m.Seq
+		} else {
+			o.Set("mid", m.MID)
+			o.Set("seq", m.Seq)
+			f.data = append(o.Encode(), byte(s.term.Load()))
+		}
 	}
 	if f.data == nil || s.enqueue(f) {
 		s.delivered = m.Seq
@@ -221,7 +232,7 @@ func (s *Session) catchUp(ctx context.Context, gen uint64, uid int64, initial []
 			switch {
 			case m.Seq <= s.delivered:
 			case m.Seq == s.delivered+1 && budget > 0:
-				s.emitLocked(m)
+				s.emitLocked(m, true)
 				budget--
 			default:
 				keep = append(keep, m)
@@ -267,7 +278,7 @@ func (s *Session) emitPaced(ctx context.Context, gen uint64, msgs []api.InboxMes
 			return nil
 		}
 		for _, m := range chunk {
-			s.emitLocked(m)
+			s.emitLocked(m, false)
 		}
 		s.mu.Unlock()
 	}
@@ -316,7 +327,7 @@ func (s *Session) fetch(ctx context.Context, uid, after int64) (*api.FetchRespon
 	var resp api.FetchResponse
 	rctx, cancel := context.WithTimeout(ctx, s.hub.opts.RequestTimeout)
 	defer cancel()
-	err := api.Call(rctx, s.hub.nc, subject.OfflineFetch,
+	err := s.hub.m.Call(rctx, s.hub.nc, subject.OfflineFetch,
 		api.FetchRequest{UserID: uid, After: after, Limit: s.hub.opts.ReplayPage}, &resp)
 	if err != nil {
 		return nil, err

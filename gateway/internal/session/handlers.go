@@ -24,19 +24,23 @@ var controlFields = []string{"reqid", "cid", "mid", "seq", "dialect", "lastseq",
 func (s *Session) handle(frame []byte) {
 	o, err := wire.Parse(frame)
 	if err != nil {
+		s.hub.m.framesIn[0].Inc()
 		s.sendError(wire.Reply, nil, wire.BadJSON, "malformed frame: want one JSON object", false)
 		return
 	}
 	reqid := []byte(o["reqid"])
 	id, err := o.Int("msgid")
 	if err != nil {
+		s.hub.m.framesIn[0].Inc()
 		s.sendError(wire.Reply, reqid, wire.BadField, err.Error(), false)
 		return
 	}
 	msgid := wire.MsgID(id)
+	s.hub.m.framesIn[msgIndex(msgid)].Inc()
 	// Acks are cheap (coalesced per user) and a client acking every message
 	// it receives must not be throttled by its own acks.
 	if msgid != wire.Ack && !s.limiter.Allow() {
+		s.hub.m.rateLimited.Inc()
 		s.sendError(msgid, reqid, wire.Flood, "too many frames; slow down", false)
 		return
 	}
@@ -122,7 +126,7 @@ func (s *Session) register(name, password string, reqid []byte) {
 	ctx, cancel := s.requestCtx()
 	defer cancel()
 	var resp api.RegisterResponse
-	err := api.Call(ctx, s.hub.nc, subject.UserRegister, api.RegisterRequest{Name: name, Password: password}, &resp)
+	err := s.hub.m.Call(ctx, s.hub.nc, subject.UserRegister, api.RegisterRequest{Name: name, Password: password}, &resp)
 	legacy := s.legacy()
 	switch {
 	case err == nil:
@@ -170,7 +174,12 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	if err == nil {
 		lastSeq, hasLast, err = o.OptInt("lastseq")
 	}
+	tok := 0 // the method, for the login counters
+	if hasToken {
+		tok = 1
+	}
 	if err != nil {
+		s.hub.m.logins[tok][loginInvalid].Inc()
 		s.sendError(wire.Login, reqid, wire.BadField, err.Error(), false)
 		return
 	}
@@ -180,12 +189,14 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	case dname == "legacy":
 		d = dialectLegacy
 	case dname != "":
+		s.hub.m.logins[tok][loginInvalid].Inc()
 		s.sendError(wire.Login, reqid, wire.BadField, `field "dialect" must be "full" or "legacy"`, false)
 		return
 	case byte(s.term.Load()) == wire.TermNUL:
 		d = dialectLegacy
 	}
 	if uid <= 0 {
+		s.hub.m.logins[tok][loginInvalid].Inc()
 		s.sendError(wire.Login, reqid, wire.LoginInvalid, wire.MsgLoginInvalid, false)
 		return
 	}
@@ -193,6 +204,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	s.mu.Lock()
 	if s.state != stateNone {
 		s.mu.Unlock()
+		s.hub.m.logins[tok][loginInvalid].Inc()
 		s.sendError(wire.Login, reqid, wire.AlreadyLoggedIn, "already logged in on this connection", false)
 		return
 	}
@@ -207,6 +219,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	// message stored after the claim, cannot then be missed.
 	if err := s.hub.router.attach(uid, s); err != nil {
 		s.endLogin()
+		s.hub.m.logins[tok][loginError].Inc()
 		errno, msg := s.serviceError("login subscribe", err)
 		s.sendError(wire.Login, reqid, errno, msg, false)
 		return
@@ -214,17 +227,20 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.hub.opts.RequestTimeout)
 	defer cancel()
 	var resp api.LoginResponse
-	err = api.Call(ctx, s.hub.nc, subject.UserLogin, api.LoginRequest{
+	err = s.hub.m.Call(ctx, s.hub.nc, subject.UserLogin, api.LoginRequest{
 		UserID: uid, Password: pw, ResumeToken: token, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
 	}, &resp)
 	if err != nil {
 		s.endLogin()
 		switch {
 		case errors.Is(err, api.ErrBadLogin), errors.Is(err, api.ErrBadRequest):
+			s.hub.m.logins[tok][loginInvalid].Inc()
 			s.sendError(wire.Login, reqid, wire.LoginInvalid, wire.MsgLoginInvalid, false)
 		case errors.Is(err, api.ErrSessionLive):
+			s.hub.m.logins[tok][loginInUse].Inc()
 			s.sendError(wire.Login, reqid, wire.LoginInUse, wire.MsgLoginInUse, false)
 		default:
+			s.hub.m.logins[tok][loginError].Inc()
 			// The claim may have committed before the answer was lost:
 			// release it, or under the reject policy the user would be
 			// locked out until this gateway stops.
@@ -251,6 +267,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	if err != nil {
 		s.endLogin()
 		s.hub.logouts.add(uid, sid, false)
+		s.hub.m.logins[tok][loginError].Inc()
 		errno, msg := s.serviceError("login fetch", err)
 		s.sendError(wire.Login, reqid, errno, msg, false)
 		return
@@ -267,10 +284,14 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	if s.kicked {
 		s.mu.Unlock()
 		s.endLogin()
+		s.hub.m.logins[tok][loginError].Inc()
+		s.setReason(reasonKicked)
 		s.sendError(wire.Login, reqid, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
 		return
 	}
 	s.state, s.name, s.delivered = stateLive, resp.Name, start
+	s.hub.m.logins[tok][loginOK].Inc()
+	s.hub.m.sessions.Inc()
 	ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": resp.Name}
 	if d == dialectLegacy {
 		// Left out when empty, elements JSON-encoded strings: what the
@@ -320,7 +341,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 			ack["offlinemsg"] = offline
 			s.delivered = upTo
 		}
-		s.enqueue(outFrame{data: s.frame(ack), ackUID: uid, ackSeq: upTo})
+		s.enqueue(outFrame{data: s.frame(ack), ackUID: uid, ackSeq: upTo, msgs: int32(len(offline)), msgid: uint8(wire.LoginAck)})
 	} else {
 		ack["errmsg"] = ""
 		if resp.ResumeToken != "" {
@@ -331,7 +352,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		if len(reqid) > 0 {
 			ack["reqid"] = rawJSON(reqid)
 		}
-		s.enqueue(outFrame{data: s.frame(ack)})
+		s.enqueue(outFrame{data: s.frame(ack), msgid: uint8(wire.LoginAck)})
 	}
 	s.mu.Unlock()
 	s.log().Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
@@ -341,6 +362,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	more := len(first.Messages) > 0 && first.Messages[len(first.Messages)-1].Seq < first.Last
 	if err := s.catchUp(context.Background(), gen, uid, msgs, more); err != nil {
 		s.log().Warn("replay failed; closing so the client resumes", "err", err)
+		s.setReason(reasonDelivery)
 		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
 	}
 }
@@ -383,7 +405,7 @@ func (s *Session) handleOneChat(o wire.Object, reqid []byte, uid int64, name str
 	}
 	body := s.chatBody(o, wire.OneChat, uid, name)
 	var resp api.StoreResponse
-	err = api.Call(ctx, s.hub.nc, subject.OfflineStore,
+	err = s.hub.m.Call(ctx, s.hub.nc, subject.OfflineStore,
 		api.StoreRequest{From: uid, To: []int64{toid}, CID: cid, Body: body}, &resp)
 	if err != nil {
 		errno, msg := s.serviceError("store chat", err)

@@ -8,9 +8,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"github.com/natter-chat/natter/shared/api"
-	"github.com/natter-chat/natter/shared/subject"
-	"github.com/natter-chat/natter/shared/wire"
 	"log/slog"
 	"net"
 	"sync"
@@ -18,6 +15,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
 )
 
 // Options tune a Hub.
@@ -33,6 +34,8 @@ type Options struct {
 	FloodBurst     int           // ... and in a burst
 	ReplayPage     int           // inbox entries fetched per request during replay
 	LegacyAckLimit int           // bytes: offline messages put in a legacy LOGIN_ACK stop short of this
+	MaxConns       int           // connections held at most; more are refused with Reconnect/ServerFull; 0 = no limit
+	Metrics        *Metrics      // required
 }
 
 // Hub owns every connection of one gateway and the machinery they share.
@@ -47,9 +50,12 @@ type Hub struct {
 
 	fetchSlots chan struct{}
 
-	stop    chan struct{}
-	bg      sync.WaitGroup
-	closing atomic.Bool
+	m *Metrics
+
+	stop     chan struct{}
+	bg       sync.WaitGroup
+	closing  atomic.Bool // stopping: sessions are ended by the gateway's leave
+	draining atomic.Bool // no new connections; each is closed and released in turn
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -62,14 +68,15 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 		opts:       opts,
 		nc:         nc,
 		log:        log,
+		m:          opts.Metrics,
 		router:     newRouter(nc, log, 1<<16),
-		acks:       newAcker(nc, log, opts.AckInterval, opts.RequestTimeout),
-		users:      newUserCache(nc, 1<<20),
+		acks:       newAcker(nc, opts.Metrics, log, opts.AckInterval, opts.RequestTimeout),
+		users:      newUserCache(nc, opts.Metrics, 1<<20),
 		fetchSlots: make(chan struct{}, 64),
 		stop:       make(chan struct{}),
 		sessions:   map[*Session]struct{}{},
 	}
-	h.logouts = newLogouts(nc, log, h.acks, opts.AckInterval, opts.RequestTimeout)
+	h.logouts = newLogouts(nc, opts.Metrics, log, h.acks, opts.AckInterval, opts.RequestTimeout)
 	h.bg.Add(3)
 	go func() { defer h.bg.Done(); h.router.run(h.stop) }()
 	go func() { defer h.bg.Done(); h.acks.run(h.stop) }()
@@ -77,25 +84,48 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 	return h
 }
 
-// Serve runs one client connection until it ends.
+// Serve runs one client connection until it ends. A connection over
+// MaxConns is told the server is full and closed.
 func (h *Hub) Serve(conn net.Conn) {
-	s := newSession(h, conn)
+	h.m.accepted.Inc()
 	h.mu.Lock()
-	if h.closing.Load() {
+	if h.closing.Load() || h.draining.Load() {
 		h.mu.Unlock()
 		conn.Close()
+		h.m.closed[reasonDrain].Inc()
 		return
 	}
-	h.sessions[s] = struct{}{}
 	h.conns.Add(1)
+	defer h.conns.Done()
+	if h.opts.MaxConns > 0 && len(h.sessions) >= h.opts.MaxConns {
+		h.mu.Unlock()
+		h.refuse(conn)
+		return
+	}
+	s := newSession(h, conn)
+	h.sessions[s] = struct{}{}
 	h.mu.Unlock()
+	h.m.conns.Inc()
 	defer func() {
 		h.mu.Lock()
 		delete(h.sessions, s)
 		h.mu.Unlock()
-		h.conns.Done()
+		h.m.conns.Dec()
 	}()
 	s.run()
+}
+
+// refuse tells a connection over MaxConns to try another gateway and
+// closes it. The client has said nothing yet: the frame ends with '\n'.
+func (h *Hub) refuse(conn net.Conn) {
+	h.m.closed[reasonConnLimit].Inc()
+	h.log.Debug("connection refused: server full", "remote", conn.RemoteAddr().String(), "max_conns", h.opts.MaxConns)
+	f := append(wire.Marshal(map[string]any{"msgid": wire.Reconnect, "errno": wire.ServerFull, "errmsg": "server full"}), wire.TermNewline)
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write(f); err == nil {
+		h.m.framesOut[wire.Reconnect].Inc()
+	}
+	conn.Close()
 }
 
 // ExpireSessions closes every logged-in connection: the user service ended
@@ -108,6 +138,7 @@ func (h *Hub) ExpireSessions() {
 		in := s.state != stateNone
 		s.mu.Unlock()
 		if in {
+			s.setReason(reasonExpired)
 			s.sendError(wire.Reply, nil, wire.SessionExpired, "session expired; log in again", true)
 		}
 	}
@@ -148,7 +179,7 @@ func (h *Hub) Reconcile(ctx context.Context) error {
 	for after := int64(0); ; {
 		var resp api.SessionsResponse
 		rctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
-		err := api.Call(rctx, h.nc, subject.UserSessions,
+		err := h.m.Call(rctx, h.nc, subject.UserSessions,
 			api.SessionsRequest{GatewayID: h.opts.GatewayID, AfterUserID: after, Limit: api.MaxSessionsPage}, &resp)
 		cancel()
 		if err != nil {
@@ -191,6 +222,44 @@ func (h *Hub) all() []*Session {
 	return out
 }
 
+// Drain is the lame duck: it takes no new connections and closes the open
+// ones spread evenly over window, each the way a client's disconnect is
+// (what is queued is written first, acks are handed over, the session is
+// released so the client can resume on another gateway at once). Full-
+// dialect clients are told to reconnect elsewhere first. Drain returns
+// when every connection has ended, or when ctx ends. Close follows it.
+func (h *Hub) Drain(ctx context.Context, window time.Duration) {
+	h.mu.Lock()
+	h.draining.Store(true) // under mu: Serve registers nothing after this
+	h.mu.Unlock()
+	h.m.SetDraining(true)
+	sessions := h.all()
+	h.log.Info("draining connections", "conns", len(sessions), "window", window)
+	start := time.Now()
+	for i, s := range sessions {
+		due := start.Add(window * time.Duration(i) / time.Duration(len(sessions)))
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				h.log.Warn("drain deadline reached; the remaining connections are closed at once", "conns", len(sessions)-i)
+				return
+			}
+		}
+		s.shutdown(reasonDrain)
+	}
+	done := make(chan struct{})
+	go func() { h.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.log.Info("drained", "conns", len(sessions), "took", time.Since(start).Round(time.Millisecond))
+	case <-ctx.Done():
+		h.log.Warn("connections did not end before the drain deadline")
+	}
+}
+
 // Close tells every connection the gateway is stopping, closes them, waits
 // for their sessions to end (each hands over its acks and logs out), then
 // sends the remaining acks and stops the hub's goroutines.
@@ -199,7 +268,7 @@ func (h *Hub) Close(ctx context.Context) {
 	h.closing.Store(true) // under mu: Serve registers nothing after this
 	h.mu.Unlock()
 	for _, s := range h.all() {
-		s.shutdown()
+		s.shutdown(reasonStop)
 	}
 	done := make(chan struct{})
 	go func() { h.conns.Wait(); close(done) }()

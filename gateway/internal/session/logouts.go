@@ -20,6 +20,7 @@ import (
 // users' acks, so a login elsewhere starts after what they acknowledged.
 type logouts struct {
 	nc       *nats.Conn
+	m        *Metrics
 	log      *slog.Logger
 	acks     *acker
 	timeout  time.Duration
@@ -35,8 +36,8 @@ type pendingLogout struct {
 	done chan struct{} // closed once released; nil when nobody waits
 }
 
-func newLogouts(nc *nats.Conn, log *slog.Logger, acks *acker, interval, timeout time.Duration) *logouts {
-	return &logouts{nc: nc, log: log, acks: acks, interval: interval, timeout: timeout, wake: make(chan struct{}, 1)}
+func newLogouts(nc *nats.Conn, m *Metrics, log *slog.Logger, acks *acker, interval, timeout time.Duration) *logouts {
+	return &logouts{nc: nc, m: m, log: log, acks: acks, interval: interval, timeout: timeout, wake: make(chan struct{}, 1)}
 }
 
 // add queues the release of uid's session sid; revoke (an explicit logout)
@@ -109,5 +110,5 @@ func (l *logouts) send(ctx context.Context, batch []pendingLogout) error {
 	if err := l.acks.flushUsers(ctx, uids); err != nil {
 		return err
 	}
-	return api.Call(ctx, l.nc, subject.UserLogouts, api.LogoutsRequest{Sessions: refs}, nil)
+	return l.m.Call(ctx, l.nc, subject.UserLogouts, api.LogoutsRequest{Sessions: refs}, nil)
 }

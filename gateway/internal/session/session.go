@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -39,7 +41,10 @@ type outFrame struct {
 	data   []byte // with its terminator; nil for a bare close marker
 	ackUID int64  // when > 0, acknowledge ackSeq for ackUID once written (legacy dialect)
 	ackSeq int64
-	last   bool // close the connection after this frame
+	stored int64 // a live push: its store time in Unix ms (delivery latency); 0 otherwise
+	msgs   int32 // chat messages the frame carries
+	msgid  uint8 // the frame's msgid, for the frame counters (0: other)
+	last   bool  // close the connection after this frame
 }
 
 // Session is one client connection. A reader goroutine (run) handles the
@@ -50,10 +55,12 @@ type outFrame struct {
 type Session struct {
 	hub     *Hub
 	conn    net.Conn
+	rd      readRecorder // conn's read side, remembering why reading stopped
 	connID  string
 	done    chan struct{}
 	once    sync.Once
 	term    atomic.Uint32
+	reason  atomic.Uint32 // closeReason: why the connection ends, the first cause wins
 	limiter *rate.Limiter
 	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
 
@@ -88,8 +95,30 @@ func newSession(h *Hub, conn net.Conn) *Session {
 		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(h.opts.FloodRate), h.opts.FloodBurst),
 	}
+	s.rd.r = conn
 	s.term.Store(uint32(wire.TermNewline))
 	return s
+}
+
+// readRecorder passes reads through and keeps the first error: the frame
+// decoder reports every read error as the end of the stream.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readRecorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// setReason records why the connection ends, unless a cause is known.
+// Call it before whatever closes the connection.
+func (s *Session) setReason(r closeReason) {
+	s.reason.CompareAndSwap(uint32(reasonUnknown), uint32(r))
 }
 
 // log is the connection's logger, built when something is logged (a
@@ -108,6 +137,7 @@ func (s *Session) run() {
 	s.waitWriter()
 	s.close()
 	s.tasks.Wait()
+	s.hub.m.closed[closeReason(s.reason.Load())].Inc()
 	switch {
 	case ok && s.hub.closing.Load():
 		// The gateway is stopping: its leave request ends every session at
@@ -128,9 +158,12 @@ func (s *Session) waitWriter() {
 	if !running {
 		return
 	}
+	t := time.NewTimer(s.hub.opts.WriteTimeout)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(s.hub.opts.WriteTimeout):
+	case <-t.C:
+		s.setReason(reasonWriteTimeout)
 		s.close()
 		<-done
 	}
@@ -148,24 +181,48 @@ func (s *Session) close() {
 	})
 }
 
-// shutdown asks the client to reconnect elsewhere and closes the connection.
-func (s *Session) shutdown() {
-	s.sendError(wire.Reply, nil, wire.GatewayStopping, "gateway is shutting down; reconnect", true)
+// shutdown closes the connection after what is queued, for reason (the
+// gateway drains or stops). A full-dialect client is told to reconnect
+// elsewhere first; the legacy dialect has no such frame.
+func (s *Session) shutdown(reason closeReason) {
+	s.setReason(reason)
+	if s.legacy() {
+		s.enqueue(outFrame{last: true})
+		return
+	}
+	s.send(map[string]any{"msgid": wire.Reconnect, "errno": wire.GatewayStopping,
+		"errmsg": "gateway is shutting down; reconnect"}, true)
 }
 
 func (s *Session) readLoop() {
-	dec := wire.NewDecoder(s.conn, s.hub.opts.MaxFrame)
+	dec := wire.NewDecoder(&s.rd, s.hub.opts.MaxFrame)
 	for {
 		if s.hub.opts.IdleTimeout > 0 {
 			s.conn.SetReadDeadline(time.Now().Add(s.hub.opts.IdleTimeout))
 		}
 		frame, term, err := dec.Next()
+		if err == nil && s.rd.err != nil && errors.Is(s.rd.err, os.ErrDeadlineExceeded) {
+			// The rest of a frame cut off by the idle timeout: drop it.
+			err = io.EOF
+		}
 		if err != nil {
 			if errors.Is(err, wire.ErrFrameTooLarge) {
+				s.setReason(reasonFrameTooLarge)
 				s.log().Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
 				s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log().Debug("read", "err", err)
+				return
+			}
+			switch rerr := s.rd.err; {
+			case rerr == nil, errors.Is(rerr, io.EOF), errors.Is(rerr, syscall.ECONNRESET):
+				s.setReason(reasonEOF)
+			case errors.Is(rerr, os.ErrDeadlineExceeded):
+				s.setReason(reasonIdle)
+				s.log().Debug("idle connection closed", "idle_timeout", s.hub.opts.IdleTimeout)
+			case errors.Is(rerr, net.ErrClosed):
+				// Closed here; whoever closed it gave the reason.
+			default:
+				s.setReason(reasonReadError)
+				s.log().Debug("read", "err", rerr)
 			}
 			return
 		}
@@ -189,6 +246,7 @@ func (s *Session) writeLoop(done chan struct{}) {
 	defer close(done)
 	var batch []byte
 	var acks [][2]int64
+	var sent []frameMeta
 	for {
 		legacy := s.legacy()
 		s.wmu.Lock()
@@ -198,13 +256,16 @@ func (s *Session) writeLoop(done chan struct{}) {
 			s.wmu.Unlock()
 			return
 		}
-		batch, acks = batch[:0], acks[:0]
+		batch, acks, sent = batch[:0], acks[:0], sent[:0]
 		n, last := 0, false
 		for n < len(s.queue) && !last && (n == 0 || (!legacy && len(batch) < maxBatch)) {
 			f := s.queue[n]
 			batch = append(batch, f.data...)
 			if f.ackUID > 0 {
 				acks = append(acks, [2]int64{f.ackUID, f.ackSeq})
+			}
+			if f.data != nil {
+				sent = append(sent, frameMeta{stored: f.stored, msgs: f.msgs, msgid: f.msgid})
 			}
 			last = f.last
 			s.queue[n] = outFrame{}
@@ -216,10 +277,16 @@ func (s *Session) writeLoop(done chan struct{}) {
 		if len(batch) > 0 {
 			s.conn.SetWriteDeadline(time.Now().Add(s.hub.opts.WriteTimeout))
 			if _, err := s.conn.Write(batch); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.setReason(reasonWriteTimeout)
+				} else {
+					s.setReason(reasonWriteError)
+				}
 				s.log().Debug("write", "err", err)
 				s.close()
 				continue // ends the loop: the queue is closed
 			}
+			s.hub.m.written(sent, time.Now())
 		}
 		for _, a := range acks {
 			s.hub.acks.ack(a[0], a[1])
@@ -245,6 +312,7 @@ func (s *Session) enqueue(f outFrame) bool {
 	}
 	if len(s.queue) >= s.hub.opts.WriteQueue {
 		s.wmu.Unlock()
+		s.setReason(reasonSlowClient)
 		s.log().Warn("slow client: write queue full; disconnecting", "queue", s.hub.opts.WriteQueue)
 		s.close()
 		return false
@@ -283,8 +351,10 @@ func (s *Session) frame(v any) []byte {
 	return append(wire.Marshal(v), byte(s.term.Load()))
 }
 
-func (s *Session) send(v any, last bool) bool {
-	return s.enqueue(outFrame{data: s.frame(v), last: last})
+// send queues a frame built from m, which has a "msgid" of type wire.MsgID.
+func (s *Session) send(m map[string]any, last bool) bool {
+	id, _ := m["msgid"].(wire.MsgID)
+	return s.enqueue(outFrame{data: s.frame(m), msgid: uint8(msgIndex(id)), last: last})
 }
 
 // sendError answers a request with an error, in both dialects (the original
@@ -348,6 +418,9 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 	s.syncing, s.pending, s.overflow, s.delivered, s.kicked = false, nil, false, 0, false
 	s.presence = nil
 	s.mu.Unlock()
+	if wasLive {
+		s.hub.m.sessions.Dec()
+	}
 	s.hub.router.detach(uid, s)
 	return uid, sid, wasLive
 }

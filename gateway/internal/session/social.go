@@ -47,7 +47,7 @@ func (s *Session) socialError(op string, err error) (wire.Errno, string) {
 func (s *Session) call(msgid wire.MsgID, reqid []byte, subj string, req, resp any, reply func() map[string]any) {
 	ctx, cancel := s.requestCtx()
 	defer cancel()
-	if err := api.Call(ctx, s.hub.nc, subj, req, resp); err != nil {
+	if err := s.hub.m.Call(ctx, s.hub.nc, subj, req, resp); err != nil {
 		errno, msg := s.socialError(subj, err)
 		s.sendError(msgid, reqid, errno, msg, false)
 		return
@@ -226,8 +226,10 @@ func (s *Session) loginLists(ctx context.Context, uid int64) (friends []api.Prof
 	var fr api.FriendListResponse
 	var gr api.GroupMineResponse
 	ferr := make(chan error, 1)
-	go func() { ferr <- api.Call(ctx, s.hub.nc, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr) }()
-	if err := api.Call(ctx, s.hub.nc, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr); err != nil {
+	go func() {
+		ferr <- s.hub.m.Call(ctx, s.hub.nc, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr)
+	}()
+	if err := s.hub.m.Call(ctx, s.hub.nc, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr); err != nil {
 		s.log().Warn("login: group list unavailable", "user_id", uid, "err", err)
 		missing = append(missing, "groups")
 	}

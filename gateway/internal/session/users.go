@@ -14,14 +14,15 @@ import (
 // positive answer stays true; a negative one is asked again next time.
 type userCache struct {
 	nc  *nats.Conn
+	m   *Metrics
 	max int
 
 	mu    sync.RWMutex
 	known map[int64]struct{}
 }
 
-func newUserCache(nc *nats.Conn, max int) *userCache {
-	return &userCache{nc: nc, max: max, known: map[int64]struct{}{}}
+func newUserCache(nc *nats.Conn, m *Metrics, max int) *userCache {
+	return &userCache{nc: nc, m: m, max: max, known: map[int64]struct{}{}}
 }
 
 func (c *userCache) exists(ctx context.Context, uid int64) (bool, error) {
@@ -32,7 +33,7 @@ func (c *userCache) exists(ctx context.Context, uid int64) (bool, error) {
 		return true, nil
 	}
 	var resp api.LookupResponse
-	if err := api.Call(ctx, c.nc, subject.UserLookup, api.LookupRequest{IDs: []int64{uid}}, &resp); err != nil {
+	if err := c.m.Call(ctx, c.nc, subject.UserLookup, api.LookupRequest{IDs: []int64{uid}}, &resp); err != nil {
 		return false, err
 	}
 	for _, u := range resp.Users {

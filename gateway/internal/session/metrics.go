@@ -1,0 +1,304 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/subject"
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// Metrics are a gateway's Prometheus metrics, all named natter_gateway_*.
+// Every label has a fixed set of values: msgids are named from shared/wire
+// (anything else is "other"), close reasons and login results are the
+// constants below, services and endpoints come from shared/subject. The NATS
+// connection's own events (disconnects, reconnects, slow consumers) are
+// counted where the connection is made (natsconn.Observe).
+type Metrics struct {
+	conns       prometheus.Gauge
+	sessions    prometheus.Gauge
+	draining    prometheus.Gauge
+	accepted    prometheus.Counter
+	closed      [numReasons]prometheus.Counter
+	logins      [2][numLoginResults]prometheus.Counter // [token][result]
+	framesIn    [numMsgIDs]prometheus.Counter
+	framesOut   [numMsgIDs]prometheus.Counter
+	pushed      prometheus.Counter
+	acks        prometheus.Counter
+	latency     prometheus.Histogram
+	rateLimited prometheus.Counter
+
+	reqSeconds *prometheus.HistogramVec
+	reqErrors  *prometheus.CounterVec
+	endpoints  map[string]endpointMetrics // by subject; read-only after NewMetrics
+}
+
+type endpointMetrics struct {
+	service, endpoint string
+	seconds           prometheus.Observer
+}
+
+// closeReason is why a connection ended: the first cause wins.
+type closeReason uint32
+
+const (
+	reasonUnknown       closeReason = iota
+	reasonEOF                       // the client closed the connection (or reset it)
+	reasonIdle                      // nothing received for --idle-timeout
+	reasonSlowClient                // the write queue filled up
+	reasonWriteTimeout              // a write blocked for --write-timeout
+	reasonWriteError                // a write failed (the peer is gone)
+	reasonReadError                 // a read failed otherwise
+	reasonFrameTooLarge             // a frame over --max-frame
+	reasonKicked                    // a newer login replaced the session
+	reasonExpired                   // the gateway's presence lease had expired
+	reasonDelivery                  // a replay or gap fill failed; the client resumes
+	reasonDrain                     // the gateway is draining (lame duck)
+	reasonStop                      // the gateway stopped at once
+	reasonConnLimit                 // refused: --max-conns connections open
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	reasonUnknown:       "other",
+	reasonEOF:           "eof",
+	reasonIdle:          "idle",
+	reasonSlowClient:    "slow_client",
+	reasonWriteTimeout:  "write_timeout",
+	reasonWriteError:    "write_error",
+	reasonReadError:     "read_error",
+	reasonFrameTooLarge: "frame_too_large",
+	reasonKicked:        "kicked",
+	reasonExpired:       "expired",
+	reasonDelivery:      "delivery_error",
+	reasonDrain:         "drain",
+	reasonStop:          "stop",
+	reasonConnLimit:     "conn_limit",
+}
+
+type loginResult uint8
+
+const (
+	loginOK      loginResult = iota
+	loginInvalid             // wrong id, password or token; a malformed LOGIN
+	loginInUse               // the reject policy refused a second session
+	loginError               // a service failed or the login was replaced while under way
+	numLoginResults
+)
+
+var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "error"}
+
+// numMsgIDs covers the msgids named in shared/wire; index 0 counts the rest.
+const numMsgIDs = int(wire.Reconnect) + 1
+
+var msgIDNames = [numMsgIDs]string{
+	0:                 "other",
+	wire.Login:        "login",
+	wire.LoginAck:     "login_ack",
+	wire.Loginout:     "loginout",
+	wire.Reg:          "reg",
+	wire.RegAck:       "reg_ack",
+	wire.OneChat:      "one_chat",
+	wire.AddFriend:    "add_friend",
+	wire.CreateGroup:  "create_group",
+	wire.AddGroup:     "add_group",
+	wire.GroupChat:    "group_chat",
+	wire.Ping:         "ping",
+	wire.Pong:         "pong",
+	wire.Ack:          "ack",
+	wire.Reply:        "reply",
+	wire.Kicked:       "kicked",
+	wire.Presence:     "presence",
+	wire.RemoveFriend: "remove_friend",
+	wire.ListFriends:  "list_friends",
+	wire.LeaveGroup:   "leave_group",
+	wire.ListGroups:   "list_groups",
+	wire.ListMembers:  "list_members",
+	wire.Reconnect:    "reconnect",
+}
+
+// msgIndex is m's slot in the per-msgid counters (0: not a known msgid).
+func msgIndex(m wire.MsgID) int {
+	if m > 0 && int(m) < numMsgIDs {
+		return int(m)
+	}
+	return 0
+}
+
+// meteredSubjects are the service requests a gateway makes.
+var meteredSubjects = []string{
+	subject.UserRegister, subject.UserLogin, subject.UserLogouts, subject.UserLookup,
+	subject.UserGatewayBeat, subject.UserGatewayLeave, subject.UserSessions,
+	subject.OfflineStore, subject.OfflineFetch, subject.OfflineAck,
+	subject.FriendAdd, subject.FriendRemove, subject.FriendList,
+	subject.GroupCreate, subject.GroupJoin, subject.GroupLeave, subject.GroupMine, subject.GroupMembers, subject.GroupSend,
+}
+
+// NewMetrics creates the gateway's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "natter", "gateway"
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	m := &Metrics{
+		conns:    gauge("connections", "Client connections open."),
+		sessions: gauge("sessions", "Client connections logged in."),
+		draining: gauge("draining", "1 while the gateway drains its connections (lame duck), else 0."),
+		accepted: counter("connections_accepted_total", "Client connections accepted (including those refused at --max-conns)."),
+		pushed:   counter("messages_pushed_total", "Chat messages written to client sockets (live, replayed, and in legacy LOGIN_ACK offlinemsg)."),
+		acks:     counter("acks_forwarded_total", "Per-user delivery acknowledgements handed to the offline service (batched)."),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "delivery_latency_seconds",
+			Help: "Live chat pushes: time from the offline service's store (the timestamp of the message's UUIDv7 mid, millisecond " +
+				"resolution, the offline service's clock) to the write to the recipient's socket. Replays from the inbox are not observed.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}),
+		rateLimited: counter("frames_rate_limited_total", "Client frames dropped and answered with errno 109 (over --flood-rate/--flood-burst)."),
+		reqSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "service_request_seconds",
+			Help:    "NATS requests the gateway makes to services, by service and endpoint, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}, []string{"service", "endpoint"}),
+		reqErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "service_request_errors_total",
+			Help: "Failed service requests by service, endpoint and code: unavailable (no answer in time, no responders), " +
+				"the service's error code (bad_login, busy, internal, ...) or other."}, []string{"service", "endpoint", "code"}),
+		endpoints: map[string]endpointMetrics{},
+	}
+	closed := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "connections_closed_total",
+		Help: "Client connections closed, by the first reason: eof (the client closed or reset it), idle (--idle-timeout), " +
+			"slow_client (its write queue filled up), write_timeout, write_error, read_error, frame_too_large, kicked (a newer login), " +
+			"expired (the gateway's presence lease had expired), delivery_error, drain, stop, conn_limit (refused at --max-conns), other."},
+		[]string{"reason"})
+	for r := range numReasons {
+		m.closed[r] = closed.WithLabelValues(reasonNames[r])
+	}
+	logins := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "logins_total",
+		Help: "LOGIN requests by method (password or resume token) and result: ok, invalid (credentials or frame), " +
+			"in_use (refused by the reject policy), error (a service failed)."}, []string{"method", "result"})
+	for tok, method := range []string{"password", "token"} {
+		for r := range numLoginResults {
+			m.logins[tok][r] = logins.WithLabelValues(method, loginResultNames[r])
+		}
+	}
+	framesIn := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_in_total",
+		Help: "Frames received from clients by msgid name (other: unknown msgid or not a JSON object with a msgid)."}, []string{"msgid"})
+	framesOut := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_out_total",
+		Help: "Frames written to client sockets by msgid name."}, []string{"msgid"})
+	for i := range numMsgIDs {
+		if msgIDNames[i] == "" {
+			continue
+		}
+		m.framesIn[i] = framesIn.WithLabelValues(msgIDNames[i])
+		m.framesOut[i] = framesOut.WithLabelValues(msgIDNames[i])
+	}
+	for i := range numMsgIDs {
+		if m.framesIn[i] == nil { // a gap in the numbering: counted as other
+			m.framesIn[i], m.framesOut[i] = m.framesIn[0], m.framesOut[0]
+		}
+	}
+	for _, subj := range meteredSubjects {
+		svc, ep := splitSubject(subj)
+		m.endpoints[subj] = endpointMetrics{svc, ep, m.reqSeconds.WithLabelValues(svc, ep)}
+	}
+	for _, c := range []prometheus.Collector{
+		m.conns, m.sessions, m.draining, m.accepted, closed, logins, framesIn, framesOut, m.pushed, m.acks, m.latency,
+		m.rateLimited, m.reqSeconds, m.reqErrors,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// splitSubject turns natter.svc.<service>.<endpoint> into its two names.
+func splitSubject(subj string) (service, endpoint string) {
+	rest, ok := strings.CutPrefix(subj, "natter.svc.")
+	if !ok {
+		return "other", subj
+	}
+	service, endpoint, _ = strings.Cut(rest, ".")
+	return service, endpoint
+}
+
+// Call is api.Call, timed and counted.
+func (m *Metrics) Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error {
+	start := time.Now()
+	err := api.Call(ctx, nc, subj, req, resp)
+	e, ok := m.endpoints[subj]
+	if !ok {
+		e.service, e.endpoint = splitSubject(subj)
+		e.seconds = m.reqSeconds.WithLabelValues(e.service, e.endpoint)
+	}
+	e.seconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		code := "other"
+		var ae *api.Error
+		switch {
+		case errors.As(err, &ae):
+			code = string(ae.Code)
+			switch ae.Code {
+			case api.CodeBadRequest, api.CodeNotFound, api.CodeNameTaken, api.CodeBadLogin,
+				api.CodeSessionLive, api.CodeBusy, api.CodeInternal:
+			default:
+				code = "other"
+			}
+		case errors.Is(err, api.ErrUnavailable):
+			code = "unavailable"
+		}
+		m.reqErrors.WithLabelValues(e.service, e.endpoint, code).Inc()
+	}
+	return err
+}
+
+// frameMeta is what the metrics need of a frame once it is written.
+type frameMeta struct {
+	stored int64
+	msgs   int32
+	msgid  uint8
+}
+
+// written counts frames written to a socket at now.
+func (m *Metrics) written(frames []frameMeta, now time.Time) {
+	var msgs int32
+	for _, f := range frames {
+		m.framesOut[f.msgid].Inc()
+		msgs += f.msgs
+		if f.stored > 0 {
+			m.latency.Observe(max(0, float64(now.UnixNano()-f.stored*1e6)/1e9))
+		}
+	}
+	if msgs > 0 {
+		m.pushed.Add(float64(msgs))
+	}
+}
+
+// SetDraining sets the draining gauge.
+func (m *Metrics) SetDraining(on bool) {
+	if on {
+		m.draining.Set(1)
+	} else {
+		m.draining.Set(0)
+	}
+}
+
+// midTime is the store time a UUIDv7 mid carries (its first 48 bits are
+// Unix milliseconds), in Unix milliseconds; 0 when mid is not a UUIDv7.
+func midTime(mid string) int64 {
+	// xxxxxxxx-xxxx-7xxx-...
+	if len(mid) != 36 || mid[8] != '-' || mid[13] != '-' || mid[14] != '7' {
+		return 0
+	}
+	hi, err1 := strconv.ParseUint(mid[:8], 16, 32)
+	lo, err2 := strconv.ParseUint(mid[9:13], 16, 16)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return int64(hi<<16 | lo)
+}
