@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +152,44 @@ func TestIdleTimeout(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool {
 		return og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`) == 2
 	}, "idle closes not counted")
+}
+
+// TestSlowClientCutOff: a client that does not read is disconnected once
+// its write queue is full, and counted; another client of the same gateway
+// keeps receiving, and the slow one finds every message in its inbox when
+// it logs in again.
+func TestSlowClientCutOff(t *testing.T) {
+	c := newCluster(t, clusterOpts{floodRate: 100000})
+	og := startOpsGateway(t, c, func(cfg *gateway.Config) { cfg.WriteQueue = 16 })
+	s := dial(t, c.gws[0].Addr(), '\n', "sender")
+	sid := s.register("sender", "pw")
+	slowID := s.register("slow", "pw")
+	okID := s.register("ok", "pw")
+	s.login(sid, "pw")
+	slow := dial(t, og.g.Addr(), '\n', "slow")
+	slow.login(slowID, "pw")
+	slow.conn.(*net.TCPConn).SetReadBuffer(4096) // and never read again
+	ok := dial(t, og.g.Addr(), '\n', "ok")
+	ok.login(okID, "pw")
+
+	big := strings.Repeat("x", 60000) // under the 64 KiB frame limit
+	sent := 0
+	for og.metric(t, `natter_gateway_connections_closed_total{reason="slow_client"}`) == 0 {
+		if sent == 2000 {
+			t.Fatal("the client that does not read was not cut off")
+		}
+		sent++
+		s.send(chat(slowID, big))
+		s.expect(14)
+	}
+	t.Logf("cut off after %d messages of %d bytes", sent, len(big))
+	s.send(chat(okID, "still here"))
+	s.expect(14)
+	if f := ok.expect(6); f.str("msg") != "still here" {
+		t.Fatalf("the other client got %v", f)
+	}
+	again := dial(t, og.g.Addr(), '\n', "slow-again")
+	if ack := again.login(slowID, "pw"); ack.num("lastseq")+ack.num("pending") != int64(sent) {
+		t.Fatalf("slow client's inbox after the cut: %v, want %d messages", ack, sent)
+	}
 }
