@@ -60,9 +60,12 @@ func OneToOne(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error
 	for i := range cfg.Pairs {
 		p := &pair{o: o, i: i, conv: o.chk.Conversation(), rcpt: o.chk.Recipient(), wake: make(chan struct{}, 1)}
 		o.pairs = append(o.pairs, p)
+		// Pair i's sender on address i, its receiver on the next: with
+		// two gateways each has senders and receivers (a gateway that
+		// dies takes both kinds of sessions with it).
 		specs = append(specs,
-			userSpec{name: fmt.Sprintf("b%s-%d-s", o.run, i), addr: 2 * i, h: stray},
-			userSpec{name: fmt.Sprintf("b%s-%d-r", o.run, i), addr: 2*i + 1,
+			userSpec{name: fmt.Sprintf("b%s-%d-s", o.run, i), addr: i, h: stray},
+			userSpec{name: fmt.Sprintf("b%s-%d-r", o.run, i), addr: i + 1,
 				h: handlers{push: p.onPush, stray: stray.stray}})
 	}
 
