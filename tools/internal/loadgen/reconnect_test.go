@@ -60,7 +60,7 @@ func TestReconnectThroughCuts(t *testing.T) {
 		t.Run(workload, func(t *testing.T) {
 			p := newProxy(t, addr)
 			cfg := faultConfig(p, workload, true)
-			every := 40
+			every := 20 // chat frames between cuts: few, so that a slow machine gets through them
 			if workload == WorkloadGroup {
 				every = 25
 			}
@@ -136,7 +136,7 @@ func TestNoReconnectCutFails(t *testing.T) {
 func TestReconnectRefusedToken(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	p := newProxy(t, addr)
-	p.cutEvery(chatFrames, 40, 1)
+	p.cutEvery(chatFrames, 20, 1)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.hooks = &testHooks{clockStarted: func(users []*simUser) {
 		for _, u := range users {
@@ -165,7 +165,7 @@ func TestReconnectRefusedToken(t *testing.T) {
 func TestReconnectGivesUp(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	p := newProxy(t, addr)
-	p.downAfter(chatFrames, 40)
+	p.downAfter(chatFrames, 20)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Pairs = 2
 	cfg.GiveUp, cfg.ReplyTimeout = time.Second, 500*time.Millisecond
