@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Limits of the configuration.
@@ -26,6 +28,9 @@ type Config struct {
 	// user's latest event counts, and the friends of all of them are looked
 	// up in one query (per 1000 users).
 	CoalesceWindow time.Duration
+	// Registerer is where the service registers its metrics (natter_*,
+	// service="friend"); nil: they are counted but not registered anywhere.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the configuration the binaries start from.

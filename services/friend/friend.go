@@ -52,12 +52,13 @@ const (
 
 // Service is a running friend service.
 type Service struct {
-	nc     *nats.Conn
-	store  *friendship.Store
-	cfg    Config
-	log    *slog.Logger
-	micro  micro.Service
-	runner *endpoint.Runner
+	nc      *nats.Conn
+	store   *friendship.Store
+	cfg     Config
+	log     *slog.Logger
+	micro   micro.Service
+	runner  *endpoint.Runner
+	metrics *metrics
 
 	presence     *presence
 	presenceSub  *nats.Subscription
@@ -76,7 +77,15 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("start friend service: %w", err)
 	}
-	store := friendship.New(db)
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	store := friendship.New(db.WithMetrics(m.db))
+	pres := newPresence(nc, store, cfg, log)
+	if err := m.watchPresence(pres); err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start friend service: %w", err)
 	}
@@ -86,7 +95,8 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		cfg:      cfg,
 		log:      log,
 		runner:   endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
-		presence: newPresence(nc, store, cfg, log),
+		metrics:  m,
+		presence: pres,
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopPresence = cancel
@@ -129,7 +139,7 @@ func (s *Service) register() error {
 		return fmt.Errorf("add micro service: %w", err)
 	}
 	s.micro = ms
-	return endpoint.Add(ms, s.nc,
+	return endpoint.Add(ms, s.nc, s.metrics.endpoints,
 		endpoint.Spec{Name: epAdd, Subject: subject.FriendAdd,
 			Description: "befriend a user; friendship is mutual and adding twice changes nothing: {user_id, friend_id} -> {}; errors bad_request (ids not positive, yourself), not_found (no such friend), busy (user service unavailable: retry)",
 			Handler:     endpoint.JSON(s.runner, epAdd, s.add)},

@@ -316,10 +316,14 @@ func (p *presence) lookupFailed(ctx context.Context, err error, batch map[int64]
 	p.signal()
 }
 
-func (p *presence) statsSnapshot() PresenceStats {
+func (p *presence) pendingUsers() int {
 	p.mu.Lock()
-	pending := len(p.pending)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	return len(p.pending)
+}
+
+func (p *presence) statsSnapshot() PresenceStats {
+	pending := p.pendingUsers()
 	return PresenceStats{
 		Events:    p.events.Load(),
 		Malformed: p.malformed.Load(),

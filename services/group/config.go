@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of DefaultConfig.
@@ -38,6 +40,9 @@ type Config struct {
 	// member is 8 bytes: the worst case, every cached group full, is
 	// CacheGroups x api.MaxGroupMembers x 8 bytes.
 	CacheGroups int
+	// Registerer is where the service registers its metrics (natter_*,
+	// service="group"); nil: they are counted but not registered anywhere.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the configuration the binaries start from.

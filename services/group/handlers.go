@@ -31,6 +31,7 @@ func (s *Service) create(ctx context.Context, req *api.GroupCreateRequest) (*api
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.created.Inc()
 	s.log.Info("group created", "group_id", id, "user_id", req.UserID)
 	return &api.GroupCreateResponse{GroupID: id}, nil
 }
@@ -45,6 +46,7 @@ func (s *Service) join(ctx context.Context, req *api.GroupRequest) (*api.Empty, 
 		return nil, storeError(err)
 	}
 	if joined {
+		s.metrics.membership.WithLabelValues("join").Inc()
 		s.log.Debug("group joined", "group_id", req.GroupID, "user_id", req.UserID, "role", role)
 	}
 	return &api.Empty{}, nil
@@ -59,6 +61,7 @@ func (s *Service) leave(ctx context.Context, req *api.GroupRequest) (*api.Empty,
 	if err != nil {
 		return nil, storeError(err)
 	}
+	s.metrics.membership.WithLabelValues("leave").Inc()
 	s.log.Debug("group left", "group_id", req.GroupID, "user_id", req.UserID, "new_creator", successor)
 	return &api.Empty{}, nil
 }
@@ -141,6 +144,10 @@ func (s *Service) send(ctx context.Context, req *api.GroupSendRequest) (*api.Sto
 		api.StoreRequest{From: req.UserID, To: to, CID: req.CID, Body: req.Body}, &resp)
 	if err != nil {
 		return nil, fmt.Errorf("group send to group %d: %w", req.GroupID, err)
+	}
+	if !resp.Duplicate {
+		s.metrics.messages.Inc()
+		s.metrics.recipients.Add(float64(len(to)))
 	}
 	return &resp, nil
 }

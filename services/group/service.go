@@ -58,6 +58,8 @@ type Service struct {
 	log   *slog.Logger
 	cache *memberCache
 
+	metrics *metrics
+
 	micro micro.Service
 	// runner runs the database-bound handlers; sendRunner the sends, which
 	// mostly wait for the offline service.
@@ -85,7 +87,12 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("start group service: %w", err)
 	}
-	store := roster.New(db)
+	cache := newMemberCache(cfg.CacheGroups)
+	m, err := newMetrics(cfg.Registerer, cache)
+	if err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	store := roster.New(db.WithMetrics(m.db))
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start group service: %w", err)
 	}
@@ -94,7 +101,8 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		store:      store,
 		cfg:        cfg,
 		log:        log,
-		cache:      newMemberCache(cfg.CacheGroups),
+		cache:      cache,
+		metrics:    m,
 		runner:     endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
 		sendRunner: endpoint.NewRunner(cfg.Concurrency*sendConcurrencyFactor, cfg.RequestTimeout, log),
 	}
@@ -117,7 +125,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start group service: %w", err)
 	}
 	s.micro = ms
-	err = endpoint.Add(ms, nc,
+	err = endpoint.Add(ms, nc, m.endpoints,
 		endpoint.Spec{Name: epCreate, Subject: subject.GroupCreate,
 			Description: "create a group, the user its creator: {user_id, name (1-50 characters), desc (0-200)} -> {group_id}; errors bad_request",
 			Handler:     endpoint.JSON(s.runner, epCreate, s.create)},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the zero fields of Config.
@@ -53,6 +55,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxRecipients is the most recipients of one message.
 	MaxRecipients int
+	// Registerer is where the service registers its metrics (natter_*,
+	// service="offline"); nil: they are counted but not registered
+	// anywhere.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults, spelled out.

@@ -65,12 +65,13 @@ const (
 
 // Service is a running offline service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	nc     *nats.Conn
-	store  *inbox.Store
-	micro  micro.Service
-	runner *endpoint.Runner
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	store   *inbox.Store
+	micro   micro.Service
+	runner  *endpoint.Runner
+	metrics *metrics
 
 	// gate guards queue against a send after close: handlers send under
 	// the read lock, Stop closes under the write lock.
@@ -121,17 +122,23 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	store := inbox.New(db, log)
+	queue := make(chan *storeReq, cfg.QueueLimit)
+	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(queue)) })
+	if err != nil {
+		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	store := inbox.New(db.WithMetrics(m.db), log)
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
 	s := &Service{
-		cfg:    cfg,
-		log:    log,
-		nc:     nc,
-		store:  store,
-		runner: endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
-		queue:  make(chan *storeReq, cfg.QueueLimit),
+		cfg:     cfg,
+		log:     log,
+		nc:      nc,
+		store:   store,
+		runner:  endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		metrics: m,
+		queue:   queue,
 	}
 	for range cfg.Writers {
 		s.writers.Go(s.writeLoop)
@@ -172,7 +179,7 @@ func (s *Service) register() error {
 	s.micro = svc
 	// Every endpoint is answered from goroutines other than micro's, so
 	// every handler gets detached requests (endpoint.Add detaches them).
-	return endpoint.Add(svc, s.nc,
+	return endpoint.Add(svc, s.nc, s.metrics.endpoints,
 		endpoint.Spec{Name: epStore, Subject: subject.OfflineStore,
 			Description: "store a chat message in its recipients' inboxes; answered after the commit",
 			Handler:     micro.HandlerFunc(s.handleStore), PendingMsgs: storePendingMsgs, PendingBytes: storePendingBytes},
@@ -312,6 +319,8 @@ func (s *Service) ack(ctx context.Context, req *api.AckRequest) (*struct{}, erro
 	if err := s.store.Ack(ctx, req.Acks); err != nil {
 		return nil, err
 	}
+	s.metrics.ackRequests.Inc()
+	s.metrics.acks.Add(float64(len(req.Acks)))
 	return &struct{}{}, nil
 }
 
@@ -339,6 +348,7 @@ func (s *Service) pruneOnce(ctx context.Context) {
 		}
 		return
 	}
+	s.metrics.pruned.Add(float64(entries))
 	if entries > 0 || msgs > 0 {
 		s.log.Info("pruned", "entries", entries, "messages", msgs)
 	}

@@ -47,6 +47,7 @@ func (s *Service) handleStore(m micro.Request) {
 	s.gate.RUnlock()
 	if !queued {
 		s.stats.busy.Add(1)
+		s.metrics.storeBusy.Inc()
 		endpoint.RespondError(s.log, m, epStore, api.ErrBusy)
 		return
 	}
@@ -139,6 +140,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		ps[i] = r.p
 	}
 	s.stats.batches.Add(1)
+	s.metrics.batchSize.Observe(float64(len(batch)))
 	for n := int64(len(batch)); ; {
 		cur := s.stats.maxBatch.Load()
 		if n <= cur || s.stats.maxBatch.CompareAndSwap(cur, n) {
@@ -150,6 +152,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		// Nothing was stored; senders retry with their cid.
 		s.log.Error("store batch", "requests", len(batch), "err", err)
 		s.stats.failed.Add(int64(len(batch)))
+		s.metrics.storeFailures.Add(float64(len(batch)))
 		for _, r := range batch {
 			endpoint.RespondError(s.log, r.m, epStore, api.ErrInternal)
 		}
@@ -158,34 +161,47 @@ func (s *Service) writeBatch(batch []*storeReq) {
 
 	// Committed: push every new entry to its recipient, in seq order.
 	hdr := nats.Header{subject.KindHeader: []string{subject.KindMsg}}
-	var buf []byte
+	var (
+		buf                     []byte
+		entries, pushed, failed int
+	)
 	for i, r := range res {
 		if r.Err != nil || r.Duplicate {
 			continue
 		}
 		p := ps[i]
+		entries += len(p.To)
 		for j, to := range p.To {
 			buf = appendPush(buf[:0], r.Seqs[j], r.MID, p.From, p.Body)
 			msg := &nats.Msg{Subject: subject.User(to), Header: hdr, Data: buf}
 			if err := s.nc.PublishMsg(msg); err != nil {
 				// The entry is stored; the recipient gets it with its next fetch.
+				failed++
 				s.log.Warn("push inbox entry", "user_id", to, "seq", r.Seqs[j], "mid", r.MID, "err", err)
+				continue
 			}
+			pushed++
 		}
 	}
+	s.metrics.entries.Add(float64(entries))
+	s.metrics.pushed.Add(float64(pushed))
+	s.metrics.pushErrors.Add(float64(failed))
 
 	for i, r := range res {
 		m := batch[i].m
 		switch {
 		case r.Err != nil:
 			s.stats.failed.Add(1)
+			s.metrics.storeFailures.Inc()
 			s.log.Error("store message", "from", ps[i].From, "recipients", len(ps[i].To), "err", r.Err)
 			endpoint.RespondError(s.log, m, epStore, api.ErrInternal)
 		case r.Duplicate:
 			s.stats.duplicates.Add(1)
+			s.metrics.duplicates.Inc()
 			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID, Duplicate: true})
 		default:
 			s.stats.stored.Add(1)
+			s.metrics.stored.Inc()
 			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID})
 		}
 	}

@@ -22,7 +22,8 @@ import (
 // none is the answer of endpoints with nothing to say: {}.
 type none struct{}
 
-func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
+func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (_ *api.RegisterResponse, err error) {
+	defer func() { s.metrics.register(err) }()
 	if err := api.CheckName(req.Name, MaxNameRunes); err != nil {
 		return nil, err
 	}
@@ -52,7 +53,8 @@ func checkID(field, id string) error {
 	return nil
 }
 
-func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginResponse, error) {
+func (s *Service) login(ctx context.Context, req *api.LoginRequest) (_ *api.LoginResponse, err error) {
+	defer func() { s.metrics.login(req.ResumeToken != "", err) }()
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err
 	}
@@ -62,7 +64,6 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	now := time.Now().UnixMilli()
 	var (
 		name      string
-		err       error
 		token     = req.ResumeToken
 		tokenHash string
 	)
@@ -106,6 +107,7 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (*api.LoginR
 	}
 	replaced := c.Replaced
 	if replaced != "" {
+		s.metrics.kicks.Inc()
 		s.kick(req.UserID, replaced)
 	}
 	if !c.WasLive {
@@ -341,6 +343,7 @@ func (s *Service) expireLeases(ctx context.Context) {
 		return
 	}
 	if len(users) > 0 {
+		s.metrics.expired.Add(float64(len(users)))
 		s.log.Info("gateway lease expired; sessions ended", "sessions", len(users))
 		s.presence(now, false, users...)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
@@ -61,6 +62,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ResumeTTL is how long a resume token stays valid (0: 24 h).
 	ResumeTTL time.Duration
+	// Registerer is where the service registers its metrics (natter_*,
+	// service="user"); nil: they are counted but not registered anywhere.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the configuration the binaries start from.
@@ -115,9 +119,10 @@ type Service struct {
 	// that the answer takes as long as for a wrong password.
 	dummyHash []byte
 
-	micro  micro.Service
-	runner *endpoint.Runner
-	claims *claimBatcher // SQLite: logins share transactions; nil on MySQL
+	micro   micro.Service
+	runner  *endpoint.Runner
+	metrics *metrics
+	claims  *claimBatcher // SQLite: logins share transactions; nil on MySQL
 
 	stopCleanup context.CancelFunc
 	cleanupDone chan struct{}
@@ -134,7 +139,11 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	policy, _ := cfg.policy()
-	store := account.New(db)
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	store := account.New(db.WithMetrics(m.db))
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
@@ -153,6 +162,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		log:         log,
 		dummyHash:   dummy,
 		runner:      endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		metrics:     m,
 		cleanupDone: make(chan struct{}),
 	}
 	if db.Dialect == sqldb.SQLite {
@@ -174,7 +184,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	s.micro = ms
-	err = endpoint.Add(ms, nc,
+	err = endpoint.Add(ms, nc, m.endpoints,
 		endpoint.Spec{Name: "register", Subject: subject.UserRegister,
 			Description: "create an account: {name, password} -> {id}; errors name_taken, bad_request",
 			Handler:     endpoint.JSON(s.runner, "register", s.register)},

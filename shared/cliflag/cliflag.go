@@ -34,6 +34,9 @@ const (
 	// RequestTimeout is shared by the gateway and the services; in natter
 	// serve one flag sets it for all.
 	RequestTimeout = "request-timeout"
+	// MySQLDSNFile names a file holding the DSN, to keep its password out
+	// of the command line and the environment.
+	MySQLDSNFile = "mysql-dsn-file"
 )
 
 // NATSFlag is the NATS server URL (comma-separated for several).
@@ -47,11 +50,33 @@ func DBFlags(defaultSQLite string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: MySQLDSN, EnvVars: []string{"NATTER_MYSQL_DSN"},
 			Usage: "MySQL/MariaDB DSN, user:pass@tcp(host:3306)/dbname (the database is created if missing); empty means SQLite"},
+		MySQLDSNFileFlag(),
 		&cli.StringFlag{Name: SQLitePath, Value: defaultSQLite, EnvVars: []string{"NATTER_SQLITE"},
 			Usage: "SQLite database file, used when no MySQL DSN is given (single machine only)"},
 		&cli.IntFlag{Name: DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
 			Usage: "MySQL connection pool size; also bounds concurrent request handlers"},
 	}
+}
+
+// MySQLDSNFileFlag is --mysql-dsn-file, the alternative to --mysql-dsn that
+// keeps the password in a file; DBFlags has it, MySQLDSNFromFlags reads it.
+func MySQLDSNFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: MySQLDSNFile, EnvVars: []string{"NATTER_MYSQL_DSN_FILE"},
+		Usage: "file holding the MySQL/MariaDB DSN (instead of --" + MySQLDSN + "; a trailing newline is ignored)"}
+}
+
+// MySQLDSNFromFlags returns the MySQL DSN that --mysql-dsn or
+// --mysql-dsn-file gives (read from the file, trailing newline trimmed),
+// "" for none; both at once is an error.
+func MySQLDSNFromFlags(c *cli.Context) (string, error) {
+	dsn, file := c.String(MySQLDSN), c.String(MySQLDSNFile)
+	switch {
+	case dsn != "" && file != "":
+		return "", fmt.Errorf("give --%s or --%s, not both", MySQLDSN, MySQLDSNFile)
+	case file != "":
+		return readSecret(MySQLDSNFile, file)
+	}
+	return dsn, nil
 }
 
 // LogFlags set the log level and format, where Go profiles are served
@@ -127,9 +152,14 @@ func StartOps(c *cli.Context, log *slog.Logger) (*ops.Server, error) {
 	return s, nil
 }
 
-// OpenDB opens the database the DB flags select.
+// OpenDB opens the database the DB flags select: MySQL with --mysql-dsn or
+// --mysql-dsn-file, else SQLite.
 func OpenDB(ctx context.Context, c *cli.Context) (*sqldb.DB, error) {
-	if dsn := c.String(MySQLDSN); dsn != "" {
+	dsn, err := MySQLDSNFromFlags(c)
+	if err != nil {
+		return nil, err
+	}
+	if dsn != "" {
 		return sqldb.OpenMySQL(ctx, dsn, c.Int(DBConns))
 	}
 	return sqldb.OpenSQLite(c.String(SQLitePath))

@@ -12,6 +12,9 @@
 // Respond/Error in a field its delivery goroutine reads, unlocked, once the
 // handler returns. Add registers a service's endpoints, described by Specs,
 // with every handler detached; Stop stops them and waits for the handlers.
+//
+// Add also counts every request's answer and its latency in Metrics, in
+// the detached request itself, so no handler has to.
 package endpoint
 
 import (
@@ -21,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,9 +108,10 @@ type Spec struct {
 }
 
 // Add adds the endpoints to svc in order, each handler wrapped in
-// Detach(nc, ...). It returns at the first endpoint it cannot add, leaving
-// the ones before it added: the caller stops svc.
-func Add(svc micro.Service, nc *nats.Conn, specs ...Spec) error {
+// Detach(nc, ...) and, with m not nil, each answer counted in m. It returns
+// at the first endpoint it cannot add, leaving the ones before it added: the
+// caller stops svc.
+func Add(svc micro.Service, nc *nats.Conn, m *Metrics, specs ...Spec) error {
 	for _, s := range specs {
 		msgs, bytes := s.PendingMsgs, s.PendingBytes
 		if msgs == 0 {
@@ -115,7 +120,7 @@ func Add(svc micro.Service, nc *nats.Conn, specs ...Spec) error {
 		if bytes == 0 {
 			bytes = DefaultPendingBytes
 		}
-		err := svc.AddEndpoint(s.Name, Detach(nc, s.Handler),
+		err := svc.AddEndpoint(s.Name, detach(nc, s.Handler, m.endpoint(s.Name)),
 			micro.WithEndpointSubject(s.Subject),
 			micro.WithEndpointMetadata(map[string]string{"description": s.Description}),
 			micro.WithEndpointPendingLimits(msgs, bytes))
@@ -200,19 +205,34 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 // JSON encoded by api.Marshal. The price: micro's stats do not count the
 // errors answered this way.
 func Detach(nc *nats.Conn, h micro.Handler) micro.Handler {
-	return micro.HandlerFunc(func(m micro.Request) { h.Handle(detached{Request: m, nc: nc}) })
+	return detach(nc, h, nil)
+}
+
+// detach is Detach, with each request's first answer counted in obs (nil:
+// not counted).
+func detach(nc *nats.Conn, h micro.Handler, obs *observer) micro.Handler {
+	if obs == nil {
+		return micro.HandlerFunc(func(m micro.Request) { h.Handle(&detached{Request: m, nc: nc}) })
+	}
+	return micro.HandlerFunc(func(m micro.Request) {
+		h.Handle(&detached{Request: m, nc: nc, obs: obs, start: time.Now()})
+	})
 }
 
 type detached struct {
 	micro.Request
 	nc *nats.Conn
+
+	obs      *observer // nil: not counted
+	start    time.Time
+	answered atomic.Bool // the first answer sent is the one counted
 }
 
-func (d detached) Respond(data []byte, opts ...micro.RespondOpt) error {
-	return d.publish(&nats.Msg{Data: data}, opts)
+func (d *detached) Respond(data []byte, opts ...micro.RespondOpt) error {
+	return d.publish(&nats.Msg{Data: data}, opts, resultOK)
 }
 
-func (d detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
+func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
 	data, err := api.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("%w: %w", micro.ErrMarshalResponse, err)
@@ -220,7 +240,7 @@ func (d detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
 	return d.Respond(data, opts...)
 }
 
-func (d detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+func (d *detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
 	if code == "" || description == "" {
 		return fmt.Errorf("%w: error code and description", micro.ErrArgRequired)
 	}
@@ -230,10 +250,12 @@ func (d detached) Error(code, description string, data []byte, opts ...micro.Res
 			micro.ErrorCodeHeader: []string{code},
 		},
 		Data: data,
-	}, opts)
+	}, opts, code)
 }
 
-func (d detached) publish(msg *nats.Msg, opts []micro.RespondOpt) error {
+// publish sends msg as the answer and, the first time one is sent, counts
+// it with result.
+func (d *detached) publish(msg *nats.Msg, opts []micro.RespondOpt, result string) error {
 	for _, opt := range opts {
 		opt(msg)
 	}
@@ -243,6 +265,9 @@ func (d detached) publish(msg *nats.Msg, opts []micro.RespondOpt) error {
 	}
 	if err := d.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
+	}
+	if d.obs != nil && d.answered.CompareAndSwap(false, true) {
+		d.obs.answered(result, d.start)
 	}
 	return nil
 }

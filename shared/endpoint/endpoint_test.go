@@ -41,7 +41,7 @@ func TestAdd(t *testing.T) {
 	answerLater := micro.HandlerFunc(func(m micro.Request) {
 		go m.Respond(m.Data()) // safe only on a detached request
 	})
-	err := endpoint.Add(svc, nc,
+	err := endpoint.Add(svc, nc, nil,
 		endpoint.Spec{Name: "one", Subject: "test.echo.one", Description: "echo, later", Handler: answerLater},
 		endpoint.Spec{Name: "two", Subject: "test.echo.two", Description: "echo, later, few pending",
 			Handler: answerLater, PendingMsgs: 10, PendingBytes: -1},
@@ -77,7 +77,7 @@ func TestAddFails(t *testing.T) {
 	runner := newRunner(1)
 	t.Cleanup(runner.Close)
 	h := endpoint.JSON(runner, "x", func(context.Context, *struct{}) (*struct{}, error) { return nil, nil })
-	err := endpoint.Add(svc, nc,
+	err := endpoint.Add(svc, nc, nil,
 		endpoint.Spec{Name: "good", Subject: "test.good", Description: "fine", Handler: h},
 		endpoint.Spec{Name: "bad", Subject: "test bad", Description: "a space in the subject", Handler: h},
 	)
@@ -102,7 +102,7 @@ func TestStop(t *testing.T) {
 		finished.Store(true)
 		return &struct{}{}, nil
 	})
-	if err := endpoint.Add(svc, nc, endpoint.Spec{Name: "slow", Subject: "test.slow", Description: "waits", Handler: h}); err != nil {
+	if err := endpoint.Add(svc, nc, nil, endpoint.Spec{Name: "slow", Subject: "test.slow", Description: "waits", Handler: h}); err != nil {
 		t.Fatal(err)
 	}
 	answer := make(chan error, 1)

@@ -1,17 +1,23 @@
 // Package natsconn connects natter processes to NATS with the options every
-// one of them wants: reconnect forever, log connection events.
+// one of them wants: reconnect forever, log connection events, and, through
+// Observe, count them in Prometheus metrics. Ready is a readiness check on
+// a connection.
 package natsconn
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Connect dials url as client name. Extra options (an in-process server,
-// credentials) are appended.
+// credentials, Observe) are applied after Connect's own, so Observe counts
+// the events Connect logs.
 func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{
 		nats.Name(name),
@@ -40,4 +46,99 @@ func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Co
 		return nil, fmt.Errorf("connect nats %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// Ready is a readiness check: nil while nc is connected.
+func Ready(nc *nats.Conn) func(ctx context.Context) error {
+	return func(context.Context) error {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("nats connection %s", st)
+		}
+		return nil
+	}
+}
+
+// Metrics counts the events of a process's NATS connections. Build it with
+// NewMetrics and pass Observe(m) to Connect.
+type Metrics struct {
+	asyncErrors *prometheus.CounterVec
+	disconnects prometheus.Counter
+	reconnects  prometheus.Counter
+}
+
+// NewMetrics registers the NATS connection metrics of service on reg:
+//
+//   - natter_nats_async_errors_total{service, kind}: asynchronous errors
+//     (kind slow_consumer, permission or other);
+//   - natter_nats_disconnects_total{service}: connections lost (not
+//     counting deliberate closes and drains);
+//   - natter_nats_reconnects_total{service}: connections re-established.
+func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
+	labels := prometheus.Labels{"service": service}
+	m := &Metrics{
+		asyncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_nats_async_errors_total",
+			Help:        "Asynchronous NATS errors, by kind: slow_consumer (messages dropped), permission or other.",
+			ConstLabels: labels,
+		}, []string{"kind"}),
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "natter_nats_disconnects_total",
+			Help:        "NATS connections lost (deliberate closes and drains not counted).",
+			ConstLabels: labels,
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "natter_nats_reconnects_total",
+			Help:        "NATS connections re-established after a loss.",
+			ConstLabels: labels,
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.asyncErrors, m.disconnects, m.reconnects} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register nats metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Observe is a connection option that counts disconnects, reconnects and
+// async errors in m, then calls the handlers set by the options before it
+// (Connect's own logging ones). A nil m changes nothing.
+func Observe(m *Metrics) nats.Option {
+	return func(o *nats.Options) error {
+		if m == nil {
+			return nil
+		}
+		disconnected, reconnected, asyncErr := o.DisconnectedErrCB, o.ReconnectedCB, o.AsyncErrorCB
+		o.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+			if err != nil {
+				m.disconnects.Inc()
+			}
+			if disconnected != nil {
+				disconnected(nc, err)
+			}
+		}
+		o.ReconnectedCB = func(nc *nats.Conn) {
+			m.reconnects.Inc()
+			if reconnected != nil {
+				reconnected(nc)
+			}
+		}
+		o.AsyncErrorCB = func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			m.asyncErrors.WithLabelValues(asyncKind(err)).Inc()
+			if asyncErr != nil {
+				asyncErr(nc, sub, err)
+			}
+		}
+		return nil
+	}
+}
+
+func asyncKind(err error) string {
+	switch {
+	case errors.Is(err, nats.ErrSlowConsumer):
+		return "slow_consumer"
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return "permission"
+	}
+	return "other"
 }

@@ -45,13 +45,51 @@ func (d Dialect) String() string {
 // through the embedded *sql.DB; Read is for queries outside a transaction
 // (on MySQL the same pool; on SQLite a pool of read-only connections that
 // read the last committed state while the single writer works).
+//
+// WithMetrics returns another view of the same database that reports to
+// metrics; every view shares the pools and prepared statements.
 type DB struct {
 	*sql.DB
 	Read    *sql.DB
 	Dialect Dialect
 
-	stmts  sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
-	wstmts sync.Map // query text -> *sql.Stmt on the writer pool (TxStmt)
+	stmts  *sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
+	wstmts *sync.Map // query text -> *sql.Stmt on the writer pool (TxStmt)
+
+	metrics *Metrics // nil: not observed
+}
+
+func newDB(w, r *sql.DB, d Dialect) *DB {
+	return &DB{DB: w, Read: r, Dialect: d, stmts: new(sync.Map), wstmts: new(sync.Map)}
+}
+
+// WithMetrics returns a view of db whose transactions, reads and ExecContext
+// calls are timed and whose database errors are counted in m (nil: not
+// observed). The view shares db's pools and prepared statements; closing
+// either closes both. Each service of a process that shares one database
+// takes a view of its own.
+func (db *DB) WithMetrics(m *Metrics) *DB {
+	v := *db
+	v.metrics = m
+	return &v
+}
+
+// Alive reports whether the database answers, for readiness checks: it
+// pings the read pool, which on SQLite does not queue behind a long write
+// transaction on the single writer connection (on MySQL it is the pool).
+func (db *DB) Alive(ctx context.Context) error {
+	if err := db.Read.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w", db.Dialect, err)
+	}
+	return nil
+}
+
+// ExecContext is the embedded pool's ExecContext, observed (see WithMetrics).
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	start := time.Now()
+	res, err := db.DB.ExecContext(ctx, query, args...)
+	db.metrics.observe(opExec, start, err, kindDatabase)
+	return res, err
 }
 
 // sqliteReaders is the size of SQLite's read-only pool.
@@ -62,32 +100,55 @@ const sqliteReaders = 4
 // running it on SQLite). query must be a constant: every distinct text is
 // prepared and kept.
 func (db *DB) ReadQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	start := time.Now()
+	var (
+		rows *sql.Rows
+		err  error
+	)
 	if st := db.readStmt(ctx, query); st != nil {
-		return st.QueryContext(ctx, args...)
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = db.Read.QueryContext(ctx, query, args...)
 	}
-	return db.Read.QueryContext(ctx, query, args...)
+	db.metrics.observe(opRead, start, err, kindDatabase)
+	return rows, err
 }
 
 // ReadQueryRow is ReadQuery for a single row.
 func (db *DB) ReadQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	start := time.Now()
+	var row *sql.Row
 	if st := db.readStmt(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
+		row = st.QueryRowContext(ctx, args...)
+	} else {
+		row = db.Read.QueryRowContext(ctx, query, args...)
 	}
-	return db.Read.QueryRowContext(ctx, query, args...)
+	if db.metrics != nil {
+		db.metrics.observe(opRead, start, row.Err(), kindDatabase) // Err never is sql.ErrNoRows
+	}
+	return row
 }
 
 // ReadTx runs fn in a read-only transaction on the read pool: a
 // consistent snapshot that, on SQLite, does not take the write lock.
-func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	start := time.Now()
+	fallback := ""
+	defer func() { db.metrics.observe(opReadTx, start, err, fallback) }()
 	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
+		fallback = kindDatabase
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		fallback = kindDatabase
+		return fmt.Errorf("commit read: %w", err)
+	}
+	return nil
 }
 
 // PrepareWrites prepares fixed queries on the writer pool for TxStmt. Call
@@ -135,7 +196,7 @@ func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 
 // Close closes the database (both pools).
 func (db *DB) Close() error {
-	for _, m := range []*sync.Map{&db.stmts, &db.wstmts} {
+	for _, m := range []*sync.Map{db.stmts, db.wstmts} {
 		m.Range(func(_, st any) bool {
 			st.(*sql.Stmt).Close()
 			return true
@@ -184,7 +245,7 @@ func OpenSQLite(path string) (*DB, error) {
 	read.SetMaxOpenConns(sqliteReaders)
 	read.SetMaxIdleConns(sqliteReaders)
 	read.SetConnMaxLifetime(0)
-	return &DB{DB: db, Read: read, Dialect: SQLite}, nil
+	return newDB(db, read, SQLite), nil
 }
 
 // OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN
@@ -231,7 +292,7 @@ func OpenMySQL(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect mysql %s: %w", cfg.Addr, err)
 	}
-	return &DB{DB: db, Read: db, Dialect: MySQL}, nil
+	return newDB(db, db, MySQL), nil
 }
 
 func createMySQLDatabase(ctx context.Context, cfg mysql.Config) error {
@@ -308,36 +369,45 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // InTxOpts is InTx with transaction options (an isolation level).
 func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	start := time.Now()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 {
+			db.metrics.retried()
 			select {
 			case <-ctx.Done():
+				db.metrics.observe(opTx, start, ctx.Err(), "")
 				return ctx.Err()
 			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
-		err = db.tryTx(ctx, opts, fn)
-		if err == nil || !IsRetryable(err) {
+		var fallback string
+		fallback, err = db.tryTx(ctx, opts, fn)
+		if err == nil || !IsRetryable(err) || attempt == 4 {
+			db.metrics.observe(opTx, start, err, fallback)
 			return err
 		}
+		db.metrics.failed(opTx, err, fallback) // a conflict, retried
 	}
 	return err
 }
 
-func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+// tryTx runs one attempt of a transaction. fallback is the error kind to
+// count when the error is not recognized as a database one: begin and
+// commit errors are the database's, fn's own errors may be the caller's.
+func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (fallback string, err error) {
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return kindDatabase, fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return "", err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return kindDatabase, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return "", nil
 }
 
 // Placeholders returns "?,?,...,?" with n marks.

@@ -1,8 +1,9 @@
 // Package svcmain is the life cycle every natter service binary shares: the
-// common flags, then open the database the flags select, connect to NATS,
-// start the service, serve until SIGINT or SIGTERM, and stop in order - the
-// service first (it answers what it accepted), then the NATS connection
-// (drained), then the database.
+// common flags, then serve the operational endpoints (--http), open the
+// database the flags select, connect to NATS, start the service, serve until
+// SIGINT or SIGTERM, and stop in order - readiness off first, then the
+// service (it answers what it accepted), then the NATS connection
+// (drained), then the database, and the operational endpoints last.
 package svcmain
 
 import (
@@ -12,15 +13,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/natsconn"
+	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -34,32 +39,59 @@ const (
 // Service is a running service.
 type Service interface{ Stop() error }
 
-// StartFunc starts a service on an open database and NATS connection.
-// concurrency is how many requests it should handle at once for that
-// database.
-type StartFunc func(ctx context.Context, nc *nats.Conn, db *sqldb.DB, concurrency int, log *slog.Logger) (Service, error)
+// Env is what a service starts on. The service owns none of it: svcmain
+// closes the connection and the database after the service's Stop.
+type Env struct {
+	NC *nats.Conn
+	DB *sqldb.DB
+	// Concurrency is how many requests the service should handle at once
+	// for DB.
+	Concurrency int
+	// Registerer is where the service registers its metrics (served on
+	// /metrics with --http).
+	Registerer prometheus.Registerer
+	// Ops is the process's operational endpoints, for readiness checks of
+	// the service's own.
+	Ops *ops.Server
+	Log *slog.Logger
+}
 
-// Flags returns the common flags (NATS, database, logging, request timeout)
-// followed by the service's own.
+// StartFunc starts a service.
+type StartFunc func(ctx context.Context, env Env) (Service, error)
+
+// Flags returns the common flags (NATS and its credentials, database,
+// logging and --http, request timeout, --print-config) followed by the
+// service's own.
 func Flags(own ...cli.Flag) []cli.Flag {
-	flags := []cli.Flag{cliflag.NATSFlag(), &cli.DurationFlag{Name: cliflag.RequestTimeout, Value: 5 * time.Second,
-		EnvVars: []string{"NATTER_REQUEST_TIMEOUT"}, Usage: "longest time one request may take, database work included"}}
+	flags := cliflag.NATSFlags()
+	flags = append(flags, &cli.DurationFlag{Name: cliflag.RequestTimeout, Value: 5 * time.Second,
+		EnvVars: []string{"NATTER_REQUEST_TIMEOUT"}, Usage: "longest time one request may take, database work included"})
 	flags = append(flags, cliflag.DBFlags("natter-data/natter.db")...)
 	flags = append(flags, cliflag.LogFlags()...)
+	flags = append(flags, cliflag.PrintConfigFlag())
 	return append(flags, own...)
 }
 
-// Main runs app and exits non-zero on error.
+// Main runs app and exits non-zero on error. It sets the app's version
+// (--version) and runs --print-config before the app's Action.
 func Main(app *cli.App) {
 	app.Version = buildinfo.Version()
+	if action := app.Action; action != nil {
+		app.Action = func(c *cli.Context) error {
+			if done, err := cliflag.HandlePrintConfig(c); done {
+				return err
+			}
+			return action(c)
+		}
+	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
 		os.Exit(1)
 	}
 }
 
-// Run serves the service that start starts, as NATS client name, until
-// SIGINT or SIGTERM.
+// Run serves the service that start starts, as NATS client name
+// (natter-<service>), until SIGINT or SIGTERM.
 func Run(c *cli.Context, name string, start StartFunc) error {
 	log, err := cliflag.Logger(c)
 	if err != nil {
@@ -75,7 +107,31 @@ func Run(c *cli.Context, name string, start StartFunc) error {
 	return run(ctx, c, name, log, start)
 }
 
-func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, start StartFunc) error {
+func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, start StartFunc) (err error) {
+	natsOpts, err := cliflag.NATSOptions(c)
+	if err != nil {
+		return err
+	}
+	o, err := cliflag.StartOps(c, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if cerr := o.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
+		}
+	}()
+	var started atomic.Bool
+	o.AddCheck("service", func(context.Context) error {
+		if !started.Load() {
+			return errors.New("starting")
+		}
+		return nil
+	})
+	service := strings.TrimPrefix(name, "natter-") // the service label of the metrics
+
 	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
 	defer cancelStart()
 	db, err := cliflag.OpenDB(startCtx, c)
@@ -83,23 +139,38 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 		return err
 	}
 	defer db.Close()
+	o.AddCheck("database", db.Alive)
 
+	nm, err := natsconn.NewMetrics(o.Registry(), service)
+	if err != nil {
+		return err
+	}
 	closed := make(chan struct{})
-	nc, err := natsconn.Connect(c.String(cliflag.NATS), name, log,
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, err := natsconn.Connect(c.String(cliflag.NATS), name, log, append(natsOpts,
+		natsconn.Observe(nm), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	o.AddCheck("nats", natsconn.Ready(nc))
 
-	svc, err := start(startCtx, nc, db, cliflag.Concurrency(db, c.Int(cliflag.DBConns)), log)
+	svc, err := start(startCtx, Env{
+		NC:          nc,
+		DB:          db,
+		Concurrency: cliflag.Concurrency(db, c.Int(cliflag.DBConns)),
+		Registerer:  o.Registry(),
+		Ops:         o,
+		Log:         log,
+	})
 	if err != nil {
 		return err
 	}
 	cancelStart()
+	started.Store(true)
 	log.Info(name+" running", "version", buildinfo.Version(), "db", db.Dialect.String())
 	<-ctx.Done()
 	log.Info("shutting down")
+	o.SetDraining()
 
 	var errs []error
 	if err := svc.Stop(); err != nil {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/natstest"
@@ -44,11 +43,11 @@ func TestRunLifecycle(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, c, "natter-test", slog.New(slog.NewTextHandler(io.Discard, nil)),
-			func(ctx context.Context, nc *nats.Conn, db *sqldb.DB, concurrency int, log *slog.Logger) (Service, error) {
-				if db.Dialect != sqldb.SQLite || !nc.IsConnected() {
-					t.Errorf("dialect %v connected %v", db.Dialect, nc.IsConnected())
+			func(ctx context.Context, env Env) (Service, error) {
+				if env.DB.Dialect != sqldb.SQLite || !env.NC.IsConnected() {
+					t.Errorf("dialect %v connected %v", env.DB.Dialect, env.NC.IsConnected())
 				}
-				started <- concurrency
+				started <- env.Concurrency
 				return svc, nil
 			})
 	}()

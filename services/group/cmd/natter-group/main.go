@@ -4,13 +4,10 @@ package main
 
 import (
 	"context"
-	"log/slog"
 
-	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/services/group"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/svcmain"
 )
 
@@ -24,9 +21,10 @@ func main() {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return svcmain.Run(c, "natter-group", func(ctx context.Context, nc *nats.Conn, db *sqldb.DB, concurrency int, log *slog.Logger) (svcmain.Service, error) {
-				cfg.Concurrency = concurrency
-				return group.Start(ctx, nc, db, cfg, log)
+			return svcmain.Run(c, "natter-group", func(ctx context.Context, env svcmain.Env) (svcmain.Service, error) {
+				cfg.Concurrency = env.Concurrency
+				cfg.Registerer = env.Registerer
+				return group.Start(ctx, env.NC, env.DB, cfg, env.Log)
 			})
 		},
 	})

@@ -6,13 +6,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
-	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/services/offline"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/svcmain"
 )
 
@@ -26,9 +23,10 @@ func main() {
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid flags: %w", err)
 			}
-			return svcmain.Run(c, "natter-offline", func(ctx context.Context, nc *nats.Conn, db *sqldb.DB, concurrency int, log *slog.Logger) (svcmain.Service, error) {
-				cfg.Concurrency = concurrency
-				return offline.Start(ctx, nc, db, cfg, log)
+			return svcmain.Run(c, "natter-offline", func(ctx context.Context, env svcmain.Env) (svcmain.Service, error) {
+				cfg.Concurrency = env.Concurrency
+				cfg.Registerer = env.Registerer
+				return offline.Start(ctx, env.NC, env.DB, cfg, env.Log)
 			})
 		},
 	})

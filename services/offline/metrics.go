@@ -1,0 +1,80 @@
+package offline
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// metrics are the offline service's Prometheus metrics, labelled
+// service="offline".
+type metrics struct {
+	endpoints *endpoint.Metrics
+	db        *sqldb.Metrics
+
+	stored        prometheus.Counter
+	duplicates    prometheus.Counter
+	entries       prometheus.Counter
+	pushed        prometheus.Counter
+	pushErrors    prometheus.Counter
+	storeFailures prometheus.Counter
+	storeBusy     prometheus.Counter
+	batchSize     prometheus.Histogram
+	ackRequests   prometheus.Counter
+	acks          prometheus.Counter
+	pruned        prometheus.Counter
+}
+
+// newMetrics registers the service's metrics on reg (nil: a registry of
+// their own, counted but not served); queueLen reports the store queue's
+// length.
+func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	labels := prometheus.Labels{"service": subject.OfflineService}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	m := &metrics{
+		stored:        counter("natter_offline_messages_stored_total", "Chat messages stored (each once, whatever its number of recipients)."),
+		duplicates:    counter("natter_offline_duplicates_total", "Store requests answered as duplicates (a sender's retry of a stored cid)."),
+		entries:       counter("natter_offline_entries_stored_total", "Inbox entries stored: one per recipient of each stored message."),
+		pushed:        counter("natter_offline_entries_pushed_total", "Inbox entries published to their recipient's subject after the commit."),
+		pushErrors:    counter("natter_offline_push_errors_total", "Inbox entries that could not be published (the recipient fetches them later)."),
+		storeFailures: counter("natter_offline_store_failures_total", "Store requests answered with an error after they were queued (nothing stored; the sender retries)."),
+		storeBusy:     counter("natter_offline_store_busy_total", "Store requests answered busy: the queue was full or the service stopping."),
+		ackRequests:   counter("natter_offline_ack_requests_total", "Ack requests handled."),
+		acks:          counter("natter_offline_acks_total", "Inbox acknowledgements (one user's inbox up to a seq) in ack requests handled."),
+		pruned:        counter("natter_offline_pruned_entries_total", "Acknowledged inbox entries deleted after the retention."),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "natter_offline_store_batch_size",
+			Help:        "Store requests written in one transaction.",
+			ConstLabels: labels,
+			Buckets:     prometheus.ExponentialBuckets(1, 2, 14), // 1 to 8192
+		}),
+	}
+	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "natter_offline_store_queue_length",
+		Help:        "Store requests waiting for a batch writer.",
+		ConstLabels: labels,
+	}, queueLen)
+	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
+		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, queue} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register offline metrics: %w", err)
+		}
+	}
+	var err error
+	if m.endpoints, err = endpoint.NewMetrics(reg, subject.OfflineService); err != nil {
+		return nil, err
+	}
+	if m.db, err = sqldb.NewMetrics(reg, subject.OfflineService); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,128 @@
+package user
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// metrics are the user service's Prometheus metrics, labelled
+// service="user".
+type metrics struct {
+	endpoints *endpoint.Metrics
+	db        *sqldb.Metrics
+
+	logins        *prometheus.CounterVec
+	registrations *prometheus.CounterVec
+	kicks         prometheus.Counter
+	expired       prometheus.Counter
+}
+
+// Login methods and results (labels).
+const (
+	methodPassword = "password"
+	methodResume   = "resume"
+
+	resultOK          = "ok"
+	resultBadLogin    = "bad_login"
+	resultSessionLive = "session_live"
+	resultNameTaken   = "name_taken"
+	resultBadRequest  = "bad_request"
+	resultError       = "error"
+)
+
+// newMetrics registers the service's metrics on reg (nil: a registry of
+// their own, counted but not served).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	labels := prometheus.Labels{"service": subject.UserService}
+	m := &metrics{
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_user_logins_total",
+			Help:        "Logins by method (password, or resume with a resume token) and result: ok, bad_login, session_live, bad_request or error.",
+			ConstLabels: labels,
+		}, []string{"method", "result"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_user_registrations_total",
+			Help:        "Registrations by result: ok, name_taken, bad_request or error.",
+			ConstLabels: labels,
+		}, []string{"result"}),
+		kicks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "natter_user_kicks_total",
+			Help:        "Sessions replaced by a newer login of the same user (login policy kick).",
+			ConstLabels: labels,
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "natter_user_lease_expired_sessions_total",
+			Help:        "Sessions ended because their gateway's presence lease expired.",
+			ConstLabels: labels,
+		}),
+	}
+	for _, method := range []string{methodPassword, methodResume} {
+		for _, r := range []string{resultOK, resultBadLogin, resultSessionLive, resultBadRequest, resultError} {
+			m.logins.WithLabelValues(method, r)
+		}
+	}
+	for _, r := range []string{resultOK, resultNameTaken, resultBadRequest, resultError} {
+		m.registrations.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register user metrics: %w", err)
+		}
+	}
+	var err error
+	if m.endpoints, err = endpoint.NewMetrics(reg, subject.UserService); err != nil {
+		return nil, err
+	}
+	if m.db, err = sqldb.NewMetrics(reg, subject.UserService); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// login counts a login that ended with err.
+func (m *metrics) login(resumed bool, err error) {
+	method := methodPassword
+	if resumed {
+		method = methodResume
+	}
+	var r string
+	switch {
+	case err == nil:
+		r = resultOK
+	case errors.Is(err, api.ErrBadLogin):
+		r = resultBadLogin
+	case errors.Is(err, api.ErrSessionLive):
+		r = resultSessionLive
+	case errors.Is(err, api.ErrBadRequest):
+		r = resultBadRequest
+	default:
+		r = resultError
+	}
+	m.logins.WithLabelValues(method, r).Inc()
+}
+
+// register counts a registration that ended with err.
+func (m *metrics) register(err error) {
+	var r string
+	switch {
+	case err == nil:
+		r = resultOK
+	case errors.Is(err, api.ErrNameTaken):
+		r = resultNameTaken
+	case errors.Is(err, api.ErrBadRequest):
+		r = resultBadRequest
+	default:
+		r = resultError
+	}
+	m.registrations.WithLabelValues(r).Inc()
+}

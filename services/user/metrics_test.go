@@ -1,0 +1,111 @@
+package user_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/subject"
+)
+
+// TestMetrics counts registrations and logins by result, resumes, kicks,
+// the requests of every endpoint and the database work, all labelled
+// service="user", on the registry of the configuration.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(user.PolicyKick)
+	cfg.Registerer = reg
+	e := newEnv(t, dbtest.SQLite(t), cfg)
+	uid := e.register(t, "alice", "secret")
+	if err := e.call(t, subject.UserRegister, api.RegisterRequest{Name: "alice", Password: "x"}, nil); !errors.Is(err, api.ErrNameTaken) {
+		t.Fatalf("second register: %v", err)
+	}
+	first, err := e.login(t, uid, "secret", "gw", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.login(t, uid, "wrong", "gw", "s2"); !errors.Is(err, api.ErrBadLogin) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	var resumed api.LoginResponse
+	if err := e.call(t, subject.UserLogin, api.LoginRequest{UserID: uid, ResumeToken: first.ResumeToken,
+		GatewayID: "gw", SessionID: "s3"}, &resumed); err != nil || resumed.Replaced != "s1" {
+		t.Fatalf("resume: %+v, %v", resumed, err)
+	}
+
+	eventually.True(t, 5*time.Second, func() bool {
+		return metricValue(t, reg, "natter_request_duration_seconds", map[string]string{"endpoint": "login"}) == 3
+	}, "3 logins answered")
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"natter_user_registrations_total", map[string]string{"service": "user", "result": "ok"}, 1},
+		{"natter_user_registrations_total", map[string]string{"result": "name_taken"}, 1},
+		{"natter_user_logins_total", map[string]string{"service": "user", "method": "password", "result": "ok"}, 1},
+		{"natter_user_logins_total", map[string]string{"method": "password", "result": "bad_login"}, 1},
+		{"natter_user_logins_total", map[string]string{"method": "resume", "result": "ok"}, 1},
+		{"natter_user_logins_total", map[string]string{"method": "resume", "result": "bad_login"}, 0},
+		{"natter_user_kicks_total", map[string]string{"service": "user"}, 1},
+		{"natter_requests_total", map[string]string{"service": "user", "endpoint": "login", "result": "ok"}, 2},
+		{"natter_requests_total", map[string]string{"endpoint": "login", "result": "bad_login"}, 1},
+		{"natter_requests_total", map[string]string{"endpoint": "register", "result": "name_taken"}, 1},
+		{"natter_db_errors_total", map[string]string{"service": "user", "op": "exec", "kind": "duplicate"}, 1},
+	} {
+		if got := metricValue(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if n := metricValue(t, reg, "natter_db_operation_duration_seconds", map[string]string{"service": "user", "op": "tx"}); n == 0 {
+		t.Error("no transactions timed")
+	}
+}
+
+// metricValue returns the value of the counter or gauge name with labels
+// (for a histogram: its sample count) in reg; 0 if there is none.
+func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			return sampleValue(m)
+		}
+	}
+	return 0
+}
+
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
