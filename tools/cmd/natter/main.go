@@ -13,16 +13,21 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "natter:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is the natter command line; natter --version prints the build's
+// version.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:     "natter",
 		Usage:    "a cluster chat system on NATS",
 		Version:  buildinfo.Version(),
 		Commands: []*cli.Command{serveCommand(), chatCommand(), benchCommand()},
 		// --send chat:2:hello, world is one command, not two.
 		DisableSliceFlagSeparator: true,
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "natter:", err)
-		os.Exit(1)
 	}
 }

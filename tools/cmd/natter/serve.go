@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,12 +21,17 @@ import (
 	"github.com/natter-chat/natter/tools/internal/allinone"
 )
 
+// serveStopTimeout bounds the stop of the whole system; the operational
+// endpoints close after it.
+const serveStopTimeout = 15 * time.Second
+
 func serveCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "data", Value: "./natter-data", EnvVars: []string{"NATTER_DATA"},
 			Usage: "directory for the SQLite database (used unless --mysql-dsn is given)"},
 		&cli.StringFlag{Name: cliflag.MySQLDSN, EnvVars: []string{"NATTER_MYSQL_DSN"},
 			Usage: "store in MySQL/MariaDB instead of SQLite: user:pass@tcp(host:3306)/dbname (created if missing)"},
+		cliflag.MySQLDSNFileFlag(),
 		&cli.IntFlag{Name: cliflag.DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
 			Usage: "MySQL connection pool size"},
 		&cli.StringFlag{Name: "nats-listen", EnvVars: []string{"NATTER_NATS_LISTEN"},
@@ -35,56 +43,90 @@ func serveCommand() *cli.Command {
 	flags = append(flags, friend.Flags()...)
 	flags = append(flags, group.Flags()...)
 	flags = append(flags, cliflag.LogFlags()...)
+	flags = append(flags, cliflag.PrintConfigFlag())
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "run the whole system in one process: embedded NATS, user, offline, friend and group services, one gateway",
-		Flags: flags,
-		Action: func(c *cli.Context) error {
-			log, err := cliflag.Logger(c)
-			if err != nil {
-				return err
-			}
-			cfg := allinone.Config{
-				Gateway:    gateway.ConfigFromFlags(c),
-				User:       user.ConfigFromFlags(c),
-				Offline:    offline.ConfigFromFlags(c),
-				Friend:     friend.ConfigFromFlags(c),
-				Group:      group.ConfigFromFlags(c),
-				DataDir:    c.String("data"),
-				MySQLDSN:   c.String(cliflag.MySQLDSN),
-				DBConns:    c.Int(cliflag.DBConns),
-				NATSListen: c.String("nats-listen"),
-			}
-			if cfg.MySQLDSN != "" {
-				cfg.User.Concurrency = cfg.DBConns
-				cfg.Offline.Concurrency = cfg.DBConns
-				cfg.Friend.Concurrency = cfg.DBConns
-				cfg.Group.Concurrency = cfg.DBConns
-			}
-			for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
-				if err := v.Validate(); err != nil {
-					return err
-				}
-			}
-			stopPprof, err := cliflag.StartPprof(c, log)
-			if err != nil {
-				return err
-			}
-			defer stopPprof()
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			sys, err := allinone.Start(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
-			<-ctx.Done()
-			log.Info("stopping")
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-			defer cancel()
-			return sys.Stop(sctx)
-		},
+		Name: "serve",
+		Usage: "run the whole system in one process: embedded NATS, user, offline, friend and group services, one gateway; " +
+			"--http serves /healthz, /readyz and /metrics",
+		Flags:  flags,
+		Action: serve,
 	}
+}
+
+func serve(c *cli.Context) (err error) {
+	if done, err := cliflag.HandlePrintConfig(c); done {
+		return err
+	}
+	log, err := cliflag.Logger(c)
+	if err != nil {
+		return err
+	}
+	dsn, err := cliflag.MySQLDSNFromFlags(c)
+	if err != nil {
+		return err
+	}
+	cfg := allinone.Config{
+		Gateway:    gateway.ConfigFromFlags(c),
+		User:       user.ConfigFromFlags(c),
+		Offline:    offline.ConfigFromFlags(c),
+		Friend:     friend.ConfigFromFlags(c),
+		Group:      group.ConfigFromFlags(c),
+		DataDir:    c.String("data"),
+		MySQLDSN:   dsn,
+		DBConns:    c.Int(cliflag.DBConns),
+		NATSListen: c.String("nats-listen"),
+	}
+	if cfg.MySQLDSN != "" {
+		cfg.User.Concurrency = cfg.DBConns
+		cfg.Offline.Concurrency = cfg.DBConns
+		cfg.Friend.Concurrency = cfg.DBConns
+		cfg.Group.Concurrency = cfg.DBConns
+	}
+	for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	stopPprof, err := cliflag.StartPprof(c, log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	o, err := cliflag.StartOps(c, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := o.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
+		}
+	}()
+	var started atomic.Bool
+	o.AddCheck("system", func(context.Context) error {
+		if !started.Load() {
+			return errors.New("starting")
+		}
+		return nil
+	})
+	cfg.Registerer = o.Registry()
+	sys, err := allinone.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	sys.AddChecks(o)
+	started.Store(true)
+	log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
+	<-ctx.Done()
+	log.Info("stopping")
+	o.SetDraining()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveStopTimeout)
+	defer cancel()
+	return sys.Stop(sctx)
 }
 
 func storeName(cfg allinone.Config) string {

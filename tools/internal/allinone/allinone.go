@@ -2,7 +2,8 @@
 // embedded nats-server, the user, offline, friend and group services and one
 // gateway. It is
 // `natter serve`, and the end-to-end tests build their clusters from the
-// same parts.
+// same parts. Every component's metrics go to one registry
+// (Config.Registerer), and AddChecks gives the process's readiness checks.
 package allinone
 
 import (
@@ -13,10 +14,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/services/friend"
@@ -24,6 +27,7 @@ import (
 	"github.com/natter-chat/natter/services/offline"
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/natsconn"
+	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -38,6 +42,10 @@ type Config struct {
 	MySQLDSN   string
 	DBConns    int
 	NATSListen string // host:port for the embedded NATS to listen on; empty = in-process only
+	// Registerer is where the services (those whose own Registerer is
+	// nil) and the NATS connections register their metrics; nil: they are
+	// counted but not registered anywhere.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig is every component's defaults, SQLite under dataDir.
@@ -85,8 +93,27 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Registerer != nil { // one registry for all
+		for _, r := range []*prometheus.Registerer{&cfg.User.Registerer, &cfg.Offline.Registerer,
+			&cfg.Friend.Registerer, &cfg.Group.Registerer} {
+			if *r == nil {
+				*r = cfg.Registerer
+			}
+		}
+		if cfg.Gateway.Registerer == nil {
+			cfg.Gateway.Registerer = cfg.Registerer
+		}
+	}
 	connect := func(name string) (*nats.Conn, error) {
-		nc, err := natsconn.Connect("", name, log, nats.InProcessServer(s.ns))
+		opts := []nats.Option{nats.InProcessServer(s.ns)}
+		if cfg.Registerer != nil {
+			m, err := natsconn.NewMetrics(cfg.Registerer, strings.TrimPrefix(name, "natter-"))
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, natsconn.Observe(m))
+		}
+		nc, err := natsconn.Connect("", name, log, opts...)
 		if err == nil {
 			s.conns = append(s.conns, nc)
 		}
@@ -128,6 +155,32 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 
 // Addr is the gateway's client address.
 func (s *System) Addr() net.Addr { return s.gw.Addr() }
+
+// AddChecks adds the system's readiness checks to o: "nats" (the embedded
+// server runs, every connection to it is up, and it answers a round trip),
+// "database" (it answers a ping) and "gateway" (gateway.Ready).
+func (s *System) AddChecks(o *ops.Server) {
+	o.AddCheck("nats", s.natsReady)
+	o.AddCheck("database", s.db.Alive)
+	o.AddCheck("gateway", s.gw.Ready)
+}
+
+func (s *System) natsReady(ctx context.Context) error {
+	if !s.ns.Running() {
+		return errors.New("embedded nats-server is not running")
+	}
+	for _, nc := range s.conns {
+		if err := natsconn.Ready(nc)(ctx); err != nil {
+			return fmt.Errorf("%s: %w", nc.Opts.Name, err)
+		}
+	}
+	if len(s.conns) > 0 {
+		if err := s.conns[0].FlushWithContext(ctx); err != nil {
+			return fmt.Errorf("round trip to the embedded nats-server: %w", err)
+		}
+	}
+	return nil
+}
 
 // Stop shuts down in dependency order: the gateway (clients hand over their
 // acks), then the services (each finishes what it accepted), then NATS and

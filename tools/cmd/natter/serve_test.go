@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestServeOps runs natter serve with --http: /healthz, /readyz once the
+// system is up, and /metrics with every component's metrics on one
+// registry, counting a registration made through the gateway.
+func TestServeOps(t *testing.T) {
+	gwAddr, opsAddr := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- newApp().RunContext(ctx, []string{"natter", "serve", "--data", t.TempDir(),
+			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
+	}()
+	base := "http://" + opsAddr
+	eventually.True(t, 60*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("natter serve ended: %v", err)
+		default:
+		}
+		code, _ := httpGet(t, base+"/readyz")
+		return code == http.StatusOK
+	}, "/readyz to pass")
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+
+	conn, err := net.Dial("tcp", gwAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(`{"msgid":4,"name":"alice","password":"secret"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack struct{ MsgID, Errno, ID int64 }
+	if err := json.Unmarshal(bytes.TrimRight(line, "\x00\n"), &ack); err != nil || ack.MsgID != 5 || ack.Errno != 0 || ack.ID <= 0 {
+		t.Fatalf("REG_ACK %s: %v", line, err)
+	}
+
+	want := []string{
+		`natter_requests_total{endpoint="register",result="ok",service="user"} 1`,
+		`natter_user_registrations_total{result="ok",service="user"} 1`,
+		`natter_db_operation_duration_seconds_count{op="exec",service="user"}`,
+		`natter_offline_store_queue_length{service="offline"} 0`,
+		`natter_friend_presence_events_total{service="friend"}`,
+		`natter_group_created_total{service="group"} 0`,
+		`natter_nats_disconnects_total{service="gateway"} 0`,
+		`natter_gateway_`,
+		`go_goroutines `,
+	}
+	var body string
+	eventually.True(t, 10*time.Second, func() bool {
+		_, body = httpGet(t, base+"/metrics")
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				return false
+			}
+		}
+		return true
+	}, "every component's metrics in /metrics")
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("natter serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("natter serve did not stop")
+	}
+	if code, _ := httpGet(t, base+"/healthz"); code != 0 {
+		t.Errorf("ops endpoints still served after the stop: %d", code)
+	}
+}
+
+// TestServePrintConfig prints the configuration, the DSN's password
+// redacted, and starts nothing.
+func TestServePrintConfig(t *testing.T) {
+	var out bytes.Buffer
+	app := newApp()
+	app.Writer = &out
+	data := filepath.Join(t.TempDir(), "never-created")
+	err := app.Run([]string{"natter", "serve", "--print-config", "--data", data,
+		"--mysql-dsn", "natter:hunter2@tcp(db:3306)/natter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"mysql-dsn=natter:***@tcp(db:3306)/natter\n", "data=" + data + "\n",
+		"listen=", "retention=24h0m0s\n", "bcrypt-cost=10\n", "http=\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("password printed:\n%s", out.String())
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the data directory was created: %v", err)
+	}
+}
