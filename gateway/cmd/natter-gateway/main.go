@@ -1,14 +1,20 @@
 // Command natter-gateway runs one natter gateway against an external NATS.
+// On SIGTERM or SIGINT it drains: /readyz fails, the listener closes, and
+// the open connections are moved to the other gateways over --drain-window
+// (a second signal stops at once).
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/gateway"
@@ -17,19 +23,34 @@ import (
 	"github.com/natter-chat/natter/shared/natsconn"
 )
 
+// stopMargin is how long the stop after the drain window may take: the last
+// connections' writes, the acks, the leave request and the NATS flush.
+const stopMargin = 15 * time.Second
+
 func main() {
+	flags := cliflag.NATSFlags()
+	flags = append(flags, gateway.Flags()...)
+	flags = append(flags, cliflag.LogFlags()...)
+	flags = append(flags, cliflag.PrintConfigFlag())
 	app := &cli.App{
 		Name:    "natter-gateway",
 		Usage:   "hold natter client connections (TCP, JSON frames) and route them over NATS",
 		Version: buildinfo.Version(),
-		Flags:   append(append([]cli.Flag{cliflag.NATSFlag()}, gateway.Flags()...), cliflag.LogFlags()...),
+		Flags:   flags,
 		Action: func(c *cli.Context) error {
+			if done, err := cliflag.HandlePrintConfig(c); done {
+				return err
+			}
 			log, err := cliflag.Logger(c)
 			if err != nil {
 				return err
 			}
 			cfg := gateway.ConfigFromFlags(c)
 			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			natsOpts, err := cliflag.NATSOptions(c)
+			if err != nil {
 				return err
 			}
 			stopPprof, err := cliflag.StartPprof(c, log)
@@ -39,28 +60,54 @@ func main() {
 			defer stopPprof()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			nc, err := natsconn.Connect(c.String(cliflag.NATS), "natter-gateway", log)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			g, err := gateway.Start(ctx, nc, cfg, log)
-			if err != nil {
-				return err
-			}
-			<-ctx.Done()
-			log.Info("stopping")
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-			defer cancel()
-			if err := g.Stop(sctx); err != nil {
-				log.Warn("stop", "err", err)
-			}
-			// Stop handed every ack over synchronously; flush what is left.
-			return nc.FlushTimeout(5 * time.Second)
+			return run(ctx, stop, c, cfg, natsOpts, log)
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "natter-gateway:", err)
 		os.Exit(1)
 	}
+}
+
+// run serves until ctx ends (a signal), then drains; stopSignals restores
+// the default signal handling, so a second signal ends the process at once.
+func run(ctx context.Context, stopSignals func(), c *cli.Context, cfg gateway.Config, natsOpts []nats.Option, log *slog.Logger) (err error) {
+	o, err := cliflag.StartOps(c, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := o.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
+		}
+	}()
+	o.AddCheck("gateway", func(context.Context) error { return errors.New("starting") })
+	nm, err := natsconn.NewMetrics(o.Registry(), "gateway")
+	if err != nil {
+		return err
+	}
+	nc, err := natsconn.Connect(c.String(cliflag.NATS), "natter-gateway", log, append(natsOpts, natsconn.Observe(nm))...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	cfg.Registerer = o.Registry()
+	g, err := gateway.Start(ctx, nc, cfg, log)
+	if err != nil {
+		return err
+	}
+	o.AddCheck("gateway", g.Ready)
+	<-ctx.Done()
+	stopSignals()
+	log.Info("draining", "window", cfg.DrainWindow)
+	o.SetDraining()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainWindow+stopMargin)
+	defer cancel()
+	if err := g.Drain(dctx); err != nil {
+		log.Warn("stop", "err", err)
+	}
+	// Drain handed every ack over synchronously; flush what is left.
+	return nc.FlushTimeout(5 * time.Second)
 }
