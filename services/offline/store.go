@@ -13,6 +13,7 @@ import (
 	"github.com/natter-chat/natter/services/offline/internal/inbox"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -153,8 +154,12 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		s.log.Error("store batch", "requests", len(batch), "err", err)
 		s.stats.failed.Add(int64(len(batch)))
 		s.metrics.storeFailures.Add(float64(len(batch)))
+		reply := api.ErrInternal
+		if sqldb.IsUnavailable(err) {
+			reply = api.Errorf(api.CodeBusy, "database unavailable; retry")
+		}
 		for _, r := range batch {
-			endpoint.RespondError(s.log, r.m, epStore, api.ErrInternal)
+			endpoint.RespondError(s.log, r.m, epStore, reply)
 		}
 		return
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/sqldb"
 )
 
 // Runner bounds and tracks the goroutines running handlers.
@@ -188,10 +189,17 @@ func Respond(log *slog.Logger, m micro.Request, name string, v any) {
 }
 
 // RespondError answers m with err: an *api.Error keeps its code and message;
-// anything else is logged and answered as internal.
+// a database that cannot be reached is answered as busy (the caller retries,
+// a client with the same cid); anything else is logged and answered as
+// internal.
 func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 	var ae *api.Error
-	if !errors.As(err, &ae) {
+	switch {
+	case errors.As(err, &ae):
+	case sqldb.IsUnavailable(err):
+		log.Warn("request failed: database unavailable", "endpoint", name, "err", err)
+		ae = errDatabaseUnavailable
+	default:
 		log.Error("request failed", "endpoint", name, "err", err)
 		ae = api.ErrInternal
 	}
@@ -199,6 +207,8 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 		log.Warn("respond", "endpoint", name, "err", rerr)
 	}
 }
+
+var errDatabaseUnavailable = api.Errorf(api.CodeBusy, "database unavailable; retry")
 
 // Detach wraps h so that it receives requests that answer by publishing to
 // the reply subject through nc themselves, safe from any goroutine, with

@@ -9,12 +9,16 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -352,6 +356,35 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &se) {
 		c := se.Code() & 0xff
 		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
+
+// IsUnavailable reports whether err says the database could not be reached
+// or did not answer in time (a restart, a network failure, a full pool), as
+// opposed to a query the database refused: the request may succeed if
+// retried later. IsRetryable conflicts count too.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if IsRetryable(err) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		// Server shutting down, too many connections, connection killed,
+		// read-only (a failover in progress).
+		switch me.Number {
+		case 1053, 1040, 1927, 1290, 1836:
+			return true
+		}
 	}
 	return false
 }
