@@ -154,12 +154,8 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		s.log.Error("store batch", "requests", len(batch), "err", err)
 		s.stats.failed.Add(int64(len(batch)))
 		s.metrics.storeFailures.Add(float64(len(batch)))
-		reply := api.ErrInternal
-		if sqldb.IsUnavailable(err) {
-			reply = api.Errorf(api.CodeBusy, "database unavailable; retry")
-		}
 		for _, r := range batch {
-			endpoint.RespondError(s.log, r.m, epStore, reply)
+			endpoint.RespondError(s.log, r.m, epStore, storeError(err))
 		}
 		return
 	}
@@ -199,7 +195,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 			s.stats.failed.Add(1)
 			s.metrics.storeFailures.Inc()
 			s.log.Error("store message", "from", ps[i].From, "recipients", len(ps[i].To), "err", r.Err)
-			endpoint.RespondError(s.log, m, epStore, api.ErrInternal)
+			endpoint.RespondError(s.log, m, epStore, storeError(r.Err))
 		case r.Duplicate:
 			s.stats.duplicates.Add(1)
 			s.metrics.duplicates.Inc()
@@ -210,6 +206,14 @@ func (s *Service) writeBatch(batch []*storeReq) {
 			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID})
 		}
 	}
+}
+
+// storeError is the answer to a store that failed with err.
+func storeError(err error) *api.Error {
+	if sqldb.IsUnavailable(err) {
+		return api.ErrDatabaseUnavailable
+	}
+	return api.ErrInternal
 }
 
 // appendPush appends the JSON of api.InboxMessage{seq, mid, from, body}

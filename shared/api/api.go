@@ -57,6 +57,10 @@ var (
 	ErrSessionLive = &Error{Code: CodeSessionLive, Message: "user is online elsewhere"}
 	ErrBusy        = &Error{Code: CodeBusy, Message: "busy"}
 	ErrInternal    = &Error{Code: CodeInternal, Message: "internal error"}
+	// ErrDatabaseUnavailable answers a request the database could not take
+	// now (a restart, a failover): the caller retries, a client with the
+	// same cid.
+	ErrDatabaseUnavailable = &Error{Code: CodeBusy, Message: "database unavailable; retry"}
 )
 
 // Errorf returns an *Error with code c and a formatted message.

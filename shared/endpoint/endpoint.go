@@ -198,7 +198,7 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 	case errors.As(err, &ae):
 	case sqldb.IsUnavailable(err):
 		log.Warn("request failed: database unavailable", "endpoint", name, "err", err)
-		ae = errDatabaseUnavailable
+		ae = api.ErrDatabaseUnavailable
 	default:
 		log.Error("request failed", "endpoint", name, "err", err)
 		ae = api.ErrInternal
@@ -207,8 +207,6 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 		log.Warn("respond", "endpoint", name, "err", rerr)
 	}
 }
-
-var errDatabaseUnavailable = api.Errorf(api.CodeBusy, "database unavailable; retry")
 
 // Detach wraps h so that it receives requests that answer by publishing to
 // the reply subject through nc themselves, safe from any goroutine, with
