@@ -1,4 +1,4 @@
-module github.com/natter-chat/natter/deployments/k8s/manifest
+module github.com/natter-chat/natter/deployments/k8s
 
 go 1.26.8
 
@@ -83,4 +83,4 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-replace github.com/natter-chat/natter/shared => ../../../shared
+replace github.com/natter-chat/natter/shared => ../../shared
