@@ -20,8 +20,8 @@ func Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: []string{"NATTER_WRITE_TIMEOUT"},
 			Usage: "a socket write blocked this long disconnects the client"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, EnvVars: []string{"NATTER_IDLE_TIMEOUT"},
-			Usage: "close connections that send nothing (not even PING) for this long, e.g. 90s when every client pings every 30s; " +
-				"0 = never (the original client and natter chat send no heartbeat; TCP keepalive still finds dead peers)"},
+			Usage: "close connections that send nothing (not even PING) for this long, e.g. 90s (natter chat and natter bench ping every 30s); " +
+				"0 = never, the default, because the original client sends no heartbeat (TCP keepalive still finds dead peers)"},
 		&cli.DurationFlag{Name: "request-timeout", Value: d.RequestTimeout, EnvVars: []string{"NATTER_REQUEST_TIMEOUT"},
 			Usage: "deadline for each request to a service"},
 		&cli.DurationFlag{Name: "ack-interval", Value: d.AckInterval, EnvVars: []string{"NATTER_ACK_INTERVAL"},

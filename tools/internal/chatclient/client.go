@@ -40,6 +40,7 @@ type Config struct {
 	MinBackoff time.Duration // first reconnect delay (plus jitter)
 	MaxBackoff time.Duration // the delay doubles up to this
 	Timeout    time.Duration // how long one request may wait for its reply
+	Heartbeat  time.Duration // a PING this often keeps an idle connection open (gateway --idle-timeout); 0: none
 }
 
 // DefaultConfig returns the defaults of `natter chat`.
@@ -49,6 +50,7 @@ func DefaultConfig() Config {
 		MinBackoff: 200 * time.Millisecond,
 		MaxBackoff: 5 * time.Second,
 		Timeout:    15 * time.Second,
+		Heartbeat:  30 * time.Second,
 	}
 }
 
@@ -196,11 +198,7 @@ func (c *Client) connLoop(ctx context.Context) {
 			continue
 		}
 		up := time.Now()
-		select {
-		case <-cn.done:
-		case <-ctx.Done():
-			cn.close()
-		}
+		c.heartbeat(ctx, cn)
 		c.dropConn(cn)
 		if ctx.Err() != nil {
 			return
@@ -211,6 +209,30 @@ func (c *Client) connLoop(ctx context.Context) {
 		backoff = c.nextBackoff(backoff)
 		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: backoff, Session: c.LoggedIn()})
 		sleep(ctx, backoff)
+	}
+}
+
+// heartbeat pings on cn every Config.Heartbeat until cn or ctx ends (then
+// cn is closed), so that a gateway's idle timeout does not close a
+// connection the user is merely quiet on.
+func (c *Client) heartbeat(ctx context.Context, cn *conn) {
+	var tick <-chan time.Time
+	if c.cfg.Heartbeat > 0 {
+		t := time.NewTicker(c.cfg.Heartbeat)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-ctx.Done():
+			cn.close()
+			return
+		case <-tick:
+			cn.send(map[string]any{"msgid": wire.Ping}) // a failed write ends cn
+
+		}
 	}
 }
 

@@ -1,0 +1,53 @@
+package chatclient
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
+)
+
+// TestHeartbeatKeepsIdleConnection: against a gateway that closes
+// connections silent for 400 ms, a client that pings every 100 ms keeps its
+// one connection while the user types nothing, and one that does not ping
+// is cut off (and comes back).
+func TestHeartbeatKeepsIdleConnection(t *testing.T) {
+	addr := allinonetest.Start(t, func(c *gateway.Config) { c.IdleTimeout = 400 * time.Millisecond })
+	start := func(heartbeat time.Duration) *testClient {
+		cfg := DefaultConfig()
+		cfg.Addrs = []string{addr}
+		cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
+		cfg.Heartbeat = heartbeat
+		rec := &recorder{}
+		c := New(cfg, rec, testLogger())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return &testClient{Client: c, t: t, rec: rec}
+	}
+	pinging, silent := start(100*time.Millisecond), start(0)
+	pinging.login(pinging.register("pinger"))
+	silent.login(silent.register("silent"))
+	time.Sleep(1500 * time.Millisecond) // idle on purpose: nothing is typed
+	lost := func(c *testClient) int {
+		c.rec.mu.Lock()
+		defer c.rec.mu.Unlock()
+		n := 0
+		for _, s := range c.rec.conns {
+			if !s.Up {
+				n++
+			}
+		}
+		return n
+	}
+	if n := lost(pinging); n != 0 {
+		t.Errorf("the pinging client lost its connection %d times", n)
+	}
+	if n := lost(silent); n == 0 {
+		t.Error("the silent client was never cut off: the idle timeout is not in force, so this test proves nothing")
+	}
+	pinging.do("friends")
+}
