@@ -32,9 +32,10 @@ import (
 
 // TestManifestProcesses runs each overlay's pods as local processes, with
 // exactly the command, arguments and environment their manifests give,
-// rewritten to loopback: NATS is an in-process nats-server loaded from the
-// rendered nats.conf and auth.conf (the same users, passwords and
-// permissions), the mounted Secrets are files under a temporary directory
+// rewritten to loopback: NATS is the StatefulSet's nodes, in process, each
+// loaded from the rendered nats.conf and auth.conf (the same users,
+// passwords and permissions) and routed to the others, each natter pod on
+// another node; the mounted Secrets are files under a temporary directory
 // at the same paths, listen addresses are random loopback ports, and the
 // DSN is a fresh database on the local MySQL/MariaDB. Every pod must become
 // ready on its readiness probe; then two clients register, log in, chat,
@@ -54,7 +55,8 @@ func runOverlay(t *testing.T, bin, overlay string) {
 	dsn := dbtest.MySQLDSN(t)
 	dir := t.TempDir()
 
-	ns := startNATS(t, s, filepath.Join(dir, "nats-0"))
+	// Each pod gets another node, as the Service nats spreads them.
+	natsURLs := startNATS(t, s, dir)
 	natsSvc := s.Find("Service", "nats").Value.(*corev1.Service)
 
 	// Every natter pod, HPA minReplicas of each Deployment: services first
@@ -67,13 +69,18 @@ func runOverlay(t *testing.T, bin, overlay string) {
 	slices.SortStableFunc(deployments, func(a, b *appsv1.Deployment) int {
 		return boolInt(a.Name == "natter-gateway") - boolInt(b.Name == "natter-gateway")
 	})
-	var pods []*pod
+	var (
+		pods     []*pod
+		podCount int
+	)
 	gateways := map[string][]*pod{}
 	for _, d := range deployments {
 		var started []*pod
 		for i := range minReplicas[d.Name] {
 			name := fmt.Sprintf("%s-%d", d.Name, i)
-			p := startPod(t, s, bin, d, name, filepath.Join(dir, name), ns.ClientURL(), natsSvc, dsn)
+			natsURL := natsURLs[podCount%len(natsURLs)]
+			podCount++
+			p := startPod(t, s, bin, d, name, filepath.Join(dir, name), natsURL, natsSvc, dsn)
 			started = append(started, p)
 		}
 		for _, p := range started {
@@ -167,49 +174,87 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// startNATS runs a nats-server in this process from the rendered
-// StatefulSet's configuration (nats.conf with auth.conf, the pod's
-// environment), on random loopback ports and without routes. Permission
-// violations it logs fail the test when it ends.
-func startNATS(t *testing.T, s *manifest.Set, dir string) *server.Server {
+// startNATS runs the NATS StatefulSet in this process: one nats-server
+// per replica, each loaded from the rendered configuration (nats.conf with
+// auth.conf, the pod's environment), on random loopback ports, with the
+// routes through the headless Service rewritten to the other nodes'
+// loopback route ports. It returns the nodes' client URLs once every node
+// has a route to every other. Permission violations any node logs fail the
+// test when it ends.
+func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 	t.Helper()
-	opts, c, paths := natsConf(t, s, dir, "nats-0")
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.HTTPHost, opts.HTTPPort = "127.0.0.1", server.RANDOM_PORT
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.PidFile = paths(opts.PidFile)
-	opts.NoSigs = true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("nats-server: %v", err)
+	sts := s.Find("StatefulSet", "nats").Value.(*appsv1.StatefulSet)
+	n := int(*sts.Spec.Replicas)
+	routePorts := make([]int, n)
+	for i := range routePorts {
+		routePorts[i] = freePort(t)
 	}
-	log := &natsLog{}
-	ns.SetLoggerV2(log, false, false, false)
-	go ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		if v := log.violations(); len(v) > 0 {
-			t.Errorf("NATS permission violations (manifest.Roles misses what a binary does):\n%s", strings.Join(v, "\n"))
+	routeRE := regexp.MustCompile(`^nats://` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
+	var (
+		nodes []*server.Server
+		urls  []string
+		logs  []*natsLog
+	)
+	for i := range n {
+		pod := fmt.Sprintf("%s-%d", sts.Name, i)
+		opts, c, paths := natsConf(t, s, filepath.Join(dir, pod), pod)
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.HTTPHost, opts.HTTPPort = "127.0.0.1", server.RANDOM_PORT
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", routePorts[i]
+		for _, r := range opts.Routes {
+			m := routeRE.FindStringSubmatch(r.String())
+			if m == nil {
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+			}
+			idx, _ := strconv.Atoi(m[1])
+			if idx >= n {
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+			}
+			r.Host = fmt.Sprintf("127.0.0.1:%d", routePorts[idx])
 		}
-		if t.Failed() {
-			t.Logf("nats-server log:\n%s", strings.Join(log.all(), "\n"))
+		opts.PidFile = paths(opts.PidFile)
+		opts.NoSigs = true
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("nats-server %s: %v", pod, err)
 		}
-	})
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	// The probes' path answers on the monitoring port.
-	for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
-		url := fmt.Sprintf("http://%s%s", ns.MonitorAddr(), pr.HTTPGet.Path)
-		if code := httpStatus(url); code != http.StatusOK {
-			t.Errorf("NATS probe %s: %d", url, code)
+		log := &natsLog{}
+		ns.SetLoggerV2(log, false, false, false)
+		go ns.Start()
+		t.Cleanup(func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			if v := log.violations(); len(v) > 0 {
+				t.Errorf("%s: NATS permission violations (manifest.Roles misses what a binary does):\n%s", pod, strings.Join(v, "\n"))
+			}
+			if t.Failed() {
+				t.Logf("%s log:\n%s", pod, tail(strings.Join(log.all(), "\n"), 60))
+			}
+		})
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("nats-server %s did not start", pod)
 		}
+		// The probes' path answers on the monitoring port.
+		for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+			url := fmt.Sprintf("http://%s%s", ns.MonitorAddr(), pr.HTTPGet.Path)
+			if code := httpStatus(url); code != http.StatusOK {
+				t.Errorf("%s probe %s: %d", pod, url, code)
+			}
+		}
+		if _, err := os.Stat(opts.PidFile); err != nil {
+			t.Errorf("%s pid file (for the preStop lame duck signal): %v", pod, err)
+		}
+		nodes, urls, logs = append(nodes, ns), append(urls, ns.ClientURL()), append(logs, log)
 	}
-	if _, err := os.Stat(opts.PidFile); err != nil {
-		t.Errorf("NATS pid file (for the preStop lame duck signal): %v", err)
-	}
-	return ns
+	eventually.True(t, 20*time.Second, func() bool {
+		for _, ns := range nodes {
+			if ns.NumRoutes() < n-1 {
+				return false
+			}
+		}
+		return true
+	}, "a full mesh of NATS routes")
+	return urls
 }
 
 // natsLog keeps what the in-process nats-server logs.
