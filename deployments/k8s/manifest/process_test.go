@@ -193,7 +193,6 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 	var (
 		nodes []*server.Server
 		urls  []string
-		logs  []*natsLog
 	)
 	for i := range n {
 		pod := fmt.Sprintf("%s-%d", sts.Name, i)
@@ -244,7 +243,7 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		if _, err := os.Stat(opts.PidFile); err != nil {
 			t.Errorf("%s pid file (for the preStop lame duck signal): %v", pod, err)
 		}
-		nodes, urls, logs = append(nodes, ns), append(urls, ns.ClientURL()), append(logs, log)
+		nodes, urls = append(nodes, ns), append(urls, ns.ClientURL())
 	}
 	eventually.True(t, 20*time.Second, func() bool {
 		for _, ns := range nodes {
