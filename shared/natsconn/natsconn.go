@@ -142,3 +142,24 @@ func asyncKind(err error) string {
 	}
 	return "other"
 }
+
+// ConnectRetry is Connect, tried again with growing pauses while no NATS
+// server can be reached, until ctx ends: a process may start before NATS
+// does (a whole cluster booting, a Kubernetes rollout). A refused
+// authorization or a bad option fails at once.
+func ConnectRetry(ctx context.Context, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	pause := 250 * time.Millisecond
+	for {
+		nc, err := Connect(url, name, log, extra...)
+		if err == nil || !errors.Is(err, nats.ErrNoServers) {
+			return nc, err
+		}
+		log.Warn("nats not reachable yet; retrying", "url", url, "retry_in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up: %v)", err, context.Cause(ctx))
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}

@@ -134,7 +134,7 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 
 	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
 	defer cancelStart()
-	db, err := cliflag.OpenDB(startCtx, c)
+	db, err := openDB(startCtx, c, log)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 		return err
 	}
 	closed := make(chan struct{})
-	nc, err := natsconn.Connect(c.String(cliflag.NATS), name, log, append(natsOpts,
+	nc, err := natsconn.ConnectRetry(startCtx, c.String(cliflag.NATS), name, log, append(natsOpts,
 		natsconn.Observe(nm), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	if err != nil {
 		return err
@@ -190,4 +190,24 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 	}
 	log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// openDB opens the database the flags select, trying again with growing
+// pauses while it cannot be reached (MySQL still starting, say) until ctx
+// ends; a refused login or a bad DSN fails at once.
+func openDB(ctx context.Context, c *cli.Context, log *slog.Logger) (*sqldb.DB, error) {
+	pause := 250 * time.Millisecond
+	for {
+		db, err := cliflag.OpenDB(ctx, c)
+		if err == nil || !sqldb.IsUnavailable(err) || ctx.Err() != nil {
+			return db, err
+		}
+		log.Warn("database not reachable yet; retrying", "retry_in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }

@@ -88,7 +88,11 @@ func run(ctx context.Context, stopSignals func(), c *cli.Context, cfg gateway.Co
 	if err != nil {
 		return err
 	}
-	nc, err := natsconn.Connect(c.String(cliflag.NATS), "natter-gateway", log, append(natsOpts, natsconn.Observe(nm))...)
+	// NATS may come up after the gateway (a cluster booting): wait for it,
+	// for as long as a service waits.
+	cctx, cancelConnect := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelConnect()
+	nc, err := natsconn.ConnectRetry(cctx, c.String(cliflag.NATS), "natter-gateway", log, append(natsOpts, natsconn.Observe(nm))...)
 	if err != nil {
 		return err
 	}
