@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin
 CMDS     := ./tools/cmd/natter ./gateway/cmd/natter-gateway ./services/user/cmd/natter-user \
             ./services/offline/cmd/natter-offline ./services/friend/cmd/natter-friend ./services/group/cmd/natter-group
-MODULES  := shared gateway services/user services/offline services/friend services/group tools
+MODULES  := shared gateway services/user services/offline services/friend services/group tools deployments/k8s
 FUZZTIME ?= 10s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
