@@ -1,13 +1,24 @@
 package gateway
 
 import (
+	"strings"
+
 	"github.com/urfave/cli/v2"
 )
 
-// Flags are the gateway's command-line flags; natter serve and
-// natter-gateway share them.
-func Flags() []cli.Flag {
-	d := DefaultConfig()
+// Flags are natter-gateway's command-line flags, with DefaultConfig's
+// defaults.
+func Flags() []cli.Flag { return FlagsWithDefaults(DefaultConfig()) }
+
+// FlagsWithDefaults are the gateway's flags with d's values as defaults:
+// natter serve shares them with natter-gateway, with WebSocket and the web
+// page on by default.
+func FlagsWithDefaults(d Config) []cli.Flag {
+	wsUsage := "also accept WebSocket clients on this host:port, at path " + WSPath + " (one full-dialect JSON frame per text message); " +
+		"empty = no WebSocket"
+	if d.WSListen != "" {
+		wsUsage += "; when this default address is in use, the process runs without WebSocket (and says so) unless the flag is given"
+	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"NATTER_LISTEN"},
 			Usage: "TCP address for client connections (JSON frames ended by \\n or \\0)"},
@@ -35,7 +46,26 @@ func Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "drain-window", Value: d.DrainWindow, EnvVars: []string{"NATTER_DRAIN_WINDOW"},
 			Usage: "on SIGTERM the gateway stops taking connections and closes the open ones spread evenly over this long " +
 				"(clients resume on another gateway)"},
+		&cli.StringFlag{Name: "ws-listen", Value: d.WSListen, EnvVars: []string{"NATTER_WS_LISTEN"},
+			Usage: wsUsage},
+		&cli.StringFlag{Name: "ws-origins", Value: strings.Join(d.WSOrigins, ","), EnvVars: []string{"NATTER_WS_ORIGINS"},
+			Usage: "comma-separated origins whose web pages may open a WebSocket besides the gateway's own host: host patterns " +
+				"(path.Match, e.g. chat.example.com,*.example.com,localhost:*; with a scheme, e.g. https://*.example.com, matched against scheme://host); " +
+				"'*' allows every origin; clients that send no Origin header (not browsers) are always accepted"},
+		&cli.BoolFlag{Name: "web", Value: d.Web, EnvVars: []string{"NATTER_WEB"},
+			Usage: "also serve the web chat page at / on --ws-listen (--web=false turns it off)"},
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // ConfigFromFlags reads Flags into a Config.
@@ -53,5 +83,8 @@ func ConfigFromFlags(c *cli.Context) Config {
 		FloodBurst:     c.Int("flood-burst"),
 		MaxConns:       c.Int("max-conns"),
 		DrainWindow:    c.Duration("drain-window"),
+		WSListen:       c.String("ws-listen"),
+		WSOrigins:      splitList(c.String("ws-origins")),
+		Web:            c.Bool("web"),
 	}
 }

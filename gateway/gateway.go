@@ -1,5 +1,6 @@
-// Package gateway is natter's stateless TCP front end: it holds client
-// connections, speaks the wire protocol and routes by NATS subject. It never
+// Package gateway is natter's stateless front end: it holds client
+// connections (TCP, and WebSocket with Config.WSListen), speaks the wire
+// protocol and routes by NATS subject. It never
 // touches the database. Any number of gateways run side by side; each keeps
 // a presence lease with the user service, so if one is killed its users can
 // log in again elsewhere once the lease runs out. A gateway taken out of
@@ -13,8 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +45,24 @@ type Config struct {
 	FloodBurst     int
 	MaxConns       int           // connections held at most; more are told "server full" and closed; 0 = no limit
 	DrainWindow    time.Duration // Drain closes the connections spread evenly over this long
+
+	// WSListen is the address of the WebSocket endpoint (path /ws, one
+	// full-dialect frame per text message); empty: no WebSocket.
+	WSListen string
+	// WSOrigins are the origins, besides the gateway's own, whose pages may
+	// open a WebSocket: host patterns as coder/websocket's
+	// AcceptOptions.OriginPatterns (path.Match, case-insensitive; with
+	// "://", matched against scheme://host). Clients that send no Origin
+	// header (anything but a browser) are not checked.
+	WSOrigins []string
+	// Web serves the web chat page (gateway/internal/webui) at / on
+	// WSListen.
+	Web bool
+	// WSBestEffort makes WSListen a default rather than a demand: if the
+	// address is in use, the gateway runs without WebSocket (and the web
+	// page) and says so in its log. natter serve sets it when --ws-listen
+	// was not given, so a second natter serve on one machine still starts.
+	WSBestEffort bool
 
 	// Registerer receives the gateway's metrics (natter_gateway_*); nil
 	// counts them into a private registry.
@@ -84,6 +106,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max conns %d: want 0 (no limit) or more", c.MaxConns)
 	case c.DrainWindow < 0:
 		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
+	case c.Web && c.WSListen == "":
+		return errors.New("the web page is served on the WebSocket address: --web needs --ws-listen")
+	case c.WSListen != "" && c.WSListen == c.Listen:
+		return fmt.Errorf("ws listen address %s is the TCP listen address", c.WSListen)
+	}
+	for _, p := range c.WSOrigins {
+		if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) != p || p == "" {
+			return fmt.Errorf("ws origin pattern %q: want a host pattern such as chat.example.com, *.example.com or https://*.example.com", p)
+		}
 	}
 	return nil
 }
@@ -100,6 +131,7 @@ type Gateway struct {
 	m   *session.Metrics
 	hub *session.Hub
 	ln  net.Listener
+	ws  *wsServer // nil without Config.WSListen
 	wg  sync.WaitGroup
 
 	draining  atomic.Bool  // Drain or Stop has begun
@@ -137,7 +169,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	g.ln = ln
-	g.hub = session.NewHub(nc, session.Options{
+	hub := session.NewHub(nc, session.Options{
 		GatewayID:      g.id,
 		MaxFrame:       cfg.MaxFrame,
 		WriteQueue:     cfg.WriteQueue,
@@ -152,6 +184,24 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		MaxConns:       cfg.MaxConns,
 		Metrics:        m,
 	}, g.log)
+	g.hub = hub
+	if cfg.WSListen != "" {
+		g.ws, err = listenWS(cfg, hub, m, g.log)
+		switch {
+		case err != nil && cfg.WSBestEffort && errors.Is(err, syscall.EADDRINUSE):
+			g.log.Warn("websocket address in use: running without WebSocket and the web page (set --ws-listen)",
+				"addr", cfg.WSListen)
+		case err != nil:
+			ln.Close()
+			hub.Close(ctx)
+			return nil, err
+		}
+	}
+	if g.ws != nil {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.ws.serve() }()
+		g.log.Info("gateway listening for websocket clients", "addr", g.ws.ln.Addr().String(), "path", WSPath, "web", cfg.Web)
+	}
 	g.reconcile = make(chan struct{}, 1)
 	g.watchNATS()
 	g.stopBeat = make(chan struct{})
@@ -194,6 +244,24 @@ func (g *Gateway) watchNATS() {
 // Addr is the address clients connect to.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
 
+// WSAddr is the address of the WebSocket endpoint (ws://WSAddr/ws), nil
+// without Config.WSListen.
+func (g *Gateway) WSAddr() net.Addr {
+	if g.ws == nil {
+		return nil
+	}
+	return g.ws.ln.Addr()
+}
+
+// stopAccepting closes the listeners: no new TCP connections, no new
+// WebSocket handshakes.
+func (g *Gateway) stopAccepting() {
+	g.ln.Close()
+	if g.ws != nil {
+		g.ws.stopAccepting()
+	}
+}
+
 // acceptLoop accepts clients until the listener closes; the hub owns and
 // waits for the connections' goroutines.
 func (g *Gateway) acceptLoop() {
@@ -208,9 +276,9 @@ func (g *Gateway) acceptLoop() {
 			continue
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+			tc.SetKeepAliveConfig(clientKeepAlive())
 		}
-		go g.hub.Serve(c)
+		go g.hub.Serve(c, session.TCP)
 	}
 }
 
@@ -304,8 +372,8 @@ func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
 }
 
 // Drain takes the gateway out of service gently (lame duck), then does
-// what Stop does. From its start Ready fails and the listener is closed
-// (new connections are refused); the open connections are closed one by
+// what Stop does. From its start Ready fails and the listeners are closed
+// (new connections and WebSocket handshakes are refused); the open connections are closed one by
 // one, spread evenly over Config.DrainWindow, each the way a client's
 // disconnect is: what is queued for it is written, then full-dialect
 // clients get a Reconnect frame (errno 113), its acks are handed over and
@@ -316,7 +384,7 @@ func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
 func (g *Gateway) Drain(ctx context.Context) error {
 	g.drainOnce.Do(func() {
 		g.draining.Store(true)
-		g.ln.Close()
+		g.stopAccepting()
 		window := g.cfg.DrainWindow
 		if dl, ok := ctx.Deadline(); ok {
 			window = max(0, min(window, time.Until(dl)*3/4))
@@ -339,8 +407,11 @@ func (g *Gateway) Stop(ctx context.Context) error {
 
 func (g *Gateway) stop(ctx context.Context) error {
 	g.draining.Store(true)
-	g.ln.Close()
+	g.stopAccepting()
 	g.hub.Close(ctx)
+	if g.ws != nil {
+		g.ws.shutdown(ctx)
+	}
 	close(g.stopBeat)
 	g.wg.Wait()
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)

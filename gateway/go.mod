@@ -3,6 +3,7 @@ module github.com/natter-chat/natter/gateway
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natter-chat/natter/shared v0.0.0

@@ -34,7 +34,7 @@ func main() {
 	flags = append(flags, cliflag.PrintConfigFlag())
 	app := &cli.App{
 		Name:    "natter-gateway",
-		Usage:   "hold natter client connections (TCP, JSON frames) and route them over NATS",
+		Usage:   "hold natter client connections (TCP, and WebSocket with --ws-listen; JSON frames) and route them over NATS",
 		Version: buildinfo.Version(),
 		Flags:   flags,
 		Action: func(c *cli.Context) error {

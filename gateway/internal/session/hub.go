@@ -85,9 +85,13 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) *Hub {
 }
 
 // Serve runs one client connection until it ends. A connection over
-// MaxConns is told the server is full and closed.
-func (h *Hub) Serve(conn net.Conn) {
+// MaxConns is told the server is full and closed. Every transport is
+// served by the same code: a WebSocket connection comes as a net.Conn
+// whose reads and writes are frames (gateway/wsconn); t only
+// labels the metrics.
+func (h *Hub) Serve(conn net.Conn, t Transport) {
 	h.m.accepted.Inc()
+	h.m.taccepted[t].Inc()
 	h.mu.Lock()
 	if h.closing.Load() || h.draining.Load() {
 		h.mu.Unlock()
@@ -106,11 +110,13 @@ func (h *Hub) Serve(conn net.Conn) {
 	h.sessions[s] = struct{}{}
 	h.mu.Unlock()
 	h.m.conns.Inc()
+	h.m.tconns[t].Inc()
 	defer func() {
 		h.mu.Lock()
 		delete(h.sessions, s)
 		h.mu.Unlock()
 		h.m.conns.Dec()
+		h.m.tconns[t].Dec()
 	}()
 	s.run()
 }

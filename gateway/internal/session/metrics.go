@@ -26,6 +26,9 @@ type Metrics struct {
 	sessions    prometheus.Gauge
 	draining    prometheus.Gauge
 	accepted    prometheus.Counter
+	tconns      [numTransports]prometheus.Gauge   // conns by transport
+	taccepted   [numTransports]prometheus.Counter // accepted by transport
+	wsRefused   [numUpgradeRefusals]prometheus.Counter
 	closed      [numReasons]prometheus.Counter
 	logins      [2][numLoginResults]prometheus.Counter // [token][result]
 	framesIn    [numMsgIDs]prometheus.Counter
@@ -63,6 +66,7 @@ const (
 	reasonDrain                     // the gateway is draining (lame duck)
 	reasonStop                      // the gateway stopped at once
 	reasonConnLimit                 // refused: --max-conns connections open
+	reasonUnsupported               // a message the transport cannot carry (a binary WebSocket message)
 	numReasons
 )
 
@@ -81,7 +85,33 @@ var reasonNames = [numReasons]string{
 	reasonDrain:         "drain",
 	reasonStop:          "stop",
 	reasonConnLimit:     "conn_limit",
+	reasonUnsupported:   "unsupported_data",
 }
+
+// Transport is how a client connection reached the gateway.
+type Transport uint8
+
+// Transports.
+const (
+	TCP       Transport = iota // JSON frames ended by '\n' or NUL
+	WebSocket                  // one full-dialect frame per text message (gateway/wsconn)
+	numTransports
+)
+
+var transportNames = [numTransports]string{TCP: "tcp", WebSocket: "websocket"}
+
+// UpgradeRefusal is why a WebSocket handshake was refused.
+type UpgradeRefusal uint8
+
+// Refusals of a WebSocket handshake.
+const (
+	RefusedOrigin   UpgradeRefusal = iota // the page's origin is not allowed (HTTP 403)
+	RefusedDraining                       // the gateway is draining or stopping (HTTP 503)
+	RefusedRequest                        // not a valid WebSocket handshake
+	numUpgradeRefusals
+)
+
+var upgradeRefusalNames = [numUpgradeRefusals]string{RefusedOrigin: "origin", RefusedDraining: "draining", RefusedRequest: "bad_request"}
 
 type loginResult uint8
 
@@ -170,10 +200,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 				"the service's error code (bad_login, busy, internal, ...) or other."}, []string{"service", "endpoint", "code"}),
 		endpoints: map[string]endpointMetrics{},
 	}
+	tconns := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "transport_connections",
+		Help: "Client connections open, by transport: tcp, websocket (they add up to natter_gateway_connections)."}, []string{"transport"})
+	taccepted := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transport_connections_accepted_total",
+		Help: "Client connections accepted, by transport: tcp, websocket (upgraded connections; a refused handshake is " +
+			"natter_gateway_websocket_upgrades_refused_total), including those refused at --max-conns."}, []string{"transport"})
+	for t := range numTransports {
+		m.tconns[t] = tconns.WithLabelValues(transportNames[t])
+		m.taccepted[t] = taccepted.WithLabelValues(transportNames[t])
+	}
+	wsRefused := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "websocket_upgrades_refused_total",
+		Help: "WebSocket handshakes refused, by reason: origin (not allowed by --ws-origins, HTTP 403), draining (HTTP 503), " +
+			"bad_request (not a valid WebSocket handshake)."}, []string{"reason"})
+	for r := range numUpgradeRefusals {
+		m.wsRefused[r] = wsRefused.WithLabelValues(upgradeRefusalNames[r])
+	}
 	closed := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "connections_closed_total",
 		Help: "Client connections closed, by the first reason: eof (the client closed or reset it), idle (--idle-timeout), " +
 			"slow_client (its write queue filled up), write_timeout, write_error, read_error, frame_too_large, kicked (a newer login), " +
-			"expired (the gateway's presence lease had expired), delivery_error, drain, stop, conn_limit (refused at --max-conns), other."},
+			"expired (the gateway's presence lease had expired), delivery_error, drain, stop, conn_limit (refused at --max-conns), " +
+			"unsupported_data (a binary WebSocket message), other."},
 		[]string{"reason"})
 	for r := range numReasons {
 		m.closed[r] = closed.WithLabelValues(reasonNames[r])
@@ -207,7 +253,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.endpoints[subj] = endpointMetrics{svc, ep, m.reqSeconds.WithLabelValues(svc, ep)}
 	}
 	for _, c := range []prometheus.Collector{
-		m.conns, m.sessions, m.draining, m.accepted, closed, logins, framesIn, framesOut, m.pushed, m.acks, m.latency,
+		m.conns, m.sessions, m.draining, m.accepted, tconns, taccepted, wsRefused, closed, logins, framesIn, framesOut, m.pushed, m.acks, m.latency,
 		m.rateLimited, m.reqSeconds, m.reqErrors,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -278,6 +324,9 @@ func (m *Metrics) written(frames []frameMeta, now time.Time) {
 		m.pushed.Add(float64(msgs))
 	}
 }
+
+// UpgradeRefused counts a refused WebSocket handshake.
+func (m *Metrics) UpgradeRefused(r UpgradeRefusal) { m.wsRefused[r].Inc() }
 
 // SetDraining sets the draining gauge.
 func (m *Metrics) SetDraining(on bool) {

@@ -100,6 +100,13 @@ func newSession(h *Hub, conn net.Conn) *Session {
 	return s
 }
 
+// refusal is a read error the client caused below the frame layer, such as
+// a binary WebSocket message (wsconn.ErrBinaryMessage): the client is
+// answered with its errno and text, then the connection is closed.
+type refusal interface {
+	Refusal() (wire.Errno, string)
+}
+
 // readRecorder passes reads through and keeps the first error: the frame
 // decoder reports every read error as the end of the stream.
 type readRecorder struct {
@@ -212,7 +219,13 @@ func (s *Session) readLoop() {
 				s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
 				return
 			}
+			var rf refusal
 			switch rerr := s.rd.err; {
+			case errors.As(rerr, &rf):
+				errno, msg := rf.Refusal()
+				s.setReason(reasonUnsupported)
+				s.log().Debug("message refused; closing", "err", rerr)
+				s.sendError(wire.Reply, nil, errno, msg, true)
 			case rerr == nil, errors.Is(rerr, io.EOF), errors.Is(rerr, syscall.ECONNRESET):
 				s.setReason(reasonEOF)
 			case errors.Is(rerr, os.ErrDeadlineExceeded):
