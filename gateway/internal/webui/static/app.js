@@ -104,6 +104,7 @@ class Client {
   }
 
   opened(ws, url) {
+    console.info(`natter: connected to ${url}`);
     this.open = true;
     this.upSince = Date.now();
     this.pingTimer = setInterval(() => this.send(ws, { msgid: M.PING }), CFG.heartbeat);
@@ -128,17 +129,27 @@ class Client {
       r.cb(null);
     }
     if (this.upSince && Date.now() - this.upSince > 10000) this.backoff = 0; // it worked for a while
-    if (this.moving) this.backoff = 0; // asked to move: go at once (with jitter)
+    const moved = this.moving;
+    if (moved) this.backoff = 0; // asked to move: go at once (with jitter)
     this.upSince = 0;
     this.moving = false;
-    this.retry(why);
+    this.retry(why, moved);
   }
 
-  retry(why) {
+  // drop gives up on ws at once (a close handshake with a stuck server
+  // could take long) and starts over.
+  drop(ws, why) {
+    if (ws !== this.ws) return;
+    ws.close();
+    this.closed(ws, why);
+  }
+
+  retry(why, moved) {
     const d = this.backoff === 0 ? CFG.minBackoff : Math.min(2 * this.backoff, CFG.maxBackoff);
     this.backoff = d;
     const wait = d / 2 + Math.random() * (d / 2); // jitter: the clients of a dead gateway do not all come back at once
-    this.ui.connection({ up: false, why, retry: wait, session: !!this.creds, queued: this.outbox.length });
+    console.info(`natter: ${why}; trying again in ${Math.round(wait)} ms`);
+    this.ui.connection({ up: false, why, retry: wait, moved });
     setTimeout(() => this.connect(), wait);
   }
 
@@ -159,7 +170,7 @@ class Client {
       setTimeout(() => cb(null), 0);
       return;
     }
-    const timer = setTimeout(() => { if (ws === this.ws) ws.close(); }, CFG.timeout);
+    const timer = setTimeout(() => this.drop(ws, "no answer from the server"), CFG.timeout);
     this.reqs.set(reqid, { ws, cb, timer });
   }
 
@@ -209,8 +220,7 @@ class Client {
         return;
       case M.RECONNECT:
         this.moving = true;
-        this.ui.connection({ up: true, moving: true, why: f.errmsg });
-        ws.close();
+        this.drop(ws, `the server asked to reconnect elsewhere: ${f.errmsg}`);
         return;
     }
   }
@@ -281,6 +291,7 @@ class Client {
       if (!f || ws !== this.ws) return; // the connection is gone: closed() retries
       if (this.creds !== cr) return;     // logged out meanwhile
       if (f.errno === E.OK && f.msgid === M.LOGIN_ACK) {
+        console.info(`natter: session resumed after seq ${f.lastseq}, ${f.pending} pending`);
         this.setSession(ws, cr, f);
         this.ui.resumed(f);
         this.ui.connection({ up: true, resumed: true, url });
@@ -305,7 +316,8 @@ class Client {
         this.ui.connection({ up: true, url });
         return;
       }
-      ws.close(); // a service did not answer, the gateway is stopping, ...: try again
+      // A service did not answer, the gateway is stopping, ...: try again.
+      this.drop(ws, `the session was not resumed: errno ${f.errno} ${f.errmsg}`);
     });
   }
 
@@ -330,11 +342,14 @@ class Client {
   // answer frame, or {error} for a local failure. The outbox is sent in
   // order while the session is up.
   submit(cmd) {
+    const done = cmd.done;
+    let finished = false;
+    cmd.done = (r) => { if (!finished) { finished = true; done(r); } };
     if (!this.creds) { cmd.done({ error: "not logged in" }); return; }
     cmd.tries = 0;
     cmd.unavailable = 0;
     this.outbox.push(cmd);
-    this.ui.outbox(this.outbox.length);
+    this.ui.outbox(this.chatsQueued());
     this.pump();
   }
 
@@ -342,10 +357,12 @@ class Client {
     const i = this.outbox.indexOf(p);
     if (i >= 0) this.outbox.splice(i, 1);
     if (this.inflight === p) this.inflight = null;
-    this.ui.outbox(this.outbox.length);
+    this.ui.outbox(this.chatsQueued());
     p.done(result);
     this.pump();
   }
+
+  chatsQueued() { return this.outbox.filter((p) => p.kind === "chat").length; }
 
   // pump sends the head of the outbox if nothing is in flight.
   pump() {
@@ -379,12 +396,12 @@ class Client {
         // stop using it, and replace it if nothing comes.
         this.inflight = null;
         if (ws === this.ws) this.live = false;
-        setTimeout(() => { if (ws === this.ws) ws.close(); }, CFG.sessionlessGrace);
+        setTimeout(() => this.drop(ws, "the session was lost"), CFG.sessionlessGrace);
         return;
       case E.SESSION_EXPIRED:
       case E.GATEWAY_STOPPING:
         this.inflight = null;
-        ws.close(); // sent again once the session is resumed
+        this.drop(ws, f.errmsg); // sent again once the session is resumed
         return;
       case E.FLOOD:
         this.inflight = null;
@@ -468,14 +485,19 @@ class Page {
     $("joingroup-form").addEventListener("submit", (ev) => { ev.preventDefault(); this.doJoinGroup(); });
     $("leave-group").addEventListener("click", () => this.doLeaveGroup());
     $("composer").addEventListener("submit", (ev) => { ev.preventDefault(); this.doSend(); });
+    $("notice-close").addEventListener("click", () => {
+      this.notice("");
+      (this.current ? $("composer-input") : document.querySelector("#chat:not([hidden]) button, #login-id")).focus();
+    });
   }
 
   // notice shows the result of an action (or an error) until the next one.
   notice(text, error) {
-    const n = $("notice");
-    n.textContent = text;
-    n.classList.toggle("error", !!error);
-    n.hidden = !text;
+    $("notice").textContent = text;
+    const box = $("notice-box");
+    box.classList.toggle("shown", !!text);
+    box.classList.toggle("error", !!error);
+    $("notice-close").hidden = !text;
   }
 
   // ---- Client events ----
@@ -485,16 +507,15 @@ class Page {
     clearTimeout(this.backTimer);
     let state = "online";
     let text = "Online";
-    if (s.moving) {
-      state = "offline";
-      text = "This gateway is going away — moving to another one…";
-    } else if (!s.up) {
+    if (!s.up) {
       state = prev === "connecting" ? "connecting" : "offline";
       if (s.connecting) {
-        text = state === "connecting" ? "Connecting…" : "Offline — reconnecting now…";
+        if (state === "offline") return; // the text says when already
+        text = "Connecting…";
       } else {
-        const secs = Math.max(1, Math.round(s.retry / 1000));
-        text = state === "connecting" ? `Cannot reach the server — retrying in ${secs} s…` : `Offline — reconnecting in ${secs} s…`;
+        const when = s.retry < 1000 ? "" : ` in ${Math.round(s.retry / 1000)} s`;
+        text = state === "connecting" ? `Cannot reach the server — retrying${when}…` : `Offline — reconnecting${when}…`;
+        if (s.moved) text = "This server is going away — moving to another one…";
       }
     } else if (s.resumed) {
       state = "back";
@@ -505,9 +526,19 @@ class Page {
   }
 
   setConn(state, text) {
+    // Screen readers hear the changes of state, not every retry.
+    if (state !== this.connState && state === "offline") this.announce("Connection lost. Reconnecting; what you send waits until it is back.");
+    if (state !== this.connState && state === "back") this.announce("Back online.");
     this.connState = state;
     this.connText = text;
     this.renderConn();
+  }
+
+  // announce tells screen readers (the same text twice is heard twice).
+  announce(text) {
+    const a = $("announce");
+    a.textContent = "";
+    setTimeout(() => { a.textContent = text; }, 50);
   }
 
   outbox(n) {
@@ -583,7 +614,7 @@ class Page {
     if (conv !== this.current) {
       conv.unread++;
       this.renderPeer(conv);
-      $("announce").textContent = `New message from ${f.name}` + (conv.kind === "g" ? ` in ${conv.title()}` : "");
+      this.announce(`New message from ${f.name}` + (conv.kind === "g" ? ` in ${conv.title()}` : ""));
     }
   }
 
@@ -622,6 +653,17 @@ class Page {
     } });
   }
 
+  // refreshMembers updates a group's member list (others join and leave
+  // without telling us).
+  refreshMembers(id) {
+    this.client.submit({ req: { msgid: M.LIST_MEMBERS, groupid: id }, kind: "list", resend: true, done: (f) => {
+      const g = this.groups.get(id);
+      if (f.errno !== E.OK || !f.group || !g) return;
+      g.users = f.group.users || [];
+      if (this.current && this.current.key === "g" + id) this.showConversation(this.current);
+    } });
+  }
+
   // conv returns the conversation with a friend ("u") or a group ("g"),
   // making it (with its log and its button) if needed.
   conv(kind, id, name) {
@@ -651,7 +693,12 @@ class Page {
     c.button = el("button", "peer");
     c.button.type = "button";
     c.button.dataset.conv = key;
-    c.button.addEventListener("click", () => { this.showConversation(c); $("composer-input").focus(); });
+    c.button.addEventListener("click", () => {
+      if (!$("notice-box").classList.contains("error")) this.notice("");
+      this.showConversation(c);
+      $("composer-input").focus();
+      if (c.kind === "g" && this.client.live) this.refreshMembers(c.id);
+    });
     c.item.append(c.button);
     $(kind === "g" ? "groups" : "friends").append(c.item);
     this.convs.set(key, c);
