@@ -108,8 +108,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
 	case c.Web && c.WSListen == "":
 		return errors.New("the web page is served on the WebSocket address: --web needs --ws-listen")
-	case c.WSListen != "" && c.WSListen == c.Listen:
-		return fmt.Errorf("ws listen address %s is the TCP listen address", c.WSListen)
 	}
 	for _, p := range c.WSOrigins {
 		if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) != p || p == "" {

@@ -37,7 +37,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "nats-listen", EnvVars: []string{"NATTER_NATS_LISTEN"},
 			Usage: "also let the embedded NATS listen on host:port (for extra gateways or services); default: in-process only"},
 	}
-	flags = append(flags, gateway.Flags()...)
+	flags = append(flags, gateway.FlagsWithDefaults(allinone.ServeGatewayDefaults())...)
 	flags = append(flags, user.Flags()...)
 	flags = append(flags, offline.Flags()...)
 	flags = append(flags, friend.Flags()...)
@@ -46,7 +46,8 @@ func serveCommand() *cli.Command {
 	flags = append(flags, cliflag.PrintConfigFlag())
 	return &cli.Command{
 		Name: "serve",
-		Usage: "run the whole system in one process: embedded NATS, user, offline, friend and group services, one gateway; " +
+		Usage: "run the whole system in one process: embedded NATS, user, offline, friend and group services, one gateway " +
+			"(TCP on --listen; WebSocket and the web page on --ws-listen, http://" + allinone.DefaultServeWSListen + "/ by default); " +
 			"--http serves /healthz, /readyz and /metrics",
 		Flags:  flags,
 		Action: serve,
@@ -76,6 +77,9 @@ func serve(c *cli.Context) (err error) {
 		DBConns:    c.Int(cliflag.DBConns),
 		NATSListen: c.String("nats-listen"),
 	}
+	// The default WebSocket address is taken if it is free: a second
+	// natter serve on the machine runs without WebSocket rather than fail.
+	cfg.Gateway.WSBestEffort = !c.IsSet("ws-listen")
 	if cfg.MySQLDSN != "" {
 		cfg.User.Concurrency = cfg.DBConns
 		cfg.Offline.Concurrency = cfg.DBConns
@@ -120,7 +124,11 @@ func serve(c *cli.Context) (err error) {
 	}
 	sys.AddChecks(o)
 	started.Store(true)
-	log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
+	if a := sys.WSAddr(); a != nil {
+		log.Info("natter serving", "addr", sys.Addr().String(), "ws", "ws://"+a.String()+gateway.WSPath, "web", cfg.Gateway.Web, "store", storeName(cfg))
+	} else {
+		log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
+	}
 	<-ctx.Done()
 	log.Info("stopping")
 	o.SetDraining()

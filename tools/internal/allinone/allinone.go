@@ -156,6 +156,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 // Addr is the gateway's client address.
 func (s *System) Addr() net.Addr { return s.gw.Addr() }
 
+// WSAddr is the gateway's WebSocket address (ws://WSAddr/ws), nil when
+// Gateway.WSListen is empty.
+func (s *System) WSAddr() net.Addr { return s.gw.WSAddr() }
+
+// DefaultServeWSListen is where natter serve accepts WebSocket clients and
+// serves the web page unless told otherwise (natter-gateway has no
+// WebSocket unless --ws-listen is given). Loopback only, as the TCP
+// default.
+const DefaultServeWSListen = "127.0.0.1:6080"
+
+// ServeGatewayDefaults are the gateway defaults of natter serve: those of
+// natter-gateway, plus WebSocket on DefaultServeWSListen and the web page.
+func ServeGatewayDefaults() gateway.Config {
+	d := gateway.DefaultConfig()
+	d.WSListen = DefaultServeWSListen
+	d.Web = true
+	return d
+}
+
 // AddChecks adds the system's readiness checks to o: "nats" (the embedded
 // server runs, every connection to it is up, and it answers a round trip),
 // "database" (it answers a ping) and "gateway" (gateway.Ready).

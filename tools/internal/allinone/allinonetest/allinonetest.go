@@ -28,6 +28,25 @@ func Logger() *slog.Logger {
 // gateway's address; gw, if not nil, adjusts the gateway's configuration.
 func Start(t *testing.T, gw func(*gateway.Config)) string {
 	t.Helper()
+	return StartSystem(t, gw).Addr().String()
+}
+
+// StartWS is Start with the gateway's WebSocket endpoint on a random port
+// too; it returns the TCP address and the WebSocket URL (ws://host:port/ws).
+func StartWS(t *testing.T, gw func(*gateway.Config)) (addr, wsURL string) {
+	t.Helper()
+	sys := StartSystem(t, func(c *gateway.Config) {
+		c.WSListen = "127.0.0.1:0"
+		if gw != nil {
+			gw(c)
+		}
+	})
+	return sys.Addr().String(), "ws://" + sys.WSAddr().String() + gateway.WSPath
+}
+
+// StartSystem is Start returning the running system.
+func StartSystem(t *testing.T, gw func(*gateway.Config)) *allinone.System {
+	t.Helper()
 	cfg := allinone.DefaultConfig(t.TempDir())
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.User.BcryptCost = bcrypt.MinCost
@@ -47,5 +66,5 @@ func Start(t *testing.T, gw func(*gateway.Config)) string {
 			t.Errorf("stop natter: %v", err)
 		}
 	})
-	return sys.Addr().String()
+	return sys
 }
