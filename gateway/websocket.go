@@ -18,7 +18,7 @@ import (
 )
 
 // WSPath is where the WebSocket endpoint is served.
-const WSPath = "/ws"
+const WSPath = wsconn.Path
 
 // clientKeepAlive is the TCP keepalive of client sockets, TCP and
 // WebSocket alike: dead peers are found in about a minute.

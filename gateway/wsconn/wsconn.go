@@ -31,6 +31,9 @@ import (
 	"github.com/natter-chat/natter/shared/wire"
 )
 
+// Path is where a gateway serves its WebSocket clients.
+const Path = "/ws"
+
 // Substitute replaces a raw newline or NUL inside a message: the ASCII
 // substitute character, invalid anywhere in JSON.
 const Substitute byte = 0x1a
@@ -311,6 +314,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	c.dmu.Lock()
 	c.readDeadline, c.writeDeadline = t, t
 	c.dmu.Unlock()
+	c.deadlineChanged()
 	return nil
 }
 
@@ -320,6 +324,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.dmu.Lock()
 	c.readDeadline = t
 	c.dmu.Unlock()
+	c.deadlineChanged()
 	return nil
 }
 
@@ -363,7 +368,7 @@ func Dial(ctx context.Context, url string, opts *websocket.DialOptions) (*Conn, 
 		remote: Addr(url),
 		closed: make(chan struct{}),
 		done:   make(chan struct{}),
-		ahead:  &readAhead{msgs: make(chan []byte, 64), done: make(chan struct{})},
+		ahead:  &readAhead{msgs: make(chan []byte, 64), wake: make(chan struct{}, 1), done: make(chan struct{})},
 	}
 	c.status.Store(int32(websocket.StatusNormalClosure))
 	go c.readMessages()
@@ -374,6 +379,7 @@ func Dial(ctx context.Context, url string, opts *websocket.DialOptions) (*Conn, 
 type readAhead struct {
 	msgs chan []byte   // each message with its terminator; closed at the end
 	err  error         // why reading ended, set before msgs is closed
+	wake chan struct{} // the read deadline changed: a waiting Read looks at it again
 	done chan struct{} // the goroutine has ended
 	cur  []byte        // the rest of the message Read is returning
 }
@@ -403,29 +409,49 @@ func (c *Conn) readMessages() {
 
 func (c *Conn) readAhead(p []byte) (int, error) {
 	a := c.ahead
-	if len(a.cur) == 0 {
+	for len(a.cur) == 0 {
 		c.dmu.Lock()
 		dl := c.readDeadline
 		c.dmu.Unlock()
 		var expired <-chan time.Time
+		var t *time.Timer
 		if !dl.IsZero() {
-			t := time.NewTimer(time.Until(dl))
-			defer t.Stop()
+			t = time.NewTimer(time.Until(dl))
 			expired = t.C
 		}
+		var err error
 		select {
 		case m, ok := <-a.msgs:
-			if !ok {
-				return 0, a.err
+			if ok {
+				a.cur = m
+			} else {
+				err = a.err
 			}
-			a.cur = m
 		case <-expired:
-			return 0, fmt.Errorf("websocket read: %w", os.ErrDeadlineExceeded)
+			err = fmt.Errorf("websocket read: %w", os.ErrDeadlineExceeded)
+		case <-a.wake: // a new deadline: wait again with it
 		case <-c.closed:
-			return 0, net.ErrClosed
+			err = net.ErrClosed
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return 0, err
 		}
 	}
 	n := copy(p, a.cur)
 	a.cur = a.cur[n:]
 	return n, nil
+}
+
+// deadlineChanged wakes a client's Read waiting with the old deadline.
+func (c *Conn) deadlineChanged() {
+	if c.ahead == nil {
+		return
+	}
+	select {
+	case c.ahead.wake <- struct{}{}:
+	default:
+	}
 }

@@ -234,6 +234,21 @@ func TestDialedClient(t *testing.T) {
 		t.Fatalf("client read %q %v after a timeout", f, err)
 	}
 
+	// A deadline moved into the past wakes a Read waiting without one.
+	errc := make(chan error, 1)
+	go func() { _, err := client.Read(make([]byte, 64)); errc <- err }()
+	time.Sleep(20 * time.Millisecond) // let the Read wait; it returns either way
+	client.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("client read: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Read waiting without a deadline ignored a new one")
+	}
+	client.SetReadDeadline(time.Time{})
+
 	// The server closing ends the client's stream.
 	server.Close()
 	if _, _, err := cdec.Next(); !errors.Is(err, io.EOF) {

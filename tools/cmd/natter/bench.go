@@ -92,6 +92,13 @@ and IPv4 loopback gateways, a run that needs more connections is spread over
 127.0.0.1, 127.0.0.2, ...; or give the addresses (127.0.0.1-127.0.0.8, or a
 comma list), or "system" for the system's choice.
 
+WebSocket (--transport ws, or ws://host:port/ws addresses): every workload
+runs over the gateways' WebSocket endpoints instead, one frame per text
+message, with the same checks; natter serve listens for WebSocket on
+127.0.0.1:6080 (--addr 127.0.0.1:6080 --transport ws), a natter-gateway with
+--ws-listen. A WebSocket connection costs the tool a goroutine more than a
+TCP one (it reads ahead), which matters only for large idle runs.
+
 Start the server for benchmarks with a low bcrypt cost and a flood limit above
 the per-connection rate (the gateway's default, 200 frames/s with a burst of
 400, refuses the excess with errno 109, which shows up as send errors):
@@ -121,7 +128,11 @@ func benchCommand() *cli.Command {
 	d := loadgen.DefaultConfig()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "addr", Value: strings.Join(d.Addrs, ","), EnvVars: []string{"NATTER_BENCH_ADDR"},
-			Usage: "gateway address(es), comma-separated; connections are spread over them round-robin"},
+			Usage: "gateway address(es), comma-separated; connections are spread over them round-robin; " +
+				"ws://host:port/ws is a WebSocket endpoint"},
+		&cli.StringFlag{Name: "transport", Value: loadgen.TransportTCP, EnvVars: []string{"NATTER_BENCH_TRANSPORT"},
+			Usage: "tcp, or ws: connect to the gateways' WebSocket endpoints (--addr host:port means ws://host:port/ws; " +
+				"the gateways need --ws-listen)"},
 		&cli.StringFlag{Name: "workload", Value: d.Workload, EnvVars: []string{"NATTER_BENCH_WORKLOAD"},
 			Usage: "what to run: " + strings.Join(loadgen.Workloads, ", ")},
 		&cli.IntFlag{Name: "pairs", Value: d.Pairs, EnvVars: []string{"NATTER_BENCH_PAIRS"},
@@ -199,6 +210,7 @@ func benchCommand() *cli.Command {
 				return err
 			}
 			cfg := loadgen.Config{
+				Transport:        c.String("transport"),
 				Workload:         c.String("workload"),
 				Password:         c.String("password"),
 				Pairs:            c.Int("pairs"),

@@ -48,9 +48,20 @@ const (
 	Open Mode = "open"
 )
 
+// Transports: how the bench reaches the gateways.
+const (
+	TransportTCP = "tcp" // JSON frames ended by '\n'
+	TransportWS  = "ws"  // WebSocket: one frame per text message (gateway/wsconn)
+)
+
 // Config configures a run.
 type Config struct {
-	Addrs    []string // gateways; connections are spread over them round-robin
+	// Addrs are the gateways; connections are spread over them
+	// round-robin. host:port is a TCP address (a WebSocket endpoint with
+	// Transport "ws"); ws://host:port/ws and wss://... are WebSocket
+	// endpoints whatever Transport says.
+	Addrs     []string
+	Transport string // "tcp" (or empty) or "ws"
 	Workload string
 	Password string // for every simulated user
 
@@ -136,8 +147,16 @@ func DefaultConfig() Config {
 // group), rather than only connecting (idle, login-storm, resume-storm).
 func (c Config) messages() bool { return c.Workload == WorkloadOneToOne || c.Workload == WorkloadGroup }
 
-// withDefaults fills in what Config leaves to the workload.
+// withDefaults fills in what Config leaves to the workload, and turns
+// the addresses into WebSocket URLs with Transport "ws".
 func (c Config) withDefaults() Config {
+	if c.Transport == TransportWS {
+		addrs := make([]string, len(c.Addrs))
+		for i, a := range c.Addrs {
+			addrs[i] = WebSocketURL(a)
+		}
+		c.Addrs = addrs
+	}
 	if !c.messages() {
 		return c
 	}
@@ -179,6 +198,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("setup concurrency %d: want at least 1", c.SetupConcurrency)
 	case c.Reconnect && !c.messages():
 		return fmt.Errorf("reconnect: only the %s and %s workloads reconnect", WorkloadOneToOne, WorkloadGroup)
+	case c.Transport != "" && c.Transport != TransportTCP && c.Transport != TransportWS:
+		return fmt.Errorf("transport %q: want %s or %s", c.Transport, TransportTCP, TransportWS)
+	}
+	for _, a := range c.Addrs {
+		if _, err := dialTarget(a); err != nil {
+			return err
+		}
 	}
 	switch c.Workload {
 	case WorkloadIdle:

@@ -23,6 +23,7 @@ type proxy struct {
 	conns     map[net.Conn]bool
 	listening bool
 	match     []byte // frames that count
+	replies   bool   // count server reads containing match instead (WebSocket: client frames are masked)
 	every     int    // act after every this many matching frames
 	left      int    // actions left
 	goDown    bool   // the action: go down for good (else cut)
@@ -59,6 +60,16 @@ func newProxy(t *testing.T, target string) *proxy {
 func (p *proxy) cutEvery(match string, n, times int) {
 	p.mu.Lock()
 	p.match, p.every, p.left, p.goDown = []byte(match), n, times, false
+	p.mu.Unlock()
+}
+
+// cutEveryReply cuts every connection after every n reads from the
+// gateway containing match, times times, relaying the bytes as they come:
+// for WebSocket, whose client frames are masked (unreadable on the way)
+// but whose server frames are not.
+func (p *proxy) cutEveryReply(match string, n, times int) {
+	p.mu.Lock()
+	p.match, p.replies, p.every, p.left, p.goDown = []byte(match), true, n, times, false
 	p.mu.Unlock()
 }
 
@@ -143,6 +154,31 @@ func (p *proxy) relay(client net.Conn) {
 		delete(p.conns, client)
 		delete(p.conns, server)
 		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	replies := p.replies
+	p.mu.Unlock()
+	if replies {
+		p.wg.Go(func() { // server -> client, counting what it reads
+			buf := make([]byte, 4096)
+			for {
+				n, err := server.Read(buf)
+				if err != nil {
+					closeBoth()
+					return
+				}
+				if _, err := client.Write(buf[:n]); err != nil {
+					closeBoth()
+					return
+				}
+				p.counted(buf[:n])
+			}
+		})
+		p.wg.Go(func() {
+			io.Copy(server, client)
+			closeBoth()
+		})
+		return
 	}
 	p.wg.Go(func() { // server -> client
 		io.Copy(client, server)

@@ -4,12 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/natter-chat/natter/gateway/wsconn"
 )
 
 const (
@@ -143,7 +149,11 @@ func resolveSources(s Sources, targets []string, conns, ports int) []netip.Addr 
 // isLoopback4 reports whether the host of addr (host:port) is an IPv4
 // loopback address or "localhost".
 func isLoopback4(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
+	target, err := dialTarget(addr)
+	if err != nil {
+		return false
+	}
+	host, _, err := net.SplitHostPort(target)
 	if err != nil {
 		return false
 	}
@@ -184,7 +194,9 @@ func (d *dialer) names() []string {
 	return out
 }
 
-// dial connects to addr from the next source address.
+// dial connects to addr (host:port, or a ws:// or wss:// URL) from the
+// next source address. A WebSocket comes back as a wsconn.Conn: a stream
+// of frames like a TCP connection's.
 func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 	nd := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
 	src := ""
@@ -193,9 +205,53 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 		nd.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
 		src = " from " + a.String()
 	}
+	if isWebSocket(addr) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		// A transport of its own per connection: the handshake's HTTP
+		// connection is taken over by the WebSocket, never pooled.
+		tr := &http.Transport{DialContext: nd.DialContext, ForceAttemptHTTP2: false}
+		nc, err := wsconn.Dial(ctx, addr, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			return nil, fmt.Errorf("dial %s%s: %w", addr, src, err)
+		}
+		return nc, nil
+	}
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s%s: %w", addr, src, err)
 	}
 	return nc, nil
+}
+
+// isWebSocket reports whether addr is a WebSocket URL.
+func isWebSocket(addr string) bool {
+	return strings.HasPrefix(addr, "ws://") || strings.HasPrefix(addr, "wss://")
+}
+
+// WebSocketURL is the WebSocket endpoint of a gateway address: host:port
+// becomes ws://host:port/ws; a URL stays as it is.
+func WebSocketURL(addr string) string {
+	if isWebSocket(addr) {
+		return addr
+	}
+	return "ws://" + addr + wsconn.Path
+}
+
+// dialTarget is the host:port a connection to addr goes to.
+func dialTarget(addr string) (string, error) {
+	if !isWebSocket(addr) {
+		return addr, nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("address %q: not a WebSocket URL (ws://host:port/ws)", addr)
+	}
+	if u.Port() == "" {
+		if u.Scheme == "wss" {
+			return net.JoinHostPort(u.Hostname(), "443"), nil
+		}
+		return net.JoinHostPort(u.Hostname(), "80"), nil
+	}
+	return u.Host, nil
 }
