@@ -240,6 +240,17 @@ const ops = {
     });
   },
 
+  // session returns whether the page is logged in and its notice; with
+  // loggedIn given, it waits for that first.
+  async session({ user: name, loggedIn }) {
+    const { page } = user(name);
+    const chat = page.locator("#chat");
+    if (loggedIn !== undefined) {
+      await poll(`${name}'s page ${loggedIn ? "logged in" : "logged out"}`, async () => (await chat.isVisible()) === loggedIn);
+    }
+    return { loggedIn: await chat.isVisible(), notice: await page.locator("#notice").textContent() };
+  },
+
   async title({ user: name }) {
     return { title: await user(name).page.title() };
   },

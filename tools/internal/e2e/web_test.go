@@ -50,7 +50,11 @@ func browserEnv(t *testing.T) webEnv {
 	if env.node, err = exec.LookPath("node"); err != nil {
 		missing("node is not installed")
 	}
-	env.chromium = os.Getenv("NATTER_CHROMIUM")
+	if p := os.Getenv("NATTER_CHROMIUM"); p != "" {
+		if env.chromium, err = exec.LookPath(p); err != nil {
+			missing("NATTER_CHROMIUM=%s: %v", p, err)
+		}
+	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if env.chromium == "" {
 			env.chromium, _ = exec.LookPath(name)
@@ -398,6 +402,23 @@ func TestWebPage(t *testing.T) {
 		if m := got[2]; m.Text != evil || m.Elements != 0 {
 			t.Fatalf("alice shows %+v for %q", m, evil)
 		}
+		// bob logs in somewhere else: his first page's session ends, and
+		// it does not come back by itself.
+		elsewhere := &webUser{b: b, name: "bob-elsewhere"}
+		elsewhere.do(t, "open", map[string]any{"url": "http://" + c.ws + "/"}, nil)
+		elsewhere.do(t, "login", map[string]any{"id": bob.id, "password": "pw-b"}, nil)
+		var sess struct {
+			LoggedIn bool
+			Notice   string
+		}
+		bob.do(t, "session", map[string]any{"loggedIn": false}, &sess)
+		if sess.Notice != "This account logged in somewhere else." {
+			t.Errorf("bob's first page after a login elsewhere says %q", sess.Notice)
+		}
+		bob.do(t, "login", map[string]any{"id": bob.id, "password": "pw-b"}, nil)
+		elsewhere.do(t, "session", map[string]any{"loggedIn": false}, nil)
+		elsewhere.do(t, "close", nil, nil)
+
 		var title struct{ Title string }
 		alice.do(t, "title", nil, &title)
 		if title.Title != "natter" {

@@ -219,7 +219,9 @@ class Client {
         this.endSession("This account logged in somewhere else.");
         return;
       case M.RECONNECT:
-        this.moving = true;
+        // 113: this gateway is going away, go to another at once; 118: it
+        // is full, back off as usual.
+        this.moving = f.errno === E.GATEWAY_STOPPING;
         this.drop(ws, `the server asked to reconnect elsewhere: ${f.errmsg}`);
         return;
     }
@@ -457,6 +459,11 @@ function el(tag, cls, text) {
   return e;
 }
 
+// atEnd reports whether a log is scrolled to (about) its end.
+function atEnd(log) {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+}
+
 function str(v) {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
@@ -473,6 +480,7 @@ class Page {
     this.connText = "Connecting…";
     this.client = new Client(wsURLs(), this);
     this.queued = 0;
+    this.friendsAt = 0;
     this.bind();
   }
 
@@ -485,6 +493,13 @@ class Page {
     $("joingroup-form").addEventListener("submit", (ev) => { ev.preventDefault(); this.doJoinGroup(); });
     $("leave-group").addEventListener("click", () => this.doLeaveGroup());
     $("composer").addEventListener("submit", (ev) => { ev.preventDefault(); this.doSend(); });
+    // Someone may have added us meanwhile (nothing tells us): look again
+    // when the user comes back to the page, at most every 10 s.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState !== "visible" || !this.client.live || Date.now() - this.friendsAt < 10000) return;
+      this.friendsAt = Date.now();
+      this.refreshFriends();
+    });
     $("notice-close").addEventListener("click", () => {
       this.notice("");
       (this.current ? $("composer-input") : document.querySelector("#chat:not([hidden]) button, #login-id")).focus();
@@ -553,7 +568,14 @@ class Page {
     c.textContent = offline && this.queued > 0
       ? `${this.connText} ${this.queued} waiting to be sent.`
       : this.connText;
-    document.body.classList.toggle("offline", offline);
+    if (offline !== document.body.classList.contains("offline")) {
+      // The offline hint takes room from the log: keep its end in view.
+      const log = this.current && this.current.log;
+      const stick = log && atEnd(log);
+      document.body.classList.toggle("offline", offline);
+      if (stick) log.scrollTop = log.scrollHeight;
+      this.renderHeader();
+    }
   }
 
   loggedIn(f) {
@@ -596,6 +618,7 @@ class Page {
     if (!f) { this.refreshFriends(); return; } // a new friend
     f.state = state;
     this.renderPeer(this.conv("u", id));
+    if (this.current && this.current.key === "u" + id) this.renderHeader();
   }
 
   message(f) {
@@ -626,6 +649,7 @@ class Page {
     for (const f of list) this.renderPeer(this.conv("u", f.id));
     for (const c of this.convs.values()) if (c.kind === "u") this.renderPeer(c);
     $("friends-empty").hidden = this.friends.size > 0;
+    this.renderHeader();
   }
 
   setGroups(list) {
@@ -635,7 +659,7 @@ class Page {
     for (const g of list) this.renderPeer(this.conv("g", g.id));
     for (const id of old.keys()) if (!this.groups.has(id)) this.dropConv("g" + id);
     $("groups-empty").hidden = this.groups.size > 0;
-    if (this.current && this.current.kind === "g") this.showConversation(this.current);
+    this.renderHeader();
   }
 
   refreshFriends() {
@@ -660,7 +684,7 @@ class Page {
       const g = this.groups.get(id);
       if (f.errno !== E.OK || !f.group || !g) return;
       g.users = f.group.users || [];
-      if (this.current && this.current.key === "g" + id) this.showConversation(this.current);
+      if (this.current && this.current.key === "g" + id) this.renderHeader();
     } });
   }
 
@@ -741,25 +765,34 @@ class Page {
     const input = $("composer-input");
     input.disabled = $("composer-send").disabled = !c;
     $("leave-group").hidden = !c || c.kind !== "g";
+    if (c) {
+      c.unread = 0;
+      this.renderPeer(c);
+      c.log.scrollTop = c.log.scrollHeight;
+    }
+    this.renderHeader();
+  }
+
+  // renderHeader shows who the current conversation is with.
+  renderHeader() {
+    const c = this.current;
     if (!c) {
       $("conv-title").textContent = "Choose a friend or a group";
       $("conv-info").textContent = "";
       $("composer-label").textContent = "Message";
       return;
     }
-    c.unread = 0;
-    this.renderPeer(c);
     $("conv-title").textContent = c.title();
     $("composer-label").textContent = `Message to ${c.title()}`;
     if (c.kind === "u") {
       const f = this.friends.get(c.id);
-      $("conv-info").textContent = `user ${c.id} · ${f ? f.state : "not a friend"}`;
+      const state = !f ? "not a friend" : this.connState === "offline" ? `${f.state} (when last connected)` : f.state;
+      $("conv-info").textContent = `user ${c.id} · ${state}`;
     } else {
       const g = this.groups.get(c.id);
       const names = (g ? g.users : []).map((u) => u.name).join(", ");
       $("conv-info").textContent = [`group ${c.id}`, g && g.groupdesc, names && `members: ${names}`].filter(Boolean).join(" · ");
     }
-    c.log.lastElementChild?.scrollIntoView({ block: "end" });
   }
 
   // addMessage appends a message to a conversation's log and returns its
@@ -772,9 +805,9 @@ class Page {
     const status = el("span", "status");
     if (m.mine) meta.append(" ", status);
     li.append(meta, el("p", "text", m.text));
-    const stick = c.log.scrollHeight - c.log.scrollTop - c.log.clientHeight < 40;
+    const stick = m.mine || atEnd(c.log); // what you write is always shown
     c.log.append(li);
-    if (c === this.current && stick) li.scrollIntoView({ block: "end" });
+    if (c === this.current && stick) c.log.scrollTop = c.log.scrollHeight;
     return status;
   }
 
