@@ -254,22 +254,20 @@ func (u *webUser) screenshot(t *testing.T, file string) {
 // webCluster is natter serve (NATS, the services and a gateway with the
 // web page) and two more natter-gateway processes with the page.
 type webCluster struct {
-	natsURL   string
-	tcp, ws   string // natter serve's gateway
-	gw        [2]*webGateway
-	gwArgs    [2][]string
-	presenceT string
+	tcp, ws string // natter serve's gateway
+	gw      [2]*webGateway
 }
 
 type webGateway struct {
 	tcp, ws string
+	args    []string
 	p       *proc
 }
 
 func startWebCluster(t *testing.T) *webCluster {
 	t.Helper()
 	natsAddr := freePort(t)
-	c := &webCluster{natsURL: "nats://" + natsAddr, tcp: freePort(t), ws: freePort(t)}
+	c := &webCluster{tcp: freePort(t), ws: freePort(t)}
 	// The page may be loaded from one gateway and connect to another (its
 	// ?ws= list): every port of 127.0.0.1 is an allowed origin.
 	startProc(t, "natter", "serve", "--listen", c.tcp, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4",
@@ -278,7 +276,7 @@ func startWebCluster(t *testing.T) *webCluster {
 	waitListening(t, c.ws)
 	for i := range c.gw {
 		g := &webGateway{tcp: freePort(t), ws: freePort(t)}
-		c.gwArgs[i] = []string{"--nats", c.natsURL, "--listen", g.tcp, "--ws-listen", g.ws, "--ws-origins", "127.0.0.1:*", "--web",
+		g.args = []string{"--nats", "nats://" + natsAddr, "--listen", g.tcp, "--ws-listen", g.ws, "--ws-origins", "127.0.0.1:*", "--web",
 			"--presence-ttl", "2s", "--drain-window", "1s"}
 		c.gw[i] = g
 		c.start(t, i)
@@ -290,7 +288,7 @@ func startWebCluster(t *testing.T) *webCluster {
 func (c *webCluster) start(t *testing.T, i int) {
 	t.Helper()
 	g := c.gw[i]
-	g.p = startProc(t, "natter-gateway", c.gwArgs[i]...)
+	g.p = startProc(t, "natter-gateway", g.args...)
 	waitListening(t, g.tcp)
 	waitListening(t, g.ws)
 }
