@@ -132,8 +132,8 @@ const ops = {
   },
 
   // login logs in with the keyboard only: type the id, Tab, the
-  // password, Enter.
-  async login({ user: name, id, password }) {
+  // password, Enter. With fails, it waits for the error instead.
+  async login({ user: name, id, password, fails }) {
     const { page } = user(name);
     await page.getByLabel("User id", { exact: true }).fill("");
     await page.getByLabel("User id", { exact: true }).focus();
@@ -143,6 +143,10 @@ const ops = {
     if (focused !== "login-password") throw new Error(`Tab from the user id went to #${focused}, not the password`);
     await page.keyboard.type(password);
     await page.keyboard.press("Enter");
+    if (fails) {
+      await page.locator("#notice-box.error").waitFor();
+      return { notice: await page.locator("#notice").textContent() };
+    }
     await page.locator("#chat").waitFor({ state: "visible" });
     return { me: await page.locator("#me-name").textContent(), notice: await page.locator("#notice").textContent() };
   },
@@ -154,14 +158,14 @@ const ops = {
     return {};
   },
 
-  async addFriend({ user: name, id }) {
+  async addFriend({ user: name, id, fails }) {
     const { page } = user(name);
     await page.getByLabel("Add a friend (user id)").fill(String(id));
     await page.getByLabel("Add a friend (user id)").press("Enter");
-    await page.locator(`button.peer[data-conv="u${id}"]`).waitFor();
+    if (!fails) await page.locator(`button.peer[data-conv="u${id}"]`).waitFor();
     const notice = await poll("the add friend notice", async () => {
       const t = await page.locator("#notice").textContent();
-      return /friend|Failed/.test(t) ? t : undefined;
+      return /is now your friend|Failed/.test(t) ? t : undefined;
     });
     return { notice };
   },

@@ -328,6 +328,10 @@ func TestWebPage(t *testing.T) {
 		alice.screenshot(t, "1-registered.png")
 
 		var login struct{ Me, Notice string }
+		alice.do(t, "login", map[string]any{"id": alice.id, "password": "wrong", "fails": true}, &login)
+		if login.Notice != "Could not log in: id or password is invalid." {
+			t.Errorf("a wrong password: %q", login.Notice)
+		}
 		alice.do(t, "login", map[string]any{"id": alice.id, "password": "pw-a"}, &login)
 		if want := fmt.Sprintf("alice (id %d)", alice.id); login.Me != want {
 			t.Fatalf("alice's page says %q, want %q", login.Me, want)
@@ -335,6 +339,10 @@ func TestWebPage(t *testing.T) {
 		bob.do(t, "login", map[string]any{"id": bob.id, "password": "pw-b"}, nil)
 
 		var added struct{ Notice string }
+		alice.do(t, "addFriend", map[string]any{"id": 99999, "fails": true}, &added)
+		if added.Notice != "Failed: no such user." {
+			t.Errorf("adding an unknown user: %q", added.Notice)
+		}
 		alice.do(t, "addFriend", map[string]any{"id": bob.id}, &added)
 		if !strings.Contains(added.Notice, fmt.Sprintf("bob (id %d) is now your friend", bob.id)) {
 			t.Fatalf("add friend: %q", added.Notice)

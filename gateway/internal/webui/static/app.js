@@ -464,6 +464,11 @@ function atEnd(log) {
   return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
 }
 
+// sentence ends a server's message with one full stop.
+function sentence(text) {
+  return String(text).replace(/[\s.!]+$/, "") + ".";
+}
+
 function str(v) {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
@@ -820,7 +825,7 @@ class Page {
     if (!name || !pw) { out.textContent = "Enter a name and a password."; return; }
     out.textContent = "Registering…";
     this.client.register(name, pw, (err, id) => {
-      if (err) { out.textContent = `Could not register: ${err}.`; return; }
+      if (err) { out.textContent = sentence(`Could not register: ${err}`); return; }
       out.textContent = `Registered ${name}: your user id is ${id}. Log in with it.`;
       $("register-password").value = "";
       $("login-id").value = String(id);
@@ -832,7 +837,7 @@ class Page {
     const pw = $("login-password").value;
     if (!Number.isSafeInteger(id) || id <= 0 || !pw) { this.notice("Enter your user id (a number) and your password.", true); return; }
     this.notice("Logging in…");
-    this.client.login(id, pw, (err) => { if (err) this.notice(`Could not log in: ${err}.`, true); });
+    this.client.login(id, pw, (err) => { if (err) this.notice(sentence(`Could not log in: ${err}`), true); });
   }
 
   doLogout() {
@@ -842,8 +847,8 @@ class Page {
   // command submits a request and reports failures; ok gets the answer.
   command(req, kind, resend, ok) {
     this.client.submit({ req, kind, resend, done: (f) => {
-      if (f.error) this.notice(`Failed: ${f.error}.`, true);
-      else if (f.errno !== E.OK) this.notice(`Failed: ${f.errmsg || "error " + f.errno}.`, true);
+      if (f.error) this.notice(sentence(`Failed: ${f.error}`), true);
+      else if (f.errno !== E.OK) this.notice(sentence(`Failed: ${f.errmsg || "error " + f.errno}`), true);
       else ok(f);
     } });
   }
@@ -863,6 +868,7 @@ class Page {
     const id = this.positiveID(input);
     if (!id) return;
     input.value = "";
+    this.notice(`Adding user ${id} as a friend…`);
     this.command({ msgid: M.ADD_FRIEND, friendid: id }, "addfriend", true, () => {
       this.client.submit({ req: { msgid: M.LIST_FRIENDS }, kind: "list", resend: true, done: (f) => {
         if (f.errno === E.OK && f.friends) this.setFriends(f.friends);
@@ -877,6 +883,7 @@ class Page {
     const desc = $("creategroup-desc").value.trim();
     if (!name) { this.notice("A group needs a name.", true); $("creategroup-name").focus(); return; }
     $("creategroup-name").value = $("creategroup-desc").value = "";
+    this.notice(`Creating the group ${name}…`);
     // Not sent again after a lost answer: a second one would make a second group.
     this.command({ msgid: M.CREATE_GROUP, groupname: name, groupdesc: desc }, "creategroup", false, (f) => {
       this.groups.set(f.groupid, { id: f.groupid, groupname: name, groupdesc: desc, users: [{ ...this.me, state: "online", role: "creator" }] });
@@ -893,6 +900,7 @@ class Page {
     const id = this.positiveID(input);
     if (!id) return;
     input.value = "";
+    this.notice(`Joining group ${id}…`);
     this.command({ msgid: M.ADD_GROUP, groupid: id }, "join", true, () => {
       this.command({ msgid: M.LIST_MEMBERS, groupid: id }, "list", true, (f) => {
         const g = f.group || { id, groupname: `group ${id}`, groupdesc: "", users: [] };
