@@ -587,6 +587,7 @@ class Page {
     this.me = { id: f.id, name: f.name };
     $("me-name").textContent = `${f.name} (id ${f.id})`;
     $("me").hidden = false;
+    $("skip").hidden = false;
     $("welcome").hidden = true;
     $("chat").hidden = false;
     this.setFriends(f.friends || []);
@@ -612,6 +613,7 @@ class Page {
     for (const id of ["friends", "groups", "logs"]) $(id).replaceChildren();
     this.showConversation(null);
     $("me").hidden = true;
+    $("skip").hidden = true;
     $("chat").hidden = true;
     $("welcome").hidden = false;
     this.notice(reason || "", !!reason);
@@ -746,6 +748,7 @@ class Page {
   // renderPeer updates a conversation's button: name, state, unread.
   renderPeer(c) {
     const b = c.button;
+    c.log.setAttribute("aria-label", c.kind === "g" ? `Messages in ${c.title()}` : `Messages with ${c.title()}`);
     const parts = [];
     if (c.kind === "u") {
       const f = this.friends.get(c.id);
