@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deployments/local/cluster.sh: a whole natter cluster on loopback, from one
 # command: 3 NATS nodes (routed), a private MariaDB, 2 instances of each
-# service, 2 gateways and nginx load balancing them. See README.md next to
+# service, 2 gateways (TCP and WebSocket with the web page) and nginx load
+# balancing them (TCP: stream; WebSocket and the page: http). See README.md next to
 # this file; `cluster.sh help` lists the commands.
 set -euo pipefail
 
@@ -17,7 +18,8 @@ usage: cluster.sh COMMAND [ARGS]
                        state directory (database, logs, configs)
   status               the table: component, pid, state, addresses, log
                        (exit 0 only when every component is ready)
-  env                  KEY=VALUE lines with the cluster's addresses
+  env                  KEY=VALUE lines with the cluster's addresses (TCP:
+                       NATTER_CLUSTER_ADDR; WebSocket: NATTER_CLUSTER_WS_ADDR)
   start COMPONENT      start one component with the command line `up` uses, and
                        wait until it is ready (gateway-3 and up: also added to
                        nginx; user-3 etc.: join their queue group)
@@ -35,7 +37,7 @@ group-1..2, gateway-1..2, nginx (any index 1-9 for start/stop/kill).
 
 Environment (read by `up`, then kept in the state directory):
   NATTER_CLUSTER_DIR        state directory (default deployments/local/.cluster)
-  NATTER_CLUSTER_BASE_PORT  ports are BASE..BASE+89 (default 17000)
+  NATTER_CLUSTER_BASE_PORT  ports are BASE..BASE+99 (default 17000)
   NATTER_CLUSTER_GATEWAYS   gateways behind nginx (default 2)
   NATTER_CLUSTER_INSTANCES  instances of each service (default 2)
   NATTER_CLUSTER_NATS_NODES NATS nodes (default 3)
@@ -108,8 +110,8 @@ load_settings() {
 	FRIEND_ARGS=${NATTER_CLUSTER_FRIEND_ARGS-$s_friendargs}
 	GROUP_ARGS=${NATTER_CLUSTER_GROUP_ARGS-$s_groupargs}
 
-	if ! [[ $BASE_PORT =~ ^[0-9]+$ ]] || ((BASE_PORT < 1024 || BASE_PORT > 65535 - 90)); then
-		die "NATTER_CLUSTER_BASE_PORT=$BASE_PORT: want 1024..65445 (the cluster uses BASE..BASE+89)"
+	if ! [[ $BASE_PORT =~ ^[0-9]+$ ]] || ((BASE_PORT < 1024 || BASE_PORT > 65535 - 100)); then
+		die "NATTER_CLUSTER_BASE_PORT=$BASE_PORT: want 1024..65435 (the cluster uses BASE..BASE+99)"
 	fi
 	local n
 	for n in GATEWAYS INSTANCES NATS_NODES; do
@@ -143,7 +145,8 @@ save_settings() {
 
 # BASE+0 nginx, +1..9 gateway client ports, +10 mysql, +11..19 NATS client,
 # +21..29 NATS routes, +31..39 NATS monitoring, +41..49 gateway --http,
-# +51.. user, +61.. offline, +71.. friend, +81.. group --http.
+# +51.. user, +61.. offline, +71.. friend, +81.. group --http,
+# +90 nginx http (WebSocket, web page), +91..99 gateway --ws-listen.
 comp_kind() { printf '%s' "${1%-[0-9]}"; }
 comp_index() {
 	local c=$1
@@ -161,6 +164,13 @@ port_client() { # client port of nginx, gateway-N, nats-N, mysql
 	esac
 }
 port_route() { echo $((BASE_PORT + 20 + $(comp_index "$1"))); }
+port_ws() { # WebSocket (and web page) port of nginx or gateway-N
+	case $(comp_kind "$1") in
+	nginx) echo $((BASE_PORT + 90)) ;;
+	gateway) echo $((BASE_PORT + 90 + $(comp_index "$1"))) ;;
+	*) return 1 ;;
+	esac
+}
 port_http() { # NATS monitoring port or natter --http port
 	local kind idx
 	kind=$(comp_kind "$1") idx=$(comp_index "$1")
@@ -274,7 +284,8 @@ comp_cmd() {
 	gateway)
 		read -ra extra <<<"$GATEWAY_ARGS"
 		CMD=("$BIN_DIR/natter-gateway" --nats "$(nats_urls $(((idx - 1) % NATS_NODES + 1)))"
-			--listen "127.0.0.1:$(port_client "$c")" --http "127.0.0.1:$(port_http "$c")" "${extra[@]}")
+			--listen "127.0.0.1:$(port_client "$c")" --ws-listen "127.0.0.1:$(port_ws "$c")" --web
+			--http "127.0.0.1:$(port_http "$c")" "${extra[@]}")
 		;;
 	user | offline | friend | group)
 		read -ra extra <<<"$SERVICE_ARGS"
@@ -389,6 +400,23 @@ chat_ping() {
 		[[ $line == *"\"msgid\":12"* ]]' _ "$1" 2>/dev/null
 }
 
+# A PING over WebSocket through nginx (or a gateway's --ws-listen port)
+# answered with a PONG: the handshake must get 101, then a text frame
+# {"msgid":11} (masked with a zero key, as a client must mask) must come
+# back as {"msgid":12}.
+ws_ping() {
+	# shellcheck disable=SC2016
+	timeout 3 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bmF0dGVyLWNsdXN0ZXIuMQ==\r\n\r\n" "$1" >&3
+		IFS= read -r -t 2 status <&3 || exit 1
+		[[ $status == "HTTP/1.1 101 "* ]] || exit 1
+		while IFS= read -r -t 2 line <&3; do [[ $line == $'"'"'\r'"'"' ]] && break; done
+		printf "\x81\x8c\x00\x00\x00\x00{\"msgid\":11}" >&3
+		IFS= read -r -t 2 -N 14 frame <&3 || exit 1
+		[[ $frame == *"{\"msgid\":12}" ]]' _ "$1" 2>/dev/null
+}
+
 # shellcheck disable=SC2016
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
@@ -398,7 +426,7 @@ ready() {
 	case $(comp_kind "$c") in
 	nats) [[ $(http_status "http://127.0.0.1:$(port_http "$c")/healthz") == 200 ]] ;;
 	mysql) [[ -n ${MYSQLADMIN:-} ]] && "$MYSQLADMIN" --no-defaults "--socket=$STATE/mysql/mysqld.sock" -uroot --connect-timeout=2 ping >/dev/null 2>&1 ;;
-	nginx) chat_ping "$(port_client nginx)" ;;
+	nginx) chat_ping "$(port_client nginx)" && ws_ping "$(port_ws nginx)" ;;
 	*) [[ $(http_status "http://127.0.0.1:$(port_http "$c")/readyz") == 200 ]] ;;
 	esac
 }
@@ -650,10 +678,11 @@ EOF
 }
 
 write_nginx_conf() {
-	local i servers='' mods='' nofile
-	mkdir -p "$STATE/nginx"
+	local i servers='' ws_servers='' mods='' nofile
+	mkdir -p "$STATE/nginx/tmp"
 	for ((i = 1; i <= GATEWAYS; i++)); do
 		servers+="    server 127.0.0.1:$(port_client "gateway-$i") weight=1 max_fails=3 fail_timeout=10s;"$'\n'
+		ws_servers+="    server 127.0.0.1:$(port_ws "gateway-$i") weight=1 max_fails=0;"$'\n'
 	done
 	stream_static || mods="load_module $(stream_module);"
 	# Descriptors: as many as the hard limit allows (raising it needs
@@ -665,6 +694,11 @@ write_nginx_conf() {
 		"GATEWAY_SERVERS=${servers%$'\n'}" \
 		CONNECT_TIMEOUT=1s PROXY_TIMEOUT=90s \
 		"ACCESS_LOG=$LOGS/nginx-access.log" >"$STATE/nginx/natter-stream.conf"
+	fill "$NGINX_TEMPLATES/natter-websocket.conf.template" \
+		"LISTEN=127.0.0.1:$(port_ws nginx)" \
+		"GATEWAY_SERVERS=${ws_servers%$'\n'}" \
+		CONNECT_TIMEOUT=1s READ_TIMEOUT=1h \
+		"ACCESS_LOG=$LOGS/nginx-ws-access.log" >"$STATE/nginx/natter-websocket.conf"
 	fill "$NGINX_TEMPLATES/nginx.conf.template" \
 		"LOAD_MODULES=$mods" \
 		"PREFIX=$STATE/nginx" \
@@ -673,7 +707,8 @@ write_nginx_conf() {
 		WORKER_SHUTDOWN_TIMEOUT=30s \
 		"WORKER_RLIMIT_NOFILE=$nofile" \
 		"WORKER_CONNECTIONS=$((nofile / 2))" \
-		"STREAM_CONF=$STATE/nginx/natter-stream.conf" >"$STATE/nginx/nginx.conf"
+		"STREAM_CONF=$STATE/nginx/natter-stream.conf" \
+		"HTTP_CONF=$STATE/nginx/natter-websocket.conf" >"$STATE/nginx/nginx.conf"
 	local out
 	if ! out=$("$NGINX" -t -q -p "$STATE/nginx/" -e "$(log_file nginx)" -c "$STATE/nginx/nginx.conf" -g 'daemon off;' 2>&1); then
 		die "nginx -t rejects $STATE/nginx/nginx.conf: $out"
@@ -728,8 +763,9 @@ comp_ports() {
 	local c=$1
 	case $(comp_kind "$c") in
 	nats) echo "$(port_client "$c") $(port_route "$c") $(port_http "$c")" ;;
-	mysql | nginx) port_client "$c" ;;
-	gateway) echo "$(port_client "$c") $(port_http "$c")" ;;
+	mysql) port_client "$c" ;;
+	nginx) echo "$(port_client "$c") $(port_ws "$c")" ;;
+	gateway) echo "$(port_client "$c") $(port_ws "$c") $(port_http "$c")" ;;
 	*) port_http "$c" ;;
 	esac
 }
@@ -801,7 +837,7 @@ cmd_up() {
 	start_comps nginx || exit 1
 	UP_STARTING=0
 	print_table
-	say "cluster up in $((SECONDS - t0))s; clients connect to 127.0.0.1:$(port_client nginx) (nginx)"
+	say "cluster up in $((SECONDS - t0))s; clients connect to 127.0.0.1:$(port_client nginx) (nginx; WebSocket and the web page: http://127.0.0.1:$(port_ws nginx)/)"
 }
 
 cmd_down() {
@@ -953,8 +989,17 @@ cmd_env() {
 	kv NATTER_CLUSTER_DIR "$STATE"
 	kv NATTER_CLUSTER_BASE_PORT "$BASE_PORT"
 	kv NATTER_CLUSTER_ADDR "127.0.0.1:$(port_client nginx)"
+	kv NATTER_CLUSTER_WS_ADDR "127.0.0.1:$(port_ws nginx)"
+	kv NATTER_CLUSTER_WS_URL "ws://127.0.0.1:$(port_ws nginx)/ws"
+	kv NATTER_CLUSTER_WEB_URL "http://127.0.0.1:$(port_ws nginx)/"
 	for ((i = 1; i <= GATEWAYS; i++)); do list+=("127.0.0.1:$(port_client "gateway-$i")"); done
 	kv NATTER_CLUSTER_GATEWAY_ADDRS "$(
+		IFS=,
+		echo "${list[*]}"
+	)"
+	list=()
+	for ((i = 1; i <= GATEWAYS; i++)); do list+=("127.0.0.1:$(port_ws "gateway-$i")"); done
+	kv NATTER_CLUSTER_GATEWAY_WS_ADDRS "$(
 		IFS=,
 		echo "${list[*]}"
 	)"
@@ -982,6 +1027,7 @@ cmd_env() {
 			;;
 		gateway)
 			kv "${key}_ADDR" "127.0.0.1:$(port_client "$c")"
+			kv "${key}_WS" "127.0.0.1:$(port_ws "$c")"
 			kv "${key}_HTTP" "127.0.0.1:$(port_http "$c")"
 			list+=("127.0.0.1:$(port_http "$c")")
 			;;
@@ -1003,11 +1049,11 @@ cmd_env() {
 # ------------------------------------------------------------------- table
 
 print_row_header() {
-	printf '%-10s %-8s %-8s %-22s %-22s %s\n' COMPONENT PID STATE ADDRESS HTTP LOG
+	printf '%-10s %-8s %-8s %-16s %-16s %-16s %s\n' COMPONENT PID STATE ADDRESS WEBSOCKET HTTP LOG
 }
 
 print_row() {
-	local c=$1 pid state addr='-' http='-'
+	local c=$1 pid state addr='-' ws='-' http='-'
 	if pid=$(comp_pid "$c"); then
 		if ready "$c"; then state=ready; else state=running; fi
 	else
@@ -1015,11 +1061,12 @@ print_row() {
 	fi
 	case $(comp_kind "$c") in
 	nats) addr="127.0.0.1:$(port_client "$c")" http="127.0.0.1:$(port_http "$c")" ;;
-	mysql | nginx) addr="127.0.0.1:$(port_client "$c")" ;;
-	gateway) addr="127.0.0.1:$(port_client "$c")" http="127.0.0.1:$(port_http "$c")" ;;
+	mysql) addr="127.0.0.1:$(port_client "$c")" ;;
+	nginx) addr="127.0.0.1:$(port_client "$c")" ws="127.0.0.1:$(port_ws "$c")" ;;
+	gateway) addr="127.0.0.1:$(port_client "$c")" ws="127.0.0.1:$(port_ws "$c")" http="127.0.0.1:$(port_http "$c")" ;;
 	*) http="127.0.0.1:$(port_http "$c")" ;;
 	esac
-	printf '%-10s %-8s %-8s %-22s %-22s %s\n' "$c" "$pid" "$state" "$addr" "$http" "$(log_file "$c")"
+	printf '%-10s %-8s %-8s %-16s %-16s %-16s %s\n' "$c" "$pid" "$state" "$addr" "$ws" "$http" "$(log_file "$c")"
 	[[ $state == ready ]]
 }
 
@@ -1036,6 +1083,7 @@ print_table() {
 	done
 	echo
 	echo "clients:    127.0.0.1:$(port_client nginx) (nginx -> gateways)   e.g. $BIN_DIR/natter chat --addr 127.0.0.1:$(port_client nginx)"
+	echo "browsers:   http://127.0.0.1:$(port_ws nginx)/ (web page; WebSocket ws://127.0.0.1:$(port_ws nginx)/ws, nginx -> gateways)"
 	echo "NATS:       $(nats_urls 1)  (monitoring: http://127.0.0.1:$(port_http nats-1)/routez ...)"
 	echo "MySQL:      $(mysql_dsn)  (socket $STATE/mysql/mysqld.sock)"
 	echo "state dir:  $STATE"
