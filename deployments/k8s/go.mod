@@ -3,9 +3,11 @@ module github.com/natter-chat/natter/deployments/k8s
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/moby/patternmatcher v0.6.1
 	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/natter-chat/natter/gateway v0.0.0
 	github.com/natter-chat/natter/shared v0.0.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
@@ -84,3 +86,5 @@ require (
 )
 
 replace github.com/natter-chat/natter/shared => ../../shared
+
+replace github.com/natter-chat/natter/gateway => ../../gateway

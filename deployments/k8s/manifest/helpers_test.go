@@ -36,6 +36,7 @@ var operatorSecrets = map[string]map[string]string{
 		"friend": "prod-test-friend-pw", "group": "prod-test-group-pw",
 	},
 	"natter-mysql": {"dsn": "natter:prod-test-pw@tcp(mysql.example.com:3306)/natter"},
+	"natter-tls":   {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"},
 }
 
 var (

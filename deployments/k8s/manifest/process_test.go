@@ -2,9 +2,11 @@ package manifest_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -26,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/natter-chat/natter/deployments/k8s/manifest"
+	"github.com/natter-chat/natter/gateway/wsconn"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/eventually"
 )
@@ -39,9 +43,10 @@ import (
 // at the same paths, listen addresses are random loopback ports, and the
 // DSN is a fresh database on the local MySQL/MariaDB. Every pod must become
 // ready on its readiness probe; then two clients register, log in, chat,
-// befriend, create and use a group, see presence and a kick, one gateway
-// is drained (SIGTERM) within its grace period and its client resumes on
-// the other with its token. A NATS permission violation anywhere fails the
+// befriend, create and use a group, a browser's WebSocket (through what the
+// Ingress routes to) chats with one of them, they see presence and a kick,
+// one gateway is drained (SIGTERM) within its grace period and its client
+// resumes on the other with its token. A NATS permission violation anywhere fails the
 // test: the generated permissions are what the binaries need.
 func TestManifestProcesses(t *testing.T) {
 	bin := binaries(t)
@@ -126,6 +131,25 @@ func runOverlay(t *testing.T, bin, overlay string) {
 		t.Errorf("bob's friends: %v", friends)
 	}
 
+	// A browser: the web page and its WebSocket through what the Ingress
+	// routes to (Service natter-gateway-web -> the gateways' websocket
+	// port), from the page's own origin; carol chats with alice on the
+	// other gateway.
+	webAddr := func(p *pod) string {
+		web := s.Find("Service", "natter-gateway-web").Value.(*corev1.Service)
+		return p.addr(t, web.Spec.Ports[0].TargetPort)
+	}
+	checkWebPage(t, "http://"+webAddr(gws[1])+"/")
+	carol := dialBrowser(t, "carol", webAddr(gws[1]))
+	c := carol.register("carol-pw")
+	carol.login(c, "carol-pw")
+	carol.request(map[string]any{"msgid": 6, "toid": a, "msg": "hi alice, from a browser", "cid": "w1"})
+	m = alice.await("carol's message", func(f frame) bool { return f.num("msgid") == 6 && f["msg"] == "hi alice, from a browser" })
+	alice.send(map[string]any{"msgid": 13, "seq": m.num("seq")})
+	alice.request(map[string]any{"msgid": 6, "toid": c, "msg": "hi carol", "cid": "c2"})
+	m = carol.await("alice's answer", func(f frame) bool { return f.num("msgid") == 6 && f["msg"] == "hi carol" })
+	carol.send(map[string]any{"msgid": 13, "seq": m.num("seq")})
+
 	// Presence: bob logs out, alice is told (user -> natter.presence ->
 	// friend -> natter.u.<alice>).
 	bob.send(map[string]any{"msgid": 3})
@@ -154,7 +178,7 @@ func runOverlay(t *testing.T, bin, overlay string) {
 	}
 
 	// Everything else stops in its grace period, with status 0.
-	for _, c := range []*chatClient{alice, alice2, bob, bob2} {
+	for _, c := range []*chatClient{alice, alice2, bob, bob2, carol} {
 		c.conn.Close()
 	}
 	for _, p := range pods {
@@ -523,6 +547,38 @@ func dialChat(t *testing.T, name, addr string) *chatClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &chatClient{t: t, name: name, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// dialBrowser connects to a gateway's WebSocket endpoint at addr as the web
+// page does (Origin: the page's own), one frame per text message.
+func dialBrowser(t *testing.T, name, addr string) *chatClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := wsconn.Dial(ctx, "ws://"+addr+wsconn.Path,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://" + addr}}})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		<-conn.Done()
+	})
+	return &chatClient{t: t, name: name, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// checkWebPage fetches the web page at url.
+func checkWebPage(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), "<html") {
+		t.Errorf("GET %s: %s %s", url, resp.Status, resp.Header.Get("Content-Type"))
+	}
 }
 
 func (c *chatClient) send(f map[string]any) {
