@@ -104,9 +104,9 @@ func wsGateways(t *testing.T, c *cluster, tweak func(*gateway.Config)) [2]*opsGa
 func TestWebSocketChat(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	gws := wsGateways(t, c, nil)
-	alice := dialWS(t, wsURL(gws[0].g), "alice") // WebSocket, gateway 0
-	bob := dial(t, gws[1].g.Addr(), '\n', "bob")  // TCP, gateway 1
-	carol := dialWS(t, wsURL(gws[1].g), "carol") // WebSocket, gateway 1
+	alice := dialWS(t, wsURL(gws[0].g), "alice")   // WebSocket, gateway 0
+	bob := dial(t, gws[1].g.Addr(), '\n', "bob")   // TCP, gateway 1
+	carol := dialWS(t, wsURL(gws[1].g), "carol")   // WebSocket, gateway 1
 	dave := dial(t, gws[0].g.Addr(), '\n', "dave") // TCP, gateway 0
 	aid, bid := alice.register("alice", "pw"), bob.register("bob", "pw")
 	cid, did := carol.register("carol", "pw"), dave.register("dave", "pw")

@@ -62,8 +62,8 @@ type Config struct {
 	// endpoints whatever Transport says.
 	Addrs     []string
 	Transport string // "tcp" (or empty) or "ws"
-	Workload string
-	Password string // for every simulated user
+	Workload  string
+	Password  string // for every simulated user
 
 	Pairs          int     // one-to-one: sender/receiver pairs
 	Groups         int     // group: groups
