@@ -43,14 +43,14 @@ func repoRoot(t *testing.T) string {
 	return filepath.Clean(filepath.Join(wd, "..", "..", ".."))
 }
 
-// freeBase finds a base port with the 90 ports the cluster uses free, below
+// freeBase finds a base port with the 100 ports the cluster uses free, below
 // the ephemeral range (Linux: from 32768), where outgoing connections could
 // take one between the check and the use.
 func freeBase(t *testing.T) int {
 	for range 50 {
 		base := 20000 + rand.IntN(120)*100
 		free := true
-		for p := base; p < base+90 && free; p++ {
+		for p := base; p < base+100 && free; p++ {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 			if err != nil {
 				free = false
@@ -62,7 +62,7 @@ func freeBase(t *testing.T) int {
 			return base
 		}
 	}
-	t.Fatal("no free range of 90 ports")
+	t.Fatal("no free range of 100 ports")
 	return 0
 }
 
