@@ -108,8 +108,8 @@ func (r *router) dispatch(m *nats.Msg) {
 	}
 	switch m.Header.Get(subject.KindHeader) {
 	case subject.KindMsg:
-		var im api.InboxMessage
-		if err := json.Unmarshal(m.Data, &im); err != nil {
+		im, err := decodePush(m.Data)
+		if err != nil {
 			r.log.Error("bad push", "user_id", uid, "err", err)
 			return
 		}
