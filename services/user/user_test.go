@@ -381,8 +381,9 @@ func TestLoginReject(t *testing.T) {
 			}
 			return err == nil
 		}, "gw-a's lease to run out")
-		if resp.Replaced != "s1" {
-			t.Errorf("replaced %q, want s1", resp.Replaced)
+		// The login replaces s1, unless the lease sweep ended s1 first.
+		if resp.Replaced != "s1" && resp.Replaced != "" {
+			t.Errorf("replaced %q, want s1 (or nothing, after the lease sweep)", resp.Replaced)
 		}
 		if got := e.online(t, uid); !slices.Equal(got, []int64{uid}) {
 			t.Errorf("online %v, want [%d]", got, uid)
