@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natter-chat/natter/services/user"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/metricstest"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -41,7 +41,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	eventually.True(t, 5*time.Second, func() bool {
-		return metricValue(t, reg, "natter_request_duration_seconds", map[string]string{"endpoint": "login"}) == 3
+		return metricstest.Value(t, reg, "natter_request_duration_seconds", map[string]string{"endpoint": "login"}) == 3
 	}, "3 logins answered")
 	for _, c := range []struct {
 		name   string
@@ -60,52 +60,11 @@ func TestMetrics(t *testing.T) {
 		{"natter_requests_total", map[string]string{"endpoint": "register", "result": "name_taken"}, 1},
 		{"natter_db_errors_total", map[string]string{"service": "user", "op": "exec", "kind": "duplicate"}, 1},
 	} {
-		if got := metricValue(t, reg, c.name, c.labels); got != c.want {
+		if got := metricstest.Value(t, reg, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if n := metricValue(t, reg, "natter_db_operation_duration_seconds", map[string]string{"service": "user", "op": "tx"}); n == 0 {
+	if n := metricstest.Value(t, reg, "natter_db_operation_duration_seconds", map[string]string{"service": "user", "op": "tx"}); n == 0 {
 		t.Error("no transactions timed")
 	}
-}
-
-// metricValue returns the value of the counter or gauge name with labels
-// (for a histogram: its sample count) in reg; 0 if there is none.
-func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			return sampleValue(m)
-		}
-	}
-	return 0
-}
-
-func sampleValue(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/metricstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -78,7 +78,7 @@ func TestMetrics(t *testing.T) {
 			{"natter_db_errors_total", map[string]string{"op": "exec", "kind": "database"}, 1},
 			{"natter_db_tx_retries_total", map[string]string{"service": "test"}, 0},
 		} {
-			if got := metricValue(t, reg, c.name, c.labels); got != c.want {
+			if got := metricstest.Value(t, reg, c.name, c.labels); got != c.want {
 				t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 			}
 		}
@@ -96,43 +96,4 @@ func TestAlive(t *testing.T) {
 			t.Fatal("a closed database is alive")
 		}
 	})
-}
-
-// metricValue returns the value of the counter name with labels (for a
-// histogram: its sample count) in reg; 0 if there is none.
-func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			return sampleValue(m)
-		}
-	}
-	return 0
-}
-
-func sampleValue(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
 }
