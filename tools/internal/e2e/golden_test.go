@@ -34,17 +34,21 @@ func TestGolden(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runGolden(t, file)
+			c := newCluster(t, clusterOpts{})
+			runGolden(t, file, func(name string, gw int, term byte) *client {
+				return dial(t, c.gws[gw].Addr(), term, name)
+			})
 		})
 	}
 }
 
-func runGolden(t *testing.T, file string) {
+// runGolden replays file; open connects a transcript's connection name to
+// gateway gw (0 or 1) with frames ended by term.
+func runGolden(t *testing.T, file string, open func(name string, gw int, term byte) *client) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t, clusterOpts{})
 	clients := map[string]*client{}
 	lines := strings.Split(string(data), "\n")
 	for i, line := range lines {
@@ -61,7 +65,7 @@ func runGolden(t *testing.T, file string) {
 			if len(fields) > 3 && fields[3] == "1" {
 				gw = 1
 			}
-			clients[fields[1]] = dial(t, c.gws[gw].Addr(), term, fields[1])
+			clients[fields[1]] = open(fields[1], gw, term)
 			continue
 		}
 		name, rest, op := splitOp(line)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -204,56 +203,14 @@ func TestGoldenOverWebSocket(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(strings.TrimPrefix(file, "testdata/"), ".txt"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
 			c := newCluster(t, clusterOpts{})
 			gws := wsGateways(t, c, nil)
-			clients := map[string]*client{}
-			for i, line := range strings.Split(string(data), "\n") {
-				if line == "" || strings.HasPrefix(line, "#") {
-					continue
+			runGolden(t, file, func(name string, gw int, term byte) *client {
+				if term == 0 {
+					return dial(t, gws[gw].g.Addr(), 0, name)
 				}
-				fields := strings.Fields(line)
-				if fields[0] == "open" {
-					g := gws[0].g
-					if len(fields) > 3 && fields[3] == "1" {
-						g = gws[1].g
-					}
-					if fields[2] == "nul" {
-						clients[fields[1]] = dial(t, g.Addr(), 0, fields[1])
-					} else {
-						clients[fields[1]] = dialWS(t, wsURL(g), fields[1])
-					}
-					continue
-				}
-				name, rest, op := splitOp(line)
-				cl := clients[name]
-				if cl == nil {
-					t.Fatalf("%s:%d: unknown connection %q", file, i+1, name)
-				}
-				switch op {
-				case '>':
-					cl.send(rest)
-				case '<':
-					got, err := cl.recvRaw(5 * time.Second)
-					if err != nil {
-						t.Fatalf("%s:%d: %s: want %s, got error %v", file, i+1, name, rest, err)
-					}
-					got = uuidRE.ReplaceAllString(got, "<mid>")
-					got = tokenRE.ReplaceAllString(got, `"token":"<token>"`)
-					if got != rest {
-						t.Fatalf("%s:%d: %s received\n  %s\nwant\n  %s", file, i+1, name, got, rest)
-					}
-				case '~':
-					cl.quiet(150 * time.Millisecond)
-				case 'x':
-					cl.conn.Close()
-				default:
-					t.Fatalf("%s:%d: cannot parse %q", file, i+1, line)
-				}
-			}
+				return dialWS(t, wsURL(gws[gw].g), name)
+			})
 		})
 	}
 }
