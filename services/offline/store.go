@@ -13,7 +13,6 @@ import (
 	"github.com/natter-chat/natter/services/offline/internal/inbox"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/endpoint"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -155,7 +154,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		s.stats.failed.Add(int64(len(batch)))
 		s.metrics.storeFailures.Add(float64(len(batch)))
 		for _, r := range batch {
-			endpoint.RespondError(s.log, r.m, epStore, storeError(err))
+			endpoint.RespondError(s.log, r.m, epStore, endpoint.ErrorFor(err))
 		}
 		return
 	}
@@ -195,7 +194,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 			s.stats.failed.Add(1)
 			s.metrics.storeFailures.Inc()
 			s.log.Error("store message", "from", ps[i].From, "recipients", len(ps[i].To), "err", r.Err)
-			endpoint.RespondError(s.log, m, epStore, storeError(r.Err))
+			endpoint.RespondError(s.log, m, epStore, endpoint.ErrorFor(r.Err))
 		case r.Duplicate:
 			s.stats.duplicates.Add(1)
 			s.metrics.duplicates.Inc()
@@ -206,14 +205,6 @@ func (s *Service) writeBatch(batch []*storeReq) {
 			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID})
 		}
 	}
-}
-
-// storeError is the answer to a store that failed with err.
-func storeError(err error) *api.Error {
-	if sqldb.IsUnavailable(err) {
-		return api.ErrDatabaseUnavailable
-	}
-	return api.ErrInternal
 }
 
 // appendPush appends the JSON of api.InboxMessage{seq, mid, from, body}

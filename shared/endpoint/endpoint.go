@@ -188,24 +188,36 @@ func Respond(log *slog.Logger, m micro.Request, name string, v any) {
 	}
 }
 
-// RespondError answers m with err: an *api.Error keeps its code and message;
-// a database that cannot be reached is answered as busy (the caller retries,
-// a client with the same cid); anything else is logged and answered as
-// internal.
+// RespondError answers m with ErrorFor(err), logging err unless it is an
+// *api.Error already.
 func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
-	var ae *api.Error
+	ae := ErrorFor(err)
+	var own *api.Error
 	switch {
-	case errors.As(err, &ae):
-	case sqldb.IsUnavailable(err):
+	case errors.As(err, &own):
+	case ae == api.ErrDatabaseUnavailable:
 		log.Warn("request failed: database unavailable", "endpoint", name, "err", err)
-		ae = api.ErrDatabaseUnavailable
 	default:
 		log.Error("request failed", "endpoint", name, "err", err)
-		ae = api.ErrInternal
 	}
 	if rerr := m.Error(string(ae.Code), ae.Message, nil); rerr != nil {
 		log.Warn("respond", "endpoint", name, "err", rerr)
 	}
+}
+
+// ErrorFor is the answer to a request that failed with err: an *api.Error
+// keeps its code and message; a database that cannot be reached is
+// api.ErrDatabaseUnavailable (the caller retries, a client with the same
+// cid); anything else is api.ErrInternal.
+func ErrorFor(err error) *api.Error {
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case sqldb.IsUnavailable(err):
+		return api.ErrDatabaseUnavailable
+	}
+	return api.ErrInternal
 }
 
 // Detach wraps h so that it receives requests that answer by publishing to
