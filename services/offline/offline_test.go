@@ -683,18 +683,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestAppendPush(t *testing.T) {
-	body := json.RawMessage(`{"t":"<x> & 漢 \" \\"}`)
-	m := api.InboxMessage{Seq: 42, MID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", From: 7, Body: body}
-	want, err := api.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := appendPush(nil, m.Seq, m.MID, m.From, m.Body); string(got) != string(want) {
-		t.Errorf("appendPush\n got %s\nwant %s", got, want)
-	}
-}
-
 // TestStopUnderLoad stops a service while senders keep storing: every
 // request is answered (stored, or refused with no responders once the
 // service is gone; never busy, never dropped into a timeout), and every

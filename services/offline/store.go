@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -172,7 +171,7 @@ func (s *Service) writeBatch(batch []*storeReq) {
 		p := ps[i]
 		entries += len(p.To)
 		for j, to := range p.To {
-			buf = appendPush(buf[:0], r.Seqs[j], r.MID, p.From, p.Body)
+			buf = api.AppendPush(buf[:0], r.Seqs[j], r.MID, p.From, p.Body)
 			msg := &nats.Msg{Subject: subject.User(to), Header: hdr, Data: buf}
 			if err := s.nc.PublishMsg(msg); err != nil {
 				// The entry is stored; the recipient gets it with its next fetch.
@@ -205,19 +204,4 @@ func (s *Service) writeBatch(batch []*storeReq) {
 			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID})
 		}
 	}
-}
-
-// appendPush appends the JSON of api.InboxMessage{seq, mid, from, body}
-// without re-scanning the body for every recipient:
-// body is canonical already and mid is a UUID, which needs no escaping.
-func appendPush(dst []byte, seq int64, mid string, from int64, body []byte) []byte {
-	dst = append(dst, `{"seq":`...)
-	dst = strconv.AppendInt(dst, seq, 10)
-	dst = append(dst, `,"mid":"`...)
-	dst = append(dst, mid...)
-	dst = append(dst, `","from":`...)
-	dst = strconv.AppendInt(dst, from, 10)
-	dst = append(dst, `,"body":`...)
-	dst = append(dst, body...)
-	return append(dst, '}')
 }

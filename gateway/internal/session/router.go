@@ -108,7 +108,7 @@ func (r *router) dispatch(m *nats.Msg) {
 	}
 	switch m.Header.Get(subject.KindHeader) {
 	case subject.KindMsg:
-		im, err := decodePush(m.Data)
+		im, err := api.DecodePush(m.Data)
 		if err != nil {
 			r.log.Error("bad push", "user_id", uid, "err", err)
 			return

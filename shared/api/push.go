@@ -1,30 +1,47 @@
-package session
+package api
 
 import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-
-	"github.com/natter-chat/natter/shared/api"
 )
 
-// decodePush reads an inbox push from the offline service. The service
-// writes every push in one shape, {"seq":N,"mid":"...","from":N,"body":{...}}
-// (services/offline appendPush), which is read here without a JSON scan of
-// the body: emitLocked parses the body anyway, and skips one it cannot.
-// Anything in another shape goes through encoding/json.
-func decodePush(data []byte) (api.InboxMessage, error) {
+// The push codec: how the offline service publishes a new inbox entry on
+// subject.User and how the gateway reads it. One shape,
+//
+//	{"seq":N,"mid":"...","from":N,"body":{...}}
+//
+// the JSON of InboxMessage, written by AppendPush without re-scanning the
+// body and read by DecodePush without scanning it. Anything in another
+// shape (a hand-written publish, an older writer) is read by encoding/json.
+
+// AppendPush appends the push of one inbox entry to dst. body must be one
+// compact JSON object (the offline service stores bodies in that form) and
+// mid must need no JSON escaping (a UUID).
+func AppendPush(dst []byte, seq int64, mid string, from int64, body []byte) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, `,"mid":"`...)
+	dst = append(dst, mid...)
+	dst = append(dst, `","from":`...)
+	dst = strconv.AppendInt(dst, from, 10)
+	dst = append(dst, `,"body":`...)
+	dst = append(dst, body...)
+	return append(dst, '}')
+}
+
+// DecodePush reads a push. The body aliases data.
+func DecodePush(data []byte) (InboxMessage, error) {
 	if m, ok := scanPush(data); ok {
 		return m, nil
 	}
-	var m api.InboxMessage
+	var m InboxMessage
 	err := json.Unmarshal(data, &m)
 	return m, err
 }
 
-// scanPush reads the offline service's shape of a push; ok is false for
-// anything else.
-func scanPush(b []byte) (m api.InboxMessage, ok bool) {
+// scanPush reads AppendPush's shape; ok is false for anything else.
+func scanPush(b []byte) (m InboxMessage, ok bool) {
 	rest, ok := bytes.CutPrefix(b, []byte(`{"seq":`))
 	if !ok {
 		return m, false
