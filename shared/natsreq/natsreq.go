@@ -572,6 +572,11 @@ func (r *Requester) Close() error {
 	return nil
 }
 
+// Inbox is the subject the Requester subscribes to (<inbox prefix>.<id>.*):
+// the connection needs permission to subscribe to it, and the services to
+// publish to it.
+func (r *Requester) Inbox() string { return r.prefix + "*" }
+
 // Stats returns the Requester's counters.
 func (r *Requester) Stats() Stats {
 	r.mu.Lock()

@@ -45,6 +45,9 @@ func TestReply(t *testing.T) {
 	if string(m.Data) != "hello" || m.Header.Get("Echo") != "t1" {
 		t.Errorf("reply %q with Echo %q, want hello with t1", m.Data, m.Header.Get("Echo"))
 	}
+	if in := r.Inbox(); !strings.HasPrefix(in, "_I.gw.") || !strings.HasSuffix(in, ".*") {
+		t.Errorf("Inbox() = %q, want _I.gw.<id>.*", in)
+	}
 	if !prefixOK.Load() {
 		t.Error("the reply subject does not use the connection's inbox prefix _I.gw")
 	}
@@ -162,6 +165,81 @@ func TestLostNATSNode(t *testing.T) {
 		if o.Outcome == natsreq.Replied && o.Attempts > 2 {
 			t.Errorf("observed %+v, want at most 2 attempts", o)
 		}
+	}
+}
+
+// TestLostNATSNodeUnderTraffic kills the requester's node while it keeps
+// 32 idempotent calls in flight to a service on another node: every call
+// is answered, by its first attempt, by the re-send after the reconnect
+// or from the reconnect buffer, never by waiting out an attempt timeout
+// (a minute here).
+func TestLostNATSNodeUnderTraffic(t *testing.T) {
+	nodes := runCluster(t, 3)
+	respond(t, connect(t, nil, nodes[2]), "svc.store", nil)
+	nc := connect(t, nil, nodes[1], nodes[0], nodes[2])
+	r := newRequester(t, nc, natsreq.Options{AttemptTimeout: time.Minute, Timeout: 2 * time.Minute})
+	if _, err := r.Request(context.Background(), "svc.store", nil, natsreq.CallOpts{Idempotent: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	const window, before, after = 32, 300, 300
+	var (
+		mu        sync.Mutex
+		answered  int
+		failures  []string
+		killed    = make(chan struct{})
+		afterKill int
+	)
+	slots := make(chan struct{}, window)
+	sent := 0
+	for {
+		mu.Lock()
+		done := afterKill >= after
+		mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-time.After(waitLong):
+			t.Fatalf("no call of the %d in flight ended for %v", window, waitLong)
+		}
+		want := fmt.Sprintf("m%d", sent)
+		sent++
+		if err := r.Go("svc.store", []byte(want), natsreq.CallOpts{Idempotent: true}, func(m *nats.Msg, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				failures = append(failures, fmt.Sprintf("%s: %v", want, err))
+			case string(m.Data) != want:
+				failures = append(failures, fmt.Sprintf("%s answered %q", want, m.Data))
+			}
+			answered++
+			select {
+			case <-killed:
+				afterKill++
+			default:
+			}
+			<-slots
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if sent == before {
+			eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered >= before-window },
+				"traffic to flow")
+			nodes[1].Shutdown()
+			close(killed)
+		}
+	}
+	eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered == sent }, "every call to be answered")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if nc.ConnectedServerName() == "n1" {
+		t.Error("still connected to the killed node")
 	}
 }
 

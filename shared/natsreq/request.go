@@ -31,15 +31,18 @@ var waiters = sync.Pool{New: func() any {
 // if 0). If ctx ends first, the call is abandoned (a late reply is
 // dropped) and the error wraps api.ErrUnavailable and ctx's error.
 func (r *Requester) Request(ctx context.Context, subject string, data []byte, opts CallOpts) (*nats.Msg, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, wrapErr(subject, err)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
+		if left <= 0 {
+			return nil, wrapErr(subject, context.DeadlineExceeded)
+		}
 		if opts.Timeout <= 0 {
 			opts.Timeout = r.opts.Timeout
 		}
 		opts.Timeout = min(opts.Timeout, left)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, wrapErr(subject, err)
 	}
 	w := waiters.Get().(*waiter)
 	seq, err := r.start(subject, data, opts, w.done)
