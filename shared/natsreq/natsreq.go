@@ -241,7 +241,8 @@ func New(nc *nats.Conn, opts Options) (*Requester, error) {
 // done runs on one of the Requester's goroutines: the subscription's
 // delivery goroutine for a reply or a no-responders answer, the timer
 // goroutine for a timeout, the caller of Reconnected or Close for a call
-// that fails there. It must not block: replies and timeouts of other calls
+// that fails there. The done functions of different calls may run at the
+// same time. done must not block: replies and timeouts of other calls
 // wait for it. It may call Go.
 //
 // data and opts.Header belong to the Requester until done is called (they
@@ -312,9 +313,9 @@ func (r *Requester) replySubject(seq uint64) string {
 }
 
 // send publishes an attempt of c and schedules its next event. A publish
-// error that a reconnect may cure (the reconnect buffer full) leaves c in
-// flight, to be sent again; any other is returned, and c is left for the
-// caller to remove. Requires mu.
+// error that a reconnect may cure (the reconnect buffer full) leaves an
+// idempotent c in flight, to be sent again; any other error is returned,
+// and c is left for the caller to remove. Requires mu.
 func (r *Requester) send(c *call, now time.Duration) error {
 	c.attempts++
 	if c.attempts > 1 {
@@ -331,7 +332,7 @@ func (r *Requester) send(c *call, now time.Duration) error {
 	} else {
 		err = r.nc.PublishRequest(c.subject, c.reply, c.data)
 	}
-	if errors.Is(err, nats.ErrReconnectBufExceeded) {
+	if c.idempotent && errors.Is(err, nats.ErrReconnectBufExceeded) {
 		c.conn = r.epoch // not buffered: Reconnected sends it
 	} else if err != nil {
 		return err
