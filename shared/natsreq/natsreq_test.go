@@ -556,6 +556,44 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	}
 }
 
+// TestReconnectBufferFull: while disconnected with the reconnect buffer
+// full, an idempotent call stays in flight and is sent after the
+// reconnect; a call that is not idempotent fails at once.
+func TestReconnectBufferFull(t *testing.T) {
+	s := natstest.Run(t)
+	respond(t, natstest.Connect(t, s), "svc.q", nil)
+	p := newProxy(t, s.Addr().String())
+	nc, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	r := newRequester(t, nc, natsreq.Options{AttemptTimeout: time.Hour, Timeout: time.Hour})
+
+	p.down()
+	eventually.True(t, waitLong, func() bool { return !nc.IsConnected() }, "the connection to drop")
+	big := []byte(strings.Repeat("x", 100))
+	if err := nc.Publish("filler", big); err != nil { // the buffer is full after it
+		t.Fatal(err)
+	}
+	if err := r.Go("svc.q", big, natsreq.CallOpts{}, nil); !errors.Is(err, nats.ErrReconnectBufExceeded) {
+		t.Errorf("a call that is not idempotent: %v, want reconnect buffer exceeded", err)
+	}
+	got := make(chan error, 1)
+	if err := r.Go("svc.q", big, natsreq.CallOpts{Idempotent: true}, func(m *nats.Msg, err error) {
+		if err == nil && string(m.Data) != string(big) {
+			err = fmt.Errorf("reply %q", m.Data)
+		}
+		got <- err
+	}); err != nil {
+		t.Fatalf("an idempotent call: %v", err)
+	}
+	p.up()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestConcurrent: many goroutines, each its own answer.
 func TestConcurrent(t *testing.T) {
 	s := natstest.Run(t)
