@@ -40,11 +40,12 @@ func (f *Frame) CheckChat(msgid wire.MsgID) (Chat, error) {
 	if c.To <= 0 {
 		return Chat{}, &wire.FieldError{Field: target, Reason: "must be a positive id"}
 	}
-	if _, err = f.StringBytes("msg"); err != nil {
+	msg := f.find("msg")
+	if _, err = f.stringAt(msg, "msg"); err != nil {
 		return Chat{}, err
 	}
-	if f.Has("cid") {
-		cid, err := f.StringBytes("cid")
+	if m := f.find("cid"); f.present(m) {
+		cid, err := f.stringAt(m, "cid")
 		if err != nil {
 			return Chat{}, err
 		}
@@ -53,12 +54,12 @@ func (f *Frame) CheckChat(msgid wire.MsgID) (Chat, error) {
 		}
 		c.CID = string(cid)
 	}
-	if f.Has("time") {
-		if _, err = f.StringBytes("time"); err != nil {
+	if m := f.find("time"); f.present(m) {
+		if _, err = f.stringAt(m, "time"); err != nil {
 			return Chat{}, err
 		}
 	}
-	if !utf8.Valid(f.Raw("msg")) {
+	if !utf8.Valid(f.value(msg)) {
 		return Chat{}, &wire.FieldError{Field: "msg", Reason: "must be valid UTF-8"}
 	}
 	return c, nil
@@ -158,7 +159,7 @@ func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name stri
 			dst = appendString(dst, name)
 		case addTime:
 			dst = append(dst, '"')
-			dst = now.AppendFormat(dst, time.DateTime)
+			dst = appendDateTime(dst, now)
 			dst = append(dst, '"')
 		default:
 			m := &f.members[e]
@@ -170,4 +171,20 @@ func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name stri
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendDateTime appends t formatted as time.DateTime ("2006-01-02
+// 15:04:05"), writing the digits itself for years 0-9999.
+func appendDateTime(dst []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, time.DateTime)
+	}
+	hour, minute, sec := t.Clock()
+	dst = append(dst,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), ' ',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10))
+	return dst
 }

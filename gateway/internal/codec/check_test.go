@@ -111,6 +111,12 @@ func checkPush(t *testing.T, body []byte, mid string, seq int64) {
 	if !bytes.HasPrefix(got, prefix) || !bytes.Equal(got[len(prefix):], want) || (gerr != nil && len(got) != len(prefix)) {
 		t.Fatalf("AppendPush(%q, %q, %d) =\n%q\nreference\n%q", body, mid, seq, got, want)
 	}
+	if o, err := wire.Parse(body); err == nil && bytes.Equal(o.Encode(), body) && plainKeys(o) {
+		// The shape the gateway stores must take the copying path.
+		if _, _, ok := appendStored(nil, body, mid, seq, true); !ok {
+			t.Fatalf("AppendPush(%q): a body in the stored shape took the generic path", body)
+		}
+	}
 	got, gid, gerr = AppendLegacyPush(prefix, body)
 	want, wid, werr = refLegacyPush(body)
 	if (gerr == nil) != (werr == nil) || gid != wid {
@@ -230,6 +236,8 @@ var edgeFrames = []string{
 	`{"toid":1,"msg":"x","cid":null}`, `{"toid":1,"msg":"x","cid":5}`, `{"toid":1,"msg":"x","time":5}`,
 	`{"toid":1,"msg":null}`, `{"toid":1}`, `{"toid":1,"msg":5}`, `{"msg":"x"}`, `{"toid":"1","msg":"x"}`,
 	`{"groupid":4,"msg":"x","toid":"bad"}`, `{"toid":4,"msg":"x","groupid":0}`,
+	// Whitespace of every kind between nested tokens; none removed inside strings.
+	"{\"toid\":1,\"msg\":\"m\",\"x\":[1,\t2,\r\n3],\"y\":{\"k\":\" sp \\\" ace \"\t},\"z\":[\n]}",
 	// Long texts: the legacy dialect cuts them.
 	`{"toid":1,"msg":"` + strings.Repeat("long ", 300) + `"}`,
 	`{"toid":1,"msg":"` + strings.Repeat("长", 400) + `"}`,
@@ -267,4 +275,17 @@ func nested(depth int) string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+// plainKeys reports whether every key of o is printable ASCII needing no
+// escape.
+func plainKeys(o wire.Object) bool {
+	for k := range o {
+		for i := 0; i < len(k); i++ {
+			if !plain[k[i]] {
+				return false
+			}
+		}
+	}
+	return true
 }

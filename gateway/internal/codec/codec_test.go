@@ -379,3 +379,25 @@ func TestSteadyStateAllocations(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendDateTime(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("east", 8*3600), time.FixedZone("west", -(9*3600 + 30*60))}
+	for _, tt := range []time.Time{
+		time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1, 2, 3, 4, 5, 6, 7, time.UTC),
+		time.Date(999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 15, 12, 30, 45, 0, time.UTC),
+		time.Now(),
+		{},
+	} {
+		for _, z := range zones {
+			tz := tt.In(z)
+			if got, want := string(appendDateTime(nil, tz)), tz.Format(time.DateTime); got != want {
+				t.Errorf("appendDateTime(%v) = %q, want %q", tz, got, want)
+			}
+		}
+	}
+}

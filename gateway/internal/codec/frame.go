@@ -192,15 +192,17 @@ func (f *Frame) Raw(key string) []byte {
 }
 
 // Has reports whether key is present and not null.
-func (f *Frame) Has(key string) bool {
-	m := f.find(key)
-	return m != nil && !isNull(f.value(m))
-}
+func (f *Frame) Has(key string) bool { return f.present(f.find(key)) }
+
+// present reports whether member m is there and not null.
+func (f *Frame) present(m *member) bool { return m != nil && !isNull(f.value(m)) }
 
 // Int reads a required integer field: a JSON number without fraction or
 // exponent that fits an int64 ("1.5", "1e2", "\"7\"" are refused).
-func (f *Frame) Int(key string) (int64, error) {
-	m := f.find(key)
+func (f *Frame) Int(key string) (int64, error) { return f.intAt(f.find(key), key) }
+
+// intAt is Int of member m (nil when absent), named key.
+func (f *Frame) intAt(m *member, key string) (int64, error) {
 	if m == nil || isNull(f.value(m)) {
 		return 0, &wire.FieldError{Field: key, Reason: "is missing"}
 	}
@@ -226,8 +228,10 @@ func (f *Frame) OptInt(key string) (n int64, ok bool, err error) {
 // replaced by U+FFFD, as encoding/json does). The bytes alias the frame or
 // f's scratch space: they are valid until the next Scan and must not be
 // modified. It allocates nothing in steady state.
-func (f *Frame) StringBytes(key string) ([]byte, error) {
-	m := f.find(key)
+func (f *Frame) StringBytes(key string) ([]byte, error) { return f.stringAt(f.find(key), key) }
+
+// stringAt is StringBytes of member m (nil when absent), named key.
+func (f *Frame) stringAt(m *member, key string) ([]byte, error) {
 	if m == nil || isNull(f.value(m)) {
 		return nil, &wire.FieldError{Field: key, Reason: "is missing"}
 	}
@@ -237,7 +241,7 @@ func (f *Frame) StringBytes(key string) ([]byte, error) {
 	}
 	text := v[1 : len(v)-1]
 	if m.flags&strEsc == 0 && (m.flags&strHigh == 0 || utf8.Valid(text)) {
-		return text, nil
+		return text[:len(text):len(text)], nil
 	}
 	s0 := len(f.scratch)
 	f.scratch = unquote(f.scratch, text)

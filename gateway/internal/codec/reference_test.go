@@ -1,7 +1,7 @@
 package codec
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -233,24 +233,13 @@ func sortedKeys(o wire.Object) []string {
 }
 
 // sameError reports whether two errors are both nil, or both
-// *wire.FieldError with the same text, or (fieldErr false) both non-nil.
+// *wire.FieldError with the same text (what the client is told), or both
+// other errors.
 func sameError(got, want error) bool {
 	if got == nil || want == nil {
 		return got == nil && want == nil
 	}
 	var g, w *wire.FieldError
-	gf, wf := asFieldError(got, &g), asFieldError(want, &w)
-	if gf != wf {
-		return false
-	}
-	return !gf || got.Error() == want.Error()
+	gf, wf := errors.As(got, &g), errors.As(want, &w)
+	return gf == wf && (!gf || got.Error() == want.Error())
 }
-
-func asFieldError(err error, fe **wire.FieldError) bool {
-	e, ok := err.(*wire.FieldError)
-	*fe = e
-	return ok
-}
-
-// rawMessage is a json.RawMessage for a test literal.
-func rawMessage(s string) json.RawMessage { return json.RawMessage(s) }
