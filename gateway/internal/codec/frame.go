@@ -1,27 +1,3 @@
-// Package codec reads and writes the client protocol's hot frames by hand:
-// a client frame is scanned once, without a map and (in steady state)
-// without an allocation, and the frames the gateway writes most (a chat's
-// stored body, pushes in both dialects, replies, pongs) are appended to a
-// caller's buffer.
-//
-// Every encoder writes exactly the bytes the generic path writes
-// (wire.Parse, wire.Object's setters, wire.Marshal of a map: keys sorted,
-// values compacted, no HTML escaping), and every reader accepts and refuses
-// exactly what wire.Parse and wire.Object's readers do, with the same
-// wire.FieldError texts. The tests hold each function against a reference
-// built the generic way, over tables and under go test -fuzz.
-//
-// A typical request, in the session's reader:
-//
-//	var f codec.Frame // one per reader, reused for every frame
-//	if err := codec.Scan(frame, &f); err != nil { ... errno BadJSON ... }
-//	id, err := f.Int("msgid")
-//	chat, err := f.CheckChat(wire.OneChat)
-//	body := codec.AppendChatBody(nil, &f, wire.OneChat, uid, name, time.Now())
-//
-// and a push, in the delivery path:
-//
-//	out, msgid, err := codec.AppendPush(buf, m.Body, m.MID, m.Seq)
 package codec
 
 import (
