@@ -49,11 +49,11 @@ const (
 	keepScratch = 4 << 10
 )
 
-// Scan reads frame into f. It fails with ErrMalformed unless frame is
-// exactly one JSON object (surrounded by JSON whitespace at most), the
-// inputs wire.Parse refuses: nesting deeper than encoding/json allows
-// included. A key given twice keeps its last value, as in wire.Object.
-// On error f holds no keys.
+// Scan reads frame into f. It fails with ErrMalformed for exactly the
+// inputs wire.Parse refuses: anything but one JSON object (with JSON
+// whitespace around it at most), nesting deeper than encoding/json allows
+// included. A key given twice keeps its last value, as in wire.Object. On
+// error f holds no keys.
 func Scan(frame []byte, f *Frame) error {
 	f.reset(frame)
 	if err := f.scan(); err != nil {

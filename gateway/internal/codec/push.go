@@ -175,7 +175,11 @@ const CutMarker = " [... cut: too long for this client; a full-dialect client sh
 // fitChat encodes a chat body for the original client. A body whose frame
 // would not fit LegacyMaxFrame bytes gets its "msg" cut at a character
 // boundary and CutMarker appended; if even that cannot fit (long extra
-// fields), only the original's fields are kept.
+// fields), only the original's fields are kept. It is the session's
+// fitChat (gateway/internal/session/legacy.go) with one fix: that one
+// indexes msg[len(msg)] and panics when the text is shorter in bytes than
+// the room left but too long once encoded (600 quotes, 200 control
+// characters).
 func fitChat(o wire.Object) []byte {
 	enc := o.Encode()
 	if len(enc) <= LegacyMaxFrame {
