@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -33,11 +35,42 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// Words of 8 bytes, for scanning strings 8 bytes at a time.
+const (
+	lsb = 0x0101010101010101 // 1 in every byte
+	msb = 0x8080808080808080 // 0x80 in every byte
+)
+
 // scanString scans the string whose opening quote is src[i]. It returns
 // the index after the closing quote and the string's strEsc and strHigh
-// flags.
+// flags. Runs of plain bytes are skipped 8 at a time.
 func scanString(src []byte, i int) (end int, fl uint8, ok bool) {
-	for i++; i < len(src); {
+	for i++; ; {
+		for i+8 <= len(src) {
+			w := binary.LittleEndian.Uint64(src[i:])
+			// A byte is special if it is '"', '\\' or below 0x20. These
+			// tests are exact for the word, and their lowest set bit is
+			// the first special byte (a false hit only ever follows a true
+			// one). Bytes >= 0x80 are not special here.
+			q, b := w^(lsb*'"'), w^(lsb*'\\')
+			special := ((q-lsb)&^q | (b-lsb)&^b | (w-lsb*0x20)&^w) & msb
+			if special == 0 {
+				if w&msb != 0 {
+					fl |= strHigh
+				}
+				i += 8
+				continue
+			}
+			k := bits.TrailingZeros64(special) >> 3
+			if w&msb&(1<<(8*k)-1) != 0 {
+				fl |= strHigh
+			}
+			i += k
+			break
+		}
+		if i == len(src) {
+			return 0, 0, false
+		}
 		c := src[i]
 		if plain[c] {
 			i++
@@ -69,7 +102,6 @@ func scanString(src []byte, i int) (end int, fl uint8, ok bool) {
 			i++
 		}
 	}
-	return 0, 0, false
 }
 
 // hex4 decodes 4 hex digits, or returns -1.
