@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -101,7 +102,7 @@ func (f *Frame) entryCmp(a, b int32) int {
 	if c := bytes.Compare(f.entryKey(a), f.entryKey(b)); c != 0 {
 		return c
 	}
-	return int(a - b) // a key given twice: the later one sorts last and wins
+	return cmp.Compare(a, b) // a key given twice: the later one sorts last and wins
 }
 
 // AppendChatBody appends to dst the body stored for the chat frame f
