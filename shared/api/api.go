@@ -10,12 +10,10 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 )
 
 // Code classifies a service error. Only the gateway maps codes to wire errno
@@ -84,14 +82,5 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
 	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return &Error{Code: Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
-	}
-	if resp == nil {
-		return nil
-	}
-	if err := json.Unmarshal(msg.Data, resp); err != nil {
-		return fmt.Errorf("decode %s reply: %w", subject, err)
-	}
-	return nil
+	return Decode(subject, msg, resp)
 }
