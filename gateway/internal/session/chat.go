@@ -181,7 +181,6 @@ func (s *Session) store(r chatReq) {
 	})
 }
 
-
 // handleAck records a cumulative delivery acknowledgement. An ack beyond what
 // this session delivered is clamped to it.
 func (s *Session) handleAck(f *codec.Frame, reqid []byte, uid int64) {

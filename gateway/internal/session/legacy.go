@@ -97,4 +97,3 @@ func legacyStrings(objs []map[string]any) []string {
 	}
 	return out
 }
-

@@ -55,18 +55,18 @@ type Session struct {
 	uid    int64
 	name   string
 	sid    string
-	cur    *cursor.Cursor         // the login's delivery state; nil before
-	early  []api.InboxMessage     // pushes that came before cur existed
-	lost   bool                   // pushes were dropped before cur existed
-	kicked bool                   // replaced by a newer login while this one was in flight
-	pres   map[int64]friendState  // friend id -> the newest presence notice sent
-	chats  *chatQueue             // the ordered store pipeline; nil until the first chat
-	wait   []waitingFrame         // frames that came during a login under way
-	gate   bool                   // a login or logout is under way: frames wait
-	drain  bool                   // frames that waited are being run: new ones wait behind them
-	busy   int                    // requests under way (their answers are still to be sent)
-	ended  bool                   // reading has ended: the connection closes when busy reaches 0
-	tasks  sync.WaitGroup         // goroutines working for this session
+	cur    *cursor.Cursor        // the login's delivery state; nil before
+	early  []api.InboxMessage    // pushes that came before cur existed
+	lost   bool                  // pushes were dropped before cur existed
+	kicked bool                  // replaced by a newer login while this one was in flight
+	pres   map[int64]friendState // friend id -> the newest presence notice sent
+	chats  *chatQueue            // the ordered store pipeline; nil until the first chat
+	wait   []waitingFrame        // frames that came during a login under way
+	gate   bool                  // a login or logout is under way: frames wait
+	drain  bool                  // frames that waited are being run: new ones wait behind them
+	busy   int                   // requests under way (their answers are still to be sent)
+	ended  bool                  // reading has ended: the connection closes when busy reaches 0
+	tasks  sync.WaitGroup        // goroutines working for this session
 }
 
 // waitingFrame is a frame copied to wait for a login to finish.
