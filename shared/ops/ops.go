@@ -25,6 +25,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// DurationBuckets are the buckets of natter's request and database
+// duration histograms: 100 µs to ~15 s in steps of 2.5x, so that the
+// slowest answer a caller still waits for (--request-timeout, 5 s by
+// default; a database statement's timeout) lands in a finite bucket and a
+// p99 near a timeout is seen, not capped.
+func DurationBuckets() []float64 { return prometheus.ExponentialBuckets(0.0001, 2.5, 14) }
+
 // checkTimeout bounds each readiness check.
 const checkTimeout = 2 * time.Second
 

@@ -93,3 +93,18 @@ func TestCheckTimesOut(t *testing.T) {
 		t.Errorf("Ready took %v", d)
 	}
 }
+
+// TestDurationBucketsCoverTimeouts: the duration histograms' last finite
+// bucket is above the longest wait a request can have (--request-timeout,
+// 5 s by default; services and the database give up before it), so a
+// request that takes nearly the timeout is not lumped into +Inf.
+func TestDurationBucketsCoverTimeouts(t *testing.T) {
+	const defaultRequestTimeout = 5 * time.Second
+	b := DurationBuckets()
+	if top := b[len(b)-1]; top < 2*defaultRequestTimeout.Seconds() {
+		t.Errorf("last bucket %v s, want at least twice the request timeout (%v)", top, defaultRequestTimeout)
+	}
+	if b[0] > 0.0001 {
+		t.Errorf("first bucket %v s: sub-millisecond answers need a bucket", b[0])
+	}
+}
