@@ -269,4 +269,3 @@ func TestErrorHeaders(t *testing.T) {
 		}
 	}
 }
-
