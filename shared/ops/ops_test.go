@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/buildinfo"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -107,4 +109,28 @@ func TestDurationBucketsCoverTimeouts(t *testing.T) {
 	if b[0] > 0.0001 {
 		t.Errorf("first bucket %v s: sub-millisecond answers need a bucket", b[0])
 	}
+}
+
+// TestBuildInfo: every registry NewRegistry makes has natter_build_info 1
+// with the release.
+func TestBuildInfo(t *testing.T) {
+	fams, err := NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "natter_build_info" {
+			continue
+		}
+		m := f.GetMetric()[0]
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if m.GetGauge().GetValue() != 1 || labels["version"] != buildinfo.Release || !strings.HasPrefix(labels["goversion"], "go") {
+			t.Errorf("natter_build_info %v %v", labels, m.GetGauge().GetValue())
+		}
+		return
+	}
+	t.Error("no natter_build_info")
 }
