@@ -58,7 +58,7 @@ func TestMicroStatsMatchMetrics(t *testing.T) {
 		subj, body string
 		fails      bool
 	}{
-		{subject.FriendAdd, `{"user_id":1,"friend_id":1}`, true}, // yourself
+		{subject.FriendAdd, `{"user_id":1,"friend_id":1}`, true},  // yourself
 		{subject.FriendAdd, `{"user_id":1,"friend_id":99}`, true}, // no such user
 		{subject.FriendAdd, `not json`, true},
 		{subject.FriendList, `{"user_id":1}`, false},
