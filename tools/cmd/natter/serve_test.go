@@ -144,7 +144,7 @@ func TestServePrintConfig(t *testing.T) {
 	}
 }
 
-// TestServeWSListenEmpty: --ws-listen ” runs without WebSocket and
+// TestServeWSListenEmpty: an empty --ws-listen runs without WebSocket and
 // without the page (docs/configuration.md), rather than refusing --web
 // without an address; --web=true with it is still refused.
 func TestServeWSListenEmpty(t *testing.T) {
