@@ -122,7 +122,9 @@ func TestClusterHalfClosedClient(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	var rules struct {
-		Data struct{ Groups []struct{ Rules []struct{ Name string } } }
+		Data struct {
+			Groups []struct{ Rules []struct{ Name string } }
+		}
 	}
 	if err := getJSON(prom+"/api/v1/rules", &rules); err != nil {
 		t.Fatal(err)
