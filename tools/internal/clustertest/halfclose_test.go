@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestClusterHalfClosedClient brings up the local cluster and checks what
@@ -95,8 +97,8 @@ func TestClusterHalfClosedClient(t *testing.T) {
 	if prom == "" {
 		t.Fatal("cluster.sh env printed no NATTER_CLUSTER_PROMETHEUS_URL")
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var targets []string
+	eventually.True(t, 60*time.Second, func() bool {
 		var res struct {
 			Data struct {
 				Result []struct {
@@ -105,22 +107,17 @@ func TestClusterHalfClosedClient(t *testing.T) {
 				}
 			}
 		}
-		up := 0
-		if err := getJSON(prom+"/api/v1/query?query=up", &res); err == nil {
-			for _, s := range res.Data.Result {
-				if strings.HasPrefix(s.Metric["job"], "natter-") && s.Value[1] == "1" {
-					up++
-				}
+		targets = nil
+		if err := getJSON(prom+"/api/v1/query?query=up", &res); err != nil {
+			return false
+		}
+		for _, s := range res.Data.Result {
+			if strings.HasPrefix(s.Metric["job"], "natter-") && s.Value[1] == "1" {
+				targets = append(targets, s.Metric["instance"])
 			}
 		}
-		if up == 10 { // 2 gateways, 2 of each of the 4 services
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus sees %d natter targets up, want 10: %+v", up, res.Data.Result)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return len(targets) == 10 // 2 gateways, 2 of each of the 4 services
+	}, "Prometheus: every natter target up")
 	var rules struct {
 		Data struct {
 			Groups []struct{ Rules []struct{ Name string } }
