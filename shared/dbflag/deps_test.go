@@ -18,7 +18,10 @@ var driverPackages = []string{"modernc.org/sqlite", "github.com/go-sql-driver/my
 func linked(t *testing.T, pkg string) []string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go is not on PATH: %v", err)
+	}
 	cmd := exec.Command(goTool, "list", "-deps", pkg)
 	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 	out, err := cmd.Output()

@@ -89,7 +89,9 @@ func exported(t *testing.T, metricsURL string) map[string][]string {
 	for _, line := range strings.Split(string(body), "\n") {
 		if f := strings.Fields(line); len(f) >= 4 && f[0] == "#" && f[1] == "TYPE" {
 			types[f[2]] = f[3]
-			out[f[2]] = out[f[2]]
+			if _, ok := out[f[2]]; !ok {
+				out[f[2]] = nil // a family without labels is known too
+			}
 			continue
 		}
 		if line == "" || line[0] == '#' {
