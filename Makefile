@@ -47,7 +47,7 @@ vet: shellcheck
 # missing: deployments/local/test-deps.sh), the Go tests, then the cluster
 # fault test.
 test:
-	@eval "$$(deployments/local/test-deps.sh)" && $(MAKE) --no-print-directory test-go test-cluster
+	@deps=$$(deployments/local/test-deps.sh) && eval "$$deps" && $(MAKE) --no-print-directory test-go test-cluster
 
 # Only the installation and start of what the tests need.
 test-deps:
