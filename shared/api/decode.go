@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 )
 
 // Decode turns a service's answer to a request on subject into resp (which
@@ -13,8 +12,8 @@ import (
 // as *Error, anything else is resp's JSON. Call uses it; so do callers that
 // send requests their own way (shared/natsreq).
 func Decode(subject string, msg *nats.Msg, resp any) error {
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return &Error{Code: Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
+	if e := ErrorFromHeader(msg.Header); e != nil {
+		return e
 	}
 	if resp == nil {
 		return nil
