@@ -180,7 +180,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Client connections closed, by the first reason: eof (the client closed or reset it), idle (--idle-timeout), " +
 			"slow_client (its write queue filled up), write_timeout, write_error, read_error, frame_too_large, kicked (a newer login), " +
 			"expired (the gateway's presence lease had expired), delivery_error, drain, stop, conn_limit (refused at --max-conns), " +
-			"unsupported_data (a binary WebSocket message), other."},
+			"unsupported_data (a binary WebSocket message), flood (far more sent than answered), other."},
 		[]string{"reason"})
 	for r := range netconn.NumReasons {
 		m.closed[r] = closed.WithLabelValues(r.String())
@@ -188,7 +188,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	logins := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "logins_total",
 		Help: "LOGIN requests by method (password or resume token) and result: ok, invalid (credentials or frame), " +
 			"in_use (refused by the reject policy), error (a service failed)."}, []string{"method", "result"})
-	for tok, method := range []string{"password", "token"} {
+	for tok, method := range []string{"password", "resume"} {
 		for r := range numLoginResults {
 			m.logins[tok][r] = logins.WithLabelValues(method, loginResultNames[r])
 		}
@@ -196,7 +196,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	framesIn := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_in_total",
 		Help: "Frames received from clients by msgid name (other: unknown msgid or not a JSON object with a msgid)."}, []string{"msgid"})
 	framesOut := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_out_total",
-		Help: "Frames written to client sockets by msgid name."}, []string{"msgid"})
+		Help: "Frames handed to client connections by msgid name."}, []string{"msgid"})
 	for i := range numMsgIDs {
 		if msgIDNames[i] == "" {
 			continue
@@ -212,6 +212,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, subj := range meteredSubjects {
 		svc, ep := splitSubject(subj)
 		m.endpoints[subj] = endpointMetrics{svc, ep, m.reqSeconds.WithLabelValues(svc, ep)}
+		for _, code := range requestErrorCodes {
+			m.reqErrors.WithLabelValues(svc, ep, code) // every series exists from the start
+		}
 	}
 	for _, c := range []prometheus.Collector{
 		m.conns, m.sessions, m.draining, m.accepted, tconns, taccepted, wsRefused, closed, logins, framesIn, framesOut, m.pushed, m.acks, m.latency,
@@ -243,6 +246,11 @@ func (m *Metrics) Call(ctx context.Context, nc *nats.Conn, subj string, req, res
 	m.observe(subj, time.Since(start), err)
 	return err
 }
+
+// requestErrorCodes are the code label's values of
+// natter_gateway_service_request_errors_total.
+var requestErrorCodes = []string{"unavailable", string(api.CodeBadRequest), string(api.CodeNotFound), string(api.CodeNameTaken),
+	string(api.CodeBadLogin), string(api.CodeSessionLive), string(api.CodeBusy), string(api.CodeInternal), "other"}
 
 // observe records a service request: its time and, when it failed, its
 // code.

@@ -64,8 +64,6 @@ func readMetricsDoc(t *testing.T) (map[string]docRow, string) {
 var notYetInitialised = map[string]string{
 	"natter_db_errors_total":         "shared/sqldb",
 	"natter_nats_async_errors_total": "shared/natsconn",
-	// gateway/internal/session
-	"natter_gateway_service_request_errors_total": "gateway/internal/session",
 }
 
 // TestMetricsDoc holds docs/metrics.md against the registry of a running
