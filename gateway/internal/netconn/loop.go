@@ -247,12 +247,14 @@ func (e *loopEvents) detach(lc *loopConn) bool {
 	c := lc.c
 	c.mu.Lock()
 	c.t = t
+	c.scheduled = false // a wake that went to the loop is lost: wake the writer
 	c.mu.Unlock()
 	go func() {
 		<-t.closed
 		t.waitWriter()
 		c.finish(io.EOF)
 	}()
+	c.kick()
 	return true
 }
 
