@@ -44,8 +44,8 @@ type Page struct {
 // An idle cursor is its delivered seq and a bound; the state of a sync is
 // allocated while the sync runs.
 type Cursor struct {
-	delivered int64
-	maxHeld   int32
+	delivered  int64
+	maxHeld    int32
 	*syncState // nil when not syncing
 }
 
