@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,14 +203,17 @@ func (h *Hub) sweep(stop <-chan struct{}) {
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var all []*Session // reused: an idle gateway allocates nothing here
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			for _, s := range h.all() {
+			all = h.appendAll(all[:0])
+			for _, s := range all {
 				s.conn.Sweep(now)
 			}
+			clear(all)
 		}
 	}
 }
@@ -311,10 +315,13 @@ func (h *Hub) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-func (h *Hub) all() []*Session {
+func (h *Hub) all() []*Session { return h.appendAll(nil) }
+
+// appendAll appends every session to out.
+func (h *Hub) appendAll(out []*Session) []*Session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]*Session, 0, len(h.sessions))
+	out = slices.Grow(out, len(h.sessions))
 	for s := range h.sessions {
 		out = append(out, s)
 	}
