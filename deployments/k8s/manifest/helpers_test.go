@@ -40,8 +40,8 @@ var operatorSecrets = map[string]map[string]string{
 	// The NATS nodes' certificate, made by TestMain: for the names in the
 	// manifests and for 127.0.0.1, where the tests run the nodes.
 	"natter-nats-tls": {},
-	"natter-mysql": {"dsn": "natter:prod-test-pw@tcp(mysql.example.com:3306)/natter"},
-	"natter-tls":   {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"},
+	"natter-mysql":    {"dsn": "natter:prod-test-pw@tcp(mysql.example.com:3306)/natter"},
+	"natter-tls":      {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"},
 }
 
 var (
