@@ -101,10 +101,48 @@ type throttle struct {
 
 	mu       sync.Mutex
 	inflight map[int64]struct{} // accounts with a password check running here
+	// locks remembers the keys this instance saw locked, until when (unix
+	// ms), so that a guessing flood is refused without a database read
+	// each. A lock only ends by running out (no login gets in to clear
+	// it), so the copy cannot be stale in the attacker's favour.
+	locks map[string]int64
 }
 
+// maxCachedLocks bounds throttle.locks (about 100 bytes each).
+const maxCachedLocks = 100_000
+
 func newThrottle(cfg ThrottleConfig, store *account.Store, m *metrics, log *slog.Logger) *throttle {
-	return &throttle{cfg: cfg, store: store, m: m, log: log, refusals: newLogSampler(10), inflight: map[int64]struct{}{}}
+	return &throttle{cfg: cfg, store: store, m: m, log: log, refusals: newLogSampler(10),
+		inflight: map[int64]struct{}{}, locks: map[string]int64{}}
+}
+
+// cachedLock returns until when key is known to be locked (0: not known).
+func (t *throttle) cachedLock(key string, nowMS int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	until := t.locks[key]
+	if until <= nowMS {
+		delete(t.locks, key)
+		return 0
+	}
+	return until
+}
+
+// cacheLock remembers that key is locked until (unix ms).
+func (t *throttle) cacheLock(key string, until, nowMS int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.locks) >= maxCachedLocks {
+		for k, u := range t.locks {
+			if u <= nowMS {
+				delete(t.locks, k)
+			}
+		}
+		if len(t.locks) >= maxCachedLocks {
+			return // the database still has it
+		}
+	}
+	t.locks[key] = max(t.locks[key], until)
 }
 
 func (t *throttle) on() bool { return t.cfg.AccountFailures > 0 || t.cfg.AddressFailures > 0 }
@@ -123,7 +161,9 @@ func accountKey(uid int64) string { return "u:" + strconv.FormatInt(uid, 10) }
 
 // addressKey is the key of a client address: the IP (host:port accepted),
 // an IPv6 address by its /64 (one subscriber's network); "" if remote is
-// no address.
+// no address, or a loopback one: a proxy on the gateway's machine (nginx
+// in front of natter serve or the local cluster) would otherwise have all
+// its clients locked out together.
 func addressKey(remote string) string {
 	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
@@ -134,6 +174,9 @@ func addressKey(remote string) string {
 		return ""
 	}
 	ip = ip.WithZone("").Unmap()
+	if ip.IsLoopback() {
+		return ""
+	}
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return "a:" + p.String()
@@ -156,19 +199,28 @@ func (t *throttle) begin(ctx context.Context, uid int64, remote string, now time
 	if k := addressKey(remote); k != "" && t.cfg.AddressFailures > 0 {
 		a.keys, a.free[k] = append(a.keys, k), t.cfg.AddressFailures
 	}
+	nowMS := now.UnixMilli()
+	scopeOf := func(k string) string {
+		if k == accountKey(uid) {
+			return scopeAccount
+		}
+		return scopeAddress
+	}
+	for _, k := range a.keys {
+		if until := t.cachedLock(k, nowMS); until > 0 {
+			t.refused(uid, remote, scopeOf(k), -1, time.Duration(until-nowMS)*time.Millisecond)
+			return nil, api.LoginThrottled(time.Duration(until-nowMS) * time.Millisecond)
+		}
+	}
 	records, err := t.store.LoginFailures(ctx, a.keys)
 	if err != nil {
 		return nil, fmt.Errorf("login %d: %w", uid, err)
 	}
 	a.records = records
-	nowMS := now.UnixMilli()
 	for _, k := range a.keys {
 		if until := records[k].LockedUntil; until > nowMS {
-			scope := scopeAccount
-			if k != accountKey(uid) {
-				scope = scopeAddress
-			}
-			t.refused(uid, remote, scope, records[k].Failures, time.Duration(until-nowMS)*time.Millisecond)
+			t.cacheLock(k, until, nowMS)
+			t.refused(uid, remote, scopeOf(k), records[k].Failures, time.Duration(until-nowMS)*time.Millisecond)
 			return nil, api.LoginThrottled(time.Duration(until-nowMS) * time.Millisecond)
 		}
 	}
@@ -229,6 +281,7 @@ func (t *throttle) end(ctx context.Context, a *attempt, badLogin bool, now time.
 			}
 			attrs = append(attrs, scope+"_failures", r.Failures)
 			if r.LockedUntil > now.UnixMilli() {
+				t.cacheLock(k, r.LockedUntil, now.UnixMilli())
 				t.m.loginDelays.WithLabelValues(scope).Inc()
 				attrs = append(attrs, scope+"_locked_for", time.Duration(r.LockedUntil-now.UnixMilli())*time.Millisecond)
 			}
@@ -238,12 +291,16 @@ func (t *throttle) end(ctx context.Context, a *attempt, badLogin bool, now time.
 }
 
 // refused counts a login refused by the throttle and logs it (sampled: a
-// guessing attack must not flood the log).
+// guessing attack must not flood the log); failures < 0: not read.
 func (t *throttle) refused(uid int64, remote, scope string, failures int, retry time.Duration) {
 	t.m.loginThrottled.WithLabelValues(scope).Inc()
 	if ok, skipped := t.refusals.allow(time.Now()); ok {
-		t.log.Warn("login refused: too many failed logins", "user_id", uid, "remote", remote, "scope", scope,
-			"failures", failures, "retry_in", retry.Round(time.Millisecond), "not_logged_since_last", skipped)
+		attrs := []any{"user_id", uid, "remote", remote, "scope", scope}
+		if failures >= 0 {
+			attrs = append(attrs, "failures", failures)
+		}
+		t.log.Warn("login refused: too many failed logins",
+			append(attrs, "retry_in", retry.Round(time.Millisecond), "not_logged_since_last", skipped)...)
 	}
 }
 

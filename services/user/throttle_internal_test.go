@@ -68,6 +68,8 @@ func TestAddressKey(t *testing.T) {
 		{"::ffff:203.0.113.7", "a:203.0.113.7"},
 		{"fe80::1%eth0", "a:fe80::/64"},
 		{"", ""},
+		{"127.0.0.1:40000", ""}, // a proxy on the gateway's machine
+		{"[::1]:40000", ""},
 		{"gateway-7", ""},
 		{"pipe", ""},
 	} {
