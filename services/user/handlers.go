@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -34,7 +35,7 @@ func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (_ *ap
 	if err != nil {
 		return nil, fmt.Errorf("register: hash password: %w", err)
 	}
-	id, err := s.store.Register(ctx, req.Name, api.NameKeyHash(req.Name), hash)
+	id, err := s.store.Register(ctx, req.Name, names.KeyHash(req.Name), hash)
 	if errors.Is(err, account.ErrNameTaken) {
 		return nil, api.ErrNameTaken
 	}

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
-	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -324,14 +324,14 @@ func (s *Service) cleanup(ctx context.Context) {
 }
 
 // backfillNames gives the accounts after id done that have none the unique
-// form of their name (api.NameKeyHash), logging every account whose name
+// form of their name (names.KeyHash), logging every account whose name
 // collides with an older one's after normalisation: both keep their names
 // and ids (logins are by id), no new account can take either form, and the
 // operator may rename the younger one.
 func backfillNames(ctx context.Context, store *account.Store, done int64, log *slog.Logger) (int64, error) {
-	last, collisions, err := store.BackfillNameKeys(ctx, done, api.NameKeyHash, func(name string, id int64) string {
+	last, collisions, err := store.BackfillNameKeys(ctx, done, names.KeyHash, func(name string, id int64) string {
 		// Control characters never reach a key of a new name (CheckName).
-		return api.NameKeyHash(api.NameKey(name) + "\x00" + strconv.FormatInt(id, 10))
+		return names.KeyHash(names.Key(name) + "\x00" + strconv.FormatInt(id, 10))
 	})
 	for _, c := range collisions {
 		log.Warn("user name collides with an older account's after Unicode normalisation and case folding; both kept",

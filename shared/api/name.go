@@ -1,22 +1,16 @@
 package api
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/text/cases"
-	"golang.org/x/text/unicode/norm"
 )
 
 // CheckName accepts a user or group name: 1-maxRunes characters of valid
 // UTF-8 without control characters, bidirectional controls (an override
 // such as U+202E makes a name display as something else), line or
 // paragraph separators, or white space at either end, and with at least
-// one character that NameKey keeps; anything else is a CodeBadRequest
-// *Error saying why. Trailing spaces are refused because MySQL's
+// one visible character (not white space, not default-ignorable);
+// anything else is a CodeBadRequest *Error saying why. Trailing spaces are refused because MySQL's
 // utf8mb4_bin ignores them when comparing, which would make "bob" and
 // "bob " the same name there and different ones in SQLite.
 func CheckName(name string, maxRunes int) error {
@@ -41,46 +35,27 @@ func CheckName(name string, maxRunes int) error {
 	if unicode.IsSpace(first) || unicode.IsSpace(last) {
 		return Errorf(CodeBadRequest, "name must not begin or end with white space")
 	}
-	if strings.TrimSpace(NameKey(name)) == "" {
+	visible := false
+	for _, r := range name {
+		if !unicode.IsSpace(r) && !IsDefaultIgnorable(r) {
+			visible = true
+			break
+		}
+	}
+	if !visible {
 		return Errorf(CodeBadRequest, "name must contain a visible character")
 	}
 	return nil
 }
 
-// NameKey is the form under which two names are the same name: Unicode
-// compatibility normalisation (NFKC: fullwidth letters, ligatures and
-// other compatibility forms become their plain equivalents), case folding
-// (CASE, case and Case are one name; so are Straße and STRASSE), then NFKC
-// again, with default-ignorable code points (zero-width spaces and
-// joiners, soft hyphens, variation selectors, bidirectional marks)
-// removed. It approximates Unicode's NFKC_Casefold. Letters that merely
-// look alike in different scripts (Latin a, Cyrillic а) stay different.
-func NameKey(name string) string {
-	s := norm.NFKC.String(name)
-	s = cases.Fold().String(s)
-	s = norm.NFKC.String(s)
-	return strings.Map(func(r rune) rune {
-		if defaultIgnorable(r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
-// NameKeyHash is NameKey as 64 hex digits (SHA-256): what a unique index
-// holds, whatever the name's length after normalisation (one character can
-// become eighteen).
-func NameKeyHash(name string) string {
-	sum := sha256.Sum256([]byte(NameKey(name)))
-	return hex.EncodeToString(sum[:])
-}
-
-// defaultIgnorable reports Unicode's Default_Ignorable_Code_Point
-// property, derived as Unicode does (DerivedCoreProperties.txt):
+// IsDefaultIgnorable reports Unicode's Default_Ignorable_Code_Point
+// property (characters that display as nothing: zero-width spaces and
+// joiners, soft hyphens, variation selectors, bidirectional marks),
+// derived as Unicode does (DerivedCoreProperties.txt):
 // Other_Default_Ignorable_Code_Point, format characters (Cf) and variation
 // selectors, minus white space, U+FFF9..U+FFFB, U+13430..U+1343F and the
 // prepended concatenation marks.
-func defaultIgnorable(r rune) bool {
+func IsDefaultIgnorable(r rune) bool {
 	if !unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Cf, unicode.Variation_Selector) {
 		return false
 	}

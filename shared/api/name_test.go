@@ -46,37 +46,3 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
-
-// TestNameKey: names that differ only by case, width, compatibility forms
-// or invisible characters have one key; different names keep different
-// keys.
-func TestNameKey(t *testing.T) {
-	same := [][]string{
-		{"case", "CASE", "Case", "ｃａｓｅ", "ＣＡＳＥ", "c\u200Base", "ca\u00ADse", "cas\u200De"},
-		{"straße", "STRASSE", "Strasse"},
-		{"ﬁle", "file", "FILE"},
-		{"bob smith", "bob\u00A0smith", "BOB SMITH"},
-		{"é", "e\u0301", "É"},
-		{"Zoë 🚀", "ZOË 🚀", "zoë 🚀\uFE0F"},
-	}
-	for _, group := range same {
-		for _, n := range group[1:] {
-			if api.NameKey(n) != api.NameKey(group[0]) || api.NameKeyHash(n) != api.NameKeyHash(group[0]) {
-				t.Errorf("NameKey(%q) = %q, NameKey(%q) = %q: want the same", n, api.NameKey(n), group[0], api.NameKey(group[0]))
-			}
-		}
-	}
-	for _, pair := range [][2]string{
-		{"bob", "bob2"},
-		{"bob smith", "bobsmith"},
-		{"alice", "аlice"}, // Cyrillic а: a look-alike, not the same letter
-		{"李", "季"},
-	} {
-		if api.NameKey(pair[0]) == api.NameKey(pair[1]) {
-			t.Errorf("NameKey(%q) == NameKey(%q)", pair[0], pair[1])
-		}
-	}
-	if h := api.NameKeyHash("ﷺ"); len(h) != 64 {
-		t.Errorf("NameKeyHash: %d characters, want 64", len(h))
-	}
-}

@@ -8,7 +8,8 @@ import (
 )
 
 // RegisterRequest creates an account. Name is 1-50 characters (CheckName);
-// a name with the same NameKey as an existing one is ErrNameTaken.
+// a name that is an existing one after Unicode normalisation and case
+// folding (the user service's names.Key) is ErrNameTaken.
 type RegisterRequest struct {
 	Name     string `json:"name"`
 	Password string `json:"password"`

@@ -130,7 +130,7 @@ func migrations() []sqldb.Migration {
 		},
 	}, {
 		// user_names: the unique form of each name (the SHA-256 of
-		// api.NameKey: case, width and invisible characters folded), so
+		// names.Key: case, width and invisible characters folded), so
 		// that "bob" and "BOB" cannot both be registered. Accounts
 		// registered before are given theirs by BackfillNameKeys.
 		// login_failures: failed password logins per account ("u:<id>")
@@ -243,7 +243,7 @@ type User struct {
 }
 
 // Register creates an account named name, whose unique form is nameKey
-// (api.NameKeyHash), and returns its id, or ErrNameTaken if another account
+// (names.KeyHash), and returns its id, or ErrNameTaken if another account
 // has the name or its unique form.
 func (s *Store) Register(ctx context.Context, name, nameKey string, hash []byte) (int64, error) {
 	var id int64

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
-	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
@@ -42,7 +42,7 @@ func TestRegisterLookup(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		s := newStore(t, db)
-		names := []string{
+		registered := []string{
 			"alice",
 			"Alicia",
 			"張偉",          // CJK
@@ -51,32 +51,32 @@ func TestRegisterLookup(t *testing.T) {
 			"e\u0301cole", // stored as given (decomposed é)
 		}
 		ids := map[string]int64{}
-		for _, name := range names {
-			id, err := s.Register(ctx, name, api.NameKeyHash(name), []byte("hash-of-"+name))
+		for _, name := range registered {
+			id, err := s.Register(ctx, name, names.KeyHash(name), []byte("hash-of-"+name))
 			if err != nil {
 				t.Fatalf("register %q: %v", name, err)
 			}
 			ids[name] = id
 		}
-		for _, name := range names {
-			if _, err := s.Register(ctx, name, api.NameKeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
+		for _, name := range registered {
+			if _, err := s.Register(ctx, name, names.KeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
 				t.Errorf("register %q again: got %v, want ErrNameTaken", name, err)
 			}
 		}
 		// Another name with a taken unique form is taken, and leaves no
 		// account behind.
 		for _, name := range []string{"Alice", "\u00e9cole", "ÉCOLE"} {
-			if _, err := s.Register(ctx, name, api.NameKeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
+			if _, err := s.Register(ctx, name, names.KeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
 				t.Errorf("register %q: got %v, want ErrNameTaken", name, err)
 			}
 		}
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != len(names) {
-			t.Errorf("%d accounts (%v), want %d", n, err, len(names))
+		if err := db.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != len(registered) {
+			t.Errorf("%d accounts (%v), want %d", n, err, len(registered))
 		}
 		var want []account.User
 		lookup := []int64{999999}
-		for _, name := range names {
+		for _, name := range registered {
 			want = append(want, account.User{ID: ids[name], Name: name})
 			lookup = append(lookup, ids[name])
 		}
@@ -87,7 +87,7 @@ func TestRegisterLookup(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("lookup: got %+v, want %+v", got, want)
 		}
-		for _, name := range names {
+		for _, name := range registered {
 			gotName, hash, err := s.PasswordHash(ctx, ids[name])
 			if err != nil {
 				t.Fatal(err)
@@ -356,7 +356,7 @@ func TestClaimSessionsBatch(t *testing.T) {
 		}
 		var ids []int64
 		for _, n := range []string{"a", "b", "c"} {
-			id, err := s.Register(ctx, n, api.NameKeyHash(n), []byte("hash"))
+			id, err := s.Register(ctx, n, names.KeyHash(n), []byte("hash"))
 			if err != nil {
 				t.Fatal(err)
 			}
