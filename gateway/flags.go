@@ -46,6 +46,9 @@ func FlagsWithDefaults(d Config) []cli.Flag {
 		&cli.DurationFlag{Name: "drain-window", Value: d.DrainWindow, EnvVars: []string{"NATTER_DRAIN_WINDOW"},
 			Usage: "on SIGTERM the gateway stops taking connections and closes the open ones spread evenly over this long " +
 				"(clients resume on another gateway)"},
+		&cli.DurationFlag{Name: "legacy-gap", Value: d.LegacyGap, EnvVars: []string{"NATTER_LEGACY_GAP"},
+			Usage: "least time between two frames to an original (NUL-framed) client on TCP; each is also held until the " +
+				"client's TCP has the one before (docs/protocol.md, \"The original client\")"},
 		&cli.StringFlag{Name: "ws-listen", Value: d.WSListen, EnvVars: []string{"NATTER_WS_LISTEN"},
 			Usage: wsUsage},
 		&cli.StringFlag{Name: "ws-origins", Value: strings.Join(d.WSOrigins, ","), EnvVars: []string{"NATTER_WS_ORIGINS"},
@@ -83,6 +86,7 @@ func ConfigFromFlags(c *cli.Context) Config {
 		FloodBurst:     c.Int("flood-burst"),
 		MaxConns:       c.Int("max-conns"),
 		DrainWindow:    c.Duration("drain-window"),
+		LegacyGap:      c.Duration("legacy-gap"),
 		WSListen:       c.String("ws-listen"),
 		WSOrigins:      splitList(c.String("ws-origins")),
 		Web:            c.Bool("web"),

@@ -45,6 +45,7 @@ type Config struct {
 	FloodBurst     int
 	MaxConns       int           // connections held at most; more are told "server full" and closed; 0 = no limit
 	DrainWindow    time.Duration // Drain closes the connections spread evenly over this long
+	LegacyGap      time.Duration // least time between two records to an original client on TCP
 
 	// WSListen is the address of the WebSocket endpoint (path /ws, one
 	// full-dialect frame per text message); empty: no WebSocket.
@@ -82,6 +83,7 @@ func DefaultConfig() Config {
 		FloodRate:      200,
 		FloodBurst:     400,
 		DrainWindow:    10 * time.Second,
+		LegacyGap:      time.Millisecond,
 	}
 }
 
@@ -104,6 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("idle timeout %s: want 0 (never) or more", c.IdleTimeout)
 	case c.MaxConns < 0:
 		return fmt.Errorf("max conns %d: want 0 (no limit) or more", c.MaxConns)
+	case c.LegacyGap < 0 || c.LegacyGap > time.Second:
+		return fmt.Errorf("legacy gap %s: want 0 to 1s", c.LegacyGap)
 	case c.DrainWindow < 0:
 		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
 	case c.Web && c.WSListen == "":
@@ -178,7 +182,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		FloodRate:      cfg.FloodRate,
 		FloodBurst:     cfg.FloodBurst,
 		ReplayPage:     200,
-		LegacyAckLimit: 1000,
+		LegacyGap:      cfg.LegacyGap,
 		MaxConns:       cfg.MaxConns,
 		Metrics:        m,
 	}, g.log)

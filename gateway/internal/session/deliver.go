@@ -68,7 +68,7 @@ func (s *Session) startCatchUpLocked() {
 			if current {
 				s.log().Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
 				s.setReason(reasonDelivery)
-				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
+				s.sendClosing(wire.Reply, wire.Unavailable, "delivery interrupted; reconnect")
 			}
 		}
 	}()
@@ -107,9 +107,10 @@ func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Unlock()
 	if match {
 		s.log().Info("session replaced by a newer login", "user_id", uid)
+		legacy := s.legacy()
 		s.endLogin()
 		s.setReason(reasonKicked)
-		s.sendError(wire.Kicked, nil, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
+		s.sendClosingAs(legacy, wire.Kicked, wire.SessionReplaced, "logged in elsewhere; this session is closed")
 	}
 }
 
@@ -166,7 +167,7 @@ func (s *Session) emitLocked(m api.InboxMessage, live bool) {
 		id, _ := o.Int("msgid")
 		f.msgid = uint8(msgIndex(wire.MsgID(id)))
 		if s.dialect == dialectLegacy {
-			f.data = append(o.Encode(), byte(s.term.Load()))
+			f.data = s.terminate(fitChat(o), true)
 			f.ackUID, f.ackSeq = s.uid, m.Seq
 		} else {
 			o.Set("mid", m.MID)

@@ -279,6 +279,13 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		start = min(lastSeq, first.Last)
 		s.hub.acks.ack(uid, start)
 	}
+	if d == dialectLegacy {
+		// Records of an earlier login on this connection are read before
+		// anything written now: go on after them.
+		if w := s.legacyWritten(uid); w > start {
+			start = min(w, first.Last)
+		}
+	}
 
 	s.mu.Lock()
 	if s.kicked {
@@ -286,27 +293,29 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		s.endLogin()
 		s.hub.m.logins[tok][loginError].Inc()
 		s.setReason(reasonKicked)
-		s.sendError(wire.Login, reqid, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
+		s.sendClosingAs(d == dialectLegacy, wire.Login, wire.SessionReplaced, "logged in elsewhere; this session is closed")
 		return
 	}
 	s.state, s.name, s.delivered = stateLive, resp.Name, start
 	s.hub.m.logins[tok][loginOK].Inc()
 	s.hub.m.sessions.Inc()
-	ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": resp.Name}
+	msgs := first.Messages
+	for len(msgs) > 0 && msgs[0].Seq <= start {
+		msgs = msgs[1:]
+	}
 	if d == dialectLegacy {
-		// Left out when empty, elements JSON-encoded strings: what the
-		// original client parses.
-		if len(friends) > 0 {
-			ack["friends"] = legacyStrings(friendObjects(friends))
+		// The original client's LOGIN_ACK, within its 1024-byte buffer:
+		// the offline messages that do not fit follow as pushes.
+		frame, carried := legacyLoginAck(uid, resp.Name, friends, groups, msgs)
+		f := outFrame{data: s.terminate(frame, true), msgs: int32(len(carried)), msgid: uint8(wire.LoginAck)}
+		if len(carried) > 0 {
+			s.delivered = carried[len(carried)-1].Seq
+			f.ackUID, f.ackSeq = uid, s.delivered
+			msgs = msgs[len(carried):]
 		}
-		if len(groups) > 0 {
-			objs := make([]map[string]any, len(groups))
-			for i, g := range groups {
-				objs[i] = legacyGroup(g)
-			}
-			ack["groups"] = legacyStrings(objs)
-		}
+		s.enqueue(f)
 	} else {
+		ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": resp.Name}
 		ack["friends"] = friendObjects(friends)
 		objs := make([]map[string]any, len(groups))
 		for i, g := range groups {
@@ -316,33 +325,6 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		if len(missing) > 0 {
 			ack["incomplete"] = missing
 		}
-	}
-	msgs := first.Messages
-	if d == dialectLegacy {
-		// The original client reads one 1024-byte buffer: put as many
-		// offline messages in the ack as fit, and push the rest after it.
-		var offline []string
-		size := len(wire.Marshal(ack)) + len(`,"offlinemsg":[]`)
-		var upTo int64
-		for len(msgs) > 0 && msgs[0].Seq <= start {
-			msgs = msgs[1:]
-		}
-		for len(msgs) > 0 {
-			enc := wire.Marshal(string(msgs[0].Body))
-			if size+len(enc)+1 > s.hub.opts.LegacyAckLimit {
-				break
-			}
-			size += len(enc) + 1
-			offline = append(offline, string(msgs[0].Body))
-			upTo = msgs[0].Seq
-			msgs = msgs[1:]
-		}
-		if len(offline) > 0 {
-			ack["offlinemsg"] = offline
-			s.delivered = upTo
-		}
-		s.enqueue(outFrame{data: s.frame(ack), ackUID: uid, ackSeq: upTo, msgs: int32(len(offline)), msgid: uint8(wire.LoginAck)})
-	} else {
 		ack["errmsg"] = ""
 		if resp.ResumeToken != "" {
 			ack["token"] = resp.ResumeToken
@@ -352,7 +334,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		if len(reqid) > 0 {
 			ack["reqid"] = rawJSON(reqid)
 		}
-		s.enqueue(outFrame{data: s.frame(ack), msgid: uint8(wire.LoginAck)})
+		s.enqueue(outFrame{data: s.terminate(wire.Marshal(ack), false), msgid: uint8(wire.LoginAck)})
 	}
 	s.mu.Unlock()
 	s.log().Info("login", "user_id", uid, "dialect", map[bool]string{true: "legacy", false: "full"}[d == dialectLegacy])
@@ -363,7 +345,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	if err := s.catchUp(context.Background(), gen, uid, msgs, more); err != nil {
 		s.log().Warn("replay failed; closing so the client resumes", "err", err)
 		s.setReason(reasonDelivery)
-		s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
+		s.sendClosing(wire.Reply, wire.Unavailable, "delivery interrupted; reconnect")
 	}
 }
 

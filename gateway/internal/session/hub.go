@@ -33,7 +33,7 @@ type Options struct {
 	FloodRate      float64       // frames per second a connection may send on average
 	FloodBurst     int           // ... and in a burst
 	ReplayPage     int           // inbox entries fetched per request during replay
-	LegacyAckLimit int           // bytes: offline messages put in a legacy LOGIN_ACK stop short of this
+	LegacyGap      time.Duration // at least this long between two records to a legacy client on TCP
 	MaxConns       int           // connections held at most; more are refused with Reconnect/ServerFull; 0 = no limit
 	Metrics        *Metrics      // required
 }
@@ -106,7 +106,7 @@ func (h *Hub) Serve(conn net.Conn, t Transport) {
 		h.refuse(conn)
 		return
 	}
-	s := newSession(h, conn)
+	s := newSession(h, conn, t)
 	h.sessions[s] = struct{}{}
 	h.mu.Unlock()
 	h.m.conns.Inc()
@@ -145,7 +145,7 @@ func (h *Hub) ExpireSessions() {
 		s.mu.Unlock()
 		if in {
 			s.setReason(reasonExpired)
-			s.sendError(wire.Reply, nil, wire.SessionExpired, "session expired; log in again", true)
+			s.sendClosing(wire.Reply, wire.SessionExpired, "session expired; log in again")
 		}
 	}
 }

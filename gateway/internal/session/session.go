@@ -55,6 +55,7 @@ type outFrame struct {
 type Session struct {
 	hub     *Hub
 	conn    net.Conn
+	tcp     *net.TCPConn // conn when it is a TCP socket (legacy pacing); nil otherwise
 	rd      readRecorder // conn's read side, remembering why reading stopped
 	connID  string
 	done    chan struct{}
@@ -69,6 +70,9 @@ type Session struct {
 	writing    bool          // a writer goroutine is running
 	writerDone chan struct{} // closed when the running writer ends
 	wclosed    bool          // the connection is closed: no writer starts any more
+	lacks      legacyAcks    // legacy records written and reached, acknowledged when the connection ends cleanly
+	lacksDone  bool          // the connection's end was judged: lacks takes nothing more
+	finishing  atomic.Bool   // half-closed by the gateway: frames are no longer handled
 
 	mu        sync.Mutex
 	gen       uint64 // login generation: incremented by every login
@@ -87,7 +91,7 @@ type Session struct {
 
 const maxPending = 1024
 
-func newSession(h *Hub, conn net.Conn) *Session {
+func newSession(h *Hub, conn net.Conn, t Transport) *Session {
 	s := &Session{
 		hub:     h,
 		conn:    conn,
@@ -96,6 +100,9 @@ func newSession(h *Hub, conn net.Conn) *Session {
 		limiter: rate.NewLimiter(rate.Limit(h.opts.FloodRate), h.opts.FloodBurst),
 	}
 	s.rd.r = conn
+	if tc, ok := conn.(*net.TCPConn); ok && t == TCP {
+		s.tcp = tc
+	}
 	s.term.Store(uint32(wire.TermNewline))
 	return s
 }
@@ -136,6 +143,7 @@ func (s *Session) log() *slog.Logger {
 
 func (s *Session) run() {
 	s.readLoop()
+	s.confirmLegacy()
 
 	// The client is gone or the connection is closing: stop routing, let the
 	// writer finish what is queued, hand over acks, release the session.
@@ -204,7 +212,7 @@ func (s *Session) shutdown(reason closeReason) {
 func (s *Session) readLoop() {
 	dec := wire.NewDecoder(&s.rd, s.hub.opts.MaxFrame)
 	for {
-		if s.hub.opts.IdleTimeout > 0 {
+		if s.hub.opts.IdleTimeout > 0 && !s.finishing.Load() {
 			s.conn.SetReadDeadline(time.Now().Add(s.hub.opts.IdleTimeout))
 		}
 		frame, term, err := dec.Next()
@@ -238,6 +246,9 @@ func (s *Session) readLoop() {
 				s.log().Debug("read", "err", rerr)
 			}
 			return
+		}
+		if s.finishing.Load() {
+			continue // the gateway is closing: only the client's end matters now
 		}
 		s.term.Store(uint32(term))
 		s.handle(frame)
@@ -287,8 +298,10 @@ func (s *Session) writeLoop(done chan struct{}) {
 		s.queue = s.queue[n:]
 		s.wmu.Unlock()
 
+		paced := legacy && s.records()
 		if len(batch) > 0 {
 			s.conn.SetWriteDeadline(time.Now().Add(s.hub.opts.WriteTimeout))
+			start := time.Now()
 			if _, err := s.conn.Write(batch); err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					s.setReason(reasonWriteTimeout)
@@ -300,11 +313,20 @@ func (s *Session) writeLoop(done chan struct{}) {
 				continue // ends the loop: the queue is closed
 			}
 			s.hub.m.written(sent, time.Now())
+			if paced {
+				if !s.paceLegacy(start, acks) {
+					continue // closed
+				}
+				acks = acks[:0] // acknowledged when the connection ends (legacy.go)
+			}
 		}
 		for _, a := range acks {
 			s.hub.acks.ack(a[0], a[1])
 		}
 		if last {
+			if paced && s.halfClose() {
+				continue
+			}
 			s.close()
 			continue
 		}
@@ -312,6 +334,99 @@ func (s *Session) writeLoop(done chan struct{}) {
 			batch = nil
 		}
 	}
+}
+
+// records reports whether legacy frames go out as records (legacy.go): to
+// a NUL-framed client on TCP, the original client's way. A legacy session
+// on a newline connection reads lines.
+func (s *Session) records() bool {
+	return s.tcp != nil && byte(s.term.Load()) == wire.TermNUL
+}
+
+// paceLegacy records the legacy record just written (started at start,
+// carrying the inbox acks acks) as written, waits until the next may go and
+// records what the peer's TCP has. It reports false when the connection was
+// closed meanwhile.
+func (s *Session) paceLegacy(start time.Time, acks [][2]int64) bool {
+	s.wmu.Lock()
+	if !s.lacksDone {
+		for _, a := range acks {
+			s.lacks.wrote(a[0], a[1])
+		}
+	}
+	s.wmu.Unlock()
+	p := legacyPacer{conn: s.tcp, gap: s.hub.opts.LegacyGap}
+	reached, err := p.wait(start, start.Add(s.hub.opts.WriteTimeout), s.done)
+	if errors.Is(err, errLegacyStalled) {
+		s.setReason(reasonWriteTimeout)
+		s.log().Debug("legacy client stopped reading; closing", "write_timeout", s.hub.opts.WriteTimeout)
+		s.close()
+		return false
+	}
+	if reached {
+		s.wmu.Lock()
+		if !s.lacksDone {
+			for _, a := range acks {
+				s.lacks.peerHas(a[0], a[1])
+			}
+		}
+		s.wmu.Unlock()
+	}
+	return err == nil
+}
+
+// halfClose ends the gateway's side of a legacy connection that has
+// records awaiting confirmation: the client, seeing the end, closes its
+// side, and how it does (FIN, or a reset when it left records unread)
+// tells the reader what it read (legacy.go). It reports false when there
+// is nothing to confirm and the connection can simply be closed.
+func (s *Session) halfClose() bool {
+	s.wmu.Lock()
+	pending := len(s.lacks.written) > 0 && !s.lacksDone
+	if pending {
+		s.wclosed = true // nothing more is written
+		s.queue = nil
+	}
+	s.wmu.Unlock()
+	if !pending {
+		return false
+	}
+	s.finishing.Store(true)
+	s.conn.SetReadDeadline(time.Now().Add(legacyCloseWait))
+	if err := s.tcp.CloseWrite(); err != nil {
+		s.close()
+	}
+	return true
+}
+
+// confirmLegacy hands over the acks of what a legacy client has read, now
+// that its connection's end is known (legacy.go, rule 4).
+func (s *Session) confirmLegacy() {
+	if s.tcp == nil {
+		return
+	}
+	st, ok := readTCPState(s.tcp)
+	s.wmu.Lock()
+	s.lacksDone = true
+	confirmed := s.lacks.confirmed(s.rd.err, st, ok)
+	unconfirmed := len(s.lacks.written) > 0 && len(confirmed) == 0
+	s.wmu.Unlock()
+	for uid, seq := range confirmed {
+		s.hub.acks.ack(uid, seq)
+	}
+	if unconfirmed {
+		s.log().Info("legacy connection ended without confirming what it read; its messages come again at the next login",
+			"end", s.rd.err)
+	}
+}
+
+// legacyWritten is the highest seq of uid written to this legacy
+// connection and not yet acknowledged (it is read before anything written
+// later, so a new login on the same connection goes on after it).
+func (s *Session) legacyWritten(uid int64) int64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.lacks.written[uid]
 }
 
 // enqueue hands f to the writer without blocking, starting the writer if
@@ -359,15 +474,46 @@ func (s *Session) legacy() bool {
 	return byte(s.term.Load()) == wire.TermNUL
 }
 
-// frame encodes v with the connection's terminator.
-func (s *Session) frame(v any) []byte {
-	return append(wire.Marshal(v), byte(s.term.Load()))
+// terminate turns an encoded frame into what is written: with the
+// connection's terminator, or as one record for a legacy session on TCP
+// (legacy.go). A frame too long for the original client is dropped (nil)
+// and logged: the encoders keep every legacy frame within the limit.
+func (s *Session) terminate(b []byte, legacy bool) []byte {
+	if !legacy || !s.records() {
+		return append(b, byte(s.term.Load()))
+	}
+	if len(b) > legacyMaxFrame {
+		s.log().Error("legacy frame too long for the original client; dropped", "bytes", len(b))
+		return nil
+	}
+	return appendRecord(make([]byte, 0, legacyRecord), b)
 }
 
 // send queues a frame built from m, which has a "msgid" of type wire.MsgID.
 func (s *Session) send(m map[string]any, last bool) bool {
 	id, _ := m["msgid"].(wire.MsgID)
-	return s.enqueue(outFrame{data: s.frame(m), msgid: uint8(msgIndex(id)), last: last})
+	data := s.terminate(wire.Marshal(m), s.legacy())
+	if data == nil && !last {
+		return false
+	}
+	return s.enqueue(outFrame{data: data, msgid: uint8(msgIndex(id)), last: last})
+}
+
+// sendClosing tells the client why its connection is closed, then closes
+// it: an error frame for the full dialect, a line the original client
+// shows (it ignores every frame it does not print) for the legacy one.
+func (s *Session) sendClosing(re wire.MsgID, errno wire.Errno, errmsg string) {
+	s.sendClosingAs(s.legacy(), re, errno, errmsg)
+}
+
+// sendClosingAs is sendClosing for a session whose dialect was legacy or
+// not before its login ended.
+func (s *Session) sendClosingAs(legacy bool, re wire.MsgID, errno wire.Errno, errmsg string) {
+	if legacy {
+		s.enqueue(outFrame{data: s.terminate(legacyNotice(errmsg), true), msgid: uint8(wire.OneChat), last: true})
+		return
+	}
+	s.sendError(re, nil, errno, errmsg, true)
 }
 
 // sendError answers a request with an error, in both dialects (the original

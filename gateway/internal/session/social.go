@@ -213,12 +213,6 @@ func legacyStrings(objs []map[string]any) []string {
 	return out
 }
 
-func legacyGroup(g api.Group) map[string]any {
-	obj := groupObject(g)
-	obj["users"] = legacyStrings(obj["users"].([]map[string]any))
-	return obj
-}
-
 // loginLists fetches the friend and group lists for the login ack. A service
 // that does not answer leaves its list out (named in the result's missing)
 // rather than failing the login.

@@ -177,11 +177,16 @@ func (c *client) send(v any) {
 // recvRaw reads the next frame as text, failing after timeout.
 func (c *client) recvRaw(timeout time.Duration) (string, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	s, err := c.r.ReadString(c.term)
-	if err != nil {
-		return "", err
+	for {
+		s, err := c.r.ReadString(c.term)
+		if err != nil {
+			return "", err
+		}
+		// A legacy record ends in NUL filler: empty frames.
+		if s = strings.TrimSuffix(s, string([]byte{c.term})); s != "" {
+			return s, nil
+		}
 	}
-	return strings.TrimSuffix(s, string([]byte{c.term})), nil
 }
 
 type frame map[string]any

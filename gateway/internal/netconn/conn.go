@@ -1,0 +1,355 @@
+package netconn
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/natter-chat/natter/shared/wire"
+)
+
+// transport is what a Conn needs of the code that owns its socket.
+type transport interface {
+	// wake makes the transport write what is queued soon. Called from any
+	// goroutine, never with Conn.mu held; it must not block.
+	wake()
+	// shutdown closes the socket at once; the transport then reports the
+	// end (Handler.Closed). Any goroutine.
+	shutdown()
+	// closeWrite ends the gateway's side of the connection only (a FIN);
+	// reading goes on until the client closes its side.
+	closeWrite() error
+	// writeRecord writes one legacy record, blocking until it is written
+	// (records.go); records are only ever written from the pacer.
+	writeRecord(b []byte) error
+	// tcpState reads TCP_INFO; ok is false when the socket is not TCP or
+	// is closed.
+	tcpState() (st tcpState, ok bool)
+	// tcp reports whether the socket is TCP (records mode is possible).
+	tcp() bool
+	remoteAddr() net.Addr
+}
+
+type connState uint8
+
+const (
+	stateOpen       connState = iota
+	stateLastQueued           // close once what is queued is written
+	stateHalfClosed           // our side is closed; waiting for the client's end
+	stateClosed
+)
+
+// Conn is one client connection (see the package comment).
+type Conn struct {
+	h    Handler
+	t    transport
+	opts *Options
+	log  *slog.Logger
+
+	term     atomic.Uint32 // the terminator of the last frame received
+	reason   atomic.Uint32 // Reason: why the connection ends, the first cause wins
+	lastRead atomic.Int64  // Unix ns when bytes last came in (IdleTimeout)
+
+	mu        sync.Mutex
+	out       [][]byte // frames queued and not yet handed to the socket
+	outBytes  int
+	pend      int   // bytes handed to the socket that it has not taken yet
+	stalled   int64 // Unix ns since when pend > 0; 0: nothing waits
+	state     connState
+	scheduled bool     // the transport was woken and will flush
+	inFrame   bool     // the transport is calling the Handler: it flushes after
+	rec       *records // legacy records mode; nil otherwise
+	closeAt   int64    // half-closed: Unix ns after which the socket is closed
+
+	// Set once reading has ended (endReading), read by finish.
+	confirmed   map[int64]int64
+	unconfirmed bool
+	readDone    bool // reading has ended
+	finished    bool
+}
+
+func newConn(h Handler, opts *Options, log *slog.Logger) *Conn {
+	c := &Conn{h: h, opts: opts, log: log}
+	c.term.Store(uint32(wire.TermNewline))
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// transport is the connection's current transport.
+func (c *Conn) transport() transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Term is the terminator of the last frame the client sent ('\n' before
+// any): replies end with it.
+func (c *Conn) Term() byte { return byte(c.term.Load()) }
+
+// RemoteAddr is the client's address.
+func (c *Conn) RemoteAddr() net.Addr {
+	c.mu.Lock()
+	t := c.t
+	c.mu.Unlock()
+	return t.remoteAddr()
+}
+
+// SetReason records why the connection ends, unless a cause is known
+// already. Call it before closing.
+func (c *Conn) SetReason(r Reason) {
+	c.reason.CompareAndSwap(uint32(ReasonUnknown), uint32(r))
+}
+
+// Reason is why the connection ended (or will).
+func (c *Conn) Reason() Reason { return Reason(c.reason.Load()) }
+
+// Send queues frame (with its terminator) for the client and reports
+// whether it was queued. The Conn owns frame from now on. A client whose
+// queue passes Options.WriteLimit is cut off (ReasonSlowClient): Send then
+// reports false, as it does once the connection is closing.
+func (c *Conn) Send(frame []byte) bool { return c.send(frame, mark{}, false) }
+
+// SendMarked is Send for a frame that carries inbox entry seq of user uid:
+// in legacy records mode the mark is confirmed once the client has
+// provably read the frame (End.Confirmed).
+func (c *Conn) SendMarked(frame []byte, uid, seq int64) bool {
+	return c.send(frame, mark{uid, seq}, false)
+}
+
+// SendLast queues frame (nil: none) as the last: the connection is closed
+// once everything queued is written. In legacy records mode with records
+// awaiting confirmation the gateway half-closes instead and waits for the
+// client's own close (records.go).
+func (c *Conn) SendLast(frame []byte) bool { return c.send(frame, mark{}, true) }
+
+func (c *Conn) send(frame []byte, m mark, last bool) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	if len(frame) > 0 {
+		if c.rec != nil {
+			if frame = c.rec.record(frame); frame == nil {
+				c.mu.Unlock()
+				c.log.Error("frame too long for a legacy record; dropped")
+				return false
+			}
+		}
+		if !last && c.outBytes+c.pend+len(frame) > c.opts.WriteLimit {
+			c.mu.Unlock()
+			c.SetReason(ReasonSlowClient)
+			c.log.Warn("slow client: write queue full; disconnecting", "limit_bytes", c.opts.WriteLimit)
+			c.Close()
+			return false
+		}
+		c.out = append(c.out, frame)
+		c.outBytes += len(frame)
+		if c.rec != nil {
+			c.rec.marks = append(c.rec.marks, m)
+		}
+	}
+	if last {
+		c.state = stateLastQueued
+	}
+	wake := !c.scheduled && !c.inFrame
+	c.scheduled = true
+	c.mu.Unlock()
+	if wake {
+		c.kick()
+	}
+	return true
+}
+
+// Queued is the number of bytes waiting for the client: queued here and
+// handed to the socket but not taken.
+func (c *Conn) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outBytes + c.pend
+}
+
+// Close closes the connection at once, dropping what is queued.
+func (c *Conn) Close() {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.out, c.outBytes = nil, 0
+	t := c.t
+	c.mu.Unlock()
+	t.shutdown()
+}
+
+func (c *Conn) closedState() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateClosed
+}
+
+// Closing reports whether the connection is closing or closed.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
+// take hands the transport what is queued (for one write) and whether the
+// connection is to be closed after it. It clears the flush schedule.
+func (c *Conn) take() (frames [][]byte, bytes int, last bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scheduled = false
+	frames, bytes = c.out, c.outBytes
+	c.out, c.outBytes = nil, 0
+	return frames, bytes, c.state == stateLastQueued
+}
+
+// setPending records how many bytes the socket has not taken yet, as the
+// transport knows after a write.
+func (c *Conn) setPending(n int, now int64) {
+	c.mu.Lock()
+	switch {
+	case n == 0:
+		c.stalled = 0
+	case c.stalled == 0 || n < c.pend:
+		c.stalled = now // stalled from now (or progress was made)
+	}
+	c.pend = n
+	c.mu.Unlock()
+}
+
+// enterFrames and leaveFrames bracket the transport's calls of
+// Handler.Frame: frames sent meanwhile are written together after them.
+func (c *Conn) enterFrames() {
+	c.mu.Lock()
+	c.inFrame = true
+	c.mu.Unlock()
+}
+
+// leaveFrames reports whether the transport should flush now.
+func (c *Conn) leaveFrames() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inFrame = false
+	return c.scheduled
+}
+
+// read notes that bytes came in.
+func (c *Conn) read(now int64) { c.lastRead.Store(now) }
+
+// Sweep checks the connection's timers at now: an idle client
+// (IdleTimeout), a client that takes none of its bytes (WriteTimeout), a
+// half-closed connection whose client did not close its side. The owner
+// calls it for every connection about once a second.
+func (c *Conn) Sweep(now time.Time) {
+	n := now.UnixNano()
+	if t := c.opts.IdleTimeout; t > 0 && n-c.lastRead.Load() > int64(t) {
+		c.mu.Lock()
+		open := c.state == stateOpen
+		c.mu.Unlock()
+		if open {
+			c.SetReason(ReasonIdle)
+			c.Close()
+			return
+		}
+	}
+	c.mu.Lock()
+	stalled := c.stalled != 0 && n-c.stalled > int64(c.opts.WriteTimeout)
+	expired := c.state == stateHalfClosed && c.closeAt != 0 && n > c.closeAt
+	checkPending := c.stalled != 0 && !stalled
+	c.mu.Unlock()
+	switch {
+	case stalled:
+		c.SetReason(ReasonWriteTimeout)
+		c.log.Debug("client took nothing for the write timeout; closing", "write_timeout", c.opts.WriteTimeout)
+		c.Close()
+	case expired:
+		c.Close()
+	case checkPending:
+		c.kick() // the transport refreshes what the socket has taken
+	}
+}
+
+// kick gets what is queued written: the pacer for legacy records, else the
+// transport's flush.
+func (c *Conn) kick() {
+	c.mu.Lock()
+	if c.rec != nil {
+		start := c.flushRecordsLocked()
+		c.mu.Unlock()
+		if start {
+			go c.pace()
+		}
+		return
+	}
+	t := c.t
+	c.mu.Unlock()
+	t.wake()
+}
+
+// refusal is a read error the client caused below the frame layer, such
+// as a binary WebSocket message (wsconn.RefusedError): the session answers
+// it (Handler.Refused) before the connection closes.
+type refusal interface {
+	Refusal() (wire.Errno, string)
+}
+
+// endReading runs once when the transport has read its last frame,
+// before the socket is closed: it judges what a legacy client has read,
+// records why reading ended and tells the handler, closing the
+// connection at once when the handler has nothing more to write.
+func (c *Conn) endReading(err error) {
+	c.confirmed, c.unconfirmed = c.judge(err)
+	c.mu.Lock()
+	c.readDone = true
+	c.mu.Unlock()
+	var rf refusal
+	switch {
+	case errors.Is(err, ErrFrameTooLarge):
+		c.SetReason(ReasonFrameTooLarge) // Refused was called with it
+	case errors.As(err, &rf):
+		c.SetReason(ReasonUnsupported)
+		c.h.Refused(c, err)
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		c.SetReason(ReasonEOF)
+	case errors.Is(err, net.ErrClosed):
+		// Closed here; whoever closed it gave the reason.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.SetReason(ReasonIdle)
+	default:
+		c.SetReason(ReasonReadError)
+	}
+	keep := c.h.ReadEnded(c, err)
+	c.mu.Lock()
+	halfClosed := c.state == stateHalfClosed
+	c.mu.Unlock()
+	if !keep || halfClosed {
+		c.Close() // nothing to write, or the client ended a half-closed connection
+	}
+}
+
+// finish reports the end to the handler, once, after the socket is closed.
+func (c *Conn) finish(err error) {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	c.finished = true
+	c.state = stateClosed
+	c.out, c.outBytes = nil, 0
+	if c.rec != nil {
+		c.rec.marks = nil
+	}
+	c.mu.Unlock()
+	c.h.Closed(c, End{Reason: c.Reason(), Err: err, Confirmed: c.confirmed, Unconfirmed: c.unconfirmed})
+}
