@@ -174,13 +174,28 @@ func TestNoSecretInLogs(t *testing.T) {
 			// Connected with a token in the URL, NATS lost and back.
 			ns := startTokenNATS(t, 0, plantedLiveToken)
 			port := ns.Addr().(*net.TCPAddr).Port
-			p = runSecretProc(t, bin, local("--nats", fmt.Sprintf("nats://%s@127.0.0.1:%d", plantedLiveToken, port))...)
-			eventually(t, 60*time.Second, func() bool { return ns.NumClients() > 0 }, "%s connected", bin)
+			liveURL := fmt.Sprintf("nats://%s@127.0.0.1:%d", plantedLiveToken, port)
+			var users *secretProc
+			if !service { // a gateway starts once the user service answers
+				users = runSecretProc(t, "natter-user", "--nats", liveURL, "--sqlite", filepath.Join(t.TempDir(), "natter.db"))
+				users.waitLog(t, "natter-user running", 1)
+			}
+			p = runSecretProc(t, bin, local("--nats", liveURL)...)
+			// Started (connected, subscribed) before NATS goes away: a lost
+			// first connect fails the start instead.
+			started := "gateway listening"
+			if service {
+				started = bin + " running"
+			}
+			p.waitLog(t, started, 1)
 			ns.Shutdown()
 			ns.WaitForShutdown()
 			startTokenNATS(t, port, plantedLiveToken)
 			p.waitLog(t, "nats reconnected", 1)
 			noSecrets(t, bin+" connected", p.stop(t))
+			if users != nil {
+				noSecrets(t, "natter-user beside "+bin, users.stop(t))
+			}
 		})
 	}
 
