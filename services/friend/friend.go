@@ -126,7 +126,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 
 // register adds the micro service and its endpoints.
 func (s *Service) register() error {
-	ms, err := micro.AddService(s.nc, micro.Config{
+	ms, err := endpoint.AddService(s.nc, micro.Config{
 		Name:        subject.FriendService,
 		Version:     buildinfo.Release,
 		Description: "natter friendships (mutual), friend lists with online state, presence notices to online friends",

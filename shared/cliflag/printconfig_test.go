@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/shared/dbflag"
 )
 
 // runApp runs an app with the shared flags (and extra ones) on args, its
@@ -19,7 +20,7 @@ func runApp(t *testing.T, extra []cli.Flag, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	flags := cliflag.NATSFlags()
-	flags = append(flags, cliflag.DBFlags("data/natter.db")...)
+	flags = append(flags, dbflag.Flags("data/natter.db")...)
 	flags = append(flags, cliflag.LogFlags()...)
 	flags = append(flags, cliflag.PrintConfigFlag())
 	flags = append(flags, extra...)

@@ -44,7 +44,7 @@ import (
 // DSN is a fresh database on the local MySQL/MariaDB. Every pod must become
 // ready on its readiness probe; then two clients register, log in, chat,
 // befriend, create and use a group, a browser's WebSocket (through what the
-// Ingress routes to) chats with one of them, they see presence and a kick,
+// HTTPRoute routes to) chats with one of them, they see presence and a kick,
 // one gateway is drained (SIGTERM) within its grace period and its client
 // resumes on the other with its token. A NATS permission violation anywhere fails the
 // test: the generated permissions are what the binaries need.
@@ -131,7 +131,7 @@ func runOverlay(t *testing.T, bin, overlay string) {
 		t.Errorf("bob's friends: %v", friends)
 	}
 
-	// A browser: the web page and its WebSocket through what the Ingress
+	// A browser: the web page and its WebSocket through what the HTTPRoute
 	// routes to (Service natter-gateway-web -> the gateways' websocket
 	// port), from the page's own origin; carol chats with alice on the
 	// other gateway.

@@ -94,6 +94,10 @@ func (c *Cursor) Push(m api.InboxMessage) (emit, sync bool) {
 	return false, true
 }
 
+// Missed records that pushes were dropped before they reached the cursor:
+// the sync under way reads the inbox again before it ends.
+func (c *Cursor) Missed() { c.overflow = true }
+
 // Resync starts a sync to look in the inbox for pushes that were lost (a
 // NATS reconnect). It reports whether one was started (false: one runs).
 func (c *Cursor) Resync() bool {

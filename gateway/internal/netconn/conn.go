@@ -33,6 +33,8 @@ type transport interface {
 	tcpState() (st tcpState, ok bool)
 	// tcp reports whether the socket is TCP (records mode is possible).
 	tcp() bool
+	// resume hands the handler the frames that waited while paused.
+	resume()
 	remoteAddr() net.Addr
 }
 
@@ -53,6 +55,7 @@ type Conn struct {
 	log  *slog.Logger
 
 	term     atomic.Uint32 // the terminator of the last frame received
+	paused   atomic.Bool   // the handler asked for no more frames for now (Pause)
 	reason   atomic.Uint32 // Reason: why the connection ends, the first cause wins
 	lastRead atomic.Int64  // Unix ns when bytes last came in (IdleTimeout)
 
@@ -166,6 +169,23 @@ func (c *Conn) send(frame []byte, m mark, last bool) bool {
 	}
 	return true
 }
+
+// Pause stops the frames: the transport hands the handler no more until
+// Resume. What the client sends meanwhile waits: in the socket (the client's
+// TCP then waits too), or on an event loop in its buffer, up to
+// MaxPausedBytes, past which the connection is closed as a flood.
+func (c *Conn) Pause() { c.paused.Store(true) }
+
+// Resume hands the handler the frames that waited, and those that follow.
+func (c *Conn) Resume() {
+	if c.paused.CompareAndSwap(true, false) {
+		c.transport().resume()
+	}
+}
+
+// MaxPausedBytes bounds what a paused connection on an event loop holds
+// for its client.
+const MaxPausedBytes = 4 << 20
 
 // Queued is the number of bytes waiting for the client: queued here and
 // handed to the socket but not taken.

@@ -84,7 +84,7 @@ type loopConn struct {
 	fdMu     sync.RWMutex
 	fdClosed bool
 
-	leftover int  // bytes of a frame still arriving, already split
+	leftover int  // bytes of a frame still arriving, already split; -1: split again (resumed)
 	refused  bool // the client was refused: what it sends is ignored
 }
 
@@ -120,12 +120,22 @@ func (e *loopEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 	if n := gc.InboundBuffered(); n != lc.leftover {
 		now := time.Now().UnixNano()
 		c.read(now)
-		if lc.refused {
+		switch {
+		case lc.refused:
 			gc.Discard(n)
-		} else if err := lc.frames(gc); err != nil {
-			lc.refused = true
-			c.SetReason(ReasonFrameTooLarge)
-			c.h.Refused(c, err)
+		case c.paused.Load():
+			lc.leftover = n
+			if n > MaxPausedBytes {
+				c.SetReason(ReasonFlood)
+				c.log.Warn("client sends far more than it waits for; disconnecting", "buffered_bytes", n)
+				return gnet.Close
+			}
+		default:
+			if err := lc.frames(gc); err != nil {
+				lc.refused = true
+				c.SetReason(ReasonFrameTooLarge)
+				c.h.Refused(c, err)
+			}
 		}
 	}
 	return lc.flush()
@@ -139,7 +149,7 @@ func (lc *loopConn) frames(gc gnet.Conn) error {
 	used, err := splitFrames(buf, c.opts.MaxFrame, func(f []byte, term byte) bool {
 		c.term.Store(uint32(term))
 		c.h.Frame(c, f, term)
-		return !c.Closing()
+		return !c.Closing() && !c.paused.Load()
 	})
 	c.leaveFrames()
 	gc.Discard(used)
@@ -320,6 +330,14 @@ func (lc *loopConn) tcpState() (tcpState, bool) {
 }
 
 func (lc *loopConn) tcp() bool { return true }
+
+// resume makes the loop split what waited (OnTraffic looks at the buffer
+// again).
+func (lc *loopConn) resume() {
+	if gc := lc.conn(); gc != nil {
+		gc.Wake(func(gnet.Conn, error) error { lc.leftover = -1; return nil })
+	}
+}
 
 func (lc *loopConn) remoteAddr() net.Addr {
 	if gc := lc.conn(); gc != nil {

@@ -102,6 +102,7 @@ const (
 	ReasonStop                 // the gateway stopped at once
 	ReasonConnLimit            // refused: too many connections
 	ReasonUnsupported          // a message the transport cannot carry (a binary WebSocket message)
+	ReasonFlood                // the client sent far more than it waited for answers to
 	NumReasons
 )
 
@@ -115,12 +116,13 @@ var reasonNames = [NumReasons]string{
 	ReasonReadError:     "read_error",
 	ReasonFrameTooLarge: "frame_too_large",
 	ReasonKicked:        "kicked",
-	ReasonExpired:       "lease_expired",
-	ReasonDelivery:      "delivery_failed",
+	ReasonExpired:       "expired",
+	ReasonDelivery:      "delivery_error",
 	ReasonDrain:         "drain",
 	ReasonStop:          "stop",
 	ReasonConnLimit:     "conn_limit",
 	ReasonUnsupported:   "unsupported_data",
+	ReasonFlood:         "flood",
 }
 
 func (r Reason) String() string {

@@ -26,7 +26,7 @@ func NewStream(opts Options, log *slog.Logger) *Stream {
 // handler is made by newHandler from the connection before any frame is
 // read.
 func (s *Stream) Serve(conn net.Conn, newHandler func(*Conn) Handler) {
-	t := &streamConn{conn: conn, closed: make(chan struct{}), done: make(chan struct{})}
+	t := &streamConn{conn: conn, closed: make(chan struct{}), done: make(chan struct{}), resumed: make(chan struct{}, 1)}
 	c := newConn(nil, &s.opts, s.log)
 	c.t = t
 	t.c = c
@@ -43,6 +43,8 @@ type streamConn struct {
 	running bool // the writer runs
 	again   bool // woken while running: look again before ending
 	wdone   chan struct{}
+
+	resumed chan struct{} // Resume after Pause
 
 	closeOnce sync.Once
 	closed    chan struct{} // the socket is closed
@@ -76,6 +78,29 @@ func (t *streamConn) read() {
 			if cap(buf) > 4<<10 && len(buf) < 512 {
 				buf = append(make([]byte, 0, 512), buf...) // give back a buffer grown by one large frame
 			}
+			for c.paused.Load() {
+				// The client's frames wait in the socket meanwhile.
+				select {
+				case <-t.resumed:
+				case <-t.closed:
+					err = net.ErrClosed
+				}
+				if errors.Is(err, net.ErrClosed) {
+					break
+				}
+				if !c.paused.Load() {
+					used, ferr := t.frames(buf)
+					buf = buf[:copy(buf, buf[used:])]
+					if ferr != nil {
+						c.h.Refused(c, ferr)
+						err = ferr
+						break
+					}
+				}
+			}
+			if errors.Is(err, ErrFrameTooLarge) {
+				break
+			}
 		}
 		if err != nil {
 			if f, ok := tailFrame(buf, c.opts.MaxFrame); ok && !errors.Is(err, net.ErrClosed) {
@@ -102,7 +127,7 @@ func (t *streamConn) frames(buf []byte) (int, error) {
 	used, err := splitFrames(buf, c.opts.MaxFrame, func(f []byte, term byte) bool {
 		c.term.Store(uint32(term))
 		c.h.Frame(c, f, term)
-		return !c.Closing()
+		return !c.Closing() && !c.paused.Load()
 	})
 	if c.leaveFrames() {
 		c.kick()
@@ -213,6 +238,13 @@ func (t *streamConn) tcpState() (tcpState, bool) {
 }
 
 func (t *streamConn) remoteAddr() net.Addr { return t.conn.RemoteAddr() }
+
+func (t *streamConn) resume() {
+	select {
+	case t.resumed <- struct{}{}:
+	default:
+	}
+}
 
 func (t *streamConn) tcp() bool {
 	_, ok := t.conn.(*net.TCPConn)

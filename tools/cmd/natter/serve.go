@@ -98,6 +98,12 @@ func serve(c *cli.Context) (err error) {
 	// The default WebSocket address is taken if it is free: a second
 	// natter serve on the machine runs without WebSocket rather than fail.
 	cfg.Gateway.WSBestEffort = !c.IsSet("ws-listen")
+	// --ws-listen '' turns WebSocket off, and with it the page it would
+	// serve (unless --web is given explicitly, which then asks for an
+	// address).
+	if c.IsSet("ws-listen") && cfg.Gateway.WSListen == "" && !c.IsSet("web") {
+		cfg.Gateway.Web = false
+	}
 	if cfg.MySQLDSN != "" {
 		cfg.User.Concurrency = cfg.DBConns
 		cfg.Offline.Concurrency = cfg.DBConns

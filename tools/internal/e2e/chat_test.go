@@ -99,7 +99,7 @@ func TestOfflineMessagesInOrderExactlyOnce(t *testing.T) {
 }
 
 func TestMessagesDuringReplayKeepOrder(t *testing.T) {
-	c := newCluster(t, clusterOpts{floodRate: 100000, writeQueue: 64})
+	c := newCluster(t, clusterOpts{floodRate: 100000, writeLimit: 128 << 10})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
 	aid := a.register("alice", "pw")
 	bid := a.register("bob", "pw")

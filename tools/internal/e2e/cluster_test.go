@@ -40,7 +40,7 @@ type clusterOpts struct {
 	presenceTTL time.Duration
 	maxFrame    int
 	floodRate   float64
-	writeQueue  int
+	writeLimit  int
 	mysql       bool
 }
 
@@ -108,8 +108,8 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	if o.maxFrame > 0 {
 		cfg.MaxFrame = o.maxFrame
 	}
-	if o.writeQueue > 0 {
-		cfg.WriteQueue = o.writeQueue
+	if o.writeLimit > 0 {
+		cfg.WriteLimit = o.writeLimit
 	}
 	if o.floodRate > 0 {
 		cfg.FloodRate, cfg.FloodBurst = o.floodRate, int(o.floodRate)
