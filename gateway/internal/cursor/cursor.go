@@ -40,12 +40,19 @@ type Page struct {
 
 // Cursor is the delivery state of one login. It is not safe for
 // concurrent use: the session guards it.
+//
+// An idle cursor is its delivered seq and a bound; the state of a sync is
+// allocated while the sync runs.
 type Cursor struct {
-	delivered int64
-	syncing   bool
-	held      []api.InboxMessage // live pushes held while syncing
-	overflow  bool               // held overflowed: the inbox has what was dropped
-	maxHeld   int
+	delivered  int64
+	maxHeld    int32
+	*syncState // nil when not syncing
+}
+
+// syncState is the state of a replay or gap fill under way.
+type syncState struct {
+	held     []api.InboxMessage // live pushes held while syncing
+	overflow bool               // held overflowed: the inbox has what was dropped
 
 	page           []api.InboxMessage // the rest of the page being handed out
 	more           bool               // the inbox holds more after the page
@@ -58,14 +65,14 @@ type Cursor struct {
 // client already has) and is syncing: the driver calls Step, first with the
 // page the login fetched. maxHeld bounds the live pushes held meanwhile.
 func New(start int64, maxHeld int) *Cursor {
-	return &Cursor{delivered: start, syncing: true, maxHeld: maxHeld}
+	return &Cursor{delivered: start, maxHeld: int32(maxHeld), syncState: &syncState{}}
 }
 
 // Delivered is the highest seq handed out.
 func (c *Cursor) Delivered() int64 { return c.delivered }
 
 // Syncing reports whether a replay or gap fill is under way.
-func (c *Cursor) Syncing() bool { return c.syncing }
+func (c *Cursor) Syncing() bool { return c.syncState != nil }
 
 // Deliver records that the messages up to seq were handed out otherwise
 // (in a legacy LOGIN_ACK).
@@ -77,8 +84,8 @@ func (c *Cursor) Ack(seq int64) int64 { return min(seq, c.delivered) }
 // Push takes a live push. emit says to hand m out now (Delivered is m's
 // seq); sync says a gap was found and a sync must start (the driver calls
 // Step until Done). Otherwise m was a duplicate, or is held.
-func (c *Cursor) Push(m api.InboxMessage) (emit, sync bool) {
-	if c.syncing {
+func (c *Cursor) Push(m api.InboxMessage) (emit, startSync bool) {
+	if c.syncState != nil {
 		c.hold(m)
 		return false, false
 	}
@@ -89,28 +96,31 @@ func (c *Cursor) Push(m api.InboxMessage) (emit, sync bool) {
 		c.delivered = m.Seq
 		return true, false
 	}
+	c.syncState = &syncState{}
 	c.hold(m)
-	c.syncing = true
 	return false, true
 }
 
 // Missed records that pushes were dropped before they reached the cursor:
 // the sync under way reads the inbox again before it ends.
-func (c *Cursor) Missed() { c.overflow = true }
+func (c *Cursor) Missed() {
+	if c.syncState != nil {
+		c.overflow = true
+	}
+}
 
 // Resync starts a sync to look in the inbox for pushes that were lost (a
 // NATS reconnect). It reports whether one was started (false: one runs).
 func (c *Cursor) Resync() bool {
-	if c.syncing {
+	if c.syncState != nil {
 		return false
 	}
-	c.syncing = true
-	c.more = true // the first Step asks for a fetch
+	c.syncState = &syncState{more: true} // the first Step asks for a fetch
 	return true
 }
 
 func (c *Cursor) hold(m api.InboxMessage) {
-	if len(c.held) >= c.maxHeld {
+	if len(c.held) >= int(c.maxHeld) {
 		c.held, c.overflow = nil, true
 	}
 	if !c.overflow {
@@ -122,6 +132,9 @@ func (c *Cursor) hold(m api.InboxMessage) {
 // after the previous Step said Fetch (nil otherwise). It returns the
 // messages to hand out now, in order, and what to do next.
 func (c *Cursor) Step(in *Page, budget int) (emit []api.InboxMessage, next Next) {
+	if c.syncState == nil {
+		return nil, Done
+	}
 	c.skipped = [2]int64{}
 	if in != nil {
 		c.page = in.Messages
@@ -167,7 +180,7 @@ func (c *Cursor) Step(in *Page, budget int) (emit []api.InboxMessage, next Next)
 	case len(keep) > 0 && keep[0].Seq == c.delivered+1:
 		return emit, More // more held pushes continue it, once the client reads
 	case len(keep) == 0 && !c.overflow:
-		c.syncing, c.held, c.fetchedNothing = false, nil, false
+		c.syncState = nil
 		return emit, Done
 	case len(keep) > 0 && c.fetchedNothing && c.last >= keep[0].Seq:
 		// Nothing to fetch after Delivered although the inbox reached
@@ -183,6 +196,9 @@ func (c *Cursor) Step(in *Page, budget int) (emit []api.InboxMessage, next Next)
 // Skipped reports the seqs the last Step found missing from the inbox
 // (from, to), for the log; ok is false when none were.
 func (c *Cursor) Skipped() (from, to int64, ok bool) {
+	if c.syncState == nil {
+		return 0, 0, false
+	}
 	return c.skipped[0], c.skipped[1], c.skipped[0] != 0
 }
 

@@ -31,6 +31,9 @@ type transport interface {
 	// tcpState reads TCP_INFO; ok is false when the socket is not TCP or
 	// is closed.
 	tcpState() (st tcpState, ok bool)
+	// endState is tcpState with the socket's pending error, once reading
+	// has ended.
+	endState() (st tcpState, ok bool)
 	// tcp reports whether the socket is TCP (records mode is possible).
 	tcp() bool
 	// resume hands the handler the frames that waited while paused.
@@ -49,10 +52,9 @@ const (
 
 // Conn is one client connection (see the package comment).
 type Conn struct {
-	h    Handler
-	t    transport
-	opts *Options
-	log  *slog.Logger
+	h Handler
+	t transport
+	*env
 
 	term     atomic.Uint32 // the terminator of the last frame received
 	paused   atomic.Bool   // the handler asked for no more frames for now (Pause)
@@ -60,25 +62,30 @@ type Conn struct {
 	lastRead atomic.Int64  // Unix ns when bytes last came in (IdleTimeout)
 
 	mu        sync.Mutex
-	out       [][]byte // frames queued and not yet handed to the socket
-	outBytes  int
-	pend      int   // bytes handed to the socket that it has not taken yet
+	out       *[][]byte // frames queued and not yet handed to the socket (from outPool); nil: none
+	outBytes  int32
+	pend      int32 // bytes handed to the socket that it has not taken yet
 	stalled   int64 // Unix ns since when pend > 0; 0: nothing waits
 	state     connState
 	scheduled bool     // the transport was woken and will flush
 	inFrame   bool     // the transport is calling the Handler: it flushes after
 	rec       *records // legacy records mode; nil otherwise
-	closeAt   int64    // half-closed: Unix ns after which the socket is closed
-
-	// Set once reading has ended (endReading), read by finish.
-	confirmed   map[int64]int64
-	unconfirmed bool
-	readDone    bool // reading has ended
-	finished    bool
+	readDone  bool     // reading has ended
+	finished  bool
 }
 
-func newConn(h Handler, opts *Options, log *slog.Logger) *Conn {
-	c := &Conn{h: h, opts: opts, log: log}
+// env is what a transport's connections share.
+type env struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// outPool holds the frame lists of connections between writes: an idle
+// connection keeps none.
+var outPool = sync.Pool{New: func() any { s := make([][]byte, 0, 8); return &s }}
+
+func newConn(h Handler, e *env) *Conn {
+	c := &Conn{h: h, env: e}
 	c.term.Store(uint32(wire.TermNewline))
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
@@ -145,15 +152,18 @@ func (c *Conn) send(frame []byte, m mark, last bool) bool {
 				return false
 			}
 		}
-		if !last && c.outBytes+c.pend+len(frame) > c.opts.WriteLimit {
+		if !last && int(c.outBytes)+int(c.pend)+len(frame) > c.opts.WriteLimit {
 			c.mu.Unlock()
 			c.SetReason(ReasonSlowClient)
 			c.log.Warn("slow client: write queue full; disconnecting", "limit_bytes", c.opts.WriteLimit)
 			c.Close()
 			return false
 		}
-		c.out = append(c.out, frame)
-		c.outBytes += len(frame)
+		if c.out == nil {
+			c.out = outPool.Get().(*[][]byte)
+		}
+		*c.out = append(*c.out, frame)
+		c.outBytes += int32(len(frame))
 		if c.rec != nil {
 			c.rec.marks = append(c.rec.marks, m)
 		}
@@ -192,7 +202,7 @@ const MaxPausedBytes = 4 << 20
 func (c *Conn) Queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.outBytes + c.pend
+	return int(c.outBytes) + int(c.pend)
 }
 
 // Close closes the connection at once, dropping what is queued.
@@ -203,7 +213,7 @@ func (c *Conn) Close() {
 		return
 	}
 	c.state = stateClosed
-	c.out, c.outBytes = nil, 0
+	c.dropOutLocked()
 	t := c.t
 	c.mu.Unlock()
 	t.shutdown()
@@ -223,14 +233,39 @@ func (c *Conn) Closing() bool {
 }
 
 // take hands the transport what is queued (for one write) and whether the
-// connection is to be closed after it. It clears the flush schedule.
-func (c *Conn) take() (frames [][]byte, bytes int, last bool) {
+// connection is to be closed after it. It clears the flush schedule. The
+// transport gives the list back (giveBack) once written.
+func (c *Conn) take() (frames *[][]byte, bytes int, last bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.scheduled = false
-	frames, bytes = c.out, c.outBytes
+	frames, bytes = c.out, int(c.outBytes)
 	c.out, c.outBytes = nil, 0
 	return frames, bytes, c.state == stateLastQueued
+}
+
+// giveBack returns a written frame list to the pool.
+func giveBack(frames *[][]byte) {
+	if frames == nil || cap(*frames) > 64 {
+		return
+	}
+	clear(*frames)
+	*frames = (*frames)[:0]
+	outPool.Put(frames)
+}
+
+// dropOutLocked drops what is queued. Call with c.mu held.
+func (c *Conn) dropOutLocked() {
+	giveBack(c.out)
+	c.out, c.outBytes = nil, 0
+}
+
+// outLen is the number of frames queued. Call with c.mu held.
+func (c *Conn) outLen() int {
+	if c.out == nil {
+		return 0
+	}
+	return len(*c.out)
 }
 
 // setPending records how many bytes the socket has not taken yet, as the
@@ -240,10 +275,10 @@ func (c *Conn) setPending(n int, now int64) {
 	switch {
 	case n == 0:
 		c.stalled = 0
-	case c.stalled == 0 || n < c.pend:
+	case c.stalled == 0 || n < int(c.pend):
 		c.stalled = now // stalled from now (or progress was made)
 	}
-	c.pend = n
+	c.pend = int32(n)
 	c.mu.Unlock()
 }
 
@@ -284,7 +319,7 @@ func (c *Conn) Sweep(now time.Time) {
 	}
 	c.mu.Lock()
 	stalled := c.stalled != 0 && n-c.stalled > int64(c.opts.WriteTimeout)
-	expired := c.state == stateHalfClosed && c.closeAt != 0 && n > c.closeAt
+	expired := c.state == stateHalfClosed && c.rec != nil && c.rec.closeAt != 0 && n > c.rec.closeAt
 	checkPending := c.stalled != 0 && !stalled
 	c.mu.Unlock()
 	switch {
@@ -328,7 +363,7 @@ type refusal interface {
 // records why reading ended and tells the handler, closing the
 // connection at once when the handler has nothing more to write.
 func (c *Conn) endReading(err error) {
-	c.confirmed, c.unconfirmed = c.judge(err)
+	c.judge(err)
 	c.mu.Lock()
 	c.readDone = true
 	c.mu.Unlock()
@@ -366,10 +401,12 @@ func (c *Conn) finish(err error) {
 	}
 	c.finished = true
 	c.state = stateClosed
-	c.out, c.outBytes = nil, 0
+	c.dropOutLocked()
+	end := End{Reason: c.Reason(), Err: err}
 	if c.rec != nil {
 		c.rec.marks = nil
+		end.Confirmed, end.Unconfirmed = c.rec.confirmedEnd, c.rec.unconfirmedEnd
 	}
 	c.mu.Unlock()
-	c.h.Closed(c, End{Reason: c.Reason(), Err: err, Confirmed: c.confirmed, Unconfirmed: c.unconfirmed})
+	c.h.Closed(c, end)
 }

@@ -19,15 +19,14 @@ import (
 // costs its state and no goroutine or buffer. Handlers called from a loop
 // must not block.
 type Loop struct {
-	opts Options
-	log  *slog.Logger
-	cli  *gnet.Client
-	ev   loopEvents
+	env
+	cli *gnet.Client
+	ev  loopEvents
 }
 
 // NewLoop starts loops event loops (0: one per CPU).
 func NewLoop(opts Options, loops int, log *slog.Logger) (*Loop, error) {
-	l := &Loop{opts: opts, log: log}
+	l := &Loop{env: env{opts: opts, log: log}}
 	l.ev.l = l
 	o := []gnet.Option{
 		gnet.WithMulticore(loops == 0),
@@ -56,7 +55,7 @@ func NewLoop(opts Options, loops int, log *slog.Logger) (*Loop, error) {
 // The handler is made by newHandler before any frame is read.
 func (l *Loop) Serve(conn net.Conn, newHandler func(*Conn) Handler) error {
 	lc := &loopConn{}
-	c := newConn(nil, &l.opts, l.log)
+	c := newConn(nil, &l.env)
 	c.t = lc
 	lc.c = c
 	c.h = newHandler(c)
@@ -170,8 +169,15 @@ func (lc *loopConn) flush() gnet.Action {
 		return gnet.None
 	}
 	frames, _, last := c.take()
-	if len(frames) > 0 {
-		if _, err := gc.Writev(frames); err != nil {
+	if frames != nil {
+		var err error
+		if fs := *frames; len(fs) == 1 {
+			_, err = gc.Write(fs[0]) // no iovec to build
+		} else {
+			_, err = gc.Writev(fs)
+		}
+		giveBack(frames) // gnet copied what the socket did not take
+		if err != nil {
 			c.SetReason(ReasonWriteError)
 			return gnet.Close
 		}
@@ -210,12 +216,20 @@ func (e *loopEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 		// be under way. Keep a copy of the socket to write them, once what
 		// is queued is with the socket (gnet writes what it holds after
 		// OnClose, and nothing may overtake it).
-		if frames, _, _ := c.take(); len(frames) > 0 {
-			gc.Writev(frames)
+		if frames, _, _ := c.take(); frames != nil {
+			gc.Writev(*frames)
+			giveBack(frames)
 		}
-		if !c.Closing() && gc.OutboundBuffered() == 0 && e.detach(lc) {
-			c.endReading(err)
-			return gnet.None
+		if !c.Closing() && gc.OutboundBuffered() == 0 {
+			if t := e.detach(lc); t != nil {
+				c.endReading(err)
+				go func() {
+					<-t.closed
+					t.waitWriter()
+					c.finish(io.EOF)
+				}()
+				return gnet.None
+			}
 		}
 	}
 	c.endReading(err)
@@ -228,17 +242,18 @@ func (e *loopEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 
 // detach moves a connection whose client half-closed it off the loop: a
 // duplicate of the socket, served by a writer on a goroutine, so that
-// what the session still sends reaches the client before the close.
-func (e *loopEvents) detach(lc *loopConn) bool {
+// what the session still sends reaches the client before the close. The
+// caller reports the end once the new transport has closed.
+func (e *loopEvents) detach(lc *loopConn) *streamConn {
 	fd, err := lc.conn().Dup()
 	if err != nil {
-		return false
+		return nil
 	}
 	f := os.NewFile(uintptr(fd), "client")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
-		return false
+		return nil
 	}
 	t := &streamConn{c: lc.c, conn: nc, closed: make(chan struct{}), done: make(chan struct{})}
 	lc.fdMu.Lock()
@@ -247,13 +262,10 @@ func (e *loopEvents) detach(lc *loopConn) bool {
 	c := lc.c
 	c.mu.Lock()
 	c.t = t
+	c.scheduled = false // a wake that went to the loop is lost: wake the writer
 	c.mu.Unlock()
-	go func() {
-		<-t.closed
-		t.waitWriter()
-		c.finish(io.EOF)
-	}()
-	return true
+	c.kick()
+	return t
 }
 
 func (lc *loopConn) wake() {
@@ -319,14 +331,18 @@ func (lc *loopConn) writeRecord(b []byte) error {
 	return nil
 }
 
-func (lc *loopConn) tcpState() (tcpState, bool) {
+func (lc *loopConn) tcpState() (tcpState, bool) { return lc.state(readTCPState) }
+
+func (lc *loopConn) endState() (tcpState, bool) { return lc.state(readEndState) }
+
+func (lc *loopConn) state(read func(fd int) (tcpState, bool)) (tcpState, bool) {
 	lc.fdMu.RLock()
 	defer lc.fdMu.RUnlock()
 	gc := lc.conn()
 	if lc.fdClosed || gc == nil {
 		return tcpState{}, false
 	}
-	return readTCPState(gc.Fd())
+	return read(gc.Fd())
 }
 
 func (lc *loopConn) tcp() bool { return true }

@@ -60,11 +60,17 @@ type records struct {
 	// took: a record counts as written only once the write returned.
 	wmu sync.Mutex
 
-	marks   []mark // the marks of the frames queued (parallel to Conn.out)
-	running bool   // the pacer goroutine runs
-	written map[int64]int64
-	reached map[int64]int64 // acknowledged by the peer's TCP
-	done    bool            // the end was judged: nothing more is recorded
+	marks       []mark // the marks of the frames queued (parallel to Conn.out)
+	running     bool   // the pacer goroutine runs
+	written     map[int64]int64
+	reached     map[int64]int64 // acknowledged by the peer's TCP
+	done        bool            // the end was judged: nothing more is recorded
+	halfClosed  bool            // the gateway half-closed the connection
+	writeFailed bool            // a record could not be written (the peer reset)
+
+	closeAt        int64 // half-closed: Unix ns after which the socket is closed
+	confirmedEnd   map[int64]int64
+	unconfirmedEnd bool
 }
 
 // record pads frame (ended by NUL) to one record; nil when it does not fit.
@@ -100,6 +106,12 @@ func (r *records) confirmed(end error, st tcpState, stOK bool) map[int64]int64 {
 	if !errors.Is(end, io.EOF) || errors.Is(end, syscall.ECONNRESET) {
 		return nil
 	}
+	if stOK && (st.err != 0 || !st.finReceived(r.halfClosed)) {
+		return nil // a reset (the event loop reports one as an end of stream too)
+	}
+	if r.writeFailed {
+		return nil
+	}
 	if stOK && st.pending == 0 {
 		return r.written
 	}
@@ -117,7 +129,7 @@ func (c *Conn) SetRecords(on bool) {
 		if c.t.tcp() {
 			c.rec = &records{}
 		}
-	case !on && c.rec != nil && len(c.rec.written) == 0 && !c.rec.running && len(c.out) == 0:
+	case !on && c.rec != nil && len(c.rec.written) == 0 && !c.rec.running && c.outLen() == 0:
 		c.rec = nil
 	}
 }
@@ -146,7 +158,7 @@ func (c *Conn) Written(uid int64) int64 {
 // it (go c.pace()).
 func (c *Conn) flushRecordsLocked() bool {
 	c.scheduled = false
-	if c.rec.running || (len(c.out) == 0 && c.state != stateLastQueued) {
+	if c.rec.running || (c.outLen() == 0 && c.state != stateLastQueued) {
 		return false
 	}
 	c.rec.running = true
@@ -163,7 +175,7 @@ func (c *Conn) pace() {
 			c.mu.Unlock()
 			return
 		}
-		if len(c.out) == 0 {
+		if c.outLen() == 0 {
 			c.rec.running = false
 			last := c.state == stateLastQueued
 			c.mu.Unlock()
@@ -172,13 +184,18 @@ func (c *Conn) pace() {
 			}
 			return
 		}
-		f, m := c.out[0], c.rec.marks[0]
-		c.out[0], c.rec.marks[0] = nil, mark{}
-		c.out, c.rec.marks = c.out[1:], c.rec.marks[1:]
-		if len(c.out) == 0 {
-			c.out, c.rec.marks = nil, nil
+		out := *c.out
+		f, m := out[0], c.rec.marks[0]
+		copy(out, out[1:])
+		out[len(out)-1] = nil
+		*c.out = out[:len(out)-1]
+		c.rec.marks[0] = mark{}
+		c.rec.marks = c.rec.marks[1:]
+		if len(*c.out) == 0 {
+			c.dropOutLocked()
+			c.rec.marks = nil
 		}
-		c.outBytes -= len(f)
+		c.outBytes -= int32(len(f))
 		c.mu.Unlock()
 
 		start := time.Now()
@@ -190,6 +207,11 @@ func (c *Conn) pace() {
 			if !rec.done {
 				bump(&rec.written, m)
 			}
+			c.mu.Unlock()
+		}
+		if err != nil {
+			c.mu.Lock()
+			rec.writeFailed = true
 			c.mu.Unlock()
 		}
 		rec.wmu.Unlock()
@@ -254,7 +276,8 @@ func (c *Conn) finishRecords() {
 		return
 	}
 	c.state = stateHalfClosed
-	c.closeAt = time.Now().Add(closeWait).UnixNano()
+	c.rec.halfClosed = true
+	c.rec.closeAt = time.Now().Add(closeWait).UnixNano()
 	c.mu.Unlock()
 	if err := c.transport().closeWrite(); err != nil {
 		c.Close()
@@ -262,37 +285,70 @@ func (c *Conn) finishRecords() {
 }
 
 // judge decides, as the connection ends with end (the read error), what
-// the client has confirmed reading. Called by the transport before the
+// the client has confirmed reading (records.confirmedEnd). Called by the transport before the
 // socket is closed, once.
-func (c *Conn) judge(end error) (confirmed map[int64]int64, unconfirmed bool) {
+func (c *Conn) judge(end error) {
 	c.mu.Lock()
 	rec := c.rec
 	c.mu.Unlock()
 	if rec == nil {
-		return nil, false
+		return
 	}
 	rec.wmu.Lock() // a record being written is counted first
 	defer rec.wmu.Unlock()
-	st, ok := c.transport().tcpState()
+	st, ok := c.transport().endState()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rec.done {
-		return nil, false
+		return
 	}
 	rec.done = true
-	confirmed = rec.confirmed(end, st, ok)
+	rec.confirmedEnd = rec.confirmed(end, st, ok)
 	for uid, seq := range rec.written {
-		if confirmed[uid] < seq {
-			unconfirmed = true
+		if rec.confirmedEnd[uid] < seq {
+			rec.unconfirmedEnd = true
 		}
 	}
-	return confirmed, unconfirmed
 }
 
 // tcpState is what TCP_INFO says about the bytes written to a connection.
 type tcpState struct {
 	pending int    // segments or bytes not yet acknowledged by the peer
 	window  uint32 // the peer's advertised receive window
+	state   uint8  // the TCP state (Linux's TCP_ESTABLISHED, ...)
+	err     int    // the socket's pending error (SO_ERROR): ECONNRESET after a reset; read by judge only
+}
+
+// finReceived reports whether the peer ended the connection with a FIN
+// rather than a reset, which leaves the socket in TCP_CLOSE with a pending
+// error. A socket the gateway half-closed is in TCP_CLOSE after the peer's
+// FIN too (its time-wait lives on without it).
+func (st tcpState) finReceived(halfClosed bool) bool {
+	switch st.state {
+	case tcpCloseWait, tcpLastAck, tcpTimeWait, tcpClosing:
+		return true
+	case tcpClose:
+		return halfClosed
+	}
+	return false
+}
+
+// Linux TCP states (include/net/tcp_states.h).
+const (
+	tcpTimeWait  = 6
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
+
+// readEndState reads fd's TCP_INFO and pending error (which it clears).
+func readEndState(fd int) (tcpState, bool) {
+	st, ok := readTCPState(fd)
+	if ok {
+		st.err, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	}
+	return st, ok
 }
 
 // readTCPState reads fd's TCP_INFO.
@@ -301,5 +357,5 @@ func readTCPState(fd int) (tcpState, bool) {
 	if err != nil {
 		return tcpState{}, false
 	}
-	return tcpState{pending: int(ti.Unacked) + int(ti.Notsent_bytes), window: ti.Snd_wnd}, true
+	return tcpState{pending: int(ti.Unacked) + int(ti.Notsent_bytes), window: ti.Snd_wnd, state: ti.State}, true
 }

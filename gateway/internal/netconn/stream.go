@@ -13,13 +13,12 @@ import (
 // writer that runs only while something is queued. It serves any net.Conn
 // (TLS, WebSocket, net.Pipe); plain TCP connections are cheaper on a Loop.
 type Stream struct {
-	opts Options
-	log  *slog.Logger
+	env
 }
 
 // NewStream returns a Stream whose connections use opts.
 func NewStream(opts Options, log *slog.Logger) *Stream {
-	return &Stream{opts: opts, log: log}
+	return &Stream{env{opts: opts, log: log}}
 }
 
 // Serve runs conn until it has ended and Handler.Closed has returned. The
@@ -27,7 +26,7 @@ func NewStream(opts Options, log *slog.Logger) *Stream {
 // read.
 func (s *Stream) Serve(conn net.Conn, newHandler func(*Conn) Handler) {
 	t := &streamConn{conn: conn, closed: make(chan struct{}), done: make(chan struct{}), resumed: make(chan struct{}, 1)}
-	c := newConn(nil, &s.opts, s.log)
+	c := newConn(nil, &s.env)
 	c.t = t
 	t.c = c
 	c.h = newHandler(c)
@@ -155,11 +154,13 @@ func (t *streamConn) write(done chan struct{}) {
 	c := t.c
 	for {
 		frames, n, last := c.take()
-		if len(frames) > 0 {
+		wrote := frames != nil
+		if wrote {
 			c.setPending(n, time.Now().UnixNano())
 			t.conn.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-			bufs := net.Buffers(frames)
+			bufs := net.Buffers(*frames)
 			_, err := bufs.WriteTo(t.conn)
+			giveBack(frames)
 			c.setPending(0, 0)
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -175,7 +176,7 @@ func (t *streamConn) write(done chan struct{}) {
 			c.Close()
 		}
 		t.wmu.Lock()
-		if len(frames) == 0 && !t.again {
+		if !wrote && !t.again {
 			t.running = false
 			t.wmu.Unlock()
 			return
@@ -215,7 +216,11 @@ func (t *streamConn) writeRecord(b []byte) error {
 	return err
 }
 
-func (t *streamConn) tcpState() (tcpState, bool) {
+func (t *streamConn) tcpState() (tcpState, bool) { return t.state(readTCPState) }
+
+func (t *streamConn) endState() (tcpState, bool) { return t.state(readEndState) }
+
+func (t *streamConn) state(read func(fd int) (tcpState, bool)) (tcpState, bool) {
 	tc, ok := t.conn.(*net.TCPConn)
 	if !ok {
 		return tcpState{}, false
@@ -231,7 +236,7 @@ func (t *streamConn) tcpState() (tcpState, bool) {
 	}
 	var st tcpState
 	var ok2 bool
-	if rc.Control(func(fd uintptr) { st, ok2 = readTCPState(int(fd)) }) != nil {
+	if rc.Control(func(fd uintptr) { st, ok2 = read(int(fd)) }) != nil {
 		return tcpState{}, false
 	}
 	return st, ok2

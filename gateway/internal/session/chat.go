@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -82,7 +83,7 @@ func (s *Session) handleChat(msgid wire.MsgID, f *codec.Frame, reqid []byte, uid
 		// Every store carries a cid, so that one sent again (after a lost
 		// NATS node or service instance) is stored once.
 		q.nextCID++
-		cid = "~" + s.sid[:min(len(s.sid), 13)] + strconv.FormatUint(q.nextCID, 36)
+		cid = "~" + hex.EncodeToString(s.sid[:6]) + strconv.FormatUint(q.nextCID, 36)
 		r.ownCID = true
 	}
 	var req any = api.StoreRequest{From: uid, To: []int64{to}, CID: cid, Body: body}

@@ -192,7 +192,7 @@ func (s *Session) fetch(ctx context.Context, uid, after int64) (*api.FetchRespon
 // that moment it is logged out: nothing more is sent or stored for it.
 func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Lock()
-	match := s.state != stateNone && s.uid == uid && s.sid == sid
+	match := s.state != stateNone && s.uid == uid && s.sid.String() == sid
 	if match && s.state == stateLogging {
 		// The login is still in flight: it answers the client itself.
 		s.kicked = true

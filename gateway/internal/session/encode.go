@@ -82,8 +82,20 @@ func (s *Session) sendReply(r *codec.Reply) {
 	s.sendFrame(s.terminate(f), wire.Reply, false)
 }
 
+// pongs are the answers to a PING without a reqid, ended by '\n' and by
+// NUL: shared, never written to (an idle client's pings allocate nothing).
+var pongs = [2][]byte{[]byte(`{"msgid":12}` + "\n"), []byte(`{"msgid":12}` + "\x00")}
+
 // sendPong answers a PING.
 func (s *Session) sendPong(reqid []byte) {
+	if len(reqid) == 0 {
+		f := pongs[0]
+		if s.conn.Term() == wire.TermNUL {
+			f = pongs[1]
+		}
+		s.sendFrame(f[:len(f):len(f)], wire.Pong, false)
+		return
+	}
 	s.sendFrame(s.terminate(codec.AppendPong(nil, reqid)), wire.Pong, false)
 }
 

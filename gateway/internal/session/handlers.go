@@ -177,13 +177,17 @@ func (s *Session) handleLoginout(reqid []byte) {
 	s.mu.Lock()
 	s.gate = true // what the client sends next waits for the release
 	s.mu.Unlock()
+	var released <-chan struct{}
+	if ok {
+		released = s.hub.logouts.add(uid, sid, true) // explicit: revoke the resume token
+	}
 	s.goRequest(func() {
 		defer s.release()
 		if ok {
 			t := time.NewTimer(s.hub.opts.RequestTimeout)
 			defer t.Stop()
 			select {
-			case <-s.hub.logouts.add(uid, sid, true): // explicit: revoke the resume token
+			case <-released:
 			case <-t.C:
 				s.log().Warn("logout not confirmed yet; it is retried", "user_id", uid)
 			}

@@ -267,7 +267,7 @@ func (h *Hub) Reconcile(ctx context.Context) error {
 	for _, s := range h.all() {
 		s.mu.Lock()
 		if s.state == stateLive {
-			live = append(live, liveSession{s, s.gen, s.uid, s.sid})
+			live = append(live, liveSession{s, s.gen, s.uid, s.sid.String()})
 		}
 		s.mu.Unlock()
 	}

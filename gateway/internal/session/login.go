@@ -54,7 +54,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 		s.sendError(wire.Login, reqid, wire.AlreadyLoggedIn, "already logged in on this connection", false)
 		return
 	}
-	sid := uuid.NewString()
+	sid := uuid.New()
 	s.gen++
 	gen := s.gen
 	s.state, s.uid, s.sid, s.dial = stateLogging, r.uid, sid, r.dial
@@ -68,7 +68,7 @@ func (s *Session) handleLogin(o wire.Object, reqid []byte) {
 	s.tasks.Add(1)
 	go func() {
 		defer s.tasks.Done()
-		first, ok := s.login(r, gen, sid)
+		first, ok := s.login(r, gen, sid.String())
 		s.done()
 		s.release()
 		if ok {
@@ -148,8 +148,6 @@ func (s *Session) login(r loginReq, gen uint32, sid string) (*cursor.Page, bool)
 		errno, msg := s.serviceError("login", err)
 		return fail(loginError, errno, msg)
 	}
-	s.hub.users.remember(r.uid)
-
 	var (
 		friends []api.Profile
 		groups  []api.Group

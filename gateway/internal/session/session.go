@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+
+	"github.com/google/uuid"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -44,7 +46,7 @@ const maxWaiting = 256
 type Session struct {
 	hub       *Hub
 	conn      *netconn.Conn
-	id        uint64 // for the log
+	id        uint32 // for the log
 	transport Transport
 
 	mu     sync.Mutex
@@ -54,7 +56,7 @@ type Session struct {
 	dial   dialect
 	uid    int64
 	name   string
-	sid    string
+	sid    uuid.UUID             // the session's id in the user service
 	cur    *cursor.Cursor        // the login's delivery state; nil before
 	early  []api.InboxMessage    // pushes that came before cur existed
 	lost   bool                  // pushes were dropped before cur existed
@@ -76,7 +78,7 @@ type waitingFrame struct {
 }
 
 func newSession(h *Hub, c *netconn.Conn, t Transport) *Session {
-	return &Session{hub: h, conn: c, id: h.nextID.Add(1), transport: t}
+	return &Session{hub: h, conn: c, id: uint32(h.nextID.Add(1)), transport: t}
 }
 
 // log is the connection's logger, built when something is logged (a
@@ -86,7 +88,7 @@ func (s *Session) log() *slog.Logger {
 	if a := s.conn.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
-	return s.hub.log.With("conn_id", strconv.FormatUint(s.id, 36), "remote", remote)
+	return s.hub.log.With("conn_id", strconv.FormatUint(uint64(s.id), 36), "remote", remote)
 }
 
 // Frame runs one frame from the client (netconn.Handler). It does not
@@ -274,10 +276,10 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 		s.mu.Unlock()
 		return 0, "", false
 	}
-	uid, sid = s.uid, s.sid
+	uid, sid = s.uid, s.sid.String()
 	wasLive := s.state == stateLive
 	s.state = stateNone
-	s.uid, s.name, s.sid = 0, "", ""
+	s.uid, s.name, s.sid = 0, "", uuid.UUID{}
 	s.dial = dialectUnset
 	s.cur, s.early, s.lost, s.kicked, s.pres = nil, nil, false, false, nil
 	s.mu.Unlock()
