@@ -563,6 +563,28 @@ func natsConf(t *testing.T, s *manifest.Set, dir, pod string) (*server.Options, 
 	if len(c.Args) != 2 || c.Args[0] != "--config" {
 		t.Fatalf("nats args %v, want --config FILE", c.Args)
 	}
+	// The configuration names files in the pod's mounts (certificates):
+	// point them at where materialize put them.
+	confDir := paths(filepath.Dir(c.Args[1]))
+	confs, err := os.ReadDir(confDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range confs {
+		file := filepath.Join(confDir, f.Name())
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		for _, m := range c.VolumeMounts {
+			mount := strings.TrimSuffix(m.MountPath, "/") + "/"
+			text = strings.ReplaceAll(text, " "+mount, " "+paths(mount[:len(mount)-1])+"/")
+		}
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, kv := range resolveEnv(t, s, c, pod) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
@@ -608,9 +630,20 @@ func checkNATS(t *testing.T, s *manifest.Set) {
 	if headless == nil || headless.Value.(*corev1.Service).Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Fatalf("NATS serviceName %s is not a headless Service", sts.Spec.ServiceName)
 	}
+	// Routes authenticate: every node asks for the route user's password
+	// and presents it in each route URL.
+	routePW, _ := secretValue(s, "natter-nats-auth", "route")
+	if opts.Cluster.Username != manifest.RouteUser || opts.Cluster.Password != routePW || routePW == "" {
+		t.Errorf("NATS cluster authorization: user %q, want %s with natter-nats-auth's key route", opts.Cluster.Username, manifest.RouteUser)
+	}
 	var routes []string
 	for _, r := range opts.Routes {
-		routes = append(routes, r.String())
+		if pw, _ := r.User.Password(); r.User.Username() != manifest.RouteUser || pw != routePW {
+			t.Errorf("NATS route %s does not present the route user's password", r.Redacted())
+		}
+		u := *r
+		u.User = nil
+		routes = append(routes, u.String())
 	}
 	var want []string
 	for i := range int(*sts.Spec.Replicas) {
@@ -643,21 +676,28 @@ func checkNATS(t *testing.T, s *manifest.Set) {
 		t.Errorf("NATS image %s; the tests run nats-server %s (shared/go.mod)", c.Image, want)
 	}
 
-	// Users: one per role, with exactly the generated permissions, and the
-	// password from the Secret key named after the role.
+	// Users: one per role and the operators', with exactly the generated
+	// permissions, and the password from the Secret key named after the
+	// role; the operators' sys user in the system account.
 	users := map[string]*server.User{}
 	for _, u := range opts.Users {
 		users[u.Username] = u
 	}
-	if len(opts.Nkeys) > 0 || opts.Username != "" || opts.NoAuthUser != "" || len(users) != len(manifest.Roles()) {
+	if len(opts.Nkeys) > 0 || opts.Username != "" || opts.NoAuthUser != "" || len(users) != len(manifest.Users()) {
 		t.Errorf("NATS authorization: %d users, nkeys %d, single user %q, no_auth_user %q; want exactly the roles",
 			len(users), len(opts.Nkeys), opts.Username, opts.NoAuthUser)
 	}
-	for _, r := range manifest.Roles() {
+	if opts.SystemAccount != manifest.SystemAccount {
+		t.Errorf("NATS system_account %q, want %s", opts.SystemAccount, manifest.SystemAccount)
+	}
+	for _, r := range manifest.Users() {
 		u := users[r.Name]
 		if u == nil {
 			t.Errorf("NATS has no user %s", r.Name)
 			continue
+		}
+		if acc := u.Account; (acc == nil) != (r.Account == "") || acc != nil && acc.Name != r.Account {
+			t.Errorf("NATS user %s: account %v, want %q", r.Name, acc, r.Account)
 		}
 		want, _ := secretValue(s, "natter-nats-auth", r.Name)
 		if u.Password != want || want == "" {

@@ -213,7 +213,7 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 	for i := range routePorts {
 		routePorts[i] = freePort(t)
 	}
-	routeRE := regexp.MustCompile(`^nats://` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
+	routeRE := regexp.MustCompile(`^nats://(?:[^@/]+@)?` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
 	var (
 		nodes []*server.Server
 		urls  []string
@@ -227,11 +227,11 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		for _, r := range opts.Routes {
 			m := routeRE.FindStringSubmatch(r.String())
 			if m == nil {
-				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r.Redacted())
 			}
 			idx, _ := strconv.Atoi(m[1])
 			if idx >= n {
-				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r.Redacted())
 			}
 			r.Host = fmt.Sprintf("127.0.0.1:%d", routePorts[idx])
 		}

@@ -570,8 +570,9 @@ func TestMassDisconnectReleasesEverySession(t *testing.T) {
 }
 
 // TestResumeWithToken: a client whose connection dropped logs in again on
-// another gateway with its resume token instead of its password, and gets
-// what it missed; an explicit logout revokes the token.
+// another gateway with its resume token instead of its password, gets what
+// it missed and a new token (the one it used stops working); an explicit
+// logout revokes the token.
 func TestResumeWithToken(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
@@ -589,11 +590,19 @@ func TestResumeWithToken(t *testing.T) {
 
 	a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
 	a2.send(frame{"msgid": 1, "id": aid, "token": token})
-	if f := a2.expect(2); f.num("errno") != 0 || f.str("token") != token || f.num("pending") != 1 {
+	f := a2.expect(2)
+	if f.num("errno") != 0 || len(f.str("token")) != 43 || f.str("token") == token || f.num("pending") != 1 {
 		t.Fatalf("resume: %v", f)
 	}
+	used, token := token, f.str("token")
 	if got := a2.expect(6); got.str("msg") != "while you were away" {
 		t.Fatalf("after resume: %v", got)
+	}
+	// The token used is spent.
+	y := dial(t, c.gws[0].Addr(), '\n', "y")
+	y.send(frame{"msgid": 1, "id": aid, "token": used})
+	if f := y.expect(2); f.num("errno") != 1 {
+		t.Fatalf("the used token: %v", f)
 	}
 	// Someone else's id with alice's token: refused like a wrong password.
 	x := dial(t, c.gws[0].Addr(), '\n', "x")
