@@ -41,13 +41,14 @@ const (
 // numbers are the codes' numbers on the wire, one each (so a number
 // decodes to one word).
 var numbers = map[Code]int{
-	CodeBadRequest:  400,
-	CodeBadLogin:    401,
-	CodeNotFound:    404,
-	CodeNameTaken:   409,
-	CodeSessionLive: 423,
-	CodeInternal:    500,
-	CodeBusy:        503,
+	CodeBadRequest:     400,
+	CodeBadLogin:       401,
+	CodeNotFound:       404,
+	CodeNameTaken:      409,
+	CodeSessionLive:    423,
+	CodeLoginThrottled: 429,
+	CodeInternal:       500,
+	CodeBusy:           503,
 }
 
 // Number is c as Nats-Service-Error-Code carries it: a number, as ADR-32

@@ -132,10 +132,19 @@ func (s *Session) login(r loginReq, gen uint32, sid string) (*cursor.Page, bool)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.hub.opts.RequestTimeout)
 	defer cancel()
 	var resp api.LoginResponse
+	remote := ""
+	if a := s.conn.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
 	err := s.hub.c.call(ctx, subject.UserLogin, api.LoginRequest{
 		UserID: r.uid, Password: r.password, ResumeToken: r.token, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
+		Remote: remote,
 	}, &resp, false)
+	var ae *api.Error
 	switch {
+	case errors.Is(err, api.ErrLoginThrottled) && errors.As(err, &ae):
+		// Nothing was claimed: the user service refused before checking.
+		return fail(loginThrottled, wire.LoginThrottled, ae.Message)
 	case errors.Is(err, api.ErrBadLogin), errors.Is(err, api.ErrBadRequest):
 		return fail(loginInvalid, wire.LoginInvalid, wire.MsgLoginInvalid)
 	case errors.Is(err, api.ErrSessionLive):

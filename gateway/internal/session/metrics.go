@@ -80,11 +80,12 @@ const (
 	loginOK      loginResult = iota
 	loginInvalid             // wrong id, password or token; a malformed LOGIN
 	loginInUse               // the reject policy refused a second session
+	loginThrottled           // refused: too many failed logins of the account or from the address
 	loginError               // a service failed or the login was replaced while under way
 	numLoginResults
 )
 
-var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "error"}
+var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "throttled", "error"}
 
 // numMsgIDs covers the msgids named in shared/wire; index 0 counts the rest.
 const numMsgIDs = int(wire.Reconnect) + 1
@@ -187,7 +188,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	logins := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "logins_total",
 		Help: "LOGIN requests by method (password or resume token) and result: ok, invalid (credentials or frame), " +
-			"in_use (refused by the reject policy), error (a service failed)."}, []string{"method", "result"})
+			"in_use (refused by the reject policy), throttled (too many failed logins: errno 119), error (a service failed)."}, []string{"method", "result"})
 	for tok, method := range []string{"password", "resume"} {
 		for r := range numLoginResults {
 			m.logins[tok][r] = logins.WithLabelValues(method, loginResultNames[r])
