@@ -36,6 +36,10 @@ type transport interface {
 	endState() (st tcpState, ok bool)
 	// tcp reports whether the socket is TCP (records mode is possible).
 	tcp() bool
+	// writeNow writes b from the caller's goroutine without blocking and
+	// reports how much the socket took (0 when it takes nothing now);
+	// errNoDirect when the transport does not write from other goroutines.
+	writeNow(b []byte) (int, error)
 	// resume hands the handler the frames that waited while paused.
 	resume()
 	remoteAddr() net.Addr
@@ -69,6 +73,7 @@ type Conn struct {
 	state     connState
 	scheduled bool     // the transport was woken and will flush
 	inFrame   bool     // the transport is calling the Handler: it flushes after
+	writing   bool     // frames of this connection are being written (a flush, or a direct write)
 	rec       *records // legacy records mode; nil otherwise
 	readDone  bool     // reading has ended
 	finished  bool
@@ -159,6 +164,9 @@ func (c *Conn) send(frame []byte, m mark, last bool) bool {
 			c.Close()
 			return false
 		}
+		if !last && c.rec == nil && !c.inFrame && !c.scheduled && !c.writing && c.pend == 0 && c.outLen() == 0 {
+			return c.sendNow(frame) // unlocks c.mu
+		}
 		if c.out == nil {
 			c.out = outPool.Get().(*[][]byte)
 		}
@@ -173,6 +181,48 @@ func (c *Conn) send(frame []byte, m mark, last bool) bool {
 	}
 	wake := !c.scheduled && !c.inFrame
 	c.scheduled = true
+	c.mu.Unlock()
+	if wake {
+		c.kick()
+	}
+	return true
+}
+
+// errNoDirect says a transport does not write from other goroutines.
+var errNoDirect = errors.New("no direct writes")
+
+// sendNow writes frame at once from the caller's goroutine when nothing of
+// the connection is queued or being written: no hand-over to the transport
+// and no wake. What the socket does not take is queued for the transport.
+// Call with c.mu held; it is released.
+func (c *Conn) sendNow(frame []byte) bool {
+	c.writing = true
+	t := c.t
+	c.mu.Unlock()
+	n, err := t.writeNow(frame)
+	c.mu.Lock()
+	c.writing = false
+	if err != nil && !errors.Is(err, errNoDirect) {
+		c.mu.Unlock()
+		c.SetReason(ReasonWriteError)
+		c.log.Debug("write", "err", err)
+		c.Close()
+		return false
+	}
+	if rest := frame[n:]; len(rest) > 0 {
+		// Before anything queued meanwhile.
+		if c.out == nil {
+			c.out = outPool.Get().(*[][]byte)
+		}
+		*c.out = append(*c.out, nil)
+		copy((*c.out)[1:], *c.out)
+		(*c.out)[0] = rest
+		c.outBytes += int32(len(rest))
+	}
+	wake := (c.outLen() > 0 || c.state == stateLastQueued) && !c.scheduled && !c.inFrame
+	if wake {
+		c.scheduled = true
+	}
 	c.mu.Unlock()
 	if wake {
 		c.kick()
@@ -239,9 +289,24 @@ func (c *Conn) take() (frames *[][]byte, bytes int, last bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.scheduled = false
+	if c.writing {
+		// A direct write is under way: it looks at the queue after, and
+		// nothing may overtake it.
+		return nil, 0, false
+	}
 	frames, bytes = c.out, int(c.outBytes)
 	c.out, c.outBytes = nil, 0
+	c.writing = frames != nil
 	return frames, bytes, c.state == stateLastQueued
+}
+
+// written ends a write of frames taken by take: n bytes are still with the
+// socket, not taken.
+func (c *Conn) written(n int, now int64) {
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+	c.setPending(n, now)
 }
 
 // giveBack returns a written frame list to the pool.

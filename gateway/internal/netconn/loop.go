@@ -169,6 +169,7 @@ func (lc *loopConn) flush() gnet.Action {
 		return gnet.None
 	}
 	frames, _, last := c.take()
+	pend := 0
 	if frames != nil {
 		var err error
 		if fs := *frames; len(fs) == 1 {
@@ -177,13 +178,16 @@ func (lc *loopConn) flush() gnet.Action {
 			_, err = gc.Writev(fs)
 		}
 		giveBack(frames) // gnet copied what the socket did not take
+		pend = gc.OutboundBuffered()
+		c.written(pend, time.Now().UnixNano())
 		if err != nil {
 			c.SetReason(ReasonWriteError)
 			return gnet.Close
 		}
+	} else {
+		pend = gc.OutboundBuffered()
+		c.setPending(pend, time.Now().UnixNano())
 	}
-	pend := gc.OutboundBuffered()
-	c.setPending(pend, time.Now().UnixNano())
 	if pend > c.opts.WriteLimit {
 		c.SetReason(ReasonSlowClient)
 		c.log.Warn("slow client: write queue full; disconnecting", "limit_bytes", c.opts.WriteLimit)
@@ -219,6 +223,7 @@ func (e *loopEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 		if frames, _, _ := c.take(); frames != nil {
 			gc.Writev(*frames)
 			giveBack(frames)
+			c.written(gc.OutboundBuffered(), time.Now().UnixNano())
 		}
 		if !c.Closing() && gc.OutboundBuffered() == 0 {
 			if t := e.detach(lc); t != nil {
@@ -346,6 +351,25 @@ func (lc *loopConn) state(read func(fd int) (tcpState, bool)) (tcpState, bool) {
 }
 
 func (lc *loopConn) tcp() bool { return true }
+
+// writeNow writes b to the socket from the caller's goroutine; the loop
+// writes nothing of this connection meanwhile (Conn.writing).
+func (lc *loopConn) writeNow(b []byte) (int, error) {
+	lc.fdMu.RLock()
+	defer lc.fdMu.RUnlock()
+	gc := lc.conn()
+	if lc.fdClosed || gc == nil {
+		return 0, errNoDirect // the loop reports the end
+	}
+	n, err := unix.Write(gc.Fd(), b)
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return max(n, 0), nil
+	}
+	return 0, err
+}
 
 // resume makes the loop split what waited (OnTraffic looks at the buffer
 // again).

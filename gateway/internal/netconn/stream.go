@@ -161,7 +161,7 @@ func (t *streamConn) write(done chan struct{}) {
 			bufs := net.Buffers(*frames)
 			_, err := bufs.WriteTo(t.conn)
 			giveBack(frames)
-			c.setPending(0, 0)
+			c.written(0, 0)
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					c.SetReason(ReasonWriteTimeout)
@@ -250,6 +250,8 @@ func (t *streamConn) resume() {
 	default:
 	}
 }
+
+func (t *streamConn) writeNow([]byte) (int, error) { return 0, errNoDirect }
 
 func (t *streamConn) tcp() bool {
 	_, ok := t.conn.(*net.TCPConn)
