@@ -77,11 +77,11 @@ var upgradeRefusalNames = [numUpgradeRefusals]string{RefusedOrigin: "origin", Re
 type loginResult uint8
 
 const (
-	loginOK      loginResult = iota
-	loginInvalid             // wrong id, password or token; a malformed LOGIN
-	loginInUse               // the reject policy refused a second session
-	loginThrottled           // refused: too many failed logins of the account or from the address
-	loginError               // a service failed or the login was replaced while under way
+	loginOK        loginResult = iota
+	loginInvalid               // wrong id, password or token; a malformed LOGIN
+	loginInUse                 // the reject policy refused a second session
+	loginThrottled             // refused: too many failed logins of the account or from the address
+	loginError                 // a service failed or the login was replaced while under way
 	numLoginResults
 )
 
