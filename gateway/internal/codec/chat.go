@@ -82,7 +82,7 @@ const (
 	addID    = -1 - iota // "id": the sender
 	addMsgID             // "msgid"
 	addName              // "name": the sender's name
-	addTime              // "time": now, when the frame has none
+	addTime              // "time": now, the server's clock (a client's time is dropped)
 )
 
 // addedKeys are the keys of the added entries, by -1-index (a table, never
@@ -109,20 +109,18 @@ func (f *Frame) entryCmp(a, b int32) int {
 // (msgid wire.OneChat or wire.GroupChat) sent by user uid named name: the
 // frame's fields without the control fields (reqid cid mid seq dialect
 // lastseq password token), with "msgid", "id" and "name" set from the
-// arguments and "time" set to now (time.DateTime, in now's location)
-// unless the frame has one; every other field passes through, compacted.
+// arguments and "time" set to now (time.DateTime, in now's location,
+// the original client's display format) whatever the frame says: a sender
+// cannot forge what the recipient's client shows as the time, or make its
+// line look like two; every other field passes through, compacted.
 // Keys come out sorted: the bytes are those the session's chatBody made
 // with wire.Object. Check the frame with CheckChat first.
 func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name string, now time.Time) []byte {
-	hasTime := f.Has("time")
 	order := f.order[:0]
-	order = append(order, addID, addMsgID, addName)
-	if !hasTime {
-		order = append(order, addTime)
-	}
+	order = append(order, addID, addMsgID, addName, addTime)
 	for i := range f.members {
 		k := f.key(&f.members[i])
-		if dropFromBody(k) || (!hasTime && string(k) == "time") {
+		if dropFromBody(k) || string(k) == "time" {
 			continue
 		}
 		order = append(order, int32(i))

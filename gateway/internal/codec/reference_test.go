@@ -68,7 +68,7 @@ func refChatBody(o wire.Object, msgid wire.MsgID, uid int64, name string, now ti
 	o.Set("msgid", msgid)
 	o.Set("id", uid)
 	o.Set("name", name)
-	if !o.Has("time") {
+	{ // the server's clock, always: a sender cannot forge what a client shows
 		o.Set("time", now.Format(time.DateTime))
 	}
 	return o.Encode()

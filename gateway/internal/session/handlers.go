@@ -41,7 +41,9 @@ func (s *Session) handle(frame []byte) {
 	// it receives must not be throttled by its own acks.
 	if msgid != wire.Ack && !s.allow() {
 		s.hub.m.rateLimited.Inc()
-		s.sendError(msgid, reqid, wire.Flood, "too many frames; slow down", false)
+		if n := s.floodDropped(time.Now()); n > 0 {
+			s.sendFloodNotice(msgid, reqid, n)
+		}
 		return
 	}
 	switch msgid {

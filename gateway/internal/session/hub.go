@@ -212,6 +212,7 @@ func (h *Hub) sweep(stop <-chan struct{}) {
 			all = h.appendAll(all[:0])
 			for _, s := range all {
 				s.conn.Sweep(now)
+				s.flushFloodNotice(now)
 			}
 			clear(all)
 		}

@@ -51,6 +51,7 @@ type Session struct {
 
 	mu     sync.Mutex
 	flood  floodBucket
+	floods floodNotices
 	gen    uint32 // login generation: incremented by every login
 	state  loginState
 	dial   dialect
@@ -301,6 +302,57 @@ func (s *Session) identity() (uid int64, name string, ok bool) {
 // Call with s.mu held.
 func (s *Session) live(gen uint32) bool {
 	return s.state != stateNone && s.gen == gen
+}
+
+// floodNotices rate-limits the answers to frames over the flood limit: the
+// first is answered at once, the rest at most once a second with a count
+// (a burst of refused frames must not fill the client's queue with its own
+// error replies). Guarded by Session.mu.
+type floodNotices struct {
+	dropped int32 // frames dropped since the last notice
+	last    int64 // Unix ns of the last notice
+}
+
+// floodDropped counts a dropped frame and reports how many to tell the
+// client about now (0: not yet).
+func (s *Session) floodDropped(now time.Time) int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.floods.dropped++
+	return s.floods.due(now)
+}
+
+func (f *floodNotices) due(now time.Time) int32 {
+	if f.dropped == 0 || now.UnixNano()-f.last < int64(time.Second) {
+		return 0
+	}
+	n := f.dropped
+	f.dropped, f.last = 0, now.UnixNano()
+	return n
+}
+
+// flushFloodNotice sends the count of frames dropped since the last
+// notice once a second has passed (the hub's sweep calls it).
+func (s *Session) flushFloodNotice(now time.Time) {
+	s.mu.Lock()
+	n := s.floods.due(now)
+	s.mu.Unlock()
+	if n > 0 {
+		s.sendFloodNotice(0, nil, n)
+	}
+}
+
+// sendFloodNotice answers frames over the flood limit: errno 109 with the
+// number dropped since the last notice.
+func (s *Session) sendFloodNotice(re wire.MsgID, reqid []byte, dropped int32) {
+	m := map[string]any{"msgid": wire.Reply, "errno": wire.Flood, "errmsg": "too many frames; slow down", "dropped": dropped}
+	if re != 0 && re != wire.Reply {
+		m["re"] = re
+	}
+	if len(reqid) > 0 && !s.legacy() {
+		m["reqid"] = rawJSON(reqid)
+	}
+	s.send(m, false)
 }
 
 // floodBucket is a token bucket: rate tokens a second, at most burst.
