@@ -38,6 +38,13 @@ func count(t *testing.T, db *sqldb.DB, query string, args ...any) int64 {
 	return n
 }
 
+// storedMessages counts the messages kept: one-to-one entries and group
+// bodies.
+func storedMessages(t *testing.T, db *sqldb.DB) int64 {
+	t.Helper()
+	return count(t, db, `SELECT (SELECT COUNT(*) FROM inbox_entries WHERE body_id IS NULL) + (SELECT COUNT(*) FROM bodies)`)
+}
+
 func storeOK(t *testing.T, s *Store, ps ...Pending) []Result {
 	t.Helper()
 	res, err := s.StoreBatch(context.Background(), ps)
@@ -115,7 +122,7 @@ func TestStoreBatchSeqs(t *testing.T) {
 		if !slices.Equal(res[0].Seqs, []int64{int64(len(want[1]) + 1), int64(len(want[3]) + 1)}) {
 			t.Errorf("second batch seqs %v", res[0].Seqs)
 		}
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 201 {
+		if n := storedMessages(t, db); n != 201 {
 			t.Errorf("%d messages stored, want 201", n)
 		}
 	})
@@ -159,7 +166,7 @@ func TestStoreBatchCID(t *testing.T) {
 			t.Error("messages without cid share a mid")
 		}
 		// Stored: c1, c2, two without cid, 9/c2, C2.
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 6 {
+		if n := storedMessages(t, db); n != 6 {
 			t.Errorf("%d messages, want 6", n)
 		}
 		page := fetchAll(t, s, 2)
@@ -383,8 +390,12 @@ func testPrune(t *testing.T, batch int) {
 		// Old enough: both of 2's entries and 3's first go, and with them m1
 		// and m2; m3 stays, 3 has not acknowledged it.
 		prune(future, 3, 2)
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 1 {
+		if n := storedMessages(t, db); n != 1 {
 			t.Errorf("%d messages left, want 1", n)
+		}
+		// The cids go with their messages: m3's stays.
+		if n := count(t, db, "SELECT COUNT(*) FROM dedupe"); n != 1 {
+			t.Errorf("%d cids left, want 1", n)
 		}
 		page := fetchAll(t, s, 3)
 		if len(page.Messages) != 1 || page.Messages[0].Seq != 2 || page.Acked != 1 || page.Last != 2 {
