@@ -6,9 +6,10 @@
 // Writes are batched: Write stores any number of messages and
 // acknowledgements in one transaction with a fixed number of multi-row
 // statements, which is what lets one writer keep up with many senders. A
-// one-to-one message costs one entry row (the body inline) and, with a
-// cid, one dedupe key; a group message one body row and one small entry
-// row per recipient. Every SQL statement is in sql.go.
+// one-to-one message costs one entry row (the body inline); a group
+// message one body row and one small entry row per recipient. A cid is
+// deduplicated by a unique index of the row that holds the message. Every
+// SQL statement is in sql.go.
 //
 // On SQLite (one writer connection per process) the writer keeps every
 // inbox's last seq and the next body id in memory, so a batch reads
@@ -39,7 +40,8 @@ import (
 // stored one of its (from, cid) pairs first.
 const cidRaceRetries = 3
 
-// errCIDRace marks a batch that lost a race for a (from, cid) pair.
+// errCIDRace marks a batch that found one of its (from, cid) pairs stored
+// by another transaction.
 var errCIDRace = errors.New("cid stored concurrently")
 
 // maxMemoInboxes bounds the inboxes whose last seq the SQLite writer
@@ -152,8 +154,9 @@ func (s *Store) StoreBatch(ctx context.Context, ps []Pending) ([]Result, error) 
 // own after the messages': each transaction then takes its row locks in
 // one ascending pass, so writers never deadlock.
 //
-// When the batch loses a race for a (from, cid) with another writer it is
-// retried (and then answers that message as a duplicate). When it fails for
+// When the batch finds one of its (from, cid) stored already (another
+// writer's, or a retry's on SQLite, which does not look cids up first) it
+// is retried (and then answers that message as a duplicate). When it fails for
 // any other reason the acknowledgements are written alone and each message
 // in a transaction of its own, so one bad message cannot fail the others;
 // their failures are in Result.Err. The error is non-nil only when no
@@ -197,10 +200,11 @@ func (s *Store) Write(ctx context.Context, b Batch) (res []Result, ackErr error,
 
 func (s *Store) storeRetrying(ctx context.Context, ps []Pending, acks []api.Ack) ([]Result, error) {
 	var err error
+	lookup := false // SQLite: look the cids up first only once one was seen stored
 	for range cidRaceRetries {
 		var res []Result
 		if s.memo != nil {
-			res, err = s.storeSQLite(ctx, ps, acks)
+			res, err = s.storeSQLite(ctx, ps, acks, lookup)
 		} else {
 			res, err = s.storeMySQL(ctx, ps)
 		}
@@ -210,19 +214,21 @@ func (s *Store) storeRetrying(ctx context.Context, ps []Pending, acks []api.Ack)
 		if !errors.Is(err, errCIDRace) {
 			break
 		}
+		lookup = true
 	}
 	return nil, fmt.Errorf("store %d messages: %w", len(ps), err)
 }
 
-// cidKey identifies a message by its sender's client id.
+// cidKey identifies a message by its sender's client id: one-to-one and
+// group messages each have their own.
 type cidKey struct {
-	from int64
-	cid  string
+	from  int64
+	cid   string
+	group bool
 }
 
 // bodyRow is a group message's row of bodies.
 type bodyRow struct {
-	id   int64
 	mid  uuid.UUID
 	from int64
 	cid  string
@@ -238,21 +244,25 @@ type plan struct {
 	mids  []uuid.UUID
 	fresh []int          // indexes of ps stored now
 	first map[cidKey]int // cid -> index of its first message in ps
-	keys  []cidKey       // the cids of fresh messages, in order
+	keys  []cidKey       // the cids of the batch, each once, in order
 	// dupOf[i] is the index of an earlier message of the batch with the
 	// same cid, or -1.
 	dupOf []int
 }
 
+func (m Pending) key() cidKey { return cidKey{from: m.From, cid: m.CID, group: len(m.To) > 1} }
+
 // newPlan gives every message of ps a mid, and marks those whose cid
 // repeats an earlier message of the batch.
 func newPlan(ps []Pending) (*plan, error) {
-	p := &plan{ps: ps, res: make([]Result, len(ps)), mids: make([]uuid.UUID, len(ps)),
-		first: make(map[cidKey]int), dupOf: make([]int, len(ps))}
+	p := &plan{ps: ps, res: make([]Result, len(ps)), mids: make([]uuid.UUID, len(ps)), dupOf: make([]int, len(ps))}
 	for i, m := range ps {
 		p.dupOf[i] = -1
 		if m.CID != "" {
-			k := cidKey{m.From, m.CID}
+			if p.first == nil {
+				p.first = make(map[cidKey]int, len(ps))
+			}
+			k := m.key()
 			if j, ok := p.first[k]; ok {
 				p.dupOf[i] = j
 				continue
@@ -278,7 +288,7 @@ func (p *plan) settle(stored map[cidKey]uuid.UUID) {
 		case p.dupOf[i] >= 0:
 			continue // answered below, from its first message
 		case m.CID != "":
-			if mid, ok := stored[cidKey{m.From, m.CID}]; ok {
+			if mid, ok := stored[m.key()]; ok {
 				p.res[i] = Result{MID: mid.String(), Duplicate: true}
 				continue
 			}
@@ -312,8 +322,8 @@ func (p *plan) counts() ([]int64, map[int64]int64) {
 
 // entries assigns the seqs of the fresh messages in request order, each
 // inbox continuing after last (which it advances), and returns the
-// entries' rows as statement arguments. bodyID[i] is the body of group
-// message i (0: one-to-one).
+// entries' rows as statement arguments and their sizes. bodyID[i] is the
+// body of group message i.
 func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (args []any, sizes []int) {
 	for _, i := range p.fresh {
 		m := p.ps[i]
@@ -337,9 +347,12 @@ func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (args []any, 
 // bodies returns the body rows of the fresh group messages (more than one
 // recipient), by index in ps.
 func (p *plan) bodies() map[int]bodyRow {
-	out := make(map[int]bodyRow)
+	var out map[int]bodyRow
 	for _, i := range p.fresh {
 		if m := p.ps[i]; len(m.To) > 1 {
+			if out == nil {
+				out = make(map[int]bodyRow)
+			}
 			out[i] = bodyRow{mid: p.mids[i], from: m.From, cid: m.CID, body: m.Body, refs: len(m.To)}
 		}
 	}
@@ -347,8 +360,10 @@ func (p *plan) bodies() map[int]bodyRow {
 }
 
 // storeSQLite is one attempt at storing ps (and applying acks) in one
-// transaction on SQLite.
-func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack) ([]Result, error) {
+// transaction on SQLite. Without lookup no cid is looked up: a unique
+// index skips a row whose cid is stored, which fails the attempt with
+// errCIDRace (and the next looks them up first).
+func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, lookup bool) ([]Result, error) {
 	m := s.memo
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -369,10 +384,21 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack) (
 		if m.valid && version != m.dataVersion {
 			m.forget() // another process wrote to the database
 		}
-		// (a) Claim the cids: those already stored are duplicates.
-		stored, err := s.claimCIDs(ctx, tx, p)
-		if err != nil {
-			return err
+		// (a) Duplicates of messages stored before.
+		var stored map[cidKey]uuid.UUID
+		if lookup {
+			for _, k := range p.keys {
+				mid, ok, err := s.lookupMID(ctx, tx, k)
+				if err != nil {
+					return err
+				}
+				if ok {
+					if stored == nil {
+						stored = make(map[cidKey]uuid.UUID)
+					}
+					stored[k] = mid
+				}
+			}
 		}
 		p.settle(stored)
 		if len(p.fresh) > 0 {
@@ -393,16 +419,16 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack) (
 				}
 			}
 			// (c) Group bodies, with the next ids.
-			bodies := p.bodies()
-			bodyID := make(map[int]int64, len(bodies))
-			if len(bodies) > 0 {
+			var bodyID map[int]int64
+			if bodies := p.bodies(); len(bodies) > 0 {
 				lastBody = m.lastBody
 				if lastBody == 0 || !m.valid {
 					if lastBody, err = s.maxBodyID(ctx, tx); err != nil {
 						return err
 					}
 				}
-				var args []any
+				bodyID = make(map[int]int64, len(bodies))
+				args := make([]any, 0, 6*len(bodies))
 				for _, i := range p.fresh {
 					b, ok := bodies[i]
 					if !ok {
@@ -412,21 +438,29 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack) (
 					bodyID[i] = lastBody
 					args = append(args, lastBody, b.mid[:], b.from, nullCID(b.cid), string(b.body), b.refs)
 				}
-				if err := s.execRows(ctx, tx, insertBodiesSQLite, args, nil); err != nil {
+				n, err := s.execRows(ctx, tx, insertBodiesSQLite, args, nil)
+				if err != nil {
 					return fmt.Errorf("insert bodies: %w", err)
+				}
+				if n != int64(len(bodies)) {
+					return fmt.Errorf("insert bodies: %w", errCIDRace)
 				}
 			}
 			// (d) The entries, seqs in request order.
 			args, _ := p.entries(last, bodyID)
-			if err := s.execRows(ctx, tx, insertEntries, args, nil); err != nil {
+			n, err := s.execRows(ctx, tx, insertEntriesSQLite, args, nil)
+			if err != nil {
 				return fmt.Errorf("insert entries: %w", err)
+			}
+			if n != int64(len(args)/insertEntriesSQLite.width) {
+				return fmt.Errorf("insert entries: %w", errCIDRace)
 			}
 			// (e) The new last seqs.
 			args = args[:0]
 			for _, u := range users {
 				args = append(args, u, last[u])
 			}
-			if err := s.execRows(ctx, tx, setLastSQLite, args, nil); err != nil {
+			if _, err := s.execRows(ctx, tx, setLastSQLite, args, nil); err != nil {
 				return fmt.Errorf("write last seqs: %w", err)
 			}
 		}
@@ -452,45 +486,6 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack) (
 	return p.res, nil
 }
 
-// claimCIDs inserts the dedupe keys of p's messages (SQLite) and returns
-// those that were stored before, with their mids.
-func (s *Store) claimCIDs(ctx context.Context, tx *sql.Tx, p *plan) (map[cidKey]uuid.UUID, error) {
-	if len(p.keys) == 0 {
-		return nil, nil
-	}
-	args := make([]any, 0, 3*len(p.keys))
-	for _, k := range p.keys {
-		args = append(args, k.from, k.cid, p.mids[p.first[k]][:])
-	}
-	claimed := make(map[cidKey]bool, len(p.keys))
-	err := s.queryRows(ctx, tx, claimCIDsSQLite, args, func(rows *sql.Rows) error {
-		var k cidKey
-		if err := rows.Scan(&k.from, &k.cid); err != nil {
-			return err
-		}
-		claimed[k] = true
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claim cids: %w", err)
-	}
-	if len(claimed) == len(p.keys) {
-		return nil, nil
-	}
-	stored := make(map[cidKey]uuid.UUID, len(p.keys)-len(claimed))
-	for _, k := range p.keys {
-		if claimed[k] {
-			continue
-		}
-		mid, err := s.lookupMID(ctx, tx, k)
-		if err != nil {
-			return nil, err
-		}
-		stored[k] = mid
-	}
-	return stored, nil
-}
-
 // ackSQLite applies acks (one per user) in tx.
 func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) error {
 	if len(acks) == 0 {
@@ -500,7 +495,7 @@ func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) error
 	for _, a := range acks {
 		args = append(args, a.UserID, a.Seq)
 	}
-	if err := s.execRows(ctx, tx, ackSQLite, args, nil); err != nil {
+	if _, err := s.execRows(ctx, tx, ackSQLite, args, nil); err != nil {
 		return fmt.Errorf("update acknowledged seqs: %w", err)
 	}
 	return nil
@@ -525,23 +520,7 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) 
 		if len(p.fresh) == 0 {
 			return nil
 		}
-		// (b) The new cids: a concurrent store of one of them fails this
-		// statement (and the batch is tried again).
-		var args []any
-		for _, i := range p.fresh {
-			if m := ps[i]; m.CID != "" {
-				args = append(args, m.From, m.CID, p.mids[i][:])
-			}
-		}
-		if len(args) > 0 {
-			if err := s.execRows(ctx, tx, insertCIDsMySQL, args, nil); err != nil {
-				if sqldb.IsDuplicate(err) {
-					return fmt.Errorf("%w: %w", errCIDRace, err)
-				}
-				return fmt.Errorf("insert cids: %w", err)
-			}
-		}
-		// (c) Lock and advance the recipients' last seqs, ascending.
+		// (b) Lock and advance the recipients' last seqs, ascending.
 		users, counts := p.counts()
 		last, err := s.addLastMySQL(ctx, tx, users, counts)
 		if err != nil {
@@ -550,17 +529,18 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) 
 		for u, n := range counts {
 			last[u] -= n // where this batch's entries start
 		}
-		// (d) Group bodies.
+		// (c) Group bodies. A cid stored concurrently by another
+		// transaction fails the insert (and the batch is tried again).
 		bodyID := make(map[int]int64)
 		for i, b := range p.bodies() {
 			if bodyID[i], err = s.insertBodyMySQL(ctx, tx, b); err != nil {
-				return err
+				return cidRace(err)
 			}
 		}
-		// (e) The entries, seqs in request order.
+		// (d) The entries, seqs in request order.
 		args, sizes := p.entries(last, bodyID)
-		if err := s.execRows(ctx, tx, insertEntries, args, func(i int) int { return sizes[i] }); err != nil {
-			return fmt.Errorf("insert entries: %w", err)
+		if _, err := s.execRows(ctx, tx, insertEntriesMySQL, args, func(i int) int { return sizes[i] }); err != nil {
+			return cidRace(fmt.Errorf("insert entries: %w", err))
 		}
 		return nil
 	})
@@ -568,6 +548,14 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) 
 		return nil, err
 	}
 	return p.res, nil
+}
+
+// cidRace marks a unique-key violation as a lost race for a cid.
+func cidRace(err error) error {
+	if sqldb.IsDuplicate(err) {
+		return fmt.Errorf("%w: %w", errCIDRace, err)
+	}
+	return err
 }
 
 // highestAcks returns one ack per user, the highest, sorted by user id
@@ -647,9 +635,8 @@ const prunePage = 256
 // entries up to the seq it had acknowledged when an earlier prune marked
 // it, if that mark was set at or before cutoff; then it marks every inbox
 // that has acknowledged more since its last mark, at now. Unacknowledged
-// entries are never deleted, whatever their age. With them go the dedupe
-// keys of the one-to-one messages and the group bodies no entry points at
-// any more. Entries are deleted in transactions of at most pruneBatch.
+// entries are never deleted, whatever their age. With them go the group
+// bodies no entry points at any more. Entries are deleted in transactions of at most pruneBatch.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (entries, messages int64, err error) {
 	defer func() {
 		if err != nil {

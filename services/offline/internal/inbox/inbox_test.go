@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -165,13 +166,20 @@ func TestStoreBatchCID(t *testing.T) {
 		if res[3].MID == res[4].MID {
 			t.Error("messages without cid share a mid")
 		}
-		// Stored: c1, c2, two without cid, 9/c2, C2.
-		if n := storedMessages(t, db); n != 6 {
-			t.Errorf("%d messages, want 6", n)
+		// A group message's cid is its own: c1 again, to a group.
+		if g := storeOK(t, s, msg(1, "c1", 2, 3))[0]; g.Duplicate {
+			t.Errorf("group message with a one-to-one message's cid: %+v", g)
+		}
+		if g := storeOK(t, s, msg(1, "c1", 2, 3))[0]; !g.Duplicate {
+			t.Errorf("group message repeated: %+v", g)
+		}
+		// Stored: c1, c2, two without cid, 9/c2, C2, the group c1.
+		if n := storedMessages(t, db); n != 7 {
+			t.Errorf("%d messages, want 7", n)
 		}
 		page := fetchAll(t, s, 2)
-		if page.Last != 6 || len(page.Messages) != 6 {
-			t.Errorf("inbox 2: last %d, %d entries, want 6", page.Last, len(page.Messages))
+		if page.Last != 7 || len(page.Messages) != 7 {
+			t.Errorf("inbox 2: last %d, %d entries, want 7", page.Last, len(page.Messages))
 		}
 	})
 }
@@ -393,10 +401,6 @@ func testPrune(t *testing.T, batch int) {
 		if n := storedMessages(t, db); n != 1 {
 			t.Errorf("%d messages left, want 1", n)
 		}
-		// The cids go with their messages: m3's stays.
-		if n := count(t, db, "SELECT COUNT(*) FROM dedupe"); n != 1 {
-			t.Errorf("%d cids left, want 1", n)
-		}
 		page := fetchAll(t, s, 3)
 		if len(page.Messages) != 1 || page.Messages[0].Seq != 2 || page.Acked != 1 || page.Last != 2 {
 			t.Errorf("inbox 3 after prune: %+v", page)
@@ -404,9 +408,14 @@ func testPrune(t *testing.T, batch int) {
 		if page := fetchAll(t, s, 2); len(page.Messages) != 0 || page.Last != 2 || page.Acked != 2 {
 			t.Errorf("inbox 2 after prune: %+v", page)
 		}
+		// A cid is kept as long as its message: m3's still holds, m2's went
+		// with it. (The new m2 takes inbox 2's seq 3.)
+		if r := storeOK(t, s, msg(1, "m3", 3), msg(1, "m2", 2)); !r[0].Duplicate || r[1].Duplicate {
+			t.Errorf("after prune: m3 %+v, m2 %+v; want m3 a duplicate, m2 stored", r[0], r[1])
+		}
 		// Seqs continue after a prune.
-		if res := storeOK(t, s, msg(1, "", 2)); res[0].Seqs[0] != 3 {
-			t.Errorf("seq after prune %d, want 3", res[0].Seqs[0])
+		if res := storeOK(t, s, msg(1, "", 2)); res[0].Seqs[0] != 4 {
+			t.Errorf("seq after prune %d, want 4", res[0].Seqs[0])
 		}
 	})
 }
@@ -497,4 +506,150 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestMigrateV1 writes a version 1 database (messages stored once, inbox
+// rows pointing at them by mid, acknowledgements in inbox_state) the way
+// version 1 did, migrates it and reads it back.
+func TestMigrateV1(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "offline", migrations()[:1]); err != nil {
+			t.Fatal(err)
+		}
+		type v1msg struct {
+			mid, cid, body string
+			from           int64
+			to             map[int64]int64 // user -> seq
+		}
+		msgs := []v1msg{
+			{"0190f2a4-0000-7000-8000-000000000001", "c1", `{"text":"one"}`, 1, map[int64]int64{2: 1}},
+			{"0190f2a4-0000-7000-8000-000000000002", "", `{"text":"two"}`, 1, map[int64]int64{2: 2}},
+			{"0190f2a4-0000-7000-8000-000000000003", "g1", `{"text":"group"}`, 5, map[int64]int64{2: 3, 3: 1, 4: 1}},
+			// A group message whose other entries were pruned: one left.
+			{"0190f2a4-0000-7000-8000-000000000004", "g2", `{"text":"group, pruned"}`, 5, map[int64]int64{3: 2}},
+			// Pruned everywhere, not yet deleted: dropped.
+			{"0190f2a4-0000-7000-8000-000000000005", "gone", `{"text":"orphan"}`, 1, nil},
+		}
+		for _, m := range msgs {
+			var cid any
+			if m.cid != "" {
+				cid = m.cid
+			}
+			if _, err := db.Exec("INSERT INTO messages (mid, sender_id, cid, body, created_at) VALUES (?, ?, ?, ?, 1)",
+				m.mid, m.from, cid, m.body); err != nil {
+				t.Fatal(err)
+			}
+			for u, seq := range m.to {
+				if _, err := db.Exec("INSERT INTO inbox (user_id, seq, mid, created_at) VALUES (?, ?, ?, 1)", u, seq, m.mid); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, st := range [][3]int64{{2, 3, 1}, {3, 2, 0}, {4, 1, 1}} {
+			if _, err := db.Exec("INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, ?, ?)", st[0], st[1], st[2]); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		s := newStore(t, db) // migrates to the current version
+		want := map[int64][]api.InboxMessage{
+			2: {{Seq: 1, MID: msgs[0].mid, From: 1, Body: []byte(msgs[0].body)},
+				{Seq: 2, MID: msgs[1].mid, From: 1, Body: []byte(msgs[1].body)},
+				{Seq: 3, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)}},
+			3: {{Seq: 1, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)},
+				{Seq: 2, MID: msgs[3].mid, From: 5, Body: []byte(msgs[3].body)}},
+			4: {{Seq: 1, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)}},
+		}
+		acked := map[int64]int64{2: 1, 3: 0, 4: 1}
+		for u, w := range want {
+			page := fetchAll(t, s, u)
+			if page.Acked != acked[u] || page.Last != int64(len(w)) || len(page.Messages) != len(w) {
+				t.Fatalf("inbox %d: acked %d last %d, %d entries; want acked %d last %d", u, page.Acked, page.Last,
+					len(page.Messages), acked[u], len(w))
+			}
+			for i, m := range page.Messages {
+				if m.Seq != w[i].Seq || m.MID != w[i].MID || m.From != w[i].From || string(m.Body) != string(w[i].Body) {
+					t.Errorf("inbox %d entry %d: %+v, want %+v", u, i, m, w[i])
+				}
+			}
+		}
+		// The group message is stored once, the orphan is gone, the v1
+		// tables too.
+		if n := storedMessages(t, db); n != 4 {
+			t.Errorf("%d messages after the migration, want 4", n)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM bodies"); n != 1 {
+			t.Errorf("%d group bodies, want 1", n)
+		}
+		for _, table := range []string{"messages", "inbox"} {
+			if _, err := db.Exec("SELECT 1 FROM " + table); err == nil {
+				t.Errorf("table %s still there", table)
+			}
+		}
+		// cids still deduplicate; seqs continue.
+		res := storeOK(t, s, msg(1, "c1", 2), Pending{From: 5, To: []int64{2, 3, 4}, CID: "g1", Body: []byte(`{}`)},
+			msg(1, "c3", 2))
+		if !res[0].Duplicate || res[0].MID != msgs[0].mid || !res[1].Duplicate || res[1].MID != msgs[2].mid {
+			t.Errorf("repeats of migrated cids: %+v %+v", res[0], res[1])
+		}
+		if res[2].Duplicate || !slices.Equal(res[2].Seqs, []int64{4}) {
+			t.Errorf("new message after the migration: %+v, want seq 4", res[2])
+		}
+		// Acknowledged entries are pruned as usual.
+		if _, _, err := s.Prune(ctx, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if page := fetchAll(t, s, 4); len(page.Messages) != 0 {
+			t.Errorf("inbox 4 after prune: %+v", page.Messages)
+		}
+		if page := fetchAll(t, s, 3); len(page.Messages) != 2 {
+			t.Errorf("inbox 3 (nothing acknowledged) after prune: %+v", page.Messages)
+		}
+	})
+}
+
+// TestStoreBatchTwoProcesses stores to the same inboxes through two
+// handles on one SQLite file, as two processes would: each writer's
+// memory of last seqs must give way to the other's commits, also when
+// they left no entry behind to collide with (pruned).
+func TestStoreBatchTwoProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "natter.db")
+	var stores []*Store
+	for range 2 {
+		db, err := sqldb.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		stores = append(stores, newStore(t, db))
+	}
+	want := map[int64]int64{}
+	check := func(i int, res []Result, to []int64) {
+		t.Helper()
+		for j, u := range to {
+			want[u]++
+			if res[0].Seqs[j] != want[u] {
+				t.Fatalf("message %d to %d through handle %d: seq %d, want %d", i, u, i%2, res[0].Seqs[j], want[u])
+			}
+		}
+	}
+	for i := range 40 {
+		to := []int64{2}
+		if i%3 == 0 {
+			to = append(to, 3)
+		}
+		check(i, storeOK(t, stores[i%2], msg(1, fmt.Sprint(i), to...)), to)
+		if i%5 == 4 {
+			// Everything acknowledged and pruned: no entry is left for
+			// a stale seq to collide with.
+			ctx := context.Background()
+			if err := stores[i%2].Ack(ctx, []api.Ack{{UserID: 2, Seq: want[2]}, {UserID: 3, Seq: want[3]}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := stores[i%2].Prune(ctx, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

@@ -38,21 +38,33 @@ var sqliteChunks = []int{128, 32, 16, 8, 4, 2, 1}
 // recipient (with indexes on its mid and creation time): about eight
 // B-tree entries per one-to-one message.
 //
-// Version 2 writes one entry per recipient and one dedupe key per message
-// with a cid:
+// Version 2 writes one entry per recipient and nothing else per message:
 //
 //   - inbox_entries: one row per recipient and seq. A one-to-one message
 //     is stored inline in its recipient's row (mid, sender, cid, body); a
-//     group message's row points at its body (body_id).
+//     group message's row points at its body (body_id). On SQLite the rows
+//     are appended in commit order (rowid) and found by an index on
+//     (user_id, seq); on MySQL they are clustered by (user_id, seq).
 //   - bodies: a group message, stored once, with the number of entries
 //     that point at it (refs).
-//   - dedupe: (sender, cid) -> mid for every message sent with a cid, as
-//     long as the message is kept. cid compares byte for byte.
+//   - A unique index on (sender_id, cid) of each (SQLite: partial, over
+//     the rows with a cid) is the dedupe: a cid is stored once per sender
+//     among one-to-one messages and once among group messages, as long as
+//     the message is kept. cid compares byte for byte.
 //   - inbox_state: each inbox's last assigned and acknowledged seq.
 //   - inbox_prune: each inbox's prune watermark: entries up to pruned_seq
 //     are deleted; entries up to mark_seq were acknowledged at mark_at and
 //     are deleted once that is older than the retention. No index on any
-//     time: a prune walks inbox_state, not the entries.
+//     time: a prune walks inbox_prune and inbox_state, not the entries.
+//
+// Why this layout on SQLite: a commit writes every page it changed to the
+// WAL, and a batch of one-to-one messages to n inboxes changes at least n
+// leaves of any index ordered by inbox. With the entries in a WITHOUT
+// ROWID table clustered by (user_id, seq), whole rows also sit in its
+// interior pages; appending rows and indexing them by (user_id, seq) keeps
+// that to one small index leaf per inbox (measured: 3.1 WAL frames per
+// message with a separate dedupe table and clustered entries, see
+// docs/benchmarks.md).
 //
 // The migration keeps every entry, body and cid of version 1. Its
 // statements can run again after a start-up that died half-way (MySQL
@@ -118,6 +130,7 @@ func migrations() []sqldb.Migration {
 		Version: 2,
 		SQLite: append(v1SQLite,
 			`CREATE TABLE IF NOT EXISTS inbox_entries (
+				id INTEGER NOT NULL PRIMARY KEY,
 				user_id INTEGER NOT NULL,
 				seq INTEGER NOT NULL,
 				mid BLOB NULL,
@@ -125,9 +138,10 @@ func migrations() []sqldb.Migration {
 				cid TEXT NULL,
 				body TEXT NULL,
 				body_id INTEGER NULL,
-				PRIMARY KEY (user_id, seq),
 				CHECK ((body IS NULL) <> (body_id IS NULL))
-			) WITHOUT ROWID`,
+			)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS inbox_entries_seq ON inbox_entries (user_id, seq)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS inbox_entries_cid ON inbox_entries (sender_id, cid) WHERE cid IS NOT NULL`,
 			`CREATE TABLE IF NOT EXISTS bodies (
 				id INTEGER NOT NULL PRIMARY KEY,
 				mid BLOB NOT NULL,
@@ -136,12 +150,7 @@ func migrations() []sqldb.Migration {
 				body TEXT NOT NULL,
 				refs INTEGER NOT NULL
 			)`,
-			`CREATE TABLE IF NOT EXISTS dedupe (
-				sender_id INTEGER NOT NULL,
-				cid TEXT NOT NULL,
-				mid BLOB NOT NULL,
-				PRIMARY KEY (sender_id, cid)
-			) WITHOUT ROWID`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS bodies_cid ON bodies (sender_id, cid) WHERE cid IS NOT NULL`,
 			`CREATE TABLE IF NOT EXISTS inbox_prune (
 				user_id INTEGER NOT NULL PRIMARY KEY,
 				pruned_seq INTEGER NOT NULL,
@@ -164,10 +173,8 @@ func migrations() []sqldb.Migration {
 					CASE WHEN b.id IS NULL THEN m.body END,
 					b.id
 				FROM inbox i JOIN messages m ON m.mid = i.mid
-				LEFT JOIN bodies b ON b.mid = unhex(replace(i.mid, '-', ''))`,
-			`INSERT OR IGNORE INTO dedupe (sender_id, cid, mid)
-				SELECT m.sender_id, m.cid, unhex(replace(m.mid, '-', '')) FROM messages m
-				WHERE m.cid IS NOT NULL AND EXISTS (SELECT 1 FROM inbox i WHERE i.mid = m.mid)`,
+				LEFT JOIN bodies b ON b.mid = unhex(replace(i.mid, '-', ''))
+				ORDER BY i.mid, i.user_id`,
 			`DROP INDEX IF EXISTS bodies_mid_migrate`,
 			`DROP TABLE IF EXISTS inbox`,
 			`DROP TABLE IF EXISTS messages`,
@@ -182,6 +189,7 @@ func migrations() []sqldb.Migration {
 				body MEDIUMTEXT NULL,
 				body_id BIGINT NULL,
 				PRIMARY KEY (user_id, seq),
+				UNIQUE KEY inbox_entries_cid (sender_id, cid),
 				CONSTRAINT inbox_entries_sender_positive CHECK (sender_id > 0),
 				CONSTRAINT inbox_entries_one_body CHECK ((body IS NULL) <> (body_id IS NULL))
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
@@ -193,13 +201,8 @@ func migrations() []sqldb.Migration {
 				body MEDIUMTEXT NOT NULL,
 				refs BIGINT NOT NULL,
 				PRIMARY KEY (id),
+				UNIQUE KEY bodies_cid (sender_id, cid),
 				CONSTRAINT bodies_sender_positive CHECK (sender_id > 0)
-			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
-			`CREATE TABLE IF NOT EXISTS dedupe (
-				sender_id BIGINT NOT NULL,
-				cid VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-				mid BINARY(16) NOT NULL,
-				PRIMARY KEY (sender_id, cid)
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 			`CREATE TABLE IF NOT EXISTS inbox_prune (
 				user_id BIGINT NOT NULL,
@@ -223,9 +226,6 @@ func migrations() []sqldb.Migration {
 					b.id
 				FROM inbox i JOIN messages m ON m.mid = i.mid
 				LEFT JOIN bodies b ON b.mid = UNHEX(REPLACE(i.mid, '-', ''))`,
-			`INSERT IGNORE INTO dedupe (sender_id, cid, mid)
-				SELECT m.sender_id, m.cid, UNHEX(REPLACE(m.mid, '-', '')) FROM messages m
-				WHERE m.cid IS NOT NULL AND EXISTS (SELECT 1 FROM inbox i WHERE i.mid = m.mid)`,
 			`DROP INDEX IF EXISTS bodies_mid_migrate ON bodies`,
 			`DROP TABLE IF EXISTS inbox`,
 			`DROP TABLE IF EXISTS messages`,
@@ -257,34 +257,35 @@ func (r rowsStmt) text(n int) string {
 // sqliteChunks; MySQL gets their text for each chunk (its parameters are
 // interpolated by the driver: one round trip each, nothing to prepare).
 var (
-	// insertEntries inserts inbox entries: user_id, seq, mid, sender_id,
-	// cid, body, body_id.
-	insertEntries = rowsStmt{
+	// insertEntriesSQLite inserts inbox entries (user_id, seq, mid,
+	// sender_id, cid, body, body_id), skipping a row whose cid is stored
+	// already: the writer counts the rows inserted.
+	insertEntriesSQLite = rowsStmt{
+		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id) VALUES ",
+		group: "(?,?,?,?,?,?,?)", width: 7,
+		tail: " ON CONFLICT DO NOTHING",
+	}
+	// insertEntriesMySQL inserts inbox entries; a stored cid fails it.
+	insertEntriesMySQL = rowsStmt{
 		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id) VALUES ",
 		group: "(?,?,?,?,?,?,?)", width: 7,
 	}
 	// insertBodiesSQLite inserts group bodies with the ids the writer
-	// chose: id, mid, sender_id, cid, body, refs.
+	// chose (id, mid, sender_id, cid, body, refs), skipping a body whose
+	// cid is stored already.
 	insertBodiesSQLite = rowsStmt{
 		head:  "INSERT INTO bodies (id, mid, sender_id, cid, body, refs) VALUES ",
 		group: "(?,?,?,?,?,?)", width: 6,
+		tail: " ON CONFLICT DO NOTHING",
 	}
-	// claimCIDsSQLite inserts dedupe keys and returns those that were not
-	// there yet: sender_id, cid, mid.
-	claimCIDsSQLite = rowsStmt{
-		head:  "INSERT INTO dedupe (sender_id, cid, mid) VALUES ",
-		group: "(?,?,?)", width: 3,
-		tail: " ON CONFLICT DO NOTHING RETURNING sender_id, cid",
+	// lookupEntryCIDsMySQL and lookupBodyCIDsMySQL return the stored
+	// one-to-one and group messages among (sender_id, cid) pairs.
+	lookupEntryCIDsMySQL = rowsStmt{
+		head:  "SELECT sender_id, cid, mid FROM inbox_entries WHERE (sender_id, cid) IN (",
+		group: "(?,?)", width: 2, tail: ")",
 	}
-	// insertCIDsMySQL inserts dedupe keys; one already there fails the
-	// statement (a concurrent store of the same cid).
-	insertCIDsMySQL = rowsStmt{
-		head:  "INSERT INTO dedupe (sender_id, cid, mid) VALUES ",
-		group: "(?,?,?)", width: 3,
-	}
-	// lookupCIDsMySQL returns the stored keys among (sender_id, cid) pairs.
-	lookupCIDsMySQL = rowsStmt{
-		head:  "SELECT sender_id, cid, mid FROM dedupe WHERE (sender_id, cid) IN (",
+	lookupBodyCIDsMySQL = rowsStmt{
+		head:  "SELECT sender_id, cid, mid FROM bodies WHERE (sender_id, cid) IN (",
 		group: "(?,?)", width: 2, tail: ")",
 	}
 	// setLastSQLite writes each inbox's last seq: user_id, last_seq.
@@ -326,8 +327,10 @@ const (
 	readLastSQLite = "SELECT user_id, last_seq FROM inbox_state WHERE user_id IN (SELECT value FROM json_each(?))"
 	// SQLite: the highest body id, when the writer does not remember it.
 	maxBodySQLite = "SELECT COALESCE(MAX(id), 0) FROM bodies"
-	// The mid stored under a (sender, cid).
-	lookupCID = "SELECT mid FROM dedupe WHERE sender_id = ? AND cid = ?"
+	// The mid of the one-to-one and the group message stored under a
+	// (sender, cid).
+	lookupEntryCID = "SELECT mid FROM inbox_entries WHERE sender_id = ? AND cid = ?"
+	lookupBodyCID  = "SELECT mid FROM bodies WHERE sender_id = ? AND cid = ?"
 	// MySQL: one group body; its id is the insert id.
 	insertBodyMySQL = "INSERT INTO bodies (mid, sender_id, cid, body, refs) VALUES (?,?,?,?,?)"
 )
@@ -337,8 +340,8 @@ func (s *Store) prepare(ctx context.Context) error {
 	if s.db.Dialect != sqldb.SQLite {
 		return nil
 	}
-	qs := []string{dataVersionSQLite, readLastSQLite, maxBodySQLite, lookupCID}
-	for _, st := range []rowsStmt{insertEntries, insertBodiesSQLite, claimCIDsSQLite, setLastSQLite, ackSQLite} {
+	qs := []string{dataVersionSQLite, readLastSQLite, maxBodySQLite, lookupEntryCID, lookupBodyCID}
+	for _, st := range []rowsStmt{insertEntriesSQLite, insertBodiesSQLite, setLastSQLite, ackSQLite} {
 		for _, n := range sqliteChunks {
 			qs = append(qs, st.text(n))
 		}
@@ -379,22 +382,33 @@ func (s *Store) chunks(n int, size func(i int) int, fn func(lo, hi int) error) e
 }
 
 // execRows runs st over rows (args holds st.width values per row) in
-// chunks; size, if not nil, is the byte size of row i.
-func (s *Store) execRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []any, size func(i int) int) error {
-	return s.chunks(len(args)/st.width, size, func(lo, hi int) error {
+// chunks and returns the rows it affected; size, if not nil, is the byte
+// size of row i.
+func (s *Store) execRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []any, size func(i int) int) (int64, error) {
+	var affected int64
+	err := s.chunks(len(args)/st.width, size, func(lo, hi int) error {
 		q := st.text(hi - lo)
 		a := args[lo*st.width : hi*st.width]
-		var err error
+		var (
+			res sql.Result
+			err error
+		)
 		if s.db.Dialect == sqldb.SQLite {
 			var ps *sql.Stmt
 			if ps, err = s.db.TxStmt(ctx, tx, q); err == nil {
-				_, err = ps.ExecContext(ctx, a...)
+				res, err = ps.ExecContext(ctx, a...)
 			}
 		} else {
-			_, err = tx.ExecContext(ctx, q, a...)
+			res, err = tx.ExecContext(ctx, q, a...)
 		}
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		affected += n
 		return err
 	})
+	return affected, err
 }
 
 // queryRows is execRows for a statement that returns rows, each passed to
@@ -497,37 +511,60 @@ func (s *Store) maxBodyID(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return id, nil
 }
 
-// lookupMID returns the mid stored under (from, cid).
-func (s *Store) lookupMID(ctx context.Context, tx *sql.Tx, k cidKey) (uuid.UUID, error) {
-	var b []byte
-	if err := s.queryOne(ctx, tx, lookupCID, []any{k.from, k.cid}, &b); err != nil {
-		return uuid.UUID{}, fmt.Errorf("look up cid: %w", err)
+// lookupMID returns the mid stored under k, or ok false (SQLite).
+func (s *Store) lookupMID(ctx context.Context, tx *sql.Tx, k cidKey) (mid uuid.UUID, ok bool, err error) {
+	q := lookupEntryCID
+	if k.group {
+		q = lookupBodyCID
 	}
-	return uuid.FromBytes(b)
+	var b []byte
+	err = s.queryOne(ctx, tx, q, []any{k.from, k.cid}, &b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return uuid.UUID{}, false, nil
+	}
+	if err != nil {
+		return uuid.UUID{}, false, fmt.Errorf("look up cid: %w", err)
+	}
+	mid, err = uuid.FromBytes(b)
+	if err != nil {
+		return uuid.UUID{}, false, fmt.Errorf("look up cid: %w", err)
+	}
+	return mid, true, nil
 }
 
 // lookupCIDsMySQL returns the mids stored under keys.
 func (s *Store) lookupCIDsMySQL(ctx context.Context, tx *sql.Tx, keys []cidKey) (map[cidKey]uuid.UUID, error) {
 	found := make(map[cidKey]uuid.UUID)
-	args := make([]any, 0, 2*len(keys))
-	for _, k := range keys {
-		args = append(args, k.from, k.cid)
-	}
-	err := s.queryRows(ctx, tx, lookupCIDsMySQL, args, func(rows *sql.Rows) error {
-		var k cidKey
-		var b []byte
-		if err := rows.Scan(&k.from, &k.cid, &b); err != nil {
-			return err
+	for _, group := range []bool{false, true} {
+		var args []any
+		for _, k := range keys {
+			if k.group == group {
+				args = append(args, k.from, k.cid)
+			}
 		}
-		mid, err := uuid.FromBytes(b)
+		if len(args) == 0 {
+			continue
+		}
+		st := lookupEntryCIDsMySQL
+		if group {
+			st = lookupBodyCIDsMySQL
+		}
+		err := s.queryRows(ctx, tx, st, args, func(rows *sql.Rows) error {
+			k := cidKey{group: group}
+			var b []byte
+			if err := rows.Scan(&k.from, &k.cid, &b); err != nil {
+				return err
+			}
+			mid, err := uuid.FromBytes(b)
+			if err != nil {
+				return err
+			}
+			found[k] = mid
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("look up cids: %w", err)
 		}
-		found[k] = mid
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look up cids: %w", err)
 	}
 	return found, nil
 }
@@ -541,7 +578,7 @@ func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, cou
 		args = append(args, u, counts[u])
 		ids = append(ids, u)
 	}
-	if err := s.execRows(ctx, tx, addLastMySQL, args, nil); err != nil {
+	if _, err := s.execRows(ctx, tx, addLastMySQL, args, nil); err != nil {
 		return nil, fmt.Errorf("advance last seqs: %w", err)
 	}
 	last := make(map[int64]int64, len(users))
@@ -671,16 +708,13 @@ const (
 	// on (the walk goes through inbox_prune in key order).
 	pruneDueQuery = `SELECT user_id, pruned_seq, mark_seq FROM inbox_prune
 		WHERE user_id > ? AND mark_seq > pruned_seq AND mark_at <= ? ORDER BY user_id LIMIT ?`
-	// What the entries of a range refer to: one-to-one cids, group bodies.
-	pruneRangeQuery = `SELECT sender_id, cid, mid, body_id FROM inbox_entries
-		WHERE user_id = ? AND seq > ? AND seq <= ?`
-	deleteRange = "DELETE FROM inbox_entries WHERE user_id = ? AND seq > ? AND seq <= ?"
-	setPruned   = "UPDATE inbox_prune SET pruned_seq = ? WHERE user_id = ?"
-	deleteCID   = "DELETE FROM dedupe WHERE sender_id = ? AND cid = ? AND mid = ?"
-	releaseBody = "UPDATE bodies SET refs = refs - ? WHERE id = ?"
-	deadBody    = "SELECT sender_id, cid, mid FROM bodies WHERE id = ? AND refs <= 0"
-	deleteBody  = "DELETE FROM bodies WHERE id = ?"
-	markSQLite  = `INSERT INTO inbox_prune (user_id, pruned_seq, mark_seq, mark_at)
+	// The group bodies the entries of a range point at (NULL: one-to-one).
+	pruneRangeQuery = `SELECT body_id FROM inbox_entries WHERE user_id = ? AND seq > ? AND seq <= ?`
+	deleteRange     = "DELETE FROM inbox_entries WHERE user_id = ? AND seq > ? AND seq <= ?"
+	setPruned       = "UPDATE inbox_prune SET pruned_seq = ? WHERE user_id = ?"
+	releaseBody     = "UPDATE bodies SET refs = refs - ? WHERE id = ?"
+	deleteDeadBody  = "DELETE FROM bodies WHERE id = ? AND refs <= 0"
+	markSQLite      = `INSERT INTO inbox_prune (user_id, pruned_seq, mark_seq, mark_at)
 		SELECT s.user_id, 0, s.acked_seq, ? FROM inbox_state s LEFT JOIN inbox_prune p ON p.user_id = s.user_id
 		WHERE s.acked_seq > COALESCE(p.mark_seq, 0) AND COALESCE(p.mark_seq, 0) = COALESCE(p.pruned_seq, 0)
 		ON CONFLICT (user_id) DO UPDATE SET mark_seq = excluded.mark_seq, mark_at = excluded.mark_at`
@@ -718,40 +752,26 @@ func (s *Store) selectPruneDue(ctx context.Context, from, cutoff int64, limit in
 	return out, nil
 }
 
-// pruneRange deletes user's entries with from < seq <= to, the dedupe keys
-// of the one-to-one messages among them and the group bodies no entry
-// points at any more, and records to as pruned. It returns the entries
-// and the messages (one-to-one entries and group bodies) deleted.
+// pruneRange deletes user's entries with from < seq <= to and the group
+// bodies no entry points at any more, and records to as pruned. It
+// returns the entries and the messages (one-to-one entries and group
+// bodies) deleted.
 func (s *Store) pruneRange(ctx context.Context, tx *sql.Tx, user, from, to int64) (entries, messages int64, err error) {
-	type key struct {
-		from int64
-		cid  string
-		mid  []byte
-	}
-	var cids []key
 	bodies := map[int64]int64{} // body id -> entries deleted
 	rows, err := tx.QueryContext(ctx, pruneRangeQuery, user, from, to)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read entries to prune: %w", err)
 	}
 	for rows.Next() {
-		var (
-			sender sql.NullInt64
-			cid    sql.NullString
-			mid    []byte
-			body   sql.NullInt64
-		)
-		if err := rows.Scan(&sender, &cid, &mid, &body); err != nil {
+		var body sql.NullInt64
+		if err := rows.Scan(&body); err != nil {
 			rows.Close()
 			return 0, 0, fmt.Errorf("read entries to prune: %w", err)
 		}
 		if body.Valid {
 			bodies[body.Int64]++
-			continue
-		}
-		messages++
-		if cid.Valid {
-			cids = append(cids, key{sender.Int64, cid.String, mid})
+		} else {
+			messages++
 		}
 	}
 	rows.Close()
@@ -769,30 +789,15 @@ func (s *Store) pruneRange(ctx context.Context, tx *sql.Tx, user, from, to int64
 		if _, err := tx.ExecContext(ctx, releaseBody, n, id); err != nil {
 			return 0, 0, fmt.Errorf("release body: %w", err)
 		}
-		var (
-			k   key
-			cid sql.NullString
-		)
-		err := tx.QueryRowContext(ctx, deadBody, id).Scan(&k.from, &cid, &k.mid)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // other entries still point at it
-		}
+		res, err := tx.ExecContext(ctx, deleteDeadBody, id)
 		if err != nil {
-			return 0, 0, fmt.Errorf("release body: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, deleteBody, id); err != nil {
 			return 0, 0, fmt.Errorf("delete body: %w", err)
 		}
-		messages++
-		if cid.Valid {
-			k.cid = cid.String
-			cids = append(cids, k)
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, 0, fmt.Errorf("delete body: %w", err)
 		}
-	}
-	for _, k := range cids {
-		if _, err := tx.ExecContext(ctx, deleteCID, k.from, k.cid, k.mid); err != nil {
-			return 0, 0, fmt.Errorf("delete cid: %w", err)
-		}
+		messages += n
 	}
 	if _, err := tx.ExecContext(ctx, setPruned, to, user); err != nil {
 		return 0, 0, fmt.Errorf("record prune: %w", err)
