@@ -200,13 +200,13 @@ func (s *Store) Write(ctx context.Context, b Batch) (res []Result, ackErr error,
 
 func (s *Store) storeRetrying(ctx context.Context, ps []Pending, acks []api.Ack) ([]Result, error) {
 	var err error
-	lookup := false // SQLite: look the cids up first only once one was seen stored
+	lookup := false // look the cids up first only once one was seen stored
 	for range cidRaceRetries {
 		var res []Result
 		if s.memo != nil {
 			res, err = s.storeSQLite(ctx, ps, acks, lookup)
 		} else {
-			res, err = s.storeMySQL(ctx, ps)
+			res, err = s.storeMySQL(ctx, ps, lookup)
 		}
 		if err == nil {
 			return res, nil
@@ -502,7 +502,10 @@ func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) error
 }
 
 // storeMySQL is one attempt at storing ps in one transaction on MySQL.
-func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) {
+// Without lookup no cid is looked up: a unique index refuses a cid stored
+// already, which fails the attempt with errCIDRace (and the next looks
+// them up first).
+func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Result, error) {
 	var p *plan
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error { // InTx may run this more than once
 		var err error
@@ -511,7 +514,7 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) 
 		}
 		// (a) Messages whose cid is already stored.
 		var stored map[cidKey]uuid.UUID
-		if len(p.keys) > 0 {
+		if lookup && len(p.keys) > 0 {
 			if stored, err = s.lookupCIDsMySQL(ctx, tx, p.keys); err != nil {
 				return err
 			}
@@ -529,8 +532,9 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending) ([]Result, error) 
 		for u, n := range counts {
 			last[u] -= n // where this batch's entries start
 		}
-		// (c) Group bodies. A cid stored concurrently by another
-		// transaction fails the insert (and the batch is tried again).
+		// (c) Group bodies. A cid stored already (or concurrently, by
+		// another transaction) fails the insert and the batch is tried
+		// again.
 		bodyID := make(map[int]int64)
 		for i, b := range p.bodies() {
 			if bodyID[i], err = s.insertBodyMySQL(ctx, tx, b); err != nil {
