@@ -57,9 +57,10 @@ type DB struct {
 	Read    *sql.DB
 	Dialect Dialect
 
-	stmts  *sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
-	wstmts *sync.Map // query text -> *sql.Stmt on the writer pool (TxStmt)
-	shared *sync.Map // key -> value (Shared)
+	stmts  *sync.Map     // query text -> *sql.Stmt on Read (ReadQuery)
+	wstmts *sync.Map     // query text -> *sql.Stmt on the writer pool (TxStmt)
+	shared *sync.Map     // key -> value (Shared)
+	ckpt   *checkpointer // SQLite: copies the WAL into the database file; nil on MySQL
 
 	metrics *Metrics // nil: not observed
 }
@@ -214,6 +215,9 @@ func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 
 // Close closes the database (both pools).
 func (db *DB) Close() error {
+	if db.ckpt != nil {
+		db.ckpt.close()
+	}
 	for _, m := range []*sync.Map{db.stmts, db.wstmts} {
 		m.Range(func(_, st any) bool {
 			st.(*sql.Stmt).Close()
@@ -237,10 +241,21 @@ func (db *DB) Close() error {
 // cache only grows as pages are used.
 const writerCacheKiB = 64 << 10
 
+// checkpointEvery is how often the WAL is copied into the database file.
+const checkpointEvery = 100 * time.Millisecond
+
 // OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
 // mode with full fsync, so a committed transaction survives a crash. SQLite
 // has one writer at a time; the pool is a single connection, which keeps
 // writers from fighting over the lock.
+//
+// The WAL is copied into the database file (checkpointed) by a goroutine
+// of the DB's own, every checkpointEvery, on a connection of its own,
+// instead of by the commit that happens to pass 1,000 WAL pages (SQLite's
+// default): that commit, and every writer queued behind it, would wait
+// for the copy and its fsync. A checkpoint never waits for the writer nor
+// the writer for it; pages changed many times between two are copied
+// once.
 func OpenSQLite(path string) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -249,7 +264,7 @@ func OpenSQLite(path string) (*DB, error) {
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate" +
-		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB)
+		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB) + "&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -272,7 +287,65 @@ func OpenSQLite(path string) (*DB, error) {
 	read.SetMaxOpenConns(sqliteReaders)
 	read.SetMaxIdleConns(sqliteReaders)
 	read.SetConnMaxLifetime(0)
-	return newDB(db, read, SQLite), nil
+	ckpt, err := startCheckpointer(path, checkpointEvery)
+	if err != nil {
+		db.Close()
+		read.Close()
+		return nil, err
+	}
+	out := newDB(db, read, SQLite)
+	out.ckpt = ckpt
+	return out, nil
+}
+
+// checkpointer copies an SQLite database's WAL into the database file in
+// the background (PRAGMA wal_checkpoint(PASSIVE): as far as no reader
+// still needs, without waiting for anyone).
+type checkpointer struct {
+	conn *sql.DB
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func startCheckpointer(path string, every time.Duration) (*checkpointer, error) {
+	conn, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
+	}
+	conn.SetMaxOpenConns(1)
+	conn.SetMaxIdleConns(1)
+	conn.SetConnMaxLifetime(0)
+	c := &checkpointer{conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run(every)
+	return c, nil
+}
+
+func (c *checkpointer) run(every time.Duration) {
+	defer close(c.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		// Errors (busy: another process checkpoints) are left for the
+		// next tick; the writers never depend on a checkpoint.
+		var busy, log, done int64
+		_ = c.conn.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+	}
+}
+
+// close stops the checkpoints; SQLite checkpoints what is left when the
+// database's last connection closes.
+func (c *checkpointer) close() {
+	c.once.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.conn.Close()
+	})
 }
 
 // OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN

@@ -214,6 +214,11 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			stopPprof, err := cliflag.StartPprof(c, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			sources, err := loadgen.ParseSources(c.String("source-addrs"))
 			if err != nil {
 				return err
