@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"hash/maphash"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -206,21 +207,50 @@ func (s *Service) writeLoop(w *writer) {
 			entries += len(it.p.To)
 		}
 		add(it)
-	fill:
-		for len(c.stores) < s.cfg.BatchSize && entries < maxBatchEntries && acks < maxBatchAcks {
+		open := fill(w.queue, add, func() bool {
+			return len(c.stores) < s.cfg.BatchSize && entries < maxBatchEntries && acks < maxBatchAcks
+		})
+		if open && len(c.stores) == 0 {
+			// Acknowledgements alone: give a store ackFoldWait to come
+			// and take them along (one commit, one fsync, instead of
+			// two); the gateway batches acks every 20 ms anyway.
+			t := time.NewTimer(ackFoldWait)
 			select {
 			case it, ok := <-w.queue:
-				if !ok {
-					break fill
+				if ok {
+					add(it)
+					fill(w.queue, add, func() bool {
+						return len(c.stores) < s.cfg.BatchSize && entries < maxBatchEntries && acks < maxBatchAcks
+					})
 				}
-				add(it)
-			default:
-				break fill
+			case <-t.C:
 			}
+			t.Stop()
 		}
 		s.write(c)
 		w.publish <- c
 	}
+}
+
+// ackFoldWait is how long a batch of acknowledgements alone waits for a
+// store to share its transaction.
+const ackFoldWait = 2 * time.Millisecond
+
+// fill adds what is queued now to a batch while room says there is room,
+// without waiting; it reports false when the queue is closed.
+func fill(queue chan *item, add func(*item), room func() bool) bool {
+	for room() {
+		select {
+		case it, ok := <-queue:
+			if !ok {
+				return false
+			}
+			add(it)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // write commits a batch.
