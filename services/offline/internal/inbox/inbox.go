@@ -58,6 +58,8 @@ type Store struct {
 	// memo is the SQLite writer's memory (nil on MySQL), shared by every
 	// Store on the same database.
 	memo *memo
+	// returning: the MySQL server answers INSERT ... RETURNING (MariaDB).
+	returning bool
 }
 
 // memo is what the SQLite writer remembers between its transactions.

@@ -653,3 +653,36 @@ func TestStoreBatchTwoProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreMySQLWithoutReturning stores through the MySQL write path a
+// server without INSERT ... RETURNING (MySQL itself, as opposed to
+// MariaDB) takes: the last seqs are read back by a locking SELECT.
+func TestStoreMySQLWithoutReturning(t *testing.T) {
+	db := dbtest.MySQL(t)
+	s := newStore(t, db)
+	t.Logf("this server answers INSERT ... RETURNING: %v", s.returning)
+	s.returning = false
+	want := map[int64]int64{}
+	for i := range 30 {
+		to := []int64{int64(2 + i%3)}
+		if i%4 == 0 {
+			to = append(to, 9)
+		}
+		res := storeOK(t, s, msg(1, fmt.Sprint(i), to...), msg(2, "", to[0]))
+		for k, r := range res {
+			want[to[0]]++
+			if r.Seqs[0] != want[to[0]] {
+				t.Fatalf("round %d message %d: seqs %v, want %d", i, k, r.Seqs, want[to[0]])
+			}
+			if k == 0 && len(to) > 1 {
+				want[9]++
+				if r.Seqs[1] != want[9] {
+					t.Fatalf("round %d: seqs %v, want %d for inbox 9", i, r.Seqs, want[9])
+				}
+			}
+		}
+	}
+	if r := storeOK(t, s, msg(1, "3", 2)); !r[0].Duplicate {
+		t.Errorf("repeated cid: %+v", r[0])
+	}
+}

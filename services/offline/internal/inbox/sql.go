@@ -304,6 +304,12 @@ var (
 		group: "(?,?)", width: 2,
 		tail: " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
 	}
+	// addLastReturning is addLastMySQL answering each inbox's new last
+	// seq (MariaDB).
+	addLastReturning = rowsStmt{
+		head: addLastMySQL.head, group: addLastMySQL.group, width: addLastMySQL.width,
+		tail: addLastMySQL.tail + " RETURNING user_id, last_seq",
+	}
 	// readLastMySQL reads the last seqs of inboxes this transaction holds.
 	readLastMySQL = rowsStmt{
 		head:  "SELECT user_id, last_seq FROM inbox_state WHERE user_id IN (",
@@ -335,10 +341,13 @@ const (
 	insertBodyMySQL = "INSERT INTO bodies (mid, sender_id, cid, body, refs) VALUES (?,?,?,?,?)"
 )
 
-// prepare prepares the write path's statements (SQLite; nothing on MySQL).
+// prepare prepares the write path's statements on SQLite; on MySQL it
+// finds out whether the server answers INSERT ... RETURNING.
 func (s *Store) prepare(ctx context.Context) error {
 	if s.db.Dialect != sqldb.SQLite {
-		return nil
+		var err error
+		s.returning, err = s.hasReturning(ctx)
+		return err
 	}
 	qs := []string{dataVersionSQLite, readLastSQLite, maxBodySQLite, lookupEntryCID, lookupBodyCID}
 	for _, st := range []rowsStmt{insertEntriesSQLite, insertBodiesSQLite, setLastSQLite, ackSQLite} {
@@ -578,25 +587,50 @@ func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, cou
 		args = append(args, u, counts[u])
 		ids = append(ids, u)
 	}
-	if _, err := s.execRows(ctx, tx, addLastMySQL, args, nil); err != nil {
-		return nil, fmt.Errorf("advance last seqs: %w", err)
-	}
 	last := make(map[int64]int64, len(users))
-	err := s.queryRows(ctx, tx, readLastMySQL, ids, func(rows *sql.Rows) error {
+	scan := func(rows *sql.Rows) error {
 		var u, seq int64
 		if err := rows.Scan(&u, &seq); err != nil {
 			return err
 		}
 		last[u] = seq
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read last seqs: %w", err)
+	}
+	if s.returning {
+		// MariaDB answers the new values with the upsert itself.
+		if err := s.queryRows(ctx, tx, addLastReturning, args, scan); err != nil {
+			return nil, fmt.Errorf("advance last seqs: %w", err)
+		}
+	} else {
+		if _, err := s.execRows(ctx, tx, addLastMySQL, args, nil); err != nil {
+			return nil, fmt.Errorf("advance last seqs: %w", err)
+		}
+		if err := s.queryRows(ctx, tx, readLastMySQL, ids, scan); err != nil {
+			return nil, fmt.Errorf("read last seqs: %w", err)
+		}
 	}
 	if len(last) != len(users) {
 		return nil, fmt.Errorf("read last seqs: found %d of %d inboxes", len(last), len(users))
 	}
 	return last, nil
+}
+
+// hasReturning reports whether a MySQL server answers INSERT ... RETURNING
+// (MariaDB 10.5 and later; MySQL does not).
+func (s *Store) hasReturning(ctx context.Context) (bool, error) {
+	var v string
+	if err := s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		return false, fmt.Errorf("read server version: %w", err)
+	}
+	num, _, mariadb := strings.Cut(v, "-MariaDB")
+	if !mariadb {
+		return false, nil
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(num, "%d.%d", &major, &minor); err != nil {
+		return false, nil
+	}
+	return major > 10 || major == 10 && minor >= 5, nil
 }
 
 // insertBodyMySQL inserts one group body and returns its id.
