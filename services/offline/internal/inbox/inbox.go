@@ -324,26 +324,45 @@ func (p *plan) counts() ([]int64, map[int64]int64) {
 
 // entries assigns the seqs of the fresh messages in request order, each
 // inbox continuing after last (which it advances), and returns the
-// entries' rows as statement arguments and their sizes. bodyID[i] is the
-// body of group message i.
-func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (args []any, sizes []int) {
+// entries' rows as statement arguments: one-to-one entries (insert
+// width 7) with their sizes, and group entries (insertGroupEntries).
+// bodyID[i] is the body of group message i.
+func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (one []any, sizes []int, group []any) {
 	for _, i := range p.fresh {
 		m := p.ps[i]
 		seqs := make([]int64, len(m.To))
+		id, isGroup := bodyID[i]
 		for j, u := range m.To {
 			last[u]++
 			seqs[j] = last[u]
-			if id, ok := bodyID[i]; ok {
-				args = append(args, u, seqs[j], nil, nil, nil, nil, id)
-				sizes = append(sizes, 32)
+			if isGroup {
+				group = append(group, u, seqs[j], id)
 			} else {
-				args = append(args, u, seqs[j], p.mids[i][:], m.From, nullCID(m.CID), string(m.Body), nil)
+				one = append(one, u, seqs[j], p.mids[i][:], m.From, nullCID(m.CID), string(m.Body), nil)
 				sizes = append(sizes, len(m.Body)+64)
 			}
 		}
 		p.res[i].Seqs = seqs
 	}
-	return args, sizes
+	return one, sizes, group
+}
+
+// insertEntries inserts the rows entries returned and reports whether
+// every row went in.
+func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, one []any, sizes []int, group []any) (bool, error) {
+	st, gst := insertEntriesSQLite, insertGroupEntriesSQLite
+	if s.db.Dialect == sqldb.MySQL {
+		st, gst = insertEntriesMySQL, insertGroupEntriesMySQL
+	}
+	n, err := s.execRows(ctx, tx, st, one, func(i int) int { return sizes[i] })
+	if err != nil {
+		return false, fmt.Errorf("insert entries: %w", err)
+	}
+	g, err := s.execRows(ctx, tx, gst, group, nil)
+	if err != nil {
+		return false, fmt.Errorf("insert entries: %w", err)
+	}
+	return n == int64(len(one)/st.width) && g == int64(len(group)/gst.width), nil
 }
 
 // bodies returns the body rows of the fresh group messages (more than one
@@ -449,16 +468,16 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 				}
 			}
 			// (d) The entries, seqs in request order.
-			args, _ := p.entries(last, bodyID)
-			n, err := s.execRows(ctx, tx, insertEntriesSQLite, args, nil)
+			one, sizes, group := p.entries(last, bodyID)
+			all, err := s.insertEntries(ctx, tx, one, sizes, group)
 			if err != nil {
-				return fmt.Errorf("insert entries: %w", err)
+				return err
 			}
-			if n != int64(len(args)/insertEntriesSQLite.width) {
+			if !all {
 				return fmt.Errorf("insert entries: %w", errCIDRace)
 			}
 			// (e) The new last seqs.
-			args = args[:0]
+			args := make([]any, 0, 2*len(users))
 			for _, u := range users {
 				args = append(args, u, last[u])
 			}
@@ -544,9 +563,9 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 			}
 		}
 		// (d) The entries, seqs in request order.
-		args, sizes := p.entries(last, bodyID)
-		if _, err := s.execRows(ctx, tx, insertEntriesMySQL, args, func(i int) int { return sizes[i] }); err != nil {
-			return cidRace(fmt.Errorf("insert entries: %w", err))
+		one, sizes, group := p.entries(last, bodyID)
+		if _, err := s.insertEntries(ctx, tx, one, sizes, group); err != nil {
+			return cidRace(err)
 		}
 		return nil
 	})

@@ -270,6 +270,18 @@ var (
 		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id) VALUES ",
 		group: "(?,?,?,?,?,?,?)", width: 7,
 	}
+	// insertGroupEntriesSQLite and insertGroupEntriesMySQL insert the
+	// entries of group messages: user_id, seq, body_id (nothing else to
+	// bind); SQLite skips a seq stored already (the writer counts).
+	insertGroupEntriesSQLite = rowsStmt{
+		head:  "INSERT INTO inbox_entries (user_id, seq, body_id) VALUES ",
+		group: "(?,?,?)", width: 3,
+		tail: " ON CONFLICT DO NOTHING",
+	}
+	insertGroupEntriesMySQL = rowsStmt{
+		head:  "INSERT INTO inbox_entries (user_id, seq, body_id) VALUES ",
+		group: "(?,?,?)", width: 3,
+	}
 	// insertBodiesSQLite inserts group bodies with the ids the writer
 	// chose (id, mid, sender_id, cid, body, refs), skipping a body whose
 	// cid is stored already.
@@ -350,7 +362,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		return err
 	}
 	qs := []string{dataVersionSQLite, readLastSQLite, maxBodySQLite, lookupEntryCID, lookupBodyCID}
-	for _, st := range []rowsStmt{insertEntriesSQLite, insertBodiesSQLite, setLastSQLite, ackSQLite} {
+	for _, st := range []rowsStmt{insertEntriesSQLite, insertGroupEntriesSQLite, insertBodiesSQLite, setLastSQLite, ackSQLite} {
 		for _, n := range sqliteChunks {
 			qs = append(qs, st.text(n))
 		}
