@@ -255,6 +255,8 @@ func fill(queue chan *item, add func(*item), room func() bool) bool {
 
 // write commits a batch.
 func (s *Service) write(c *committed) {
+	start := time.Now()
+	defer func() { s.metrics.writerBusy.Add(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	var b inbox.Batch
