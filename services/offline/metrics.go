@@ -32,8 +32,8 @@ type metrics struct {
 
 // newMetrics registers the service's metrics on reg (nil: a registry of
 // their own, counted but not served); queueLen reports the store queue's
-// length.
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+// length, syncs the syncs of the database's WAL.
+func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -66,8 +66,13 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		Help:        "Store requests waiting for a batch writer.",
 		ConstLabels: labels,
 	}, queueLen)
+	walSyncs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "natter_offline_wal_syncs_total",
+		Help:        "SQLite: syncs of the WAL after the writers' commits (one covers every commit before it; fewer than the batches when the writers run ahead).",
+		ConstLabels: labels,
+	}, syncs)
 	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
-		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue} {
+		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue, walSyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register offline metrics: %w", err)
 		}

@@ -141,7 +141,8 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			publish: make(chan *committed, publishAhead),
 		})
 	}
-	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.queueLen()) })
+	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.queueLen()) },
+		func() float64 { return float64(db.WALSyncs()) })
 	if err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}

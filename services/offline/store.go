@@ -25,9 +25,9 @@ const maxBatchEntries = 20000
 const maxBatchAcks = 4 * MaxAcks
 
 // publishAhead is how many committed batches a writer may hand to its
-// publisher before it waits: the next batch commits while the last one's
-// pushes and answers go out.
-const publishAhead = 2
+// publisher before it waits: the next batches commit while the last one
+// is synced, pushed and answered.
+const publishAhead = 8
 
 // item is a request waiting for a writer: a store (p) or an ack request
 // (acks, isAck).
@@ -297,9 +297,23 @@ type publisher struct {
 	resp []byte
 }
 
-// publishBatch publishes the new inbox entries of a committed batch and
-// answers its requests.
+// publishBatch makes a committed batch durable (one sync of the WAL
+// covers every batch committed before it: on SQLite the writer commits
+// without waiting for the disk and goes on with the next batch), then
+// publishes its new inbox entries and answers its requests.
 func (s *Service) publishBatch(p *publisher, c *committed) {
+	if err := s.store.Sync(); err != nil {
+		// Whether the batch survives a crash is unknown: nobody hears
+		// it was stored (senders retry with their cid).
+		s.log.Error("sync store batch", "requests", len(c.stores)+len(c.acks), "err", err)
+		if c.err == nil {
+			c.err = err
+		}
+		if c.ackErr == nil {
+			c.ackErr = err
+		}
+		c.res = nil
+	}
 	for _, it := range c.acks {
 		if c.ackErr != nil {
 			endpoint.RespondError(s.log, it.m, epAck, c.ackErr)

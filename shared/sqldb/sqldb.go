@@ -61,6 +61,7 @@ type DB struct {
 	wstmts *sync.Map     // query text -> *sql.Stmt on the writer pool (TxStmt)
 	shared *sync.Map     // key -> value (Shared)
 	ckpt   *checkpointer // SQLite: copies the WAL into the database file; nil on MySQL
+	wal    *walSync      // SQLite: deferred commits and their syncs (InTxDeferred); nil on MySQL
 
 	metrics *Metrics // nil: not observed
 }
@@ -196,6 +197,32 @@ func (db *DB) TxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, 
 	return tx.PrepareContext(ctx, query)
 }
 
+// PrepareReads prepares fixed queries on the read pool for ReadQuery and
+// ReadTxStmt. Call it outside any read transaction.
+func (db *DB) PrepareReads(ctx context.Context, queries ...string) error {
+	for _, q := range queries {
+		st, err := db.Read.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		if _, loaded := db.stmts.LoadOrStore(q, st); loaded {
+			st.Close()
+		}
+	}
+	return nil
+}
+
+// ReadTxStmt returns a fixed query as a statement of tx, a ReadTx
+// transaction: prepared once if PrepareReads (or an earlier ReadQuery) has
+// it, else prepared in tx now (never on another connection of the pool,
+// which the caller may be waiting for).
+func (db *DB) ReadTxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
 // readStmt returns query prepared on the read pool, or nil if it cannot
 // be prepared now (the caller runs it unprepared, which reports the error).
 func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
@@ -295,6 +322,7 @@ func OpenSQLite(path string) (*DB, error) {
 	}
 	out := newDB(db, read, SQLite)
 	out.ckpt = ckpt
+	out.wal = newWALSync(path)
 	return out, nil
 }
 

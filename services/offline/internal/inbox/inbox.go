@@ -149,7 +149,9 @@ func (s *Store) StoreBatch(ctx context.Context, ps []Pending) ([]Result, error) 
 
 // Write commits b and returns one Result per message, in order, and the
 // outcome of the acknowledgements. Seqs are assigned in the order of
-// b.Stores.
+// b.Stores. On SQLite the commit does not wait for the disk: it is durable
+// once Sync returns, and nothing may be acknowledged before (a crash may
+// take back what was not synced).
 //
 // On SQLite the messages and the acknowledgements share one transaction
 // (one fsync). On MySQL the acknowledgements get a transaction of their
@@ -394,7 +396,7 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 		lastBody int64
 		version  int64
 	)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error { // InTx may run this more than once
+	err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
 		var err error
 		if p, err = newPlan(ps); err != nil {
 			return err
@@ -603,7 +605,18 @@ func highestAcks(acks []api.Ack) []api.Ack {
 	return out
 }
 
-// Ack acknowledges inboxes cumulatively, in one transaction: each inbox's
+// Sync returns once every write committed so far is durable (on SQLite:
+// one sync of the WAL for all of them, shared with concurrent callers; on
+// MySQL a commit is durable when it returns).
+func (s *Store) Sync() error {
+	if err := s.db.SyncWAL(); err != nil {
+		return fmt.Errorf("sync inbox writes: %w", err)
+	}
+	return nil
+}
+
+// Ack acknowledges inboxes cumulatively, in one transaction (on SQLite
+// durable once Sync returns): each inbox's
 // acknowledged seq becomes min(seq, last seq) unless it is already higher.
 // Several acks for one user count as the highest of them; acks for inboxes
 // that do not exist change nothing.
@@ -619,7 +632,7 @@ func (s *Store) ack(ctx context.Context, acks []api.Ack) error {
 	var err error
 	if s.memo != nil {
 		s.memo.mu.Lock()
-		err = s.db.InTx(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
+		err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
 		s.memo.mu.Unlock()
 	} else {
 		err = s.db.InTx(ctx, func(tx *sql.Tx) error { return s.updateAcksMySQL(ctx, tx, acks) })
@@ -638,14 +651,33 @@ func (s *Store) Fetch(ctx context.Context, user, after int64, limit, maxBytes in
 	if limit <= 0 {
 		return nil, fmt.Errorf("fetch inbox %d: limit %d is not positive", user, limit)
 	}
-	acked, last, err := s.selectState(ctx, user)
-	if err != nil {
-		return nil, fmt.Errorf("fetch inbox %d: %w", user, err)
+	var (
+		acked, last int64
+		msgs        []api.InboxMessage
+	)
+	read := func(q querier) error {
+		var err error
+		if acked, last, err = s.selectState(ctx, q, user); err != nil {
+			return err
+		}
+		// SQLite: what this read sees was committed, maybe not synced
+		// yet (Write); it is handed out only once synced.
+		if err := s.db.WaitDurable(); err != nil {
+			return err
+		}
+		if after < 0 {
+			after = acked
+		}
+		msgs, err = s.selectEntries(ctx, q, user, after, last, limit, maxBytes)
+		return err
 	}
-	if after < 0 {
-		after = acked
+	var err error
+	if s.memo != nil {
+		// One snapshot for both reads, so that the wait covers both.
+		err = s.db.ReadTx(ctx, func(tx *sql.Tx) error { return read(txQuerier{s.db, tx}) })
+	} else {
+		err = read(s.db)
 	}
-	msgs, err := s.selectEntries(ctx, user, after, last, limit, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("fetch inbox %d: %w", user, err)
 	}

@@ -686,3 +686,28 @@ func TestStoreMySQLWithoutReturning(t *testing.T) {
 		t.Errorf("repeated cid: %+v", r[0])
 	}
 }
+
+// TestFetchWaitsForSync: on SQLite a write commits without waiting for the
+// disk; a fetch that reads it first makes it durable (it never hands out
+// what a crash could take back).
+func TestFetchWaitsForSync(t *testing.T) {
+	db := dbtest.SQLite(t)
+	s := newStore(t, db)
+	storeOK(t, s, msg(1, "a", 2))
+	before := db.WALSyncs()
+	page := fetchAll(t, s, 2)
+	if len(page.Messages) != 1 {
+		t.Fatalf("fetch: %+v", page)
+	}
+	if db.WALSyncs() != before+1 {
+		t.Errorf("%d syncs after a fetch of an unsynced write, want %d", db.WALSyncs(), before+1)
+	}
+	// Synced already: a fetch does not sync again.
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fetchAll(t, s, 2)
+	if db.WALSyncs() != before+1 {
+		t.Errorf("%d syncs, want %d: nothing was left to sync", db.WALSyncs(), before+1)
+	}
+}

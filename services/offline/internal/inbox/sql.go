@@ -367,7 +367,10 @@ func (s *Store) prepare(ctx context.Context) error {
 			qs = append(qs, st.text(n))
 		}
 	}
-	return s.db.PrepareWrites(ctx, qs...)
+	if err := s.db.PrepareWrites(ctx, qs...); err != nil {
+		return err
+	}
+	return s.db.PrepareReads(ctx, selectStateQuery, selectEntriesQuery)
 }
 
 // chunks calls fn with consecutive [lo, hi) ranges of n rows: on SQLite of
@@ -692,11 +695,49 @@ func (s *Store) updateAcksMySQL(ctx context.Context, tx *sql.Tx, acks []api.Ack)
 	})
 }
 
+// The fetch's queries.
+const (
+	selectStateQuery   = "SELECT acked_seq, last_seq FROM inbox_state WHERE user_id = ?"
+	selectEntriesQuery = `SELECT e.seq, COALESCE(e.mid, b.mid), COALESCE(e.sender_id, b.sender_id), COALESCE(e.body, b.body)
+		FROM inbox_entries e LEFT JOIN bodies b ON b.id = e.body_id
+		WHERE e.user_id = ? AND e.seq > ? AND e.seq <= ?
+		ORDER BY e.seq LIMIT ?`
+)
+
+// querier runs a fixed read query: the read pool (sqldb.DB) or a read
+// transaction (txQuerier).
+type querier interface {
+	ReadQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ReadQueryRow(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txQuerier runs fixed read queries in a read transaction, as statements
+// prepared once on the read pool.
+type txQuerier struct {
+	db *sqldb.DB
+	tx *sql.Tx
+}
+
+func (q txQuerier) ReadQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := q.db.ReadTxStmt(ctx, q.tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (q txQuerier) ReadQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := q.db.ReadTxStmt(ctx, q.tx, query)
+	if err != nil {
+		return q.tx.QueryRowContext(ctx, query, args...) // reports the error
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // selectState returns user's acknowledged and last seq (0, 0 for an inbox
 // that never received anything).
-func (s *Store) selectState(ctx context.Context, user int64) (acked, last int64, err error) {
-	err = s.db.ReadQueryRow(ctx,
-		"SELECT acked_seq, last_seq FROM inbox_state WHERE user_id = ?", user).Scan(&acked, &last)
+func (s *Store) selectState(ctx context.Context, q querier, user int64) (acked, last int64, err error) {
+	err = q.ReadQueryRow(ctx, selectStateQuery, user).Scan(&acked, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, nil
 	}
@@ -709,12 +750,8 @@ func (s *Store) selectState(ctx context.Context, user int64) (acked, last int64,
 // selectEntries returns user's inbox entries with after < seq <= upto in
 // seq order, at most limit, stopping before the bodies pass maxBytes (but
 // always returning the first entry there is).
-func (s *Store) selectEntries(ctx context.Context, user, after, upto int64, limit, maxBytes int) ([]api.InboxMessage, error) {
-	rows, err := s.db.ReadQuery(ctx,
-		`SELECT e.seq, COALESCE(e.mid, b.mid), COALESCE(e.sender_id, b.sender_id), COALESCE(e.body, b.body)
-		FROM inbox_entries e LEFT JOIN bodies b ON b.id = e.body_id
-		WHERE e.user_id = ? AND e.seq > ? AND e.seq <= ?
-		ORDER BY e.seq LIMIT ?`, user, after, upto, limit)
+func (s *Store) selectEntries(ctx context.Context, q querier, user, after, upto int64, limit, maxBytes int) ([]api.InboxMessage, error) {
+	rows, err := q.ReadQuery(ctx, selectEntriesQuery, user, after, upto, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read inbox: %w", err)
 	}
