@@ -190,6 +190,7 @@ func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
 // for a batch to fill.
 func (s *Service) writeLoop(w *writer) {
 	defer close(w.publish)
+	var prev uint64 // the commit before the last one (SQLite)
 	for {
 		it, ok := <-w.queue
 		if !ok {
@@ -229,6 +230,13 @@ func (s *Service) writeLoop(w *writer) {
 		}
 		s.write(c)
 		w.publish <- c
+		// SQLite: the batch committed without waiting for the disk; its
+		// publisher syncs it. The writer goes on once the commit before
+		// it is synced: the next batch is built during the sync, and
+		// grows with what arrives meanwhile rather than being cut into
+		// many small commits, each with its fixed cost.
+		s.store.WaitSynced(prev)
+		prev = s.store.Commits()
 	}
 }
 

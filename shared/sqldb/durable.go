@@ -3,46 +3,50 @@ package sqldb
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"sync"
-	"time"
 )
 
-// Commits that do not wait for the disk (SQLite).
+// Commits and the disk (SQLite).
 //
-// With synchronous=FULL a commit writes the transaction's pages to the WAL
-// and then fsyncs it, holding the one writer connection, and every writer
-// queued behind it, for the fsync. InTxDeferred commits with
-// synchronous=NORMAL: the pages are written to the WAL, not synced, and
-// SyncWAL syncs the WAL afterwards, outside the connection. Until SyncWAL
-// returns, such a commit may be lost in a crash (never torn: SQLite's WAL
-// checksums leave a partly written commit out); once it has returned, the
-// commit is as durable as with FULL, whose only difference in WAL mode is
-// that sync after every commit. So a writer runs its next transaction
-// while the last one's sync runs, and one sync covers every commit before
-// it.
+// SQLite with synchronous=FULL writes a commit's pages to the WAL and then
+// fsyncs it, holding the one writer connection, and every writer queued
+// behind it, for the fsync. Here the writer connection runs with
+// synchronous=NORMAL (the pages are written to the WAL, not synced) and
+// the WAL is synced (fdatasync) after the commit, outside the connection:
+// InTx, InTxOpts and ExecContext sync before they return, so they are as
+// durable as with FULL, whose only difference in WAL mode is that sync
+// after every commit; InTxDeferred returns without it, and its caller
+// syncs with SyncWAL before it treats the commit as durable. A writer
+// thus runs its next transaction while the last one's sync runs, and one
+// sync covers every commit before it. Until then a crash may take a
+// commit back whole, never in part (SQLite's WAL checksums leave a partly
+// written commit out). Every write on SQLite goes through those methods,
+// never through the embedded *sql.DB's own.
 //
 // Readers may see a commit before it is synced. A reader that hands out
 // what it read as stored calls WaitDurable inside its read transaction,
 // after its first read: every commit its snapshot can hold is synced when
 // WaitDurable returns.
 
-// walSync counts the deferred commits of one SQLite database and syncs
-// its WAL file.
+// walSync counts the commits of one SQLite database and syncs its WAL
+// file.
 type walSync struct {
 	path string // the -wal file
 	mu   sync.Mutex
 	cond *sync.Cond // broadcast when done or synced moves
-	// begun counts deferred commits started (before COMMIT), done those
-	// finished, committed or failed; synced is the highest done count a
-	// sync started after.
+	// begun counts commits started (before COMMIT), done those finished,
+	// committed or failed; synced is the highest done count a sync
+	// started after.
 	begun, done, synced uint64
 	syncing             bool
 	syncs               uint64 // syncs of the WAL file done
+	// failed is the highest done count a failed sync started after:
+	// waitSynced gives up on those commits (their callers answer errors).
+	failed uint64
 }
 
 func newWALSync(dbPath string) *walSync {
@@ -51,17 +55,29 @@ func newWALSync(dbPath string) *walSync {
 	return w
 }
 
-// commit runs commit, counted as a deferred commit.
-func (w *walSync) commit(commit func() error) error {
+// commit runs commit, counted, and returns the done count after it: the
+// commit is durable once synced reaches it.
+func (w *walSync) commit(commit func() error) (uint64, error) {
 	w.mu.Lock()
 	w.begun++
 	w.mu.Unlock()
 	err := commit()
 	w.mu.Lock()
 	w.done++
+	n := w.done
 	w.cond.Broadcast()
 	w.mu.Unlock()
-	return err
+	return n, err
+}
+
+// waitSynced returns once a sync has covered commit number n (or failed
+// to), without syncing itself.
+func (w *walSync) waitSynced(n uint64) {
+	w.mu.Lock()
+	for w.synced < n && w.failed < n {
+		w.cond.Wait()
+	}
+	w.mu.Unlock()
 }
 
 // syncTo returns once every deferred commit up to number target is synced
@@ -84,6 +100,9 @@ func (w *walSync) syncTo(target uint64) error {
 		w.syncs++
 		if err == nil && upTo > w.synced {
 			w.synced = upTo
+		}
+		if err != nil && upTo > w.failed {
+			w.failed = upTo
 		}
 		w.cond.Broadcast()
 		if err != nil {
@@ -131,73 +150,39 @@ func datasync(path string) error {
 }
 
 // InTxDeferred runs fn in a transaction like InTx; on SQLite the commit
-// does not wait for the disk (see SyncWAL). On MySQL it is InTx: commits
-// are durable when they return.
-func (db *DB) InTxDeferred(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// does not wait for the disk: it is durable once a SyncWAL that started
+// after it returns. It returns the commit's number for WaitSynced. On
+// MySQL it is InTx (commits are durable when they return) and the number
+// is 0.
+func (db *DB) InTxDeferred(ctx context.Context, fn func(tx *sql.Tx) error) (uint64, error) {
 	if db.wal == nil {
-		return db.InTx(ctx, fn)
+		return 0, db.InTx(ctx, fn)
 	}
-	start := time.Now()
-	// The one writer connection, held for the pragma, the transaction and
-	// the pragma back: no other transaction runs without its fsync.
-	conn, err := db.DB.Conn(ctx)
-	if err != nil {
-		err = fmt.Errorf("begin: %w", err)
-		db.metrics.observe(opTx, start, err, kindDatabase)
-		return err
+	return db.inTx(ctx, nil, fn)
+}
+
+// Commits returns the number of the last commit finished (see
+// WaitSynced); 0 on MySQL.
+func (db *DB) Commits() uint64 {
+	if db.wal == nil {
+		return 0
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
-		err = fmt.Errorf("begin: %w", err)
-		db.metrics.observe(opTx, start, err, kindDatabase)
-		return err
-	}
-	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=FULL"); err != nil {
-			// Not back to the pool without its fsync on commit: the
-			// connection is dropped.
-			conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}()
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			db.metrics.retried()
-			select {
-			case <-ctx.Done():
-				db.metrics.observe(opTx, start, ctx.Err(), "")
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
-			}
-		}
-		var fallback string
-		fallback, err = db.tryDeferred(ctx, conn, fn)
-		if err == nil || !IsRetryable(err) || attempt == 4 {
-			db.metrics.observe(opTx, start, err, fallback)
-			return err
-		}
-		db.metrics.failed(opTx, err, fallback)
+	db.wal.mu.Lock()
+	defer db.wal.mu.Unlock()
+	return db.wal.done
+}
+
+// WaitSynced returns once a sync has made commit number n (InTxDeferred's,
+// or Commits') durable; it does not sync itself. On MySQL it returns at
+// once.
+func (db *DB) WaitSynced(n uint64) {
+	if db.wal != nil {
+		db.wal.waitSynced(n)
 	}
 }
 
-// tryDeferred is one attempt of InTxDeferred on conn.
-func (db *DB) tryDeferred(ctx context.Context, conn *sql.Conn, fn func(tx *sql.Tx) error) (fallback string, err error) {
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return kindDatabase, fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return "", err
-	}
-	if err := db.wal.commit(tx.Commit); err != nil {
-		return kindDatabase, fmt.Errorf("commit: %w", err)
-	}
-	return "", nil
-}
-
-// SyncWAL makes every InTxDeferred commit finished so far durable (SQLite:
-// syncs the WAL file; concurrent calls share syncs). On MySQL it does
-// nothing.
+// SyncWAL makes every commit finished so far durable (SQLite: syncs the
+// WAL file; concurrent calls share syncs). On MySQL it does nothing.
 func (db *DB) SyncWAL() error {
 	if db.wal == nil {
 		return nil
@@ -205,8 +190,8 @@ func (db *DB) SyncWAL() error {
 	return db.wal.sync()
 }
 
-// WaitDurable returns once every InTxDeferred commit started so far is
-// durable, syncing the WAL if no sync covers them yet. Called in a read
+// WaitDurable returns once every commit started so far is durable,
+// syncing the WAL if no sync covers them yet. Called in a read
 // transaction after its first read, it makes sure everything the
 // transaction reads is durable. On MySQL it does nothing.
 func (db *DB) WaitDurable() error {
@@ -216,8 +201,8 @@ func (db *DB) WaitDurable() error {
 	return db.wal.waitDurable()
 }
 
-// WALSyncs is how many times SyncWAL and WaitDurable synced the WAL file
-// (fewer than the deferred commits when syncs are shared); 0 on MySQL.
+// WALSyncs is how many times the WAL file was synced (fewer than the
+// commits when syncs are shared); 0 on MySQL.
 func (db *DB) WALSyncs() uint64 {
 	if db.wal == nil {
 		return 0

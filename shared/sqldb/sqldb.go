@@ -104,10 +104,26 @@ func (db *DB) Alive(ctx context.Context) error {
 	return nil
 }
 
-// ExecContext is the embedded pool's ExecContext, observed (see WithMetrics).
+// ExecContext is the embedded pool's ExecContext, observed (see
+// WithMetrics); on SQLite durable before it returns, as InTx.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	start := time.Now()
-	res, err := db.DB.ExecContext(ctx, query, args...)
+	var (
+		res sql.Result
+		err error
+	)
+	if db.wal != nil {
+		var n uint64
+		n, err = db.wal.commit(func() error {
+			res, err = db.DB.ExecContext(ctx, query, args...)
+			return err
+		})
+		if err == nil {
+			err = db.wal.syncTo(n)
+		}
+	} else {
+		res, err = db.DB.ExecContext(ctx, query, args...)
+	}
 	db.metrics.observe(opExec, start, err, kindDatabase)
 	return res, err
 }
@@ -272,9 +288,10 @@ const writerCacheKiB = 64 << 10
 const checkpointEvery = 100 * time.Millisecond
 
 // OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
-// mode with full fsync, so a committed transaction survives a crash. SQLite
-// has one writer at a time; the pool is a single connection, which keeps
-// writers from fighting over the lock.
+// mode, every commit synced to disk before it counts (InTx, ExecContext;
+// InTxDeferred and SyncWAL: see durable.go), so a committed transaction
+// survives a crash. SQLite has one writer at a time; the pool is a single
+// connection, which keeps writers from fighting over the lock.
 //
 // The WAL is copied into the database file (checkpointed) by a goroutine
 // of the DB's own, every checkpointEvery, on a connection of its own,
@@ -289,7 +306,9 @@ func OpenSQLite(path string) (*DB, error) {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	// synchronous NORMAL: commits write the WAL, the sync follows outside
+	// the connection (durable.go).
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate" +
 		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB) + "&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
@@ -337,7 +356,9 @@ type checkpointer struct {
 }
 
 func startCheckpointer(path string, every time.Duration) (*checkpointer, error) {
-	conn, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	// synchronous FULL: the WAL is synced before a checkpoint copies it,
+	// the database file after.
+	conn, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
 	}
@@ -526,6 +547,19 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // InTxOpts is InTx with transaction options (an isolation level).
 func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	n, err := db.inTx(ctx, opts, fn)
+	if err == nil && db.wal != nil {
+		// SQLite: durable before it returns (see durable.go).
+		if err = db.wal.syncTo(n); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	return err
+}
+
+// inTx is InTxOpts without the sync on SQLite; it returns the commit's
+// number (walSync).
+func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (uint64, error) {
 	start := time.Now()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -534,37 +568,46 @@ func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 			select {
 			case <-ctx.Done():
 				db.metrics.observe(opTx, start, ctx.Err(), "")
-				return ctx.Err()
+				return 0, ctx.Err()
 			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
-		var fallback string
-		fallback, err = db.tryTx(ctx, opts, fn)
+		var (
+			fallback string
+			n        uint64
+		)
+		n, fallback, err = db.tryTx(ctx, opts, fn)
 		if err == nil || !IsRetryable(err) || attempt == 4 {
 			db.metrics.observe(opTx, start, err, fallback)
-			return err
+			return n, err
 		}
 		db.metrics.failed(opTx, err, fallback) // a conflict, retried
 	}
-	return err
+	return 0, err
 }
 
-// tryTx runs one attempt of a transaction. fallback is the error kind to
-// count when the error is not recognized as a database one: begin and
-// commit errors are the database's, fn's own errors may be the caller's.
-func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (fallback string, err error) {
+// tryTx runs one attempt of a transaction and returns its commit's number
+// (SQLite; 0 on MySQL). fallback is the error kind to count when the
+// error is not recognized as a database one: begin and commit errors are
+// the database's, fn's own errors may be the caller's.
+func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (n uint64, fallback string, err error) {
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return kindDatabase, fmt.Errorf("begin: %w", err)
+		return 0, kindDatabase, fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return "", err
+		return 0, "", err
 	}
-	if err := tx.Commit(); err != nil {
-		return kindDatabase, fmt.Errorf("commit: %w", err)
+	if db.wal != nil {
+		n, err = db.wal.commit(tx.Commit)
+	} else {
+		err = tx.Commit()
 	}
-	return "", nil
+	if err != nil {
+		return 0, kindDatabase, fmt.Errorf("commit: %w", err)
+	}
+	return n, "", nil
 }
 
 // Placeholders returns "?,?,...,?" with n marks.

@@ -396,7 +396,7 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 		lastBody int64
 		version  int64
 	)
-	err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
+	_, err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
 		var err error
 		if p, err = newPlan(ps); err != nil {
 			return err
@@ -605,6 +605,14 @@ func highestAcks(acks []api.Ack) []api.Ack {
 	return out
 }
 
+// Commits returns the number of the last commit finished (SQLite; 0 on
+// MySQL), for WaitSynced.
+func (s *Store) Commits() uint64 { return s.db.Commits() }
+
+// WaitSynced returns once a Sync (someone else's) has made commit number n
+// durable.
+func (s *Store) WaitSynced(n uint64) { s.db.WaitSynced(n) }
+
 // Sync returns once every write committed so far is durable (on SQLite:
 // one sync of the WAL for all of them, shared with concurrent callers; on
 // MySQL a commit is durable when it returns).
@@ -632,7 +640,7 @@ func (s *Store) ack(ctx context.Context, acks []api.Ack) error {
 	var err error
 	if s.memo != nil {
 		s.memo.mu.Lock()
-		err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
+		_, err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
 		s.memo.mu.Unlock()
 	} else {
 		err = s.db.InTx(ctx, func(tx *sql.Tx) error { return s.updateAcksMySQL(ctx, tx, acks) })
