@@ -36,7 +36,7 @@ type Config struct {
 	Listen         string        // TCP address for clients
 	MaxFrame       int           // largest client frame in bytes
 	PresenceTTL    time.Duration // lease: a killed gateway's users count as offline after this
-	WriteQueue     int           // frames queued per connection before it is cut off as slow
+	WriteLimit     int           // bytes queued per connection before it is cut off as slow
 	WriteTimeout   time.Duration
 	IdleTimeout    time.Duration // 0: never close idle connections (TCP keepalive still detects dead peers)
 	RequestTimeout time.Duration
@@ -45,6 +45,8 @@ type Config struct {
 	FloodBurst     int
 	MaxConns       int           // connections held at most; more are told "server full" and closed; 0 = no limit
 	DrainWindow    time.Duration // Drain closes the connections spread evenly over this long
+	Loops          int           // event loops for TCP connections; 0: one per CPU
+	LegacyGap      time.Duration // least time between two records to an original client on TCP
 
 	// WSListen is the address of the WebSocket endpoint (path /ws, one
 	// full-dialect frame per text message); empty: no WebSocket.
@@ -75,13 +77,14 @@ func DefaultConfig() Config {
 		Listen:         "127.0.0.1:6000",
 		MaxFrame:       wire.DefaultMaxFrame,
 		PresenceTTL:    10 * time.Second,
-		WriteQueue:     1024,
+		WriteLimit:     512 << 10,
 		WriteTimeout:   10 * time.Second,
 		RequestTimeout: 5 * time.Second,
 		AckInterval:    20 * time.Millisecond,
 		FloodRate:      200,
 		FloodBurst:     400,
 		DrainWindow:    10 * time.Second,
+		LegacyGap:      time.Millisecond,
 	}
 }
 
@@ -94,8 +97,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max frame %d: want at least 1024 bytes", c.MaxFrame)
 	case c.PresenceTTL < 2*time.Second:
 		return fmt.Errorf("presence ttl %s: want at least 2s", c.PresenceTTL)
-	case c.WriteQueue < 16:
-		return fmt.Errorf("write queue %d: want at least 16", c.WriteQueue)
+	case c.WriteLimit < 2*c.MaxFrame:
+		return fmt.Errorf("write limit %d bytes: want at least twice the max frame (%d)", c.WriteLimit, 2*c.MaxFrame)
 	case c.WriteTimeout <= 0 || c.RequestTimeout <= 0 || c.AckInterval <= 0:
 		return errors.New("timeouts and intervals must be positive")
 	case c.FloodRate <= 0 || c.FloodBurst < 1:
@@ -104,6 +107,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("idle timeout %s: want 0 (never) or more", c.IdleTimeout)
 	case c.MaxConns < 0:
 		return fmt.Errorf("max conns %d: want 0 (no limit) or more", c.MaxConns)
+	case c.LegacyGap < 0 || c.LegacyGap > time.Second:
+		return fmt.Errorf("legacy gap %s: want 0 to 1s", c.LegacyGap)
 	case c.DrainWindow < 0:
 		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
 	case c.Web && c.WSListen == "":
@@ -167,10 +172,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	g.ln = ln
-	hub := session.NewHub(nc, session.Options{
+	hub, err := session.NewHub(nc, session.Options{
 		GatewayID:      g.id,
 		MaxFrame:       cfg.MaxFrame,
-		WriteQueue:     cfg.WriteQueue,
+		WriteLimit:     cfg.WriteLimit,
 		WriteTimeout:   cfg.WriteTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
 		RequestTimeout: cfg.RequestTimeout,
@@ -178,10 +183,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		FloodRate:      cfg.FloodRate,
 		FloodBurst:     cfg.FloodBurst,
 		ReplayPage:     200,
-		LegacyAckLimit: 1000,
+		LegacyGap:      cfg.LegacyGap,
 		MaxConns:       cfg.MaxConns,
+		Loops:          cfg.Loops,
 		Metrics:        m,
 	}, g.log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	g.hub = hub
 	if cfg.WSListen != "" {
 		g.ws, err = listenWS(cfg, hub, m, g.log)
@@ -222,7 +232,7 @@ func (g *Gateway) watchNATS() {
 		if prevReconnect != nil {
 			prevReconnect(nc)
 		}
-		g.hub.Resync()
+		g.hub.Reconnected()
 		select { // reconcileLoop checks the sessions
 		case g.reconcile <- struct{}{}:
 		default:
@@ -233,7 +243,9 @@ func (g *Gateway) watchNATS() {
 		if prevErr != nil {
 			prevErr(nc, sub, err)
 		}
-		if errors.Is(err, nats.ErrSlowConsumer) {
+		// A slow consumer on the user subscriptions lost pushes; one on the
+		// requester's inbox lost replies, which are sent again anyway.
+		if errors.Is(err, nats.ErrSlowConsumer) && (sub == nil || sub.Subject != g.hub.Inbox()) {
 			g.hub.Resync()
 		}
 	})

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deployments/local/cluster.sh: a whole natter cluster on loopback, from one
 # command: 3 NATS nodes (routed), a private MariaDB, 2 instances of each
-# service, 2 gateways (TCP and WebSocket with the web page) and nginx load
-# balancing them (TCP: stream; WebSocket and the page: http). See README.md next to
+# service, 2 gateways (TCP and WebSocket with the web page), nginx load
+# balancing them (TCP: stream; WebSocket and the page: http) and Prometheus
+# scraping every natter process with natter's alerting rules. See README.md next to
 # this file; `cluster.sh help` lists the commands.
 set -euo pipefail
 
@@ -33,7 +34,8 @@ usage: cluster.sh COMMAND [ARGS]
                        keep their connections; see deployments/nginx/README.md)
 
 Components: nats-1..3, mysql, user-1..2, offline-1..2, friend-1..2,
-group-1..2, gateway-1..2, nginx (any index 1-9 for start/stop/kill).
+group-1..2, gateway-1..2, nginx, prometheus (any index 1-9 for
+start/stop/kill).
 
 Environment (read by `up`, then kept in the state directory):
   NATTER_CLUSTER_DIR        state directory (default deployments/local/.cluster)
@@ -146,7 +148,8 @@ save_settings() {
 # BASE+0 nginx, +1..9 gateway client ports, +10 mysql, +11..19 NATS client,
 # +21..29 NATS routes, +31..39 NATS monitoring, +41..49 gateway --http,
 # +51.. user, +61.. offline, +71.. friend, +81.. group --http,
-# +90 nginx http (WebSocket, web page), +91..99 gateway --ws-listen.
+# +90 nginx http (WebSocket, web page), +91..99 gateway --ws-listen,
+# +30 Prometheus.
 comp_kind() { printf '%s' "${1%-[0-9]}"; }
 comp_index() {
 	local c=$1
@@ -175,6 +178,7 @@ port_http() { # NATS monitoring port or natter --http port
 	local kind idx
 	kind=$(comp_kind "$1") idx=$(comp_index "$1")
 	case $kind in
+	prometheus) echo $((BASE_PORT + 30)) ;;
 	nats) echo $((BASE_PORT + 30 + idx)) ;;
 	gateway) echo $((BASE_PORT + 40 + idx)) ;;
 	user) echo $((BASE_PORT + 50 + idx)) ;;
@@ -186,7 +190,7 @@ port_http() { # NATS monitoring port or natter --http port
 }
 
 valid_comp() {
-	[[ $1 =~ ^(nats|gateway|user|offline|friend|group)-[1-9]$ || $1 == mysql || $1 == nginx ]]
+	[[ $1 =~ ^(nats|gateway|user|offline|friend|group)-[1-9]$ || $1 == mysql || $1 == nginx || $1 == prometheus ]]
 }
 
 # Every component of the configured cluster, in start order.
@@ -199,6 +203,7 @@ all_comps() {
 	done
 	for ((i = 1; i <= GATEWAYS; i++)); do echo "gateway-$i"; done
 	echo nginx
+	echo prometheus
 }
 
 # Components with a pid file (started at some point, maybe beyond the
@@ -210,7 +215,7 @@ started_comps() {
 		c=$(basename "$f" .pid)
 		valid_comp "$c" || continue
 		case $(comp_kind "$c") in
-		nginx) tier=0 ;; gateway) tier=1 ;; nats) tier=3 ;; mysql) tier=4 ;; *) tier=2 ;;
+		nginx | prometheus) tier=0 ;; gateway) tier=1 ;; nats) tier=3 ;; mysql) tier=4 ;; *) tier=2 ;;
 		esac
 		echo "$tier $c"
 	done | sort | cut -d' ' -f2
@@ -242,6 +247,7 @@ comp_marker() {
 	nats) echo "$STATE/nats/$1.conf" ;;
 	mysql) echo "--datadir=$STATE/mysql/data" ;;
 	nginx) echo "$STATE/nginx/" ;;
+	prometheus) echo "--config.file=$STATE/prometheus/prometheus.yml" ;;
 	*) echo "--http 127.0.0.1:$(port_http "$1")" ;;
 	esac
 }
@@ -280,6 +286,10 @@ comp_cmd() {
 		;;
 	nginx)
 		CMD=("$NGINX" -p "$STATE/nginx/" -e "$(log_file nginx)" -c "$STATE/nginx/nginx.conf" -g 'daemon off;')
+		;;
+	prometheus)
+		CMD=("$PROMETHEUS" "--config.file=$STATE/prometheus/prometheus.yml" "--storage.tsdb.path=$STATE/prometheus/data"
+			"--web.listen-address=127.0.0.1:$(port_http prometheus)" --storage.tsdb.retention.time=2d --web.enable-lifecycle)
 		;;
 	gateway)
 		read -ra extra <<<"$GATEWAY_ARGS"
@@ -427,6 +437,7 @@ ready() {
 	nats) [[ $(http_status "http://127.0.0.1:$(port_http "$c")/healthz") == 200 ]] ;;
 	mysql) [[ -n ${MYSQLADMIN:-} ]] && "$MYSQLADMIN" --no-defaults "--socket=$STATE/mysql/mysqld.sock" -uroot --connect-timeout=2 ping >/dev/null 2>&1 ;;
 	nginx) chat_ping "$(port_client nginx)" && ws_ping "$(port_ws nginx)" ;;
+	prometheus) [[ $(http_status "http://127.0.0.1:$(port_http prometheus)/-/ready") == 200 ]] ;;
 	*) [[ $(http_status "http://127.0.0.1:$(port_http "$c")/readyz") == 200 ]] ;;
 	esac
 }
@@ -546,11 +557,13 @@ find_tools() {
 	MYSQL_CLI=$(first_cmd mariadb mysql) || MYSQL_CLI=''
 	MYSQLADMIN=$(first_cmd mariadb-admin mysqladmin) || MYSQLADMIN=''
 	NGINX=$(first_cmd nginx) || NGINX=''
+	PROMETHEUS=$(first_cmd prometheus) || PROMETHEUS=''
 	[[ $install == install ]] || return 0
 
 	[[ -n $MYSQLD && -n $MYSQL_INSTALL_DB ]] || need_pkg mariadb-server
 	[[ -n $MYSQL_CLI && -n $MYSQLADMIN ]] || need_pkg mariadb-client
 	[[ -n $NGINX ]] || need_pkg nginx libnginx-mod-stream
+	[[ -n $PROMETHEUS ]] || need_pkg prometheus
 	command -v curl >/dev/null || need_pkg curl ca-certificates
 	command -v setsid >/dev/null || need_pkg util-linux
 	if [[ -n $NGINX ]] && ! stream_static && [[ -z $(stream_module) ]]; then
@@ -560,6 +573,7 @@ find_tools() {
 	find_tools
 	[[ -n $MYSQLD && -n $MYSQL_INSTALL_DB && -n $MYSQL_CLI && -n $MYSQLADMIN ]] || die "no mariadbd/mariadb-install-db/mariadb/mariadb-admin after installing"
 	[[ -n $NGINX ]] || die "no nginx after installing"
+	[[ -n $PROMETHEUS ]] || die "no prometheus after installing (apt-get install prometheus)"
 	stream_static || [[ -n $(stream_module) ]] || die "nginx has no stream module (apt-get install libnginx-mod-stream)"
 }
 
@@ -715,6 +729,31 @@ write_nginx_conf() {
 	fi
 }
 
+# write_prometheus_conf: Prometheus scrapes every natter process of the
+# configured cluster (the --http ports), job natter-<kind>, and evaluates
+# deployments/prometheus/natter-rules.yml.
+write_prometheus_conf() {
+	local kind i n targets scrape=''
+	mkdir -p "$STATE/prometheus/data"
+	for kind in gateway "${SERVICES[@]}"; do
+		targets=()
+		n=$INSTANCES
+		[[ $kind == gateway ]] && n=$GATEWAYS
+		for ((i = 1; i <= n; i++)); do targets+=("'127.0.0.1:$(port_http "$kind-$i")'"); done
+		scrape+="  - job_name: natter-$kind"$'\n'"    static_configs:"$'\n'"      - targets: [$(
+			IFS=,
+			echo "${targets[*]}"
+		)]"$'\n'
+	done
+	fill "$ROOT/deployments/prometheus/prometheus.yml.template" \
+		"RULES=$ROOT/deployments/prometheus/natter-rules.yml" \
+		"SCRAPE_CONFIGS=${scrape%$'\n'}" >"$STATE/prometheus/prometheus.yml"
+	if command -v promtool >/dev/null; then
+		local out
+		out=$(promtool check config "$STATE/prometheus/prometheus.yml" 2>&1) || die "promtool rejects $STATE/prometheus/prometheus.yml: $out"
+	fi
+}
+
 # init_mysql: a fresh data directory the first time.
 init_mysql() {
 	local d=$STATE/mysql
@@ -765,6 +804,7 @@ comp_ports() {
 	nats) echo "$(port_client "$c") $(port_route "$c") $(port_http "$c")" ;;
 	mysql) port_client "$c" ;;
 	nginx) echo "$(port_client "$c") $(port_ws "$c")" ;;
+	prometheus) port_http "$c" ;;
 	gateway) echo "$(port_client "$c") $(port_ws "$c") $(port_http "$c")" ;;
 	*) port_http "$c" ;;
 	esac
@@ -781,6 +821,7 @@ start_comps() {
 		nats) write_nats_conf "$c" ;;
 		mysql) init_mysql ;;
 		nginx) write_nginx_conf ;;
+		prometheus) write_prometheus_conf ;;
 		esac
 		start_proc "$c"
 		started+=("$c")
@@ -835,9 +876,10 @@ cmd_up() {
 	start_comps "${svcs[@]}" || exit 1
 	start_comps "${gws[@]}" || exit 1
 	start_comps nginx || exit 1
+	start_comps prometheus || exit 1
 	UP_STARTING=0
 	print_table
-	say "cluster up in $((SECONDS - t0))s; clients connect to 127.0.0.1:$(port_client nginx) (nginx; WebSocket and the web page: http://127.0.0.1:$(port_ws nginx)/)"
+	say "cluster up in $((SECONDS - t0))s; clients connect to 127.0.0.1:$(port_client nginx) (nginx; WebSocket and the web page: http://127.0.0.1:$(port_ws nginx)/); Prometheus (metrics, alerts): http://127.0.0.1:$(port_http prometheus)/"
 }
 
 cmd_down() {
@@ -992,6 +1034,7 @@ cmd_env() {
 	kv NATTER_CLUSTER_WS_ADDR "127.0.0.1:$(port_ws nginx)"
 	kv NATTER_CLUSTER_WS_URL "ws://127.0.0.1:$(port_ws nginx)/ws"
 	kv NATTER_CLUSTER_WEB_URL "http://127.0.0.1:$(port_ws nginx)/"
+	kv NATTER_CLUSTER_PROMETHEUS_URL "http://127.0.0.1:$(port_http prometheus)/"
 	for ((i = 1; i <= GATEWAYS; i++)); do list+=("127.0.0.1:$(port_client "gateway-$i")"); done
 	kv NATTER_CLUSTER_GATEWAY_ADDRS "$(
 		IFS=,
@@ -1086,6 +1129,7 @@ print_table() {
 	echo "browsers:   http://127.0.0.1:$(port_ws nginx)/ (web page; WebSocket ws://127.0.0.1:$(port_ws nginx)/ws, nginx -> gateways)"
 	echo "NATS:       $(nats_urls 1)  (monitoring: http://127.0.0.1:$(port_http nats-1)/routez ...)"
 	echo "MySQL:      $(mysql_dsn)  (socket $STATE/mysql/mysqld.sock)"
+	echo "Prometheus: http://127.0.0.1:$(port_http prometheus)/  (alerts: /alerts; rules: deployments/prometheus/natter-rules.yml)"
 	echo "state dir:  $STATE"
 	return "$ok"
 }

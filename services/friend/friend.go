@@ -31,6 +31,7 @@ import (
 	"github.com/natter-chat/natter/services/friend/internal/friendship"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -53,6 +54,7 @@ const (
 // Service is a running friend service.
 type Service struct {
 	nc      *nats.Conn
+	req     *natsreq.Requester // requests to the user service
 	store   *friendship.Store
 	cfg     Config
 	log     *slog.Logger
@@ -89,8 +91,14 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start friend service: %w", err)
 	}
+	req, err := natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("start friend service: %w", err)
+	}
+	natsreq.OnReconnect(nc, req)
 	s := &Service{
 		nc:       nc,
+		req:      req,
 		store:    store,
 		cfg:      cfg,
 		log:      log,
@@ -126,7 +134,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 
 // register adds the micro service and its endpoints.
 func (s *Service) register() error {
-	ms, err := micro.AddService(s.nc, micro.Config{
+	ms, err := endpoint.AddService(s.nc, micro.Config{
 		Name:        subject.FriendService,
 		Version:     buildinfo.Release,
 		Description: "natter friendships (mutual), friend lists with online state, presence notices to online friends",
@@ -178,6 +186,9 @@ func (s *Service) shutdown() error {
 	}
 	if len(errs) == 0 {
 		s.log.Info("friend service stopped")
+	}
+	if s.req != nil {
+		s.req.Close() // after the requests it serves have ended
 	}
 	return errors.Join(errs...)
 }

@@ -413,8 +413,8 @@ func TestMalformedRequests(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if code := msg.Header.Get(micro.ErrorCodeHeader); code != string(api.CodeBadRequest) {
-						t.Errorf("code %q (%s), want %q", code, msg.Header.Get(micro.ErrorHeader), api.CodeBadRequest)
+					if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, api.ErrBadRequest) {
+						t.Errorf("answered %v (code %q), want bad_request", err, msg.Header.Get(micro.ErrorCodeHeader))
 					}
 				})
 			}

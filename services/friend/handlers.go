@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -94,7 +95,7 @@ func (s *Service) profiles(ctx context.Context, ids []int64) ([]api.Profile, err
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout/2)
 	defer cancel()
 	var resp api.ProfilesResponse
-	err := api.Call(ctx, s.nc, subject.UserProfiles, api.ProfilesRequest{IDs: ids}, &resp)
+	err := natsreq.Call(ctx, s.req, subject.UserProfiles, api.ProfilesRequest{IDs: ids}, &resp, true)
 	if err == nil {
 		return resp.Users, nil
 	}

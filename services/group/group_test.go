@@ -908,8 +908,8 @@ func TestBadRequests(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if code := m.Header.Get(micro.ErrorCodeHeader); code != string(api.CodeBadRequest) {
-					t.Errorf("code %q (%s), want bad_request", code, m.Header.Get(micro.ErrorHeader))
+				if err := api.ErrorFromHeader(m.Header); !errors.Is(err, api.ErrBadRequest) {
+					t.Errorf("answered %v (code %q), want bad_request", err, m.Header.Get(micro.ErrorCodeHeader))
 				}
 			})
 		}

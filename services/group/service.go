@@ -106,7 +106,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		runner:     endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
 		sendRunner: endpoint.NewRunner(cfg.Concurrency*sendConcurrencyFactor, cfg.RequestTimeout, log),
 	}
-	ms, err := micro.AddService(nc, micro.Config{
+	ms, err := endpoint.AddService(nc, micro.Config{
 		Name:        subject.GroupService,
 		Version:     buildinfo.Release,
 		Description: "natter groups: create, join, leave, member lists, and group chat stored for every other member through the offline service",

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -34,7 +35,7 @@ func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (_ *ap
 	if err != nil {
 		return nil, fmt.Errorf("register: hash password: %w", err)
 	}
-	id, err := s.store.Register(ctx, req.Name, hash)
+	id, err := s.store.Register(ctx, req.Name, names.KeyHash(req.Name), hash)
 	if errors.Is(err, account.ErrNameTaken) {
 		return nil, api.ErrNameTaken
 	}
@@ -61,35 +62,54 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (_ *api.Logi
 	if err := checkID("session_id", req.SessionID); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
+	if len(req.Remote) > api.MaxRemoteLen {
+		return nil, api.Errorf(api.CodeBadRequest, "remote must be at most %d bytes, got %d", api.MaxRemoteLen, len(req.Remote))
+	}
+	start := time.Now()
+	now := start.UnixMilli()
 	var (
 		name      string
-		token     = req.ResumeToken
+		resume    = req.ResumeToken != ""
 		tokenHash string
+		expiresAt int64
 	)
-	if token != "" {
-		// Resuming: a hash lookup, no bcrypt.
-		tokenHash = hashToken(token)
+	if resume {
+		// Resuming: a hash lookup, no bcrypt. A token is 256 random bits:
+		// guessing one is hopeless, so resumes are not throttled.
+		tokenHash = hashToken(req.ResumeToken)
 		var ok bool
-		if name, ok, err = s.store.TokenUser(ctx, tokenHash, req.UserID, now); err != nil {
+		if name, expiresAt, ok, err = s.store.TokenUser(ctx, tokenHash, req.UserID, now); err != nil {
 			return nil, fmt.Errorf("login %d: %w", req.UserID, err)
 		}
 		if !ok {
+			s.log.Info("login failed: unknown or expired resume token", "user_id", req.UserID, "remote", req.Remote)
 			return nil, api.ErrBadLogin
 		}
-	} else if name, err = s.authenticate(ctx, req.UserID, req.Password); err != nil {
-		return nil, err
+	} else {
+		a, err := s.throttle.begin(ctx, req.UserID, req.Remote, start)
+		if err != nil {
+			return nil, err
+		}
+		name, err = s.authenticate(ctx, req.UserID, req.Password)
+		// Recorded even if the request's time ran out meanwhile.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
+		s.throttle.end(rctx, a, errors.Is(err, api.ErrBadLogin), time.Now())
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
-	c := &account.Claim{UserID: req.UserID, SessionID: req.SessionID, GatewayID: req.GatewayID, Now: now, Policy: s.policy}
-	if token == "" {
-		token = newToken()
+	token := newToken()
+	c := &account.Claim{UserID: req.UserID, SessionID: req.SessionID, GatewayID: req.GatewayID, Now: now, Policy: s.policy,
+		IssueHash: hashToken(token)}
+	if resume {
+		c.RotateHash, c.ExpiresAt = tokenHash, expiresAt
+	} else {
 		ttl := s.cfg.ResumeTTL
 		if ttl == 0 {
 			ttl = DefaultConfig().ResumeTTL
 		}
-		c.IssueHash, c.ExpiresAt = hashToken(token), now+ttl.Milliseconds()
-	} else {
-		c.BindHash = tokenHash
+		c.ExpiresAt = now + ttl.Milliseconds()
 	}
 	if s.claims != nil {
 		err = s.claims.claim(ctx, c) // batched with other logins (SQLite)
@@ -101,6 +121,10 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (_ *api.Logi
 	}
 	if errors.Is(err, account.ErrSessionLive) {
 		return nil, api.ErrSessionLive
+	}
+	if errors.Is(err, account.ErrTokenUsed) {
+		s.log.Info("login failed: resume token used meanwhile", "user_id", req.UserID, "remote", req.Remote)
+		return nil, api.ErrBadLogin
 	}
 	if err != nil {
 		return nil, fmt.Errorf("login %d: %w", req.UserID, err)
@@ -114,7 +138,7 @@ func (s *Service) login(ctx context.Context, req *api.LoginRequest) (_ *api.Logi
 		s.presence(now, true, req.UserID)
 	}
 	s.log.Debug("logged in", "user_id", req.UserID, "gateway_id", req.GatewayID,
-		"session_id", req.SessionID, "replaced", replaced, "resumed", req.ResumeToken != "")
+		"session_id", req.SessionID, "replaced", replaced, "resumed", resume, "remote", req.Remote)
 	return &api.LoginResponse{Name: name, Replaced: replaced, ResumeToken: token}, nil
 }
 

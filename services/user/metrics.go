@@ -22,6 +22,9 @@ type metrics struct {
 	registrations *prometheus.CounterVec
 	kicks         prometheus.Counter
 	expired       prometheus.Counter
+
+	loginThrottled *prometheus.CounterVec
+	loginDelays    *prometheus.CounterVec
 }
 
 // Login methods and results (labels).
@@ -31,6 +34,7 @@ const (
 
 	resultOK          = "ok"
 	resultBadLogin    = "bad_login"
+	resultThrottled   = "throttled"
 	resultSessionLive = "session_live"
 	resultNameTaken   = "name_taken"
 	resultBadRequest  = "bad_request"
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "natter_user_logins_total",
-			Help:        "Logins by method (password, or resume with a resume token) and result: ok, bad_login, session_live, bad_request or error.",
+			Help:        "Logins by method (password, or resume with a resume token) and result: ok, bad_login, throttled (refused for too many failed logins; the password was not checked), session_live, bad_request or error.",
 			ConstLabels: labels,
 		}, []string{"method", "result"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -65,16 +69,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:        "Sessions ended because their gateway's presence lease expired.",
 			ConstLabels: labels,
 		}),
+		loginThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_user_login_throttled_total",
+			Help:        "Password logins refused without checking the password, by scope: account (too many failed logins of the account), address (from the client's address) or concurrent (another check of the account was running).",
+			ConstLabels: labels,
+		}, []string{"scope"}),
+		loginDelays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_user_login_delays_total",
+			Help:        "Failed password logins that locked their account or address for a while (past the free failures), by scope: account or address.",
+			ConstLabels: labels,
+		}, []string{"scope"}),
+	}
+	for _, scope := range []string{scopeAccount, scopeAddress, scopeConcurrent} {
+		m.loginThrottled.WithLabelValues(scope)
+	}
+	for _, scope := range []string{scopeAccount, scopeAddress} {
+		m.loginDelays.WithLabelValues(scope)
 	}
 	for _, method := range []string{methodPassword, methodResume} {
-		for _, r := range []string{resultOK, resultBadLogin, resultSessionLive, resultBadRequest, resultError} {
+		for _, r := range []string{resultOK, resultBadLogin, resultThrottled, resultSessionLive, resultBadRequest, resultError} {
 			m.logins.WithLabelValues(method, r)
 		}
 	}
 	for _, r := range []string{resultOK, resultNameTaken, resultBadRequest, resultError} {
 		m.registrations.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired} {
+	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired, m.loginThrottled, m.loginDelays} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register user metrics: %w", err)
 		}
@@ -101,6 +121,8 @@ func (m *metrics) login(resumed bool, err error) {
 		r = resultOK
 	case errors.Is(err, api.ErrBadLogin):
 		r = resultBadLogin
+	case errors.Is(err, api.ErrLoginThrottled):
+		r = resultThrottled
 	case errors.Is(err, api.ErrSessionLive):
 		r = resultSessionLive
 	case errors.Is(err, api.ErrBadRequest):

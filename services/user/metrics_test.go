@@ -58,7 +58,7 @@ func TestMetrics(t *testing.T) {
 		{"natter_requests_total", map[string]string{"service": "user", "endpoint": "login", "result": "ok"}, 2},
 		{"natter_requests_total", map[string]string{"endpoint": "login", "result": "bad_login"}, 1},
 		{"natter_requests_total", map[string]string{"endpoint": "register", "result": "name_taken"}, 1},
-		{"natter_db_errors_total", map[string]string{"service": "user", "op": "exec", "kind": "duplicate"}, 1},
+		{"natter_db_errors_total", map[string]string{"service": "user", "op": "tx", "kind": "duplicate"}, 1},
 	} {
 		if got := metricstest.Value(t, reg, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

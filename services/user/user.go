@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -62,6 +64,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ResumeTTL is how long a resume token stays valid (0: 24 h).
 	ResumeTTL time.Duration
+	// Throttle limits password guessing (the zero value: off).
+	Throttle ThrottleConfig
 	// Registerer is where the service registers its metrics (natter_*,
 	// service="user"); nil: they are counted but not registered anywhere.
 	Registerer prometheus.Registerer
@@ -75,6 +79,7 @@ func DefaultConfig() Config {
 		Concurrency:    4,
 		RequestTimeout: 10 * time.Second,
 		ResumeTTL:      24 * time.Hour,
+		Throttle:       DefaultThrottle(),
 	}
 }
 
@@ -95,7 +100,7 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		return fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout)
 	}
-	return nil
+	return c.Throttle.Validate()
 }
 
 func (c Config) policy() (account.Policy, error) {
@@ -123,6 +128,11 @@ type Service struct {
 	runner  *endpoint.Runner
 	metrics *metrics
 	claims  *claimBatcher // SQLite: logins share transactions; nil on MySQL
+	// throttle limits password guessing.
+	throttle *throttle
+	// namesDone is the highest user id whose name has its unique form
+	// (account.BackfillNameKeys); owned by the cleanup loop after Start.
+	namesDone int64
 
 	stopCleanup context.CancelFunc
 	cleanupDone chan struct{}
@@ -150,6 +160,10 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := store.Prepare(ctx); err != nil {
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
+	namesDone, err := backfillNames(ctx, store, 0, log)
+	if err != nil {
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("natter dummy password"), cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("start user service: dummy hash: %w", err)
@@ -163,6 +177,8 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		dummyHash:   dummy,
 		runner:      endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
 		metrics:     m,
+		throttle:    newThrottle(cfg.Throttle, store, m, log),
+		namesDone:   namesDone,
 		cleanupDone: make(chan struct{}),
 	}
 	if db.Dialect == sqldb.SQLite {
@@ -294,4 +310,32 @@ func (s *Service) cleanup(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("expired resume tokens", "tokens", n)
 	}
+	if n, err := s.throttle.expire(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		s.log.Error("expire failed-login records", "err", err)
+	} else if n > 0 {
+		s.log.Debug("expired failed-login records", "records", n)
+	}
+	// Accounts registered by an older version during a rolling upgrade.
+	if done, err := backfillNames(ctx, s.store, s.namesDone, s.log); err != nil && ctx.Err() == nil {
+		s.log.Error("name keys", "err", err)
+	} else {
+		s.namesDone = done
+	}
+}
+
+// backfillNames gives the accounts after id done that have none the unique
+// form of their name (names.KeyHash), logging every account whose name
+// collides with an older one's after normalisation: both keep their names
+// and ids (logins are by id), no new account can take either form, and the
+// operator may rename the younger one.
+func backfillNames(ctx context.Context, store *account.Store, done int64, log *slog.Logger) (int64, error) {
+	last, collisions, err := store.BackfillNameKeys(ctx, done, names.KeyHash, func(name string, id int64) string {
+		// Control characters never reach a key of a new name (CheckName).
+		return names.KeyHash(names.Key(name) + "\x00" + strconv.FormatInt(id, 10))
+	})
+	for _, c := range collisions {
+		log.Warn("user name collides with an older account's after Unicode normalisation and case folding; both kept",
+			"user_id", c.UserID, "owner_id", c.OwnerID)
+	}
+	return last, err
 }

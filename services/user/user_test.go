@@ -136,6 +136,11 @@ func TestConfigValidate(t *testing.T) {
 		{"cost too high", func(c *user.Config) { c.BcryptCost = bcrypt.MaxCost + 1 }, false},
 		{"no concurrency", func(c *user.Config) { c.Concurrency = 0 }, false},
 		{"no timeout", func(c *user.Config) { c.RequestTimeout = 0 }, false},
+		{"default throttle", func(c *user.Config) { c.Throttle = user.DefaultThrottle() }, true},
+		{"throttle window shorter than its lock", func(c *user.Config) {
+			c.Throttle = user.DefaultThrottle()
+			c.Throttle.Window = time.Minute
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,8 +255,19 @@ func TestRegisterNameTaken(t *testing.T) {
 		}{
 			{"alice", api.ErrNameTaken},
 			{"😀", api.ErrNameTaken},
-			{"Alice", nil}, // names are byte-exact
+			// One name whatever its case, width or invisible characters.
+			{"Alice", api.ErrNameTaken},
+			{"ALICE", api.ErrNameTaken},
+			{"ａｌｉｃｅ", api.ErrNameTaken},
+			{"al\u200Bice", api.ErrNameTaken},
+			{"ali\u00ADce", api.ErrNameTaken},
+			{"😀\uFE0F", api.ErrNameTaken},
+			// Bidirectional overrides and controls are refused.
+			{"alice\u202Egnp", api.ErrBadRequest},
+			{"\u2067alice", api.ErrBadRequest},
 			{"😀😀", nil},
+			{"alice2", nil},
+			{"аlice", nil}, // Cyrillic а: another letter
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -531,8 +547,8 @@ func TestMalformedRequests(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if code := msg.Header.Get(micro.ErrorCodeHeader); code != string(api.CodeBadRequest) {
-						t.Errorf("code %q (%s), want %q", code, msg.Header.Get(micro.ErrorHeader), api.CodeBadRequest)
+					if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, api.ErrBadRequest) {
+						t.Errorf("answered %v (code %q), want bad_request", err, msg.Header.Get(micro.ErrorCodeHeader))
 					}
 				})
 			}

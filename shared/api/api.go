@@ -4,15 +4,20 @@
 // error back into an *Error that errors.Is can match, and CheckName, the
 // rule for user and group names.
 //
-// Services answer errors with micro's error headers (Nats-Service-Error-Code
-// carries one of the Code values below, Nats-Service-Error a human text).
+// Services answer errors with micro's error headers, as the NATS micro
+// specification (ADR-32) has them: Nats-Service-Error-Code is a number
+// (Code.Number, HTTP-like: 400, 404, 503, ...) and Nats-Service-Error the
+// description, which starts with the code's word ("bad_login: id or
+// password is invalid"), so that a caller in any language gets a number
+// and natter's callers get the word back (ErrorFromHeader).
 package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -33,6 +38,45 @@ const (
 	CodeInternal    Code = "internal"     // anything else; details are only in the service's log
 )
 
+// numbers are the codes' numbers on the wire, one each (so a number
+// decodes to one word).
+var numbers = map[Code]int{
+	CodeBadRequest:     400,
+	CodeBadLogin:       401,
+	CodeNotFound:       404,
+	CodeNameTaken:      409,
+	CodeSessionLive:    423,
+	CodeLoginThrottled: 429,
+	CodeInternal:       500,
+	CodeBusy:           503,
+}
+
+// Number is c as Nats-Service-Error-Code carries it: a number, as ADR-32
+// says. A code without a number of its own (a word this version does not
+// know) is 500.
+func (c Code) Number() int {
+	if n, ok := numbers[c]; ok {
+		return n
+	}
+	if n, err := strconv.Atoi(string(c)); err == nil && n > 0 {
+		return n
+	}
+	return numbers[CodeInternal]
+}
+
+// canonical is c as a word: a Code holding a known number (built from a
+// raw header) is that number's word.
+func (c Code) canonical() Code {
+	if n, err := strconv.Atoi(string(c)); err == nil {
+		for w, wn := range numbers {
+			if wn == n {
+				return w
+			}
+		}
+	}
+	return c
+}
+
 // Error is a service error as seen by a caller.
 type Error struct {
 	Code    Code
@@ -42,10 +86,55 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
 
 // Is matches any *Error with the same Code, so callers write
-// errors.Is(err, api.ErrNameTaken).
+// errors.Is(err, api.ErrNameTaken). A Code holding the number (400) is the
+// same as its word (bad_request).
 func (e *Error) Is(target error) bool {
 	var t *Error
-	return errors.As(target, &t) && t.Code == e.Code
+	return errors.As(target, &t) && t.Code.canonical() == e.Code.canonical()
+}
+
+// Header returns e as micro's error headers carry it (ADR-32): the code's
+// number, and a description that starts with the code's word.
+func (e *Error) Header() (code, description string) {
+	c := e.Code.canonical()
+	return strconv.Itoa(c.Number()), string(c) + ": " + e.Message
+}
+
+// ErrorFromHeader returns the service error that h (an answer's headers)
+// carries, nil for an answer that is not an error. It reads what Header
+// writes, and also a bare number (any micro service: the number's word, or
+// the number itself when it has none) and a word in the code header (an
+// older natter answering during a rolling upgrade).
+func ErrorFromHeader(h nats.Header) *Error {
+	code := h.Get(micro.ErrorCodeHeader)
+	if code == "" {
+		return nil
+	}
+	desc := h.Get(micro.ErrorHeader)
+	n, err := strconv.Atoi(code)
+	if err != nil { // a word: an older natter
+		return &Error{Code: Code(code), Message: desc}
+	}
+	if word, msg, ok := strings.Cut(desc, ": "); ok && isWord(word) {
+		if c := Code(word); numbers[c] == n || numbers[c] == 0 {
+			return &Error{Code: c, Message: msg}
+		}
+	}
+	return &Error{Code: Code(code).canonical(), Message: desc}
+}
+
+// isWord reports whether s looks like a Code: lower-case letters and
+// underscores.
+func isWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Sentinels for errors.Is.
@@ -84,14 +173,5 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
 	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return &Error{Code: Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
-	}
-	if resp == nil {
-		return nil
-	}
-	if err := json.Unmarshal(msg.Data, resp); err != nil {
-		return fmt.Errorf("decode %s reply: %w", subject, err)
-	}
-	return nil
+	return Decode(subject, msg, resp)
 }

@@ -25,7 +25,16 @@ func TestCheckName(t *testing.T) {
 		{"bob\nsmith", false},
 		{" bob", false},
 		{"bob ", false},
-		{"bob\u3000", false}, // ideographic space
+		{"bob\u3000", false},         // ideographic space
+		{"evil\u202Egnp.exe", false}, // right-to-left override
+		{"\u2066bob\u2069", false},   // isolates
+		{"bob\u200Fx", false},        // right-to-left mark
+		{"bob\u2028smith", false},    // line separator
+		{"\u200B", false},            // nothing visible
+		{"\u00AD\uFE0F", false},      // soft hyphen, variation selector
+		{"👨\u200D👩\u200D👧", true},    // a family: joiners inside an emoji sequence
+		{"ﷺ", true},                  // one character, eighteen after NFKC
+		{"Ｃａｓｅ", true},               // fullwidth
 	}
 	for _, tt := range tests {
 		err := api.CheckName(tt.name, 10)

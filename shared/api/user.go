@@ -1,6 +1,15 @@
 package api
 
-// RegisterRequest creates an account. Name is 1-50 characters.
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// RegisterRequest creates an account. Name is 1-50 characters (CheckName);
+// a name that is an existing one after Unicode normalisation and case
+// folding (the user service's names.Key) is ErrNameTaken.
 type RegisterRequest struct {
 	Name     string `json:"name"`
 	Password string `json:"password"`
@@ -12,9 +21,11 @@ type RegisterResponse struct {
 }
 
 // LoginRequest checks a password and claims the user's single session for
-// SessionID on GatewayID. Errors: ErrBadLogin, ErrSessionLive (policy reject).
-// With policy kick the previous live session, if any, is replaced and a kick
-// naming it is published on subject.User(UserID) after the claim commits.
+// SessionID on GatewayID. Errors: ErrBadLogin, ErrSessionLive (policy
+// reject), ErrLoginThrottled (too many failed logins of the account or
+// from Remote: the password was not checked). With policy kick the previous
+// live session, if any, is replaced and a kick naming it is published on
+// subject.User(UserID) after the claim commits.
 //
 // A client that logged in before can prove itself with ResumeToken instead
 // of Password: a hash lookup instead of a bcrypt check, so thousands of
@@ -25,14 +36,23 @@ type LoginRequest struct {
 	ResumeToken string `json:"resume_token,omitempty"`
 	GatewayID   string `json:"gateway_id"`
 	SessionID   string `json:"session_id"`
+	// Remote is the client's address as the gateway sees it: an IP
+	// address, or host:port (the port is ignored); "" when unknown. Failed
+	// password logins are throttled per address (an IPv6 address per /64)
+	// as well as per account, and logged with it.
+	Remote string `json:"remote,omitempty"`
 }
+
+// MaxRemoteLen bounds LoginRequest.Remote.
+const MaxRemoteLen = 128
 
 // LoginResponse is a successful login.
 type LoginResponse struct {
 	Name string `json:"name"`
 	// ResumeToken lets the client log in again without its password until
-	// it expires or the session logs out explicitly. A password login gets a
-	// new one; a resumed login keeps the token it used.
+	// it expires or the session logs out explicitly. Every login gets a new
+	// one: a resume rotates the token it used (that one stops working as
+	// the new one is issued; the expiry stays that of the password login).
 	ResumeToken string `json:"resume_token"`
 	// Replaced is the session id that this login replaced, if one was live.
 	Replaced string `json:"replaced,omitempty"`
@@ -173,3 +193,35 @@ type LogoutsRequest struct {
 
 // MaxLogouts bounds a LogoutsRequest.
 const MaxLogouts = 1000
+
+// CodeLoginThrottled: login: too many failed logins of the account or from
+// the address; the password was not checked. The message says when to
+// retry (LoginThrottled, LoginRetryAfter).
+const CodeLoginThrottled Code = "login_throttled"
+
+// ErrLoginThrottled matches every LoginThrottled error (errors.Is).
+var ErrLoginThrottled = &Error{Code: CodeLoginThrottled, Message: "too many failed logins; retry later"}
+
+// loginThrottledFormat is the message of a LoginThrottled error, meant to be
+// shown to the client as it is (wire errno 119).
+const loginThrottledFormat = "too many failed logins; retry in %d s"
+
+// LoginThrottled is the answer to a login refused for retry (rounded up to
+// whole seconds, at least 1): "too many failed logins; retry in N s".
+func LoginThrottled(retry time.Duration) *Error {
+	return Errorf(CodeLoginThrottled, loginThrottledFormat, max(1, int64(math.Ceil(retry.Seconds()))))
+}
+
+// LoginRetryAfter returns how long a LoginThrottled error asks to wait; ok
+// is false for any other error.
+func LoginRetryAfter(err error) (retry time.Duration, ok bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeLoginThrottled {
+		return 0, false
+	}
+	var s int64
+	if _, err := fmt.Sscanf(e.Message, loginThrottledFormat, &s); err != nil || s < 1 {
+		return time.Second, true
+	}
+	return time.Duration(s) * time.Second, true
+}

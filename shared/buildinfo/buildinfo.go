@@ -11,9 +11,19 @@ const Release = "0.1.0"
 // Version is Release plus the VCS revision the binary was built from, when
 // the build recorded one.
 func Version() string {
+	if rev := Revision(); rev != "" {
+		return Release + "+" + rev
+	}
+	return Release
+}
+
+// Revision is the VCS revision the binary was built from (12 hex digits,
+// "-dirty" with uncommitted changes), "" when the build did not record one
+// (go build -buildvcs=false, a build outside a repository).
+func Revision() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return Release
+		return ""
 	}
 	rev, dirty := "", false
 	for _, s := range info.Settings {
@@ -25,7 +35,7 @@ func Version() string {
 		}
 	}
 	if rev == "" {
-		return Release
+		return ""
 	}
 	if len(rev) > 12 {
 		rev = rev[:12]
@@ -33,5 +43,5 @@ func Version() string {
 	if dirty {
 		rev += "-dirty"
 	}
-	return Release + "+" + rev
+	return rev
 }

@@ -1,10 +1,11 @@
 // Package cliflag holds the command-line flags that several natter binaries
-// share (NATS, database, logging), each with its NATTER_ environment
-// variable, and turns them into the typed values the binaries pass down.
+// share (NATS, logging; the database flags' names), each with its NATTER_
+// environment variable, and turns them into the typed values the binaries
+// pass down. Opening a database is shared/dbflag's: this package links no
+// database driver, so natter-gateway has none.
 package cliflag
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/ops"
-	"github.com/natter-chat/natter/shared/sqldb"
 )
 
 // Flag names.
@@ -45,21 +45,9 @@ func NATSFlag() cli.Flag {
 		Usage: "NATS server URL(s), comma-separated"}
 }
 
-// DBFlags select the database: MySQL when --mysql-dsn is set, else SQLite.
-func DBFlags(defaultSQLite string) []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: MySQLDSN, EnvVars: []string{"NATTER_MYSQL_DSN"},
-			Usage: "MySQL/MariaDB DSN, user:pass@tcp(host:3306)/dbname (the database is created if missing); empty means SQLite"},
-		MySQLDSNFileFlag(),
-		&cli.StringFlag{Name: SQLitePath, Value: defaultSQLite, EnvVars: []string{"NATTER_SQLITE"},
-			Usage: "SQLite database file, used when no MySQL DSN is given (single machine only)"},
-		&cli.IntFlag{Name: DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
-			Usage: "MySQL connection pool size; also bounds concurrent request handlers"},
-	}
-}
-
 // MySQLDSNFileFlag is --mysql-dsn-file, the alternative to --mysql-dsn that
-// keeps the password in a file; DBFlags has it, MySQLDSNFromFlags reads it.
+// keeps the password in a file; dbflag.Flags has it, MySQLDSNFromFlags
+// reads it.
 func MySQLDSNFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: MySQLDSNFile, EnvVars: []string{"NATTER_MYSQL_DSN_FILE"},
 		Usage: "file holding the MySQL/MariaDB DSN (instead of --" + MySQLDSN + "; a trailing newline is ignored)"}
@@ -150,25 +138,4 @@ func StartOps(c *cli.Context, log *slog.Logger) (*ops.Server, error) {
 		}
 	}
 	return s, nil
-}
-
-// OpenDB opens the database the DB flags select: MySQL with --mysql-dsn or
-// --mysql-dsn-file, else SQLite.
-func OpenDB(ctx context.Context, c *cli.Context) (*sqldb.DB, error) {
-	dsn, err := MySQLDSNFromFlags(c)
-	if err != nil {
-		return nil, err
-	}
-	if dsn != "" {
-		return sqldb.OpenMySQL(ctx, dsn, c.Int(DBConns))
-	}
-	return sqldb.OpenSQLite(c.String(SQLitePath))
-}
-
-// Concurrency is how many handlers a service should run at once for db.
-func Concurrency(db *sqldb.DB, conns int) int {
-	if db.Dialect == sqldb.SQLite {
-		return 4
-	}
-	return conns
 }

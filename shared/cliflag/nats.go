@@ -20,12 +20,28 @@ const (
 	NATSTLSKey       = "nats-tls-key"
 )
 
-// NATSFlags are NATSFlag and the NATS credential and TLS flags, which
+// NATSFlags are NATSFlag, NATSAuthFlags and the NATS TLS flags, which
 // NATSOptions turns into connection options. Secrets are only ever read
 // from files.
 func NATSFlags() []cli.Flag {
+	flags := []cli.Flag{NATSFlag()}
+	flags = append(flags, NATSAuthFlags()...)
+	return append(flags,
+		&cli.StringFlag{Name: NATSTLSCA, EnvVars: []string{"NATTER_NATS_TLS_CA"},
+			Usage: "PEM file of the CA(s) that signed the NATS server's certificate; setting it turns TLS on"},
+		&cli.StringFlag{Name: NATSTLSCert, EnvVars: []string{"NATTER_NATS_TLS_CERT"},
+			Usage: "PEM client certificate for NATS (mutual TLS; with --nats-tls-key)"},
+		&cli.StringFlag{Name: NATSTLSKey, EnvVars: []string{"NATTER_NATS_TLS_KEY"},
+			Usage: "PEM private key of --nats-tls-cert"},
+	)
+}
+
+// NATSAuthFlags are the ways to authenticate to NATS: a user and a
+// password file, a .creds file or an nkey seed file. The services and the
+// gateway authenticate with them; natter serve requires them of whoever
+// connects to its embedded NATS.
+func NATSAuthFlags() []cli.Flag {
 	return []cli.Flag{
-		NATSFlag(),
 		&cli.StringFlag{Name: NATSUser, EnvVars: []string{"NATTER_NATS_USER"},
 			Usage: "NATS user name (with --nats-password-file)"},
 		&cli.StringFlag{Name: NATSPasswordFile, EnvVars: []string{"NATTER_NATS_PASSWORD_FILE"},
@@ -34,13 +50,83 @@ func NATSFlags() []cli.Flag {
 			Usage: "NATS credentials file (.creds: user JWT and nkey seed)"},
 		&cli.StringFlag{Name: NATSNkeyFile, EnvVars: []string{"NATTER_NATS_NKEY_FILE"},
 			Usage: "file holding a NATS user nkey seed (SU...)"},
-		&cli.StringFlag{Name: NATSTLSCA, EnvVars: []string{"NATTER_NATS_TLS_CA"},
-			Usage: "PEM file of the CA(s) that signed the NATS server's certificate; setting it turns TLS on"},
-		&cli.StringFlag{Name: NATSTLSCert, EnvVars: []string{"NATTER_NATS_TLS_CERT"},
-			Usage: "PEM client certificate for NATS (mutual TLS; with --nats-tls-key)"},
-		&cli.StringFlag{Name: NATSTLSKey, EnvVars: []string{"NATTER_NATS_TLS_KEY"},
-			Usage: "PEM private key of --nats-tls-cert"},
 	}
+}
+
+// NATSAuth is one way to authenticate to NATS, as NATSAuthFlags give it:
+// User with Password (read from --nats-password-file), CredsFile, or
+// NkeyFile; the zero value is none.
+type NATSAuth struct {
+	User, Password string
+	CredsFile      string
+	NkeyFile       string
+}
+
+// Set reports whether a way to authenticate is given.
+func (a NATSAuth) Set() bool { return a.User != "" || a.CredsFile != "" || a.NkeyFile != "" }
+
+// NATSAuthFromFlags reads NATSAuthFlags: the password file is read now, the
+// other files are checked to be readable (an nkey file to hold a seed), so
+// a missing one fails the start-up with its flag's name; at most one way
+// may be given.
+func NATSAuthFromFlags(c *cli.Context) (NATSAuth, error) {
+	var (
+		a     NATSAuth
+		auths []string
+	)
+	user, pwFile := c.String(NATSUser), c.String(NATSPasswordFile)
+	switch {
+	case user != "" && pwFile == "":
+		return NATSAuth{}, fmt.Errorf("--%s needs --%s", NATSUser, NATSPasswordFile)
+	case user == "" && pwFile != "":
+		return NATSAuth{}, fmt.Errorf("--%s needs --%s", NATSPasswordFile, NATSUser)
+	case user != "":
+		pw, err := readSecret(NATSPasswordFile, pwFile)
+		if err != nil {
+			return NATSAuth{}, err
+		}
+		a.User, a.Password = user, pw
+		auths = append(auths, "--"+NATSUser)
+	}
+	if creds := c.String(NATSCreds); creds != "" {
+		if err := checkReadable(NATSCreds, creds); err != nil {
+			return NATSAuth{}, err
+		}
+		a.CredsFile = creds
+		auths = append(auths, "--"+NATSCreds)
+	}
+	if seed := c.String(NATSNkeyFile); seed != "" {
+		if err := checkReadable(NATSNkeyFile, seed); err != nil {
+			return NATSAuth{}, err
+		}
+		if _, err := nats.NkeyOptionFromSeed(seed); err != nil {
+			return NATSAuth{}, fmt.Errorf("--%s %s: %w", NATSNkeyFile, seed, err)
+		}
+		a.NkeyFile = seed
+		auths = append(auths, "--"+NATSNkeyFile)
+	}
+	if len(auths) > 1 {
+		return NATSAuth{}, fmt.Errorf("NATS authentication: give only one of %s", strings.Join(auths, ", "))
+	}
+	return a, nil
+}
+
+// Options are the connection options that authenticate with a (none for
+// the zero value).
+func (a NATSAuth) Options() ([]nats.Option, error) {
+	switch {
+	case a.User != "":
+		return []nats.Option{nats.UserInfo(a.User, a.Password)}, nil
+	case a.CredsFile != "":
+		return []nats.Option{nats.UserCredentials(a.CredsFile)}, nil
+	case a.NkeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(a.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", NATSNkeyFile, a.NkeyFile, err)
+		}
+		return []nats.Option{o}, nil
+	}
+	return nil, nil
 }
 
 // NATSOptions turns the NATS credential and TLS flags into connection
@@ -48,44 +134,13 @@ func NATSFlags() []cli.Flag {
 // or unreadable one fails the start-up with the flag's name; at most one
 // way to authenticate (user and password, creds, nkey) may be given.
 func NATSOptions(c *cli.Context) ([]nats.Option, error) {
-	var (
-		opts  []nats.Option
-		auths []string
-	)
-	user, pwFile := c.String(NATSUser), c.String(NATSPasswordFile)
-	switch {
-	case user != "" && pwFile == "":
-		return nil, fmt.Errorf("--%s needs --%s", NATSUser, NATSPasswordFile)
-	case user == "" && pwFile != "":
-		return nil, fmt.Errorf("--%s needs --%s", NATSPasswordFile, NATSUser)
-	case user != "":
-		pw, err := readSecret(NATSPasswordFile, pwFile)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserInfo(user, pw))
-		auths = append(auths, "--"+NATSUser)
+	auth, err := NATSAuthFromFlags(c)
+	if err != nil {
+		return nil, err
 	}
-	if creds := c.String(NATSCreds); creds != "" {
-		if err := checkReadable(NATSCreds, creds); err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserCredentials(creds))
-		auths = append(auths, "--"+NATSCreds)
-	}
-	if seed := c.String(NATSNkeyFile); seed != "" {
-		if err := checkReadable(NATSNkeyFile, seed); err != nil {
-			return nil, err
-		}
-		o, err := nats.NkeyOptionFromSeed(seed)
-		if err != nil {
-			return nil, fmt.Errorf("--%s %s: %w", NATSNkeyFile, seed, err)
-		}
-		opts = append(opts, o)
-		auths = append(auths, "--"+NATSNkeyFile)
-	}
-	if len(auths) > 1 {
-		return nil, fmt.Errorf("NATS authentication: give only one of %s", strings.Join(auths, ", "))
+	opts, err := auth.Options()
+	if err != nil {
+		return nil, err
 	}
 	if ca := c.String(NATSTLSCA); ca != "" {
 		if err := checkReadable(NATSTLSCA, ca); err != nil {

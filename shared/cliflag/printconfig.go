@@ -3,11 +3,12 @@ package cliflag
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/natter-chat/natter/shared/natsconn"
 )
 
 // PrintConfigName is the --print-config flag's name.
@@ -37,8 +38,8 @@ func HandlePrintConfig(c *cli.Context) (done bool, err error) {
 // PrintConfig writes every flag of c's command and its parents with its
 // effective value (default, environment or command line), one name=value a
 // line, sorted by name. Secrets are redacted: the password of a DSN or a
-// URL becomes ***, a flag named like a password, secret or token shows ***
-// when set; files holding secrets (--nats-password-file, --nats-creds,
+// URL becomes ***, so does a URL's token (nats://TOKEN@host), a flag named
+// like a password, secret or token shows *** when set; files holding secrets (--nats-password-file, --nats-creds,
 // --nats-nkey-file, --mysql-dsn-file) are never read, only their paths
 // printed.
 func PrintConfig(c *cli.Context, w io.Writer) error {
@@ -121,8 +122,8 @@ func redact(name, value string) string {
 	case strings.Contains(lname, "password"), strings.Contains(lname, "secret"),
 		strings.Contains(lname, "token"), strings.Contains(lname, "seed"):
 		return "***"
-	case strings.Contains(value, "://"):
-		return redactURLs(value)
+	case name == NATS, strings.Contains(value, "://"):
+		return natsconn.RedactURLs(value)
 	}
 	return value
 }
@@ -145,23 +146,4 @@ func RedactDSN(dsn string) string {
 		return dsn // a user without a password
 	}
 	return dsn[:colon+1] + "***" + dsn[at:]
-}
-
-// redactURLs redacts the passwords of comma-separated URLs
-// (nats://user:pass@host:4222).
-func redactURLs(value string) string {
-	parts := strings.Split(value, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			if strings.Contains(p, "@") {
-				parts[i] = "***" // unparsable, with credentials perhaps
-			}
-			continue
-		}
-		if _, has := u.User.Password(); has {
-			parts[i] = u.Redacted()
-		}
-	}
-	return strings.Join(parts, ",")
 }

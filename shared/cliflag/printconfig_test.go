@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/shared/dbflag"
 )
 
 // runApp runs an app with the shared flags (and extra ones) on args, its
@@ -19,7 +20,7 @@ func runApp(t *testing.T, extra []cli.Flag, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	flags := cliflag.NATSFlags()
-	flags = append(flags, cliflag.DBFlags("data/natter.db")...)
+	flags = append(flags, dbflag.Flags("data/natter.db")...)
 	flags = append(flags, cliflag.LogFlags()...)
 	flags = append(flags, cliflag.PrintConfigFlag())
 	flags = append(flags, extra...)
@@ -85,7 +86,7 @@ func TestPrintConfig(t *testing.T) {
 	for _, want := range []string{
 		"mysql-dsn=natter:***@tcp(db:3306)/natter?parseTime=true",
 		"mysql-dsn-file=",
-		"nats=nats://svc:xxxxx@n1:4222,nats://n2:4222",
+		"nats=nats://svc:***@n1:4222,nats://n2:4222",
 		"nats-user=svc",
 		"nats-password-file=" + pwFile,
 		"admin-password=***",
@@ -105,6 +106,18 @@ func TestPrintConfig(t *testing.T) {
 		if name == "help" || name == "version" || name == cliflag.PrintConfigName {
 			t.Errorf("printed %q", l)
 		}
+	}
+
+	// A token in the NATS URL (nats://TOKEN@host), from the environment
+	// or the command line, with a scheme or without.
+	t.Setenv("NATTER_NATS", "nats://envtokensecret@n1:4222")
+	out, err = runApp(t, nil, "--print-config")
+	if err != nil || strings.Contains(out, "envtokensecret") || !strings.Contains(out, "\nnats=nats://***@n1:4222\n") {
+		t.Errorf("a token URL from the environment: %v\n%s", err, out)
+	}
+	out, err = runApp(t, nil, "--print-config", "--nats", "flagtokensecret@n1:4222,nats://n2:4222")
+	if err != nil || strings.Contains(out, "flagtokensecret") || !strings.Contains(out, "\nnats=***@n1:4222,nats://n2:4222\n") {
+		t.Errorf("a token URL without a scheme: %v\n%s", err, out)
 	}
 
 	// Without the flag the Action goes on and nothing is printed.

@@ -14,7 +14,12 @@
 // with every handler detached; Stop stops them and waits for the handlers.
 //
 // Add also counts every request's answer and its latency in Metrics, in
-// the detached request itself, so no handler has to.
+// the detached request itself, so no handler has to; on a Service (see
+// AddService) the same count is what $SRV.STATS answers.
+//
+// Error answers carry micro's headers as ADR-32 has them: the code's number
+// in Nats-Service-Error-Code, the code's word and the message in
+// Nats-Service-Error (api.Error.Header).
 package endpoint
 
 import (
@@ -109,10 +114,13 @@ type Spec struct {
 }
 
 // Add adds the endpoints to svc in order, each handler wrapped in
-// Detach(nc, ...) and, with m not nil, each answer counted in m. It returns
-// at the first endpoint it cannot add, leaving the ones before it added: the
+// Detach(nc, ...) and, with m not nil, each answer counted in m. On a
+// *Service (AddService) the answers are also what its $SRV.STATS counts;
+// micro's own service counts them wrong (see Service). It returns at the
+// first endpoint it cannot add, leaving the ones before it added: the
 // caller stops svc.
 func Add(svc micro.Service, nc *nats.Conn, m *Metrics, specs ...Spec) error {
+	own, _ := svc.(*Service)
 	for _, s := range specs {
 		msgs, bytes := s.PendingMsgs, s.PendingBytes
 		if msgs == 0 {
@@ -121,10 +129,15 @@ func Add(svc micro.Service, nc *nats.Conn, m *Metrics, specs ...Spec) error {
 		if bytes == 0 {
 			bytes = DefaultPendingBytes
 		}
-		err := svc.AddEndpoint(s.Name, detach(nc, s.Handler, m.endpoint(s.Name)),
-			micro.WithEndpointSubject(s.Subject),
-			micro.WithEndpointMetadata(map[string]string{"description": s.Description}),
-			micro.WithEndpointPendingLimits(msgs, bytes))
+		var err error
+		if own != nil {
+			err = own.add(s, msgs, bytes, m.endpoint(s.Name))
+		} else {
+			err = svc.AddEndpoint(s.Name, detach(nc, s.Handler, m.endpoint(s.Name)),
+				micro.WithEndpointSubject(s.Subject),
+				micro.WithEndpointMetadata(map[string]string{"description": s.Description}),
+				micro.WithEndpointPendingLimits(msgs, bytes))
+		}
 		if err != nil {
 			return fmt.Errorf("add endpoint %s: %w", s.Name, err)
 		}
@@ -200,7 +213,8 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 	default:
 		log.Error("request failed", "endpoint", name, "err", err)
 	}
-	if rerr := m.Error(string(ae.Code), ae.Message, nil); rerr != nil {
+	code, description := ae.Header()
+	if rerr := m.Error(code, description, nil); rerr != nil {
 		log.Warn("respond", "endpoint", name, "err", rerr)
 	}
 }
@@ -222,8 +236,9 @@ func ErrorFor(err error) *api.Error {
 
 // Detach wraps h so that it receives requests that answer by publishing to
 // the reply subject through nc themselves, safe from any goroutine, with
-// JSON encoded by api.Marshal. The price: micro's stats do not count the
-// errors answered this way.
+// JSON encoded by api.Marshal. The price, on micro's own service: its
+// stats do not count the errors answered this way, nor the time to the
+// answer (a Service's do, see Add).
 func Detach(nc *nats.Conn, h micro.Handler) micro.Handler {
 	return detach(nc, h, nil)
 }
@@ -243,13 +258,14 @@ type detached struct {
 	micro.Request
 	nc *nats.Conn
 
-	obs      *observer // nil: not counted
+	obs      *observer        // nil: not counted in Metrics
+	stats    *serviceEndpoint // nil: not counted in a Service's STATS
 	start    time.Time
 	answered atomic.Bool // the first answer sent is the one counted
 }
 
 func (d *detached) Respond(data []byte, opts ...micro.RespondOpt) error {
-	return d.publish(&nats.Msg{Data: data}, opts, resultOK)
+	return d.publish(&nats.Msg{Data: data}, opts, "", "")
 }
 
 func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
@@ -270,12 +286,12 @@ func (d *detached) Error(code, description string, data []byte, opts ...micro.Re
 			micro.ErrorCodeHeader: []string{code},
 		},
 		Data: data,
-	}, opts, code)
+	}, opts, code, description)
 }
 
 // publish sends msg as the answer and, the first time one is sent, counts
-// it with result.
-func (d *detached) publish(msg *nats.Msg, opts []micro.RespondOpt, result string) error {
+// it: an error answer when code is not "".
+func (d *detached) publish(msg *nats.Msg, opts []micro.RespondOpt, code, description string) error {
 	for _, opt := range opts {
 		opt(msg)
 	}
@@ -286,8 +302,22 @@ func (d *detached) publish(msg *nats.Msg, opts []micro.RespondOpt, result string
 	if err := d.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
 	}
-	if d.obs != nil && d.answered.CompareAndSwap(false, true) {
-		d.obs.answered(result, d.start)
+	if (d.obs == nil && d.stats == nil) || !d.answered.CompareAndSwap(false, true) {
+		return nil
+	}
+	took := time.Since(d.start)
+	if d.stats != nil {
+		d.stats.record(code, description, took)
+	}
+	if d.obs != nil {
+		result := resultOK
+		if code != "" {
+			// The metrics' result is the code's word (bounded: the
+			// api.Code values).
+			result = string(api.ErrorFromHeader(nats.Header{
+				micro.ErrorCodeHeader: {code}, micro.ErrorHeader: {description}}).Code)
+		}
+		d.obs.answered(result, took)
 	}
 	return nil
 }

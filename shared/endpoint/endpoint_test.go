@@ -17,12 +17,12 @@ import (
 	"github.com/natter-chat/natter/shared/natstest"
 )
 
-// newService adds a micro service named name on a connection to a test
-// server, stopped when the test ends.
+// newService adds a service named name (endpoint.AddService) on a
+// connection to a test server, stopped when the test ends.
 func newService(t *testing.T, name string) (*nats.Conn, micro.Service) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.Run(t))
-	svc, err := micro.AddService(nc, micro.Config{Name: name, Version: "1.0.0", QueueGroup: name})
+	svc, err := endpoint.AddService(nc, micro.Config{Name: name, Version: "1.0.0", QueueGroup: name})
 	if err != nil {
 		t.Fatal(err)
 	}

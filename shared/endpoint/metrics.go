@@ -5,11 +5,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/ops"
 )
 
 // resultOK is the result label of a request answered without an error; an
 // error answer's result is its api.Code (bad_request, busy, internal, ...).
 const resultOK = "ok"
+
+// results are the result labels every endpoint's series start with (at
+// 0), so that a rate of errors exists before the first error.
+var results = []string{resultOK, string(api.CodeBadRequest), string(api.CodeNotFound), string(api.CodeNameTaken),
+	string(api.CodeBadLogin), string(api.CodeSessionLive), string(api.CodeBusy), string(api.CodeInternal)}
 
 // Metrics counts the requests a service's endpoints answer. Build it with
 // NewMetrics and hand it to Add.
@@ -21,7 +29,8 @@ type Metrics struct {
 // NewMetrics registers the request metrics of service on reg:
 //
 //   - natter_requests_total{service, endpoint, result}: requests answered,
-//     result ok or the error's api.Code (a bounded set);
+//     result ok or the error's api.Code (a bounded set; every endpoint has
+//     a series for each code from the start, at 0);
 //   - natter_request_duration_seconds{service, endpoint}: from the request's
 //     delivery to the endpoint's handler to its answer, the wait for a free
 //     handler slot included.
@@ -37,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 			Name:        "natter_request_duration_seconds",
 			Help:        "Time from a request's delivery to its endpoint handler to its answer.",
 			ConstLabels: labels,
-			Buckets:     prometheus.ExponentialBuckets(0.0001, 2.5, 12), // 100 µs to ~6 s
+			Buckets:     ops.DurationBuckets(),
 		}, []string{"endpoint"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.seconds} {
@@ -61,6 +70,9 @@ func (m *Metrics) endpoint(name string) *observer {
 	if m == nil {
 		return nil
 	}
+	for _, r := range results {
+		m.requests.WithLabelValues(name, r)
+	}
 	return &observer{
 		name:    name,
 		m:       m,
@@ -69,11 +81,11 @@ func (m *Metrics) endpoint(name string) *observer {
 	}
 }
 
-func (o *observer) answered(result string, start time.Time) {
+func (o *observer) answered(result string, took time.Duration) {
 	if result == resultOK {
 		o.ok.Inc()
 	} else {
 		o.m.requests.WithLabelValues(o.name, result).Inc()
 	}
-	o.seconds.Observe(time.Since(start).Seconds())
+	o.seconds.Observe(took.Seconds())
 }

@@ -2,6 +2,12 @@
 // one of them wants: reconnect forever, log connection events, and, through
 // Observe, count them in Prometheus metrics. Ready is a readiness check on
 // a connection.
+//
+// Each process gets its replies on an inbox prefix of its own role
+// (InboxPrefix: _INBOX.gateway, _INBOX.friend, ...), so that NATS
+// permissions can let every role subscribe to its own replies and to no
+// one else's. URLs are logged only through RedactURLs: a password or a
+// token in a --nats URL never reaches a log line.
 package natsconn
 
 import (
@@ -9,18 +15,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Connect dials url as client name. Extra options (an in-process server,
-// credentials, Observe) are applied after Connect's own, so Observe counts
-// the events Connect logs.
+// Connect dials url as client name. Its replies arrive under
+// InboxPrefix(name). Extra options (an in-process server, credentials,
+// Observe) are applied after Connect's own, so Observe counts the events
+// Connect logs.
 func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{
 		nats.Name(name),
+		nats.CustomInboxPrefix(InboxPrefix(name)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(16 << 20),
@@ -31,7 +40,7 @@ func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Co
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -43,9 +52,68 @@ func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Co
 	}, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect nats %s: %w", RedactURLs(url), err)
 	}
 	return nc, nil
+}
+
+// DefaultInboxPrefix is nats.go's own inbox prefix, used by a client whose
+// name is no natter role.
+const DefaultInboxPrefix = "_INBOX"
+
+// InboxPrefix is the inbox prefix of the client named name: for a natter
+// binary, natter-<role>, it is _INBOX.<role> (_INBOX.gateway,
+// _INBOX.user, ...), so its replies arrive on _INBOX.<role>.<nuid>.<n> and
+// a role's NATS permission to subscribe to _INBOX.<role>.> lets it read
+// its own replies only. A name whose role would not be one subject token
+// of letters, digits, - and _ gets DefaultInboxPrefix.
+func InboxPrefix(name string) string {
+	role := strings.TrimPrefix(name, "natter-")
+	if role == "" {
+		return DefaultInboxPrefix
+	}
+	for _, r := range role {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return DefaultInboxPrefix
+		}
+	}
+	return DefaultInboxPrefix + "." + role
+}
+
+// RedactURLs hides the credentials in comma-separated URLs (NATS server
+// lists): the password of user:password@ becomes ***, and user info
+// without a password, which NATS reads as a token (nats://TOKEN@host) or
+// an nkey, becomes *** as a whole. Anything else is left as it is.
+func RedactURLs(urls string) string {
+	if !strings.Contains(urls, "@") {
+		return urls
+	}
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		parts[i] = redactURL(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func redactURL(u string) string {
+	start := 0
+	if i := strings.Index(u, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	authority := u[start:]
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return u
+	}
+	userinfo := authority[:at]
+	redacted := "***"
+	if colon := strings.IndexByte(userinfo, ':'); colon >= 0 {
+		redacted = userinfo[:colon] + ":***"
+	}
+	return u[:start] + redacted + u[start+at:]
 }
 
 // Ready is a readiness check: nil while nc is connected.
@@ -154,7 +222,7 @@ func ConnectRetry(ctx context.Context, url, name string, log *slog.Logger, extra
 		if err == nil || !errors.Is(err, nats.ErrNoServers) {
 			return nc, err
 		}
-		log.Warn("nats not reachable yet; retrying", "url", url, "retry_in", pause, "err", err)
+		log.Warn("nats not reachable yet; retrying", "url", RedactURLs(url), "retry_in", pause, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (gave up: %v)", err, context.Cause(ctx))

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -23,17 +24,42 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/natter-chat/natter/shared/buildinfo"
 )
+
+// DurationBuckets are the buckets of natter's request and database
+// duration histograms: 100 µs to ~15 s in steps of 2.5x, so that the
+// slowest answer a caller still waits for (--request-timeout, 5 s by
+// default; a database statement's timeout) lands in a finite bucket and a
+// p99 near a timeout is seen, not capped.
+func DurationBuckets() []float64 { return prometheus.ExponentialBuckets(0.0001, 2.5, 14) }
 
 // checkTimeout bounds each readiness check.
 const checkTimeout = 2 * time.Second
 
 // NewRegistry returns a registry holding the Go runtime and process
-// collectors; components add their own metrics to it.
+// collectors and natter_build_info; components add their own metrics to
+// it.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		BuildInfo())
 	return reg
+}
+
+// BuildInfo is natter_build_info{version, revision, goversion}, always 1:
+// which build a process runs (join on it to compare versions in a
+// rollout).
+func BuildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "natter_build_info",
+		Help: "Always 1; the labels say which build the process runs: version (the release), revision (the VCS revision, \"\" when not recorded) and goversion.",
+		ConstLabels: prometheus.Labels{"version": buildinfo.Release, "revision": buildinfo.Revision(),
+			"goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }
 
 // CheckFunc reports why the process cannot serve yet (nil: it can).

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/buildinfo"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -92,4 +94,43 @@ func TestCheckTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 3*checkTimeout {
 		t.Errorf("Ready took %v", d)
 	}
+}
+
+// TestDurationBucketsCoverTimeouts: the duration histograms' last finite
+// bucket is above the longest wait a request can have (--request-timeout,
+// 5 s by default; services and the database give up before it), so a
+// request that takes nearly the timeout is not lumped into +Inf.
+func TestDurationBucketsCoverTimeouts(t *testing.T) {
+	const defaultRequestTimeout = 5 * time.Second
+	b := DurationBuckets()
+	if top := b[len(b)-1]; top < 2*defaultRequestTimeout.Seconds() {
+		t.Errorf("last bucket %v s, want at least twice the request timeout (%v)", top, defaultRequestTimeout)
+	}
+	if b[0] > 0.0001 {
+		t.Errorf("first bucket %v s: sub-millisecond answers need a bucket", b[0])
+	}
+}
+
+// TestBuildInfo: every registry NewRegistry makes has natter_build_info 1
+// with the release.
+func TestBuildInfo(t *testing.T) {
+	fams, err := NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "natter_build_info" {
+			continue
+		}
+		m := f.GetMetric()[0]
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if m.GetGauge().GetValue() != 1 || labels["version"] != buildinfo.Release || !strings.HasPrefix(labels["goversion"], "go") {
+			t.Errorf("natter_build_info %v %v", labels, m.GetGauge().GetValue())
+		}
+		return
+	}
+	t.Error("no natter_build_info")
 }

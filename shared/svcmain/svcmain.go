@@ -24,6 +24,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/shared/dbflag"
 	"github.com/natter-chat/natter/shared/natsconn"
 	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -66,7 +67,7 @@ func Flags(own ...cli.Flag) []cli.Flag {
 	flags := cliflag.NATSFlags()
 	flags = append(flags, &cli.DurationFlag{Name: cliflag.RequestTimeout, Value: 5 * time.Second,
 		EnvVars: []string{"NATTER_REQUEST_TIMEOUT"}, Usage: "longest time one request may take, database work included"})
-	flags = append(flags, cliflag.DBFlags("natter-data/natter.db")...)
+	flags = append(flags, dbflag.Flags("natter-data/natter.db")...)
 	flags = append(flags, cliflag.LogFlags()...)
 	flags = append(flags, cliflag.PrintConfigFlag())
 	return append(flags, own...)
@@ -157,7 +158,7 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 	svc, err := start(startCtx, Env{
 		NC:          nc,
 		DB:          db,
-		Concurrency: cliflag.Concurrency(db, c.Int(cliflag.DBConns)),
+		Concurrency: dbflag.Concurrency(db, c.Int(cliflag.DBConns)),
 		Registerer:  o.Registry(),
 		Ops:         o,
 		Log:         log,
@@ -198,7 +199,7 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 func openDB(ctx context.Context, c *cli.Context, log *slog.Logger) (*sqldb.DB, error) {
 	pause := 250 * time.Millisecond
 	for {
-		db, err := cliflag.OpenDB(ctx, c)
+		db, err := dbflag.Open(ctx, c)
 		if err == nil || !sqldb.IsUnavailable(err) || ctx.Err() != nil {
 			return db, err
 		}

@@ -33,6 +33,10 @@ const (
 	NoSuchGroup    Errno = 116
 	SessionExpired Errno = 117 // the gateway lost its presence lease; log in again
 	ServerFull     Errno = 118 // the gateway holds its maximum of connections (with Reconnect); try another
+	// LoginThrottled (LOGIN_ACK): too many failed logins of this account or
+	// from this address; the password was not checked. errmsg says when to
+	// retry: "too many failed logins; retry in N s".
+	LoginThrottled Errno = 119
 )
 
 // Original error messages, byte for byte.

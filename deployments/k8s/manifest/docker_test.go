@@ -63,22 +63,32 @@ func TestImageBuild(t *testing.T) {
 
 	dockerfile := readFile(t, "deployments/docker/Dockerfile")
 	gowork := readFile(t, "go.work")
-	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gowork)
+	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+\.\d+)$`).FindStringSubmatch(gowork)
 	if goVersion == nil {
-		t.Fatal("go.work has no go directive")
+		t.Fatal("go.work has no go directive with a patch version")
 	}
+	// The base images are build arguments whose defaults are exact: the
+	// toolchain go.work names (not a floating golang:1.26 that may be
+	// older), and distroless; every FROM takes one of them, so a build
+	// pins digests by passing them (README, "Images").
 	for _, want := range []string{
-		"ARG GO_VERSION=" + goVersion[1] + "\n",
-		"FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build\n",
+		"ARG GO_IMAGE=golang:" + goVersion[1] + "\n",
+		"ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot\n",
+		"FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build\n",
 		"ENV GOTOOLCHAIN=local\n",
 		"ARG BINARY\n",
 		`deployments/docker/build.sh /out "$BINARY"`,
-		"FROM gcr.io/distroless/static-debian12:nonroot\n",
+		"FROM ${BASE_IMAGE}\n",
 		"COPY --from=build /out/ /usr/local/bin/\n",
 		`ENTRYPOINT ["/usr/local/bin/entrypoint"]`,
 	} {
 		if !strings.Contains(dockerfile, want) {
 			t.Errorf("Dockerfile lacks %q", strings.TrimSpace(want))
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?m)^FROM (.*)$`).FindAllStringSubmatch(dockerfile, -1) {
+		if !strings.Contains(m[1], "${GO_IMAGE}") && !strings.Contains(m[1], "${BASE_IMAGE}") {
+			t.Errorf("Dockerfile: FROM %s: a base image that no build argument can pin", m[1])
 		}
 	}
 	script := readFile(t, "deployments/docker/build.sh")

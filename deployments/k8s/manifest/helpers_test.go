@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/natter-chat/natter/deployments/k8s/manifest"
+	"github.com/natter-chat/natter/shared/certtest"
 )
 
 // root is the repository root, from this package's directory.
@@ -34,9 +35,13 @@ var operatorSecrets = map[string]map[string]string{
 	"natter-nats-auth": {
 		"gateway": "prod-test-gateway-pw", "user": "prod-test-user-pw", "offline": "prod-test-offline-pw",
 		"friend": "prod-test-friend-pw", "group": "prod-test-group-pw",
+		"ops": "prod-test-ops-pw", "sys": "prod-test-sys-pw", "route": "prod-test-route-pw",
 	},
-	"natter-mysql": {"dsn": "natter:prod-test-pw@tcp(mysql.example.com:3306)/natter"},
-	"natter-tls":   {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"},
+	// The NATS nodes' certificate, made by TestMain: for the names in the
+	// manifests and for 127.0.0.1, where the tests run the nodes.
+	"natter-nats-tls": {},
+	"natter-mysql":    {"dsn": "natter:prod-test-pw@tcp(mysql.example.com:3306)/natter"},
+	"natter-tls":      {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"},
 }
 
 var (
@@ -47,6 +52,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	certs, err := certtest.New("nats", "nats-headless", "*.nats-headless", "127.0.0.1")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test certificate:", err)
+		os.Exit(1)
+	}
+	operatorSecrets["natter-nats-tls"] = map[string]string{
+		"ca.crt": string(certs.CA), "tls.crt": string(certs.Cert), "tls.key": string(certs.Key),
+	}
 	code := m.Run()
 	for _, d := range cleanup {
 		os.RemoveAll(d)
@@ -215,7 +228,7 @@ func resolveEnv(t *testing.T, s *manifest.Set, c corev1.Container, pod string) [
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
-			set(e.Name, e.Value)
+			set(e.Name, expandEnv(e.Value, vals))
 		case e.ValueFrom.SecretKeyRef != nil:
 			r := e.ValueFrom.SecretKeyRef
 			v, ok := secretValue(s, r.Name, r.Key)
@@ -262,6 +275,25 @@ func resolveEnv(t *testing.T, s *manifest.Set, c corev1.Container, pod string) [
 		out = append(out, k+"="+vals[k])
 	}
 	return out
+}
+
+// envRef is a dependent environment variable reference, $(NAME), which
+// Kubernetes expands in an env value from the variables defined before it
+// ($$ escapes a $).
+var envRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expandEnv expands v as the kubelet does: a reference to a variable
+// defined before is replaced, any other is left as it is.
+func expandEnv(v string, defined map[string]string) string {
+	return envRef.ReplaceAllStringFunc(v, func(ref string) string {
+		if ref == "$$" {
+			return "$"
+		}
+		if val, ok := defined[ref[2:len(ref)-1]]; ok {
+			return val
+		}
+		return ref
+	})
 }
 
 // printConfig runs the container's binary with its args and exactly its

@@ -29,6 +29,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"github.com/natter-chat/natter/deployments/k8s/manifest"
 	"github.com/natter-chat/natter/shared/ops"
 )
@@ -69,7 +72,10 @@ func TestManifests(t *testing.T) {
 			checkAutoscaling(t, s)
 			checkNATS(t, s)
 			checkNatterContainers(t, s, bin, overlay)
-			checkIngress(t, s, overlay)
+			checkGatewayAPI(t, s, overlay)
+			checkNetworkPolicies(t, s)
+			checkMemoryLimits(t, s)
+			checkMonitoring(t, s, overlay)
 			if overlay == "dev" {
 				checkDevDatabase(t, s)
 			}
@@ -83,10 +89,11 @@ func checkInventory(t *testing.T, s *manifest.Set, overlay string) {
 		"Namespace/" + map[string]string{"dev": "natter-dev", "prod": "natter"}[overlay],
 		"StatefulSet/nats", "Service/nats", "Service/nats-headless", "PodDisruptionBudget/nats", "NetworkPolicy/nats",
 		"Deployment/natter-gateway", "Service/natter-gateway", "HorizontalPodAutoscaler/natter-gateway", "PodDisruptionBudget/natter-gateway",
-		"Service/natter-gateway-web", "Ingress/natter-gateway",
+		"Service/natter-gateway-web", "Gateway/natter-web", "HTTPRoute/natter-gateway-web", "NetworkPolicy/natter-gateway",
 	}
 	for _, svc := range []string{"user", "offline", "friend", "group"} {
-		want = append(want, "Deployment/natter-"+svc, "HorizontalPodAutoscaler/natter-"+svc, "PodDisruptionBudget/natter-"+svc)
+		want = append(want, "Deployment/natter-"+svc, "HorizontalPodAutoscaler/natter-"+svc, "PodDisruptionBudget/natter-"+svc,
+			"NetworkPolicy/natter-"+svc)
 	}
 	if overlay == "dev" {
 		want = append(want, "StatefulSet/mariadb", "Service/mariadb", "NetworkPolicy/mariadb")
@@ -177,6 +184,14 @@ func objectLabels(o manifest.Object) map[string]string {
 		return v.Labels
 	case *networkingv1.Ingress:
 		return v.Labels
+	case *gatewayv1.Gateway:
+		return v.Labels
+	case *gatewayv1.HTTPRoute:
+		return v.Labels
+	case *monitoringv1.PodMonitor:
+		return v.Labels
+	case *monitoringv1.PrometheusRule:
+		return v.Labels
 	}
 	return nil
 }
@@ -264,18 +279,19 @@ func checkReferences(t *testing.T, s *manifest.Set, overlay string) {
 			}
 		}
 	}
-	for _, ing := range manifest.All[networkingv1.Ingress](s) {
-		for _, tls := range ing.Spec.TLS {
-			for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
-				secretKey("Ingress "+ing.Name+" tls", tls.SecretName, key)
-			}
-		}
-	}
 	// Nothing generated and unused.
 	used := map[string]bool{}
-	for _, ing := range manifest.All[networkingv1.Ingress](s) {
-		for _, tls := range ing.Spec.TLS {
-			used["Secret/"+tls.SecretName] = true
+	for _, gw := range manifest.All[gatewayv1.Gateway](s) {
+		for _, l := range gw.Spec.Listeners {
+			if l.TLS == nil {
+				continue
+			}
+			for _, ref := range l.TLS.CertificateRefs {
+				for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+					secretKey("Gateway "+gw.Name+" listener "+string(l.Name)+" tls", string(ref.Name), key)
+				}
+				used["Secret/"+string(ref.Name)] = true
+			}
 		}
 	}
 	for _, w := range s.Workloads() {
@@ -547,6 +563,28 @@ func natsConf(t *testing.T, s *manifest.Set, dir, pod string) (*server.Options, 
 	if len(c.Args) != 2 || c.Args[0] != "--config" {
 		t.Fatalf("nats args %v, want --config FILE", c.Args)
 	}
+	// The configuration names files in the pod's mounts (certificates):
+	// point them at where materialize put them.
+	confDir := paths(filepath.Dir(c.Args[1]))
+	confs, err := os.ReadDir(confDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range confs {
+		file := filepath.Join(confDir, f.Name())
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		for _, m := range c.VolumeMounts {
+			mount := strings.TrimSuffix(m.MountPath, "/") + "/"
+			text = strings.ReplaceAll(text, " "+mount, " "+paths(mount[:len(mount)-1])+"/")
+		}
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, kv := range resolveEnv(t, s, c, pod) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
@@ -592,9 +630,20 @@ func checkNATS(t *testing.T, s *manifest.Set) {
 	if headless == nil || headless.Value.(*corev1.Service).Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Fatalf("NATS serviceName %s is not a headless Service", sts.Spec.ServiceName)
 	}
+	// Routes authenticate: every node asks for the route user's password
+	// and presents it in each route URL.
+	routePW, _ := secretValue(s, "natter-nats-auth", "route")
+	if opts.Cluster.Username != manifest.RouteUser || opts.Cluster.Password != routePW || routePW == "" {
+		t.Errorf("NATS cluster authorization: user %q, want %s with natter-nats-auth's key route", opts.Cluster.Username, manifest.RouteUser)
+	}
 	var routes []string
 	for _, r := range opts.Routes {
-		routes = append(routes, r.String())
+		if pw, _ := r.User.Password(); r.User.Username() != manifest.RouteUser || pw != routePW {
+			t.Errorf("NATS route %s does not present the route user's password", r.Redacted())
+		}
+		u := *r
+		u.User = nil
+		routes = append(routes, u.String())
 	}
 	var want []string
 	for i := range int(*sts.Spec.Replicas) {
@@ -627,21 +676,28 @@ func checkNATS(t *testing.T, s *manifest.Set) {
 		t.Errorf("NATS image %s; the tests run nats-server %s (shared/go.mod)", c.Image, want)
 	}
 
-	// Users: one per role, with exactly the generated permissions, and the
-	// password from the Secret key named after the role.
+	// Users: one per role and the operators', with exactly the generated
+	// permissions, and the password from the Secret key named after the
+	// role; the operators' sys user in the system account.
 	users := map[string]*server.User{}
 	for _, u := range opts.Users {
 		users[u.Username] = u
 	}
-	if len(opts.Nkeys) > 0 || opts.Username != "" || opts.NoAuthUser != "" || len(users) != len(manifest.Roles()) {
+	if len(opts.Nkeys) > 0 || opts.Username != "" || opts.NoAuthUser != "" || len(users) != len(manifest.Users()) {
 		t.Errorf("NATS authorization: %d users, nkeys %d, single user %q, no_auth_user %q; want exactly the roles",
 			len(users), len(opts.Nkeys), opts.Username, opts.NoAuthUser)
 	}
-	for _, r := range manifest.Roles() {
+	if opts.SystemAccount != manifest.SystemAccount {
+		t.Errorf("NATS system_account %q, want %s", opts.SystemAccount, manifest.SystemAccount)
+	}
+	for _, r := range manifest.Users() {
 		u := users[r.Name]
 		if u == nil {
 			t.Errorf("NATS has no user %s", r.Name)
 			continue
+		}
+		if acc := u.Account; (acc == nil) != (r.Account == "") || acc != nil && acc.Name != r.Account {
+			t.Errorf("NATS user %s: account %v, want %q", r.Name, acc, r.Account)
 		}
 		want, _ := secretValue(s, "natter-nats-auth", r.Name)
 		if u.Password != want || want == "" {
@@ -792,7 +848,7 @@ func checkNatterContainers(t *testing.T, s *manifest.Set, bin, overlay string) {
 					t.Errorf("%s: the gateway never touches the database", where)
 				}
 				checkDrainTiming(t, where, spec, c, cfg)
-				// --ws-listen: the websocket port, which the Ingress's
+				// --ws-listen: the websocket port, which the HTTPRoute's
 				// Service targets; --web serves the page there.
 				ws := listenPort(t, where, "ws-listen", cfg["ws-listen"])
 				ports[int32(ws)] = true
@@ -800,7 +856,7 @@ func checkNatterContainers(t *testing.T, s *manifest.Set, bin, overlay string) {
 					t.Errorf("%s: container port websocket %d, --ws-listen %q", where, cp, cfg["ws-listen"])
 				}
 				if cfg["web"] != "true" {
-					t.Errorf("%s: --web is %q: the Ingress serves the web page from the gateways", where, cfg["web"])
+					t.Errorf("%s: --web is %q: the HTTPRoute serves the web page from the gateways", where, cfg["web"])
 				}
 				web := s.Find("Service", "natter-gateway-web").Value.(*corev1.Service)
 				if len(web.Spec.Ports) != 1 || web.Spec.Ports[0].TargetPort != intstr.FromString("websocket") {
@@ -965,89 +1021,5 @@ func checkDevDatabase(t *testing.T, s *manifest.Set) {
 	}
 	if c.StartupProbe == nil || c.ReadinessProbe == nil || c.LivenessProbe == nil {
 		t.Errorf("MariaDB: startup, readiness and liveness probes wanted")
-	}
-}
-
-// Annotations of ingress-nginx that the Ingress must set (the WebSocket
-// timeouts, in seconds) and must not (sticky sessions).
-const ingressNginx = "nginx.ingress.kubernetes.io/"
-
-// checkIngress: the browsers' Ingress is ingress-nginx's, routes to the
-// gateways' WebSocket port through a Service that exists, keeps idle
-// WebSockets open long enough, has no sticky sessions (neither does any
-// Service), and in prod names its host and covers it with TLS.
-func checkIngress(t *testing.T, s *manifest.Set, overlay string) {
-	for _, svc := range manifest.All[corev1.Service](s) {
-		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-			t.Errorf("Service %s has ClientIP session affinity: a gateway holds nothing a reconnect needs", svc.Name)
-		}
-	}
-	ings := manifest.All[networkingv1.Ingress](s)
-	if len(ings) != 1 {
-		t.Fatalf("%d Ingresses, want the gateways' one", len(ings))
-	}
-	ing := ings[0]
-	if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != "nginx" {
-		t.Errorf("Ingress %s: ingressClassName %v, want nginx (the annotations are ingress-nginx's)", ing.Name, ing.Spec.IngressClassName)
-	}
-	for _, a := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
-		// Pages ping every 30 s, but browsers slow hidden tabs' timers
-		// to once a minute or less: keep idle WebSockets for minutes.
-		if v, err := strconv.Atoi(ing.Annotations[ingressNginx+a]); err != nil || v < 600 {
-			t.Errorf("Ingress %s: %s%s %q, want at least 600 (seconds)", ing.Name, ingressNginx, a, ing.Annotations[ingressNginx+a])
-		}
-	}
-	if v := ing.Annotations[ingressNginx+"proxy-next-upstream"]; !strings.Contains(v, "http_503") {
-		t.Errorf("Ingress %s: proxy-next-upstream %q: a draining gateway's 503 should send the browser to the next one", ing.Name, v)
-	}
-	for k := range ing.Annotations {
-		for _, sticky := range []string{"affinity", "session-cookie", "upstream-hash-by"} {
-			if strings.HasPrefix(k, ingressNginx+sticky) {
-				t.Errorf("Ingress %s: %s: no sticky sessions", ing.Name, k)
-			}
-		}
-	}
-	hosts := map[string]bool{}
-	for _, tls := range ing.Spec.TLS {
-		for _, h := range tls.Hosts {
-			hosts[h] = true
-		}
-	}
-	if len(ing.Spec.Rules) == 0 {
-		t.Errorf("Ingress %s has no rules", ing.Name)
-	}
-	for _, r := range ing.Spec.Rules {
-		if overlay == "prod" && (r.Host == "" || !hosts[r.Host]) {
-			t.Errorf("Ingress %s: prod rule for host %q, want a host name covered by tls", ing.Name, r.Host)
-		}
-		if r.HTTP == nil {
-			t.Errorf("Ingress %s: a rule without paths", ing.Name)
-			continue
-		}
-		for _, p := range r.HTTP.Paths {
-			b := p.Backend.Service
-			if b == nil {
-				t.Errorf("Ingress %s path %s: no Service backend", ing.Name, p.Path)
-				continue
-			}
-			if p.Path != "/" || p.PathType == nil || *p.PathType != networkingv1.PathTypePrefix {
-				t.Errorf("Ingress %s: path %s, want / (Prefix): the page and /ws", ing.Name, p.Path)
-			}
-			o := s.Find("Service", b.Name)
-			if o == nil {
-				t.Errorf("Ingress %s: backend Service %s is not in the manifests", ing.Name, b.Name)
-				continue
-			}
-			svc := o.Value.(*corev1.Service)
-			var target *intstr.IntOrString
-			for _, sp := range svc.Spec.Ports {
-				if (b.Port.Name != "" && sp.Name == b.Port.Name) || (b.Port.Name == "" && sp.Port == b.Port.Number) {
-					target = &sp.TargetPort
-				}
-			}
-			if target == nil || *target != intstr.FromString("websocket") {
-				t.Errorf("Ingress %s: backend %s port %v does not reach the gateways' websocket port", ing.Name, b.Name, b.Port)
-			}
-		}
 	}
 }

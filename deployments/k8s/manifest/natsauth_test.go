@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/natter-chat/natter/deployments/k8s/manifest"
+	"github.com/natter-chat/natter/shared/natsconn"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -63,10 +64,14 @@ func TestRolesCoverSubjects(t *testing.T) {
 		if !slices.Contains(natterBinaries, r.Binary) {
 			t.Errorf("role %s: binary %s is not a natter binary", r.Name, r.Binary)
 		}
-		// Whoever requests needs its inbox; whoever serves, discovery.
+		// Whoever requests needs its own inbox (and no other); whoever
+		// serves, discovery.
 		requests := slices.ContainsFunc(r.Publish, func(p string) bool { return strings.HasPrefix(p, "natter.svc.") })
-		if requests != slices.Contains(r.Subscribe, manifest.Inboxes) {
-			t.Errorf("role %s: sends requests %v, subscribes to %s %v", r.Name, requests, manifest.Inboxes, !requests)
+		if requests != slices.Contains(r.Subscribe, r.Inbox()) {
+			t.Errorf("role %s: sends requests %v, subscribes to %s %v", r.Name, requests, r.Inbox(), !requests)
+		}
+		if want := natsconn.InboxPrefix(r.Binary) + ".>"; r.Inbox() != want {
+			t.Errorf("role %s: inbox %s, but %s gets its replies on %s", r.Name, r.Inbox(), r.Binary, want)
 		}
 		if r.Responds != slices.Contains(r.Subscribe, manifest.Discovery) {
 			t.Errorf("role %s: responds %v but discovery subscription %v", r.Name, r.Responds, !r.Responds)

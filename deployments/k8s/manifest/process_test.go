@@ -44,7 +44,7 @@ import (
 // DSN is a fresh database on the local MySQL/MariaDB. Every pod must become
 // ready on its readiness probe; then two clients register, log in, chat,
 // befriend, create and use a group, a browser's WebSocket (through what the
-// Ingress routes to) chats with one of them, they see presence and a kick,
+// HTTPRoute routes to) chats with one of them, they see presence and a kick,
 // one gateway is drained (SIGTERM) within its grace period and its client
 // resumes on the other with its token. A NATS permission violation anywhere fails the
 // test: the generated permissions are what the binaries need.
@@ -131,7 +131,7 @@ func runOverlay(t *testing.T, bin, overlay string) {
 		t.Errorf("bob's friends: %v", friends)
 	}
 
-	// A browser: the web page and its WebSocket through what the Ingress
+	// A browser: the web page and its WebSocket through what the HTTPRoute
 	// routes to (Service natter-gateway-web -> the gateways' websocket
 	// port), from the page's own origin; carol chats with alice on the
 	// other gateway.
@@ -213,7 +213,7 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 	for i := range routePorts {
 		routePorts[i] = freePort(t)
 	}
-	routeRE := regexp.MustCompile(`^nats://` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
+	routeRE := regexp.MustCompile(`^nats://(?:[^@/]+@)?` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
 	var (
 		nodes []*server.Server
 		urls  []string
@@ -227,11 +227,11 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		for _, r := range opts.Routes {
 			m := routeRE.FindStringSubmatch(r.String())
 			if m == nil {
-				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r.Redacted())
 			}
 			idx, _ := strconv.Atoi(m[1])
 			if idx >= n {
-				t.Fatalf("NATS route %s is no node of the StatefulSet", r)
+				t.Fatalf("NATS route %s is no node of the StatefulSet", r.Redacted())
 			}
 			r.Host = fmt.Sprintf("127.0.0.1:%d", routePorts[idx])
 		}

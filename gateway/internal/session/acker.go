@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -16,7 +14,7 @@ import (
 // service in batches: the latest seq per user, every interval. Acks are
 // cumulative, so only the highest per user matters.
 type acker struct {
-	nc       *nats.Conn
+	c        *caller
 	m        *Metrics
 	log      *slog.Logger
 	timeout  time.Duration
@@ -31,8 +29,8 @@ type acker struct {
 
 const ackChunk = 1000
 
-func newAcker(nc *nats.Conn, m *Metrics, log *slog.Logger, interval, timeout time.Duration) *acker {
-	return &acker{nc: nc, m: m, log: log, interval: interval, timeout: timeout, latest: map[int64]int64{}}
+func newAcker(c *caller, m *Metrics, log *slog.Logger, interval, timeout time.Duration) *acker {
+	return &acker{c: c, m: m, log: log, interval: interval, timeout: timeout, latest: map[int64]int64{}}
 }
 
 func (a *acker) ack(uid, seq int64) {
@@ -101,7 +99,7 @@ func (a *acker) flush(ctx context.Context) error {
 func (a *acker) send(ctx context.Context, acks []api.Ack) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	err := a.m.Call(ctx, a.nc, subject.OfflineAck, api.AckRequest{Acks: acks}, nil)
+	err := a.c.call(ctx, subject.OfflineAck, api.AckRequest{Acks: acks}, nil, true)
 	if err != nil {
 		for _, k := range acks {
 			a.ack(k.UserID, k.Seq)

@@ -3,31 +3,26 @@ package session
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
+	"github.com/natter-chat/natter/gateway/internal/cursor"
+	"github.com/natter-chat/natter/gateway/internal/netconn"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
-// Delivery invariant: s.delivered is the highest seq handed to the writer,
-// and every seq up to it was handed over exactly once, in order. A live push
-// is emitted only if it is exactly s.delivered+1; anything older is a
-// duplicate and dropped; anything newer means a gap (pushes from different
-// offline instances can overtake each other, and NATS drops messages during
-// a reconnect), which is filled from the inbox by catchUp. While a replay or
-// gap fill runs, live pushes wait in pending.
+// Delivery: the router hands each message published on a user's subject to
+// the user's sessions here; the login's cursor (gateway/internal/cursor)
+// says what to write, and a sync (replay at login, gap fill) runs on a
+// goroutine of its own while it lasts, paced by what the client reads.
 //
 // Every login gets a new generation (s.gen). Work started for one login -
 // a gap fill, a replay - checks it before touching the session, so it can
 // never act on a later login of the same user on the same connection.
 
-// live reports whether login generation gen is still the session's.
-// Call with s.mu held.
-func (s *Session) live(gen uint64) bool {
-	return s.state != stateNone && s.gen == gen
-}
+// syncBudget is how many messages a sync hands the connection at a time.
+const syncBudget = 64
 
 // onPush is called by the dispatcher for a message routed to uid.
 func (s *Session) onPush(uid int64, m api.InboxMessage) {
@@ -36,42 +31,129 @@ func (s *Session) onPush(uid int64, m api.InboxMessage) {
 	if s.state == stateNone || s.uid != uid {
 		return
 	}
-	if s.syncing {
-		s.hold(m)
+	if s.cur == nil { // the login has not read the inbox yet
+		if len(s.early) < maxHeldPushes {
+			s.early = append(s.early, m)
+		} else {
+			s.lost = true // the login's sync reads the inbox again
+		}
 		return
 	}
-	switch {
-	case m.Seq <= s.delivered:
-	case m.Seq == s.delivered+1:
+	emit, sync := s.cur.Push(m)
+	if emit {
 		s.emitLocked(m, true)
-	default:
-		s.hold(m)
-		s.startCatchUpLocked()
+	}
+	if sync {
+		s.startSyncLocked(nil)
 	}
 }
 
-// startCatchUpLocked fills the inbox gap after s.delivered on a goroutine of
-// its own (never the dispatcher's). Call with s.mu held.
-func (s *Session) startCatchUpLocked() {
-	if s.syncing {
+// emitLocked hands message m to the connection (the cursor has counted it
+// as delivered). A legacy client cannot acknowledge: on TCP its records
+// carry marks confirmed when the connection ends (netconn), otherwise a
+// message counts as acknowledged once handed over. live says m came as a
+// push (not from the inbox): its delivery latency is measured. Call with
+// s.mu held.
+func (s *Session) emitLocked(m api.InboxMessage, live bool) {
+	legacy := s.isLegacy(s.dial)
+	f, id, ok := encodePush(m, legacy)
+	if !ok {
+		// The offline service only stores objects the gateway built; log and
+		// skip rather than stall the inbox behind it.
+		s.log().Error("undecodable inbox message; skipped", "user_id", s.uid, "seq", m.Seq)
 		return
 	}
-	s.syncing = true
+	f = s.terminate(f)
+	var sent bool
+	switch {
+	case legacy && s.conn.Records():
+		sent = s.conn.SendMarked(f, s.uid, m.Seq)
+	case legacy:
+		if sent = s.conn.Send(f); sent {
+			s.hub.acks.ack(s.uid, m.Seq)
+		}
+	default:
+		sent = s.conn.Send(f)
+	}
+	if !sent {
+		return
+	}
+	s.hub.m.framesOut[msgIndex(id)].Inc()
+	s.hub.m.pushed.Inc()
+	if live {
+		if t := midTime(m.MID); t > 0 {
+			s.hub.m.latency.Observe(max(0, float64(time.Now().UnixMilli()-t)/1e3))
+		}
+	}
+}
+
+// startSyncLocked runs the login's sync (gap fill, resync) on a goroutine
+// of its own, never the dispatcher's. Call with s.mu held.
+func (s *Session) startSyncLocked(first *cursor.Page) {
 	gen, uid := s.gen, s.uid
 	s.tasks.Add(1)
 	go func() {
 		defer s.tasks.Done()
-		if err := s.catchUp(context.Background(), gen, uid, nil, true); err != nil {
-			s.mu.Lock()
-			current := s.live(gen)
+		s.runSync(gen, uid, first)
+	}()
+}
+
+// runSync drives a sync of login generation gen to its end: pages of the
+// inbox and held pushes, handed over a budget at a time as the client reads.
+// A fetch that fails closes the connection so the client resumes.
+func (s *Session) runSync(gen uint32, uid int64, in *cursor.Page) {
+	for {
+		s.mu.Lock()
+		if !s.live(gen) || s.cur == nil {
 			s.mu.Unlock()
-			if current {
-				s.log().Warn("gap fill failed; closing so the client resumes", "user_id", uid, "err", err)
-				s.setReason(reasonDelivery)
-				s.sendError(wire.Reply, nil, wire.Unavailable, "delivery interrupted; reconnect", true)
+			return
+		}
+		emit, next := s.cur.Step(in, syncBudget)
+		in = nil
+		for _, m := range emit {
+			s.emitLocked(m, false)
+		}
+		if from, to, ok := s.cur.Skipped(); ok {
+			s.log().Error("inbox entries missing; skipping", "user_id", uid, "from", from, "to", to)
+		}
+		after := s.cur.Delivered()
+		s.mu.Unlock()
+		switch next {
+		case cursor.Done:
+			return
+		case cursor.Fetch:
+			resp, err := s.fetch(context.Background(), uid, after)
+			if err != nil {
+				s.mu.Lock()
+				current := s.live(gen)
+				s.mu.Unlock()
+				if current && !s.conn.Closing() {
+					s.log().Warn("delivery failed; closing so the client resumes", "user_id", uid, "err", err)
+					s.conn.SetReason(netconn.ReasonDelivery)
+					s.sendClosing(wire.Reply, wire.Unavailable, "delivery interrupted; reconnect")
+				}
+				return
+			}
+			in = &cursor.Page{Messages: resp.Messages, Last: resp.Last}
+		case cursor.More:
+			if err := s.waitRoom(); err != nil {
+				return
 			}
 		}
-	}()
+	}
+}
+
+// waitRoom waits until the client has read most of what is queued for it:
+// a replay is paced by the client's reading, never by the size of its
+// queue (which would cut it off as slow).
+func (s *Session) waitRoom() error {
+	for s.conn.Queued() > s.hub.opts.WriteLimit/4 {
+		if s.conn.Closing() {
+			return errors.New("connection closed")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
 }
 
 // resync makes a live session check its inbox for anything a lost push
@@ -79,26 +161,38 @@ func (s *Session) startCatchUpLocked() {
 func (s *Session) resync() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state == stateLive {
-		s.startCatchUpLocked()
+	if s.state == stateLive && s.cur != nil && s.cur.Resync() {
+		s.startSyncLocked(nil)
 	}
 }
 
-func (s *Session) hold(m api.InboxMessage) {
-	if len(s.pending) >= maxPending {
-		s.pending = nil
-		s.overflow = true
+// fetch reads a page of uid's inbox after seq after (-1: after the
+// acknowledged seq). At most fetchSlots fetches per gateway run at once, so
+// a resync of every session after a reconnect does not flood the offline
+// service.
+func (s *Session) fetch(ctx context.Context, uid, after int64) (*api.FetchResponse, error) {
+	select {
+	case s.hub.fetchSlots <- struct{}{}:
+		defer func() { <-s.hub.fetchSlots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	if !s.overflow {
-		s.pending = append(s.pending, m)
+	var resp api.FetchResponse
+	rctx, cancel := context.WithTimeout(ctx, s.hub.opts.RequestTimeout)
+	defer cancel()
+	err := s.hub.c.call(rctx, subject.OfflineFetch,
+		api.FetchRequest{UserID: uid, After: after, Limit: s.hub.opts.ReplayPage}, &resp, true)
+	if err != nil {
+		return nil, err
 	}
+	return &resp, nil
 }
 
 // onKick closes this session if it is the one a newer login replaced. From
 // that moment it is logged out: nothing more is sent or stored for it.
 func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Lock()
-	match := s.state != stateNone && s.uid == uid && s.sid == sid
+	match := s.state != stateNone && s.uid == uid && s.sid.String() == sid
 	if match && s.state == stateLogging {
 		// The login is still in flight: it answers the client itself.
 		s.kicked = true
@@ -107,9 +201,10 @@ func (s *Session) onKick(uid int64, sid string) {
 	s.mu.Unlock()
 	if match {
 		s.log().Info("session replaced by a newer login", "user_id", uid)
+		legacy := s.legacy()
 		s.endLogin()
-		s.setReason(reasonKicked)
-		s.sendError(wire.Kicked, nil, wire.SessionReplaced, "logged in elsewhere; this session is closed", true)
+		s.conn.SetReason(netconn.ReasonKicked)
+		s.sendClosingAs(legacy, wire.Kicked, wire.SessionReplaced, "logged in elsewhere; this session is closed")
 	}
 }
 
@@ -119,22 +214,22 @@ func (s *Session) onKick(uid int64, sid string) {
 // so is one that repeats the state the client was last told (a flap).
 func (s *Session) onPresence(uid int64, n api.PresenceNotice) {
 	s.mu.Lock()
-	if s.state != stateLive || s.uid != uid || s.dialect == dialectLegacy {
+	if s.state != stateLive || s.uid != uid || s.dial == dialectLegacy {
 		s.mu.Unlock()
 		return
 	}
-	last, seen := s.presence[n.ID]
+	last, seen := s.pres[n.ID]
 	if seen && (n.At < last.at || n.Online == last.online) {
 		if n.At > last.at {
-			s.presence[n.ID] = friendState{n.At, n.Online}
+			s.pres[n.ID] = friendState{n.At, n.Online}
 		}
 		s.mu.Unlock()
 		return
 	}
-	if s.presence == nil {
-		s.presence = map[int64]friendState{}
+	if s.pres == nil {
+		s.pres = map[int64]friendState{}
 	}
-	s.presence[n.ID] = friendState{n.At, n.Online}
+	s.pres[n.ID] = friendState{n.At, n.Online}
 	s.mu.Unlock()
 	s.send(map[string]any{"msgid": wire.Presence, "id": n.ID, "state": state(n.Online)}, false)
 }
@@ -143,194 +238,4 @@ func (s *Session) onPresence(uid int64, n api.PresenceNotice) {
 type friendState struct {
 	at     int64
 	online bool
-}
-
-// emitLocked hands m to the writer and advances s.delivered. Legacy clients
-// cannot acknowledge, so their messages count as acknowledged once written.
-// live says m came as a push (not from the inbox): its delivery latency is
-// measured.
-func (s *Session) emitLocked(m api.InboxMessage, live bool) {
-	if m.Seq <= s.delivered {
-		return
-	}
-	f := outFrame{msgs: 1}
-	if live {
-		f.stored = midTime(m.MID)
-	}
-	o, err := wire.Parse(m.Body)
-	if err != nil {
-		// The offline service only stores objects the gateway built; log and
-		// skip rather than stall the inbox behind it.
-		s.log().Error("undecodable inbox message; skipped", "user_id", s.uid, "seq", m.Seq, "err", err)
-	} else {
-		id, _ := o.Int("msgid")
-		f.msgid = uint8(msgIndex(wire.MsgID(id)))
-		if s.dialect == dialectLegacy {
-			f.data = append(o.Encode(), byte(s.term.Load()))
-			f.ackUID, f.ackSeq = s.uid, m.Seq
-		} else {
-			o.Set("mid", m.MID)
-			o.Set("seq", m.Seq)
-			f.data = append(o.Encode(), byte(s.term.Load()))
-		}
-	}
-	if f.data == nil || s.enqueue(f) {
-		s.delivered = m.Seq
-	}
-}
-
-// catchUp brings login generation gen of user uid up to date. It emits
-// initial (a page already fetched; more says whether the inbox holds more
-// after it), then fetches the inbox after s.delivered until it has all, then
-// releases held live pushes that continue the sequence, fetching again while
-// a gap remains. It ends the syncing state when nothing is held back. Frames
-// go to the writer a chunk at a time, as the client reads them.
-func (s *Session) catchUp(ctx context.Context, gen uint64, uid int64, initial []api.InboxMessage, more bool) error {
-	page, fetch := initial, more
-	for {
-		// Set when this round fetched and got nothing after s.delivered,
-		// with the inbox's last seq at that moment.
-		fetchedNothing, last := false, int64(0)
-		if page == nil && fetch {
-			s.mu.Lock()
-			if !s.live(gen) {
-				s.mu.Unlock()
-				return nil
-			}
-			after := s.delivered
-			s.mu.Unlock()
-			resp, err := s.fetch(ctx, uid, after)
-			if err != nil {
-				return err
-			}
-			page, last = resp.Messages, resp.Last
-			fetchedNothing = len(page) == 0
-			// A page can be cut short by size: more is decided by the
-			// inbox's last seq, not by the page's length.
-			more = len(page) > 0 && page[len(page)-1].Seq < resp.Last
-		}
-		if err := s.emitPaced(ctx, gen, page); err != nil {
-			return err
-		}
-		page = nil
-		if more {
-			fetch = true
-			continue
-		}
-		if err := s.waitRoom(ctx, chunkSize(s)); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		if !s.live(gen) {
-			s.mu.Unlock()
-			return nil
-		}
-		slices.SortFunc(s.pending, func(a, b api.InboxMessage) int { return int(a.Seq - b.Seq) })
-		keep := s.pending[:0]
-		budget := chunkSize(s)
-		for _, m := range s.pending {
-			switch {
-			case m.Seq <= s.delivered:
-			case m.Seq == s.delivered+1 && budget > 0:
-				s.emitLocked(m, true)
-				budget--
-			default:
-				keep = append(keep, m)
-			}
-		}
-		s.pending = keep
-		switch {
-		case budget == 0 && len(keep) > 0 && keep[0].Seq == s.delivered+1:
-			// More held pushes continue the sequence: release them once
-			// the client has read some.
-			s.mu.Unlock()
-			fetch = false
-			continue
-		case len(keep) == 0 && !s.overflow:
-			s.syncing = false
-			s.mu.Unlock()
-			return nil
-		case len(keep) > 0 && fetchedNothing && last >= keep[0].Seq:
-			// Nothing to fetch after s.delivered although the inbox
-			// reached keep[0] when we looked: the entries in between are
-			// gone (pruned). Do not stall the user behind them.
-			s.log().Error("inbox entries missing; skipping", "user_id", uid, "from", s.delivered+1, "to", keep[0].Seq-1)
-			s.delivered = keep[0].Seq - 1
-		}
-		s.overflow = false
-		s.mu.Unlock()
-		fetch = true
-	}
-}
-
-// emitPaced hands msgs to the writer a chunk at a time, waiting for the
-// client to read.
-func (s *Session) emitPaced(ctx context.Context, gen uint64, msgs []api.InboxMessage) error {
-	for len(msgs) > 0 {
-		chunk := msgs[:min(len(msgs), chunkSize(s))]
-		msgs = msgs[len(chunk):]
-		if err := s.waitRoom(ctx, len(chunk)); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		if !s.live(gen) {
-			s.mu.Unlock()
-			return nil
-		}
-		for _, m := range chunk {
-			s.emitLocked(m, false)
-		}
-		s.mu.Unlock()
-	}
-	return nil
-}
-
-// chunkSize is how many frames a replay hands the writer at a time.
-func chunkSize(s *Session) int { return max(1, s.hub.opts.WriteQueue/4) }
-
-// waitRoom waits until the write queue has room for n more frames (at most
-// a quarter of it) and another quarter for live traffic: a replay is paced
-// by the client's reading speed instead of overflowing its queue and cutting
-// it off as slow.
-func (s *Session) waitRoom(ctx context.Context, n int) error {
-	for {
-		select {
-		case <-s.done:
-			return errors.New("connection closed")
-		default:
-		}
-		if q := s.hub.opts.WriteQueue; q-s.queued() >= n+q/4 {
-			return nil
-		}
-		select {
-		case <-s.done:
-			return errors.New("connection closed")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// fetch reads a page of uid's inbox after seq after. At most fetchSlots
-// fetches per gateway run at once, so a resync of every session after a
-// reconnect does not flood the offline service.
-func (s *Session) fetch(ctx context.Context, uid, after int64) (*api.FetchResponse, error) {
-	select {
-	case s.hub.fetchSlots <- struct{}{}:
-		defer func() { <-s.hub.fetchSlots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, errors.New("connection closed")
-	}
-	var resp api.FetchResponse
-	rctx, cancel := context.WithTimeout(ctx, s.hub.opts.RequestTimeout)
-	defer cancel()
-	err := s.hub.m.Call(rctx, s.hub.nc, subject.OfflineFetch,
-		api.FetchRequest{UserID: uid, After: after, Limit: s.hub.opts.ReplayPage}, &resp)
-	if err != nil {
-		return nil, err
-	}
-	return &resp, nil
 }

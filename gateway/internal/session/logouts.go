@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -19,7 +17,7 @@ import (
 // than the user service is unreachable. Each batch first hands over its
 // users' acks, so a login elsewhere starts after what they acknowledged.
 type logouts struct {
-	nc       *nats.Conn
+	c        *caller
 	m        *Metrics
 	log      *slog.Logger
 	acks     *acker
@@ -36,8 +34,8 @@ type pendingLogout struct {
 	done chan struct{} // closed once released; nil when nobody waits
 }
 
-func newLogouts(nc *nats.Conn, m *Metrics, log *slog.Logger, acks *acker, interval, timeout time.Duration) *logouts {
-	return &logouts{nc: nc, m: m, log: log, acks: acks, interval: interval, timeout: timeout, wake: make(chan struct{}, 1)}
+func newLogouts(c *caller, m *Metrics, log *slog.Logger, acks *acker, interval, timeout time.Duration) *logouts {
+	return &logouts{c: c, m: m, log: log, acks: acks, interval: interval, timeout: timeout, wake: make(chan struct{}, 1)}
 }
 
 // add queues the release of uid's session sid; revoke (an explicit logout)
@@ -110,5 +108,5 @@ func (l *logouts) send(ctx context.Context, batch []pendingLogout) error {
 	if err := l.acks.flushUsers(ctx, uids); err != nil {
 		return err
 	}
-	return l.m.Call(ctx, l.nc, subject.UserLogouts, api.LogoutsRequest{Sessions: refs}, nil)
+	return l.c.call(ctx, subject.UserLogouts, api.LogoutsRequest{Sessions: refs}, nil, true)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natter-chat/natter/gateway/internal/netconn"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
@@ -29,7 +30,7 @@ type Metrics struct {
 	tconns      [numTransports]prometheus.Gauge   // conns by transport
 	taccepted   [numTransports]prometheus.Counter // accepted by transport
 	wsRefused   [numUpgradeRefusals]prometheus.Counter
-	closed      [numReasons]prometheus.Counter
+	closed      [netconn.NumReasons]prometheus.Counter
 	logins      [2][numLoginResults]prometheus.Counter // [token][result]
 	framesIn    [numMsgIDs]prometheus.Counter
 	framesOut   [numMsgIDs]prometheus.Counter
@@ -46,46 +47,6 @@ type Metrics struct {
 type endpointMetrics struct {
 	service, endpoint string
 	seconds           prometheus.Observer
-}
-
-// closeReason is why a connection ended: the first cause wins.
-type closeReason uint32
-
-const (
-	reasonUnknown       closeReason = iota
-	reasonEOF                       // the client closed the connection (or reset it)
-	reasonIdle                      // nothing received for --idle-timeout
-	reasonSlowClient                // the write queue filled up
-	reasonWriteTimeout              // a write blocked for --write-timeout
-	reasonWriteError                // a write failed (the peer is gone)
-	reasonReadError                 // a read failed otherwise
-	reasonFrameTooLarge             // a frame over --max-frame
-	reasonKicked                    // a newer login replaced the session
-	reasonExpired                   // the gateway's presence lease had expired
-	reasonDelivery                  // a replay or gap fill failed; the client resumes
-	reasonDrain                     // the gateway is draining (lame duck)
-	reasonStop                      // the gateway stopped at once
-	reasonConnLimit                 // refused: --max-conns connections open
-	reasonUnsupported               // a message the transport cannot carry (a binary WebSocket message)
-	numReasons
-)
-
-var reasonNames = [numReasons]string{
-	reasonUnknown:       "other",
-	reasonEOF:           "eof",
-	reasonIdle:          "idle",
-	reasonSlowClient:    "slow_client",
-	reasonWriteTimeout:  "write_timeout",
-	reasonWriteError:    "write_error",
-	reasonReadError:     "read_error",
-	reasonFrameTooLarge: "frame_too_large",
-	reasonKicked:        "kicked",
-	reasonExpired:       "expired",
-	reasonDelivery:      "delivery_error",
-	reasonDrain:         "drain",
-	reasonStop:          "stop",
-	reasonConnLimit:     "conn_limit",
-	reasonUnsupported:   "unsupported_data",
 }
 
 // Transport is how a client connection reached the gateway.
@@ -116,14 +77,15 @@ var upgradeRefusalNames = [numUpgradeRefusals]string{RefusedOrigin: "origin", Re
 type loginResult uint8
 
 const (
-	loginOK      loginResult = iota
-	loginInvalid             // wrong id, password or token; a malformed LOGIN
-	loginInUse               // the reject policy refused a second session
-	loginError               // a service failed or the login was replaced while under way
+	loginOK        loginResult = iota
+	loginInvalid               // wrong id, password or token; a malformed LOGIN
+	loginInUse                 // the reject policy refused a second session
+	loginThrottled             // refused: too many failed logins of the account or from the address
+	loginError                 // a service failed or the login was replaced while under way
 	numLoginResults
 )
 
-var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "error"}
+var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "throttled", "error"}
 
 // numMsgIDs covers the msgids named in shared/wire; index 0 counts the rest.
 const numMsgIDs = int(wire.Reconnect) + 1
@@ -219,15 +181,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Client connections closed, by the first reason: eof (the client closed or reset it), idle (--idle-timeout), " +
 			"slow_client (its write queue filled up), write_timeout, write_error, read_error, frame_too_large, kicked (a newer login), " +
 			"expired (the gateway's presence lease had expired), delivery_error, drain, stop, conn_limit (refused at --max-conns), " +
-			"unsupported_data (a binary WebSocket message), other."},
+			"unsupported_data (a binary WebSocket message), flood (far more sent than answered), other."},
 		[]string{"reason"})
-	for r := range numReasons {
-		m.closed[r] = closed.WithLabelValues(reasonNames[r])
+	for r := range netconn.NumReasons {
+		m.closed[r] = closed.WithLabelValues(r.String())
 	}
 	logins := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "logins_total",
 		Help: "LOGIN requests by method (password or resume token) and result: ok, invalid (credentials or frame), " +
-			"in_use (refused by the reject policy), error (a service failed)."}, []string{"method", "result"})
-	for tok, method := range []string{"password", "token"} {
+			"in_use (refused by the reject policy), throttled (too many failed logins: errno 119), error (a service failed)."}, []string{"method", "result"})
+	for tok, method := range []string{"password", "resume"} {
 		for r := range numLoginResults {
 			m.logins[tok][r] = logins.WithLabelValues(method, loginResultNames[r])
 		}
@@ -235,7 +197,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	framesIn := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_in_total",
 		Help: "Frames received from clients by msgid name (other: unknown msgid or not a JSON object with a msgid)."}, []string{"msgid"})
 	framesOut := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_out_total",
-		Help: "Frames written to client sockets by msgid name."}, []string{"msgid"})
+		Help: "Frames handed to client connections by msgid name."}, []string{"msgid"})
 	for i := range numMsgIDs {
 		if msgIDNames[i] == "" {
 			continue
@@ -251,6 +213,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, subj := range meteredSubjects {
 		svc, ep := splitSubject(subj)
 		m.endpoints[subj] = endpointMetrics{svc, ep, m.reqSeconds.WithLabelValues(svc, ep)}
+		for _, code := range requestErrorCodes {
+			m.reqErrors.WithLabelValues(svc, ep, code) // every series exists from the start
+		}
 	}
 	for _, c := range []prometheus.Collector{
 		m.conns, m.sessions, m.draining, m.accepted, tconns, taccepted, wsRefused, closed, logins, framesIn, framesOut, m.pushed, m.acks, m.latency,
@@ -273,16 +238,30 @@ func splitSubject(subj string) (service, endpoint string) {
 	return service, endpoint
 }
 
-// Call is api.Call, timed and counted.
+// Call is api.Call, timed and counted: for the gateway's own requests
+// made without a hub (the presence lease before the hub starts, the leave
+// after it stopped).
 func (m *Metrics) Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error {
 	start := time.Now()
 	err := api.Call(ctx, nc, subj, req, resp)
+	m.observe(subj, time.Since(start), err)
+	return err
+}
+
+// requestErrorCodes are the code label's values of
+// natter_gateway_service_request_errors_total.
+var requestErrorCodes = []string{"unavailable", string(api.CodeBadRequest), string(api.CodeNotFound), string(api.CodeNameTaken),
+	string(api.CodeBadLogin), string(api.CodeSessionLive), string(api.CodeBusy), string(api.CodeInternal), "other"}
+
+// observe records a service request: its time and, when it failed, its
+// code.
+func (m *Metrics) observe(subj string, d time.Duration, err error) {
 	e, ok := m.endpoints[subj]
 	if !ok {
 		e.service, e.endpoint = splitSubject(subj)
 		e.seconds = m.reqSeconds.WithLabelValues(e.service, e.endpoint)
 	}
-	e.seconds.Observe(time.Since(start).Seconds())
+	e.seconds.Observe(d.Seconds())
 	if err != nil {
 		code := "other"
 		var ae *api.Error
@@ -300,7 +279,6 @@ func (m *Metrics) Call(ctx context.Context, nc *nats.Conn, subj string, req, res
 		}
 		m.reqErrors.WithLabelValues(e.service, e.endpoint, code).Inc()
 	}
-	return err
 }
 
 // frameMeta is what the metrics need of a frame once it is written.

@@ -25,9 +25,37 @@ type router struct {
 }
 
 type route struct {
-	sub      *nats.Subscription
-	sessions []*Session
+	sub   *nats.Subscription
+	first *Session   // the user's session here (almost always the only one)
+	more  []*Session // others: a login under way while an older one ends
 }
+
+func (rt *route) add(s *Session) {
+	if rt.first == nil {
+		rt.first = s
+		return
+	}
+	rt.more = append(rt.more, s)
+}
+
+func (rt *route) remove(s *Session) {
+	if rt.first == s {
+		rt.first = nil
+		if len(rt.more) > 0 {
+			rt.first = rt.more[0]
+			rt.more = rt.more[1:]
+		}
+		return
+	}
+	for i, x := range rt.more {
+		if x == s {
+			rt.more = append(rt.more[:i], rt.more[i+1:]...)
+			return
+		}
+	}
+}
+
+func (rt *route) empty() bool { return rt.first == nil }
 
 func newRouter(nc *nats.Conn, log *slog.Logger, buffer int) *router {
 	return &router{nc: nc, log: log, ch: make(chan *nats.Msg, buffer), subs: map[int64]*route{}}
@@ -48,7 +76,7 @@ func (r *router) attach(uid int64, s *Session) error {
 		rt = &route{sub: sub}
 		r.subs[uid] = rt
 	}
-	rt.sessions = append(rt.sessions, s)
+	rt.add(s)
 	r.mu.Unlock()
 	return r.nc.Flush()
 }
@@ -61,13 +89,8 @@ func (r *router) detach(uid int64, s *Session) {
 	if rt == nil {
 		return
 	}
-	for i, x := range rt.sessions {
-		if x == s {
-			rt.sessions = append(rt.sessions[:i], rt.sessions[i+1:]...)
-			break
-		}
-	}
-	if len(rt.sessions) == 0 {
+	rt.remove(s)
+	if rt.empty() {
 		if err := rt.sub.Unsubscribe(); err != nil && err != nats.ErrConnectionClosed {
 			r.log.Warn("unsubscribe", "user_id", uid, "err", err)
 		}
@@ -75,14 +98,14 @@ func (r *router) detach(uid int64, s *Session) {
 	}
 }
 
-func (r *router) sessionsOf(uid int64) []*Session {
+func (r *router) sessionsOf(uid int64, buf []*Session) []*Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rt := r.subs[uid]
-	if rt == nil {
+	if rt == nil || rt.first == nil {
 		return nil
 	}
-	return append([]*Session(nil), rt.sessions...)
+	return append(append(buf, rt.first), rt.more...)
 }
 
 // run dispatches until stop is closed.
@@ -102,7 +125,8 @@ func (r *router) dispatch(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	targets := r.sessionsOf(uid)
+	var buf [2]*Session
+	targets := r.sessionsOf(uid, buf[:0])
 	if len(targets) == 0 {
 		return
 	}

@@ -2,20 +2,15 @@ package session
 
 import (
 	"context"
-	"errors"
-	"io"
-	"log/slog"
-	"net"
-	"os"
-	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/google/uuid"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
 
+	"github.com/natter-chat/natter/gateway/internal/cursor"
+	"github.com/natter-chat/natter/gateway/internal/netconn"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/wire"
 )
@@ -36,115 +31,149 @@ const (
 	stateLive               // logged in
 )
 
-// outFrame is a frame queued for a connection's writer.
-type outFrame struct {
-	data   []byte // with its terminator; nil for a bare close marker
-	ackUID int64  // when > 0, acknowledge ackSeq for ackUID once written (legacy dialect)
-	ackSeq int64
-	stored int64 // a live push: its store time in Unix ms (delivery latency); 0 otherwise
-	msgs   int32 // chat messages the frame carries
-	msgid  uint8 // the frame's msgid, for the frame counters (0: other)
-	last   bool  // close the connection after this frame
-}
+// maxHeldPushes bounds the live pushes a login holds while it replays;
+// past it the replay reads them from the inbox.
+const maxHeldPushes = 1024
 
-// Session is one client connection. A reader goroutine (run) handles the
-// client's frames in order; a writer goroutine owns the socket's write side
-// and drains a bounded queue, so nothing else ever blocks on the client. The
-// writer runs only while there is something to write: an idle connection
-// costs one parked reader goroutine and a few small structures.
+// maxWaiting bounds the frames that wait behind a login under way.
+const maxWaiting = 256
+
+// Session is one client connection's session: its login, dialect and
+// delivery. The connection calls Frame for each frame, one at a time and
+// never blocking; requests that wait for a service run on goroutines of
+// their own (at most one login, one store pipeline, and the other
+// requests) and answer through the connection's queue.
 type Session struct {
-	hub     *Hub
-	conn    net.Conn
-	rd      readRecorder // conn's read side, remembering why reading stopped
-	connID  string
-	done    chan struct{}
-	once    sync.Once
-	term    atomic.Uint32
-	reason  atomic.Uint32 // closeReason: why the connection ends, the first cause wins
-	limiter *rate.Limiter
-	tasks   sync.WaitGroup // catch-up goroutines started by live pushes
+	hub       *Hub
+	conn      *netconn.Conn
+	id        uint32 // for the log
+	transport Transport
 
-	wmu        sync.Mutex
-	queue      []outFrame    // frames for the writer, at most hub.opts.WriteQueue
-	writing    bool          // a writer goroutine is running
-	writerDone chan struct{} // closed when the running writer ends
-	wclosed    bool          // the connection is closed: no writer starts any more
-
-	mu        sync.Mutex
-	gen       uint64 // login generation: incremented by every login
-	state     loginState
-	uid       int64
-	name      string
-	sid       string
-	dialect   dialect
-	delivered int64                 // highest seq handed to the writer
-	syncing   bool                  // a replay or gap fill is running; live pushes wait in pending
-	pending   []api.InboxMessage    // live pushes held back while syncing
-	overflow  bool                  // pending overflowed; the inbox has what was dropped
-	kicked    bool                  // replaced by a newer login while this one was in flight
-	presence  map[int64]friendState // friend id -> the newest presence notice sent
+	mu     sync.Mutex
+	flood  floodBucket
+	floods floodNotices
+	gen    uint32 // login generation: incremented by every login
+	state  loginState
+	dial   dialect
+	uid    int64
+	name   string
+	sid    uuid.UUID             // the session's id in the user service
+	cur    *cursor.Cursor        // the login's delivery state; nil before
+	early  []api.InboxMessage    // pushes that came before cur existed
+	lost   bool                  // pushes were dropped before cur existed
+	kicked bool                  // replaced by a newer login while this one was in flight
+	pres   map[int64]friendState // friend id -> the newest presence notice sent
+	chats  *chatQueue            // the ordered store pipeline; nil until the first chat
+	wait   []waitingFrame        // frames that came during a login under way
+	gate   bool                  // a login or logout is under way: frames wait
+	drain  bool                  // frames that waited are being run: new ones wait behind them
+	busy   int                   // requests under way (their answers are still to be sent)
+	ended  bool                  // reading has ended: the connection closes when busy reaches 0
+	tasks  sync.WaitGroup        // goroutines working for this session
 }
 
-const maxPending = 1024
-
-func newSession(h *Hub, conn net.Conn) *Session {
-	s := &Session{
-		hub:     h,
-		conn:    conn,
-		connID:  uuid.NewString()[:8],
-		done:    make(chan struct{}),
-		limiter: rate.NewLimiter(rate.Limit(h.opts.FloodRate), h.opts.FloodBurst),
-	}
-	s.rd.r = conn
-	s.term.Store(uint32(wire.TermNewline))
-	return s
+// waitingFrame is a frame copied to wait for a login to finish.
+type waitingFrame struct {
+	frame []byte
+	term  byte
 }
 
-// refusal is a read error the client caused below the frame layer, such as
-// a binary WebSocket message (wsconn.ErrBinaryMessage): the client is
-// answered with its errno and text, then the connection is closed.
-type refusal interface {
-	Refusal() (wire.Errno, string)
-}
-
-// readRecorder passes reads through and keeps the first error: the frame
-// decoder reports every read error as the end of the stream.
-type readRecorder struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readRecorder) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && r.err == nil {
-		r.err = err
-	}
-	return n, err
-}
-
-// setReason records why the connection ends, unless a cause is known.
-// Call it before whatever closes the connection.
-func (s *Session) setReason(r closeReason) {
-	s.reason.CompareAndSwap(uint32(reasonUnknown), uint32(r))
+func newSession(h *Hub, c *netconn.Conn, t Transport) *Session {
+	return &Session{hub: h, conn: c, id: uint32(h.nextID.Add(1)), transport: t}
 }
 
 // log is the connection's logger, built when something is logged (a
 // logger per connection would cost memory on every idle connection).
 func (s *Session) log() *slog.Logger {
-	return s.hub.log.With("conn_id", s.connID, "remote", s.conn.RemoteAddr().String())
+	remote := ""
+	if a := s.conn.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	return s.hub.log.With("conn_id", strconv.FormatUint(uint64(s.id), 36), "remote", remote)
 }
 
-func (s *Session) run() {
-	s.readLoop()
+// Frame runs one frame from the client (netconn.Handler). It does not
+// block.
+func (s *Session) Frame(c *netconn.Conn, frame []byte, term byte) {
+	s.mu.Lock()
+	if term == wire.TermNUL && s.dial != dialectFull {
+		c.SetRecords(true) // the original client: legacy records (netconn)
+	}
+	if s.gate || s.drain {
+		if len(s.wait) >= maxWaiting {
+			s.mu.Unlock()
+			s.hub.m.rateLimited.Inc()
+			s.sendError(wire.Reply, nil, wire.Flood, "too many frames while logging in; slow down", false)
+			return
+		}
+		s.wait = append(s.wait, waitingFrame{append([]byte(nil), frame...), term})
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.handle(frame)
+}
 
-	// The client is gone or the connection is closing: stop routing, let the
-	// writer finish what is queued, hand over acks, release the session.
+// release ends a login's or logout's gate and runs the frames that waited
+// for it, in order, until one of them closes the gate again.
+func (s *Session) release() {
+	s.mu.Lock()
+	s.gate = false
+	s.drain = true
+	for len(s.wait) > 0 && !s.gate {
+		w := s.wait[0]
+		s.wait[0] = waitingFrame{}
+		s.wait = s.wait[1:]
+		s.mu.Unlock()
+		s.handle(w.frame)
+		s.mu.Lock()
+	}
+	if len(s.wait) == 0 {
+		s.wait = nil
+	}
+	s.drain = false
+	s.mu.Unlock()
+}
+
+// Refused answers what the client sent that cannot be read as a frame,
+// then the connection closes (netconn.Handler).
+func (s *Session) Refused(c *netconn.Conn, err error) {
+	if rf, ok := err.(interface{ Refusal() (wire.Errno, string) }); ok {
+		errno, msg := rf.Refusal()
+		s.log().Debug("message refused; closing", "err", err)
+		s.sendError(wire.Reply, nil, errno, msg, true)
+		return
+	}
+	s.log().Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
+	s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
+}
+
+// ReadEnded is called when no more frames come (netconn.Handler): the
+// login ends (no more pushes are routed here), what is under way is
+// answered, then the connection closes.
+func (s *Session) ReadEnded(c *netconn.Conn, err error) bool {
+	s.mu.Lock()
+	s.ended = true
+	busy := s.busy > 0 || s.chats != nil && s.chats.pending() > 0
+	s.mu.Unlock()
+	if c.Closing() {
+		return true // a last frame is queued; the connection closes after it
+	}
+	return busy // answered by whatever finishes last (done)
+}
+
+// Closed is called once the connection has ended (netconn.Handler): the
+// session hands over its acks and is released.
+func (s *Session) Closed(c *netconn.Conn, end netconn.End) {
+	for uid, seq := range end.Confirmed {
+		s.hub.acks.ack(uid, seq) // what an original client provably read
+	}
+	if end.Unconfirmed {
+		s.log().Info("legacy connection ended without confirming everything it was sent; the rest comes again at the next login",
+			"reason", end.Reason.String())
+	}
 	uid, sid, ok := s.endLogin()
-	s.enqueue(outFrame{last: true})
-	s.waitWriter()
-	s.close()
-	s.tasks.Wait()
-	s.hub.m.closed[closeReason(s.reason.Load())].Inc()
+	s.hub.m.closed[end.Reason].Inc()
 	switch {
 	case ok && s.hub.closing.Load():
 		// The gateway is stopping: its leave request ends every session at
@@ -152,262 +181,87 @@ func (s *Session) run() {
 	case ok:
 		s.hub.logouts.add(uid, sid, false) // a dropped connection: the client may resume
 	}
+	go func() {
+		s.tasks.Wait()
+		s.hub.ended(s)
+	}()
 }
 
-// waitWriter waits for the writer to write what is queued (the last
-// frame closes the connection), or closes the connection after the write
-// timeout.
-func (s *Session) waitWriter() {
-	s.wmu.Lock()
-	done := s.writerDone
-	running := s.writing
-	s.wmu.Unlock()
-	if !running {
-		return
+// start counts a request under way; done ends it, closing the connection
+// if reading has ended and it was the last.
+func (s *Session) start() {
+	s.mu.Lock()
+	s.busy++
+	if s.busy >= pauseRequests {
+		s.conn.Pause() // the client waits (TCP) until some are answered
 	}
-	t := time.NewTimer(s.hub.opts.WriteTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		s.setReason(reasonWriteTimeout)
-		s.close()
-		<-done
+	s.mu.Unlock()
+}
+
+// resumeLocked lets a paused connection's frames come again once what it
+// has under way has fallen low enough. Call with s.mu held.
+func (s *Session) resumeLocked() {
+	if s.busy <= resumeRequests && (s.chats == nil || len(s.chats.q) <= resumeChats) {
+		s.conn.Resume()
 	}
 }
 
-// close closes the connection once; the reader and writer then end.
-func (s *Session) close() {
-	s.once.Do(func() {
-		close(s.done)
-		s.conn.Close()
-		s.wmu.Lock()
-		s.wclosed = true
-		s.queue = nil
-		s.wmu.Unlock()
-	})
+// Requests of a connection under way at once, past which its frames wait.
+const (
+	pauseRequests  = 64
+	resumeRequests = 16
+)
+
+func (s *Session) done() {
+	s.mu.Lock()
+	s.busy--
+	last := s.ended && s.busy == 0 && (s.chats == nil || s.chats.pending() == 0)
+	s.resumeLocked()
+	s.mu.Unlock()
+	if last {
+		s.conn.SendLast(nil)
+	}
+}
+
+// goRequest runs fn on a goroutine of its own, counted as a request under
+// way.
+func (s *Session) goRequest(fn func()) {
+	s.start()
+	s.tasks.Add(1)
+	go func() {
+		defer s.tasks.Done()
+		defer s.done()
+		fn()
+	}()
 }
 
 // shutdown closes the connection after what is queued, for reason (the
 // gateway drains or stops). A full-dialect client is told to reconnect
 // elsewhere first; the legacy dialect has no such frame.
-func (s *Session) shutdown(reason closeReason) {
-	s.setReason(reason)
+func (s *Session) shutdown(reason netconn.Reason) {
+	s.conn.SetReason(reason)
 	if s.legacy() {
-		s.enqueue(outFrame{last: true})
+		s.conn.SendLast(nil)
 		return
 	}
 	s.send(map[string]any{"msgid": wire.Reconnect, "errno": wire.GatewayStopping,
 		"errmsg": "gateway is shutting down; reconnect"}, true)
 }
 
-func (s *Session) readLoop() {
-	dec := wire.NewDecoder(&s.rd, s.hub.opts.MaxFrame)
-	for {
-		if s.hub.opts.IdleTimeout > 0 {
-			s.conn.SetReadDeadline(time.Now().Add(s.hub.opts.IdleTimeout))
-		}
-		frame, term, err := dec.Next()
-		if err == nil && s.rd.err != nil && errors.Is(s.rd.err, os.ErrDeadlineExceeded) {
-			// The rest of a frame cut off by the idle timeout: drop it.
-			err = io.EOF
-		}
-		if err != nil {
-			if errors.Is(err, wire.ErrFrameTooLarge) {
-				s.setReason(reasonFrameTooLarge)
-				s.log().Warn("frame too large; closing", "max", s.hub.opts.MaxFrame)
-				s.sendError(wire.Reply, nil, wire.FrameTooLarge, "frame too large; closing", true)
-				return
-			}
-			var rf refusal
-			switch rerr := s.rd.err; {
-			case errors.As(rerr, &rf):
-				errno, msg := rf.Refusal()
-				s.setReason(reasonUnsupported)
-				s.log().Debug("message refused; closing", "err", rerr)
-				s.sendError(wire.Reply, nil, errno, msg, true)
-			case rerr == nil, errors.Is(rerr, io.EOF), errors.Is(rerr, syscall.ECONNRESET):
-				s.setReason(reasonEOF)
-			case errors.Is(rerr, os.ErrDeadlineExceeded):
-				s.setReason(reasonIdle)
-				s.log().Debug("idle connection closed", "idle_timeout", s.hub.opts.IdleTimeout)
-			case errors.Is(rerr, net.ErrClosed):
-				// Closed here; whoever closed it gave the reason.
-			default:
-				s.setReason(reasonReadError)
-				s.log().Debug("read", "err", rerr)
-			}
-			return
-		}
-		s.term.Store(uint32(term))
-		s.handle(frame)
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-	}
-}
-
-// maxBatch bounds one write of queued full-dialect frames.
-const maxBatch = 32 << 10
-
-// writeLoop writes queued frames until the queue is empty, then ends.
-// Full-dialect frames that are queued together go out in one write; legacy
-// frames are written one at a time.
-func (s *Session) writeLoop(done chan struct{}) {
-	defer close(done)
-	var batch []byte
-	var acks [][2]int64
-	var sent []frameMeta
-	for {
-		legacy := s.legacy()
-		s.wmu.Lock()
-		if len(s.queue) == 0 || s.wclosed {
-			s.writing = false
-			s.queue = nil // an idle connection keeps no queue
-			s.wmu.Unlock()
-			return
-		}
-		batch, acks, sent = batch[:0], acks[:0], sent[:0]
-		n, last := 0, false
-		for n < len(s.queue) && !last && (n == 0 || (!legacy && len(batch) < maxBatch)) {
-			f := s.queue[n]
-			batch = append(batch, f.data...)
-			if f.ackUID > 0 {
-				acks = append(acks, [2]int64{f.ackUID, f.ackSeq})
-			}
-			if f.data != nil {
-				sent = append(sent, frameMeta{stored: f.stored, msgs: f.msgs, msgid: f.msgid})
-			}
-			last = f.last
-			s.queue[n] = outFrame{}
-			n++
-		}
-		s.queue = s.queue[n:]
-		s.wmu.Unlock()
-
-		if len(batch) > 0 {
-			s.conn.SetWriteDeadline(time.Now().Add(s.hub.opts.WriteTimeout))
-			if _, err := s.conn.Write(batch); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					s.setReason(reasonWriteTimeout)
-				} else {
-					s.setReason(reasonWriteError)
-				}
-				s.log().Debug("write", "err", err)
-				s.close()
-				continue // ends the loop: the queue is closed
-			}
-			s.hub.m.written(sent, time.Now())
-		}
-		for _, a := range acks {
-			s.hub.acks.ack(a[0], a[1])
-		}
-		if last {
-			s.close()
-			continue
-		}
-		if cap(batch) > 2*maxBatch {
-			batch = nil
-		}
-	}
-}
-
-// enqueue hands f to the writer without blocking, starting the writer if
-// it is not running. A client whose queue is full reads too slowly: it is
-// cut off (its undelivered messages stay in its inbox for the next login).
-func (s *Session) enqueue(f outFrame) bool {
-	s.wmu.Lock()
-	if s.wclosed {
-		s.wmu.Unlock()
-		return false
-	}
-	if len(s.queue) >= s.hub.opts.WriteQueue {
-		s.wmu.Unlock()
-		s.setReason(reasonSlowClient)
-		s.log().Warn("slow client: write queue full; disconnecting", "queue", s.hub.opts.WriteQueue)
-		s.close()
-		return false
-	}
-	s.queue = append(s.queue, f)
-	if !s.writing {
-		s.writing = true
-		s.writerDone = make(chan struct{})
-		go s.writeLoop(s.writerDone)
-	}
-	s.wmu.Unlock()
-	return true
-}
-
-// queued is the number of frames waiting for the writer.
-func (s *Session) queued() int {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return len(s.queue)
-}
-
 // legacy reports whether the connection speaks the legacy dialect: chosen at
 // login, else implied by NUL-terminated frames.
 func (s *Session) legacy() bool {
 	s.mu.Lock()
-	d := s.dialect
+	d := s.dial
 	s.mu.Unlock()
+	return s.isLegacy(d)
+}
+
+func (s *Session) isLegacy(d dialect) bool {
 	if d != dialectUnset {
 		return d == dialectLegacy
 	}
-	return byte(s.term.Load()) == wire.TermNUL
-}
-
-// frame encodes v with the connection's terminator.
-func (s *Session) frame(v any) []byte {
-	return append(wire.Marshal(v), byte(s.term.Load()))
-}
-
-// send queues a frame built from m, which has a "msgid" of type wire.MsgID.
-func (s *Session) send(m map[string]any, last bool) bool {
-	id, _ := m["msgid"].(wire.MsgID)
-	return s.enqueue(outFrame{data: s.frame(m), msgid: uint8(msgIndex(id)), last: last})
-}
-
-// sendError answers a request with an error, in both dialects (the original
-// client ignores msgids it does not know). For LOGIN and REG the answer is
-// their own ack type; everything else gets a Reply naming the request.
-func (s *Session) sendError(re wire.MsgID, reqid []byte, errno wire.Errno, errmsg string, last bool) {
-	m := map[string]any{"errno": errno, "errmsg": errmsg}
-	switch re {
-	case wire.Login:
-		m["msgid"] = wire.LoginAck
-	case wire.Reg:
-		m["msgid"] = wire.RegAck
-	case wire.Kicked:
-		m["msgid"] = wire.Kicked
-	default:
-		m["msgid"] = wire.Reply
-		if re != 0 && re != wire.Reply {
-			m["re"] = re
-		}
-	}
-	if len(reqid) > 0 && !s.legacy() {
-		m["reqid"] = rawJSON(reqid)
-	}
-	s.send(m, last)
-}
-
-// sendOK answers a request that succeeded. The legacy dialect gets no answer
-// (the original sends none); the full dialect gets a Reply with extra fields.
-func (s *Session) sendOK(re wire.MsgID, reqid []byte, extra map[string]any) {
-	if s.legacy() {
-		return
-	}
-	m := map[string]any{"msgid": wire.Reply, "re": re, "errno": wire.OK, "errmsg": ""}
-	for k, v := range extra {
-		m[k] = v
-	}
-	if len(reqid) > 0 {
-		m["reqid"] = rawJSON(reqid)
-	}
-	s.send(m, false)
+	return s.conn.Term() == wire.TermNUL
 }
 
 // requestCtx is the deadline for one service request.
@@ -423,13 +277,12 @@ func (s *Session) endLogin() (uid int64, sid string, ok bool) {
 		s.mu.Unlock()
 		return 0, "", false
 	}
-	uid, sid = s.uid, s.sid
+	uid, sid = s.uid, s.sid.String()
 	wasLive := s.state == stateLive
 	s.state = stateNone
-	s.uid, s.name, s.sid = 0, "", ""
-	s.dialect = dialectUnset
-	s.syncing, s.pending, s.overflow, s.delivered, s.kicked = false, nil, false, 0, false
-	s.presence = nil
+	s.uid, s.name, s.sid = 0, "", uuid.UUID{}
+	s.dial = dialectUnset
+	s.cur, s.early, s.lost, s.kicked, s.pres = nil, nil, false, false, nil
 	s.mu.Unlock()
 	if wasLive {
 		s.hub.m.sessions.Dec()
@@ -445,6 +298,80 @@ func (s *Session) identity() (uid int64, name string, ok bool) {
 	return s.uid, s.name, s.state == stateLive
 }
 
-type rawJSON []byte
+// live reports whether login generation gen is still the session's.
+// Call with s.mu held.
+func (s *Session) live(gen uint32) bool {
+	return s.state != stateNone && s.gen == gen
+}
 
-func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+// floodNotices rate-limits the answers to frames over the flood limit: the
+// first is answered at once, the rest at most once a second with a count
+// (a burst of refused frames must not fill the client's queue with its own
+// error replies). Guarded by Session.mu.
+type floodNotices struct {
+	dropped int32 // frames dropped since the last notice
+	last    int64 // Unix ns of the last notice
+}
+
+// floodDropped counts a dropped frame and reports how many to tell the
+// client about now (0: not yet).
+func (s *Session) floodDropped(now time.Time) int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.floods.dropped++
+	return s.floods.due(now)
+}
+
+func (f *floodNotices) due(now time.Time) int32 {
+	if f.dropped == 0 || now.UnixNano()-f.last < int64(time.Second) {
+		return 0
+	}
+	n := f.dropped
+	f.dropped, f.last = 0, now.UnixNano()
+	return n
+}
+
+// flushFloodNotice sends the count of frames dropped since the last
+// notice once a second has passed (the hub's sweep calls it).
+func (s *Session) flushFloodNotice(now time.Time) {
+	s.mu.Lock()
+	n := s.floods.due(now)
+	s.mu.Unlock()
+	if n > 0 {
+		s.sendFloodNotice(0, nil, n)
+	}
+}
+
+// sendFloodNotice answers frames over the flood limit: errno 109 with the
+// number dropped since the last notice.
+func (s *Session) sendFloodNotice(re wire.MsgID, reqid []byte, dropped int32) {
+	m := map[string]any{"msgid": wire.Reply, "errno": wire.Flood, "errmsg": "too many frames; slow down", "dropped": dropped}
+	if re != 0 && re != wire.Reply {
+		m["re"] = re
+	}
+	if len(reqid) > 0 && !s.legacy() {
+		m["reqid"] = rawJSON(reqid)
+	}
+	s.send(m, false)
+}
+
+// floodBucket is a token bucket: rate tokens a second, at most burst.
+type floodBucket struct {
+	tokens float32
+	last   int64 // Unix ns of the last refill; 0: full
+}
+
+// allow takes a token if there is one. Call with s.mu held.
+func (b *floodBucket) allow(now time.Time, rate float64, burst int) bool {
+	n := now.UnixNano()
+	if b.last == 0 {
+		b.tokens, b.last = float32(burst), n
+	}
+	b.tokens = min(float32(burst), b.tokens+float32(float64(n-b.last)/1e9*rate))
+	b.last = n
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -3,8 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
@@ -44,19 +42,26 @@ func (s *Session) socialError(op string, err error) (wire.Errno, string) {
 
 // call runs one service request for msgid and answers the client: the
 // reply's extra fields come from reply(resp) on success.
-func (s *Session) call(msgid wire.MsgID, reqid []byte, subj string, req, resp any, reply func() map[string]any) {
-	ctx, cancel := s.requestCtx()
-	defer cancel()
-	if err := s.hub.m.Call(ctx, s.hub.nc, subj, req, resp); err != nil {
-		errno, msg := s.socialError(subj, err)
-		s.sendError(msgid, reqid, errno, msg, false)
-		return
-	}
-	var extra map[string]any
-	if reply != nil {
-		extra = reply()
-	}
-	s.sendOK(msgid, reqid, extra)
+//
+// It runs on a goroutine of its own while the request is under way: the
+// connection goes on reading (pipelining); the answer names the request
+// with its reqid.
+func (s *Session) call(msgid wire.MsgID, reqid []byte, subj string, req, resp any, idempotent bool, reply func() map[string]any) {
+	reqid = append([]byte(nil), reqid...) // the frame's bytes are the connection's
+	s.goRequest(func() {
+		ctx, cancel := s.requestCtx()
+		defer cancel()
+		if err := s.hub.c.call(ctx, subj, req, resp, idempotent); err != nil {
+			errno, msg := s.socialError(subj, err)
+			s.sendError(msgid, reqid, errno, msg, false)
+			return
+		}
+		var extra map[string]any
+		if reply != nil {
+			extra = reply()
+		}
+		s.sendOK(msgid, reqid, extra)
+	})
 }
 
 func (s *Session) handleFriend(msgid wire.MsgID, o wire.Object, reqid []byte, uid int64) {
@@ -69,12 +74,12 @@ func (s *Session) handleFriend(msgid wire.MsgID, o wire.Object, reqid []byte, ui
 	if msgid == wire.RemoveFriend {
 		subj = subject.FriendRemove
 	}
-	s.call(msgid, reqid, subj, api.FriendRequest{UserID: uid, FriendID: fid}, nil, nil)
+	s.call(msgid, reqid, subj, api.FriendRequest{UserID: uid, FriendID: fid}, nil, true, nil)
 }
 
 func (s *Session) handleListFriends(reqid []byte, uid int64) {
 	var resp api.FriendListResponse
-	s.call(wire.ListFriends, reqid, subject.FriendList, api.FriendListRequest{UserID: uid}, &resp,
+	s.call(wire.ListFriends, reqid, subject.FriendList, api.FriendListRequest{UserID: uid}, &resp, true,
 		func() map[string]any { return map[string]any{"friends": friendObjects(resp.Friends)} })
 }
 
@@ -89,7 +94,7 @@ func (s *Session) handleCreateGroup(o wire.Object, reqid []byte, uid int64) {
 		return
 	}
 	var resp api.GroupCreateResponse
-	s.call(wire.CreateGroup, reqid, subject.GroupCreate, api.GroupCreateRequest{UserID: uid, Name: name, Desc: desc}, &resp,
+	s.call(wire.CreateGroup, reqid, subject.GroupCreate, api.GroupCreateRequest{UserID: uid, Name: name, Desc: desc}, &resp, false,
 		func() map[string]any { return map[string]any{"groupid": resp.GroupID} })
 }
 
@@ -102,19 +107,19 @@ func (s *Session) handleGroup(msgid wire.MsgID, o wire.Object, reqid []byte, uid
 	req := api.GroupRequest{UserID: uid, GroupID: gid}
 	switch msgid {
 	case wire.AddGroup:
-		s.call(msgid, reqid, subject.GroupJoin, req, nil, nil)
+		s.call(msgid, reqid, subject.GroupJoin, req, nil, true, nil)
 	case wire.LeaveGroup:
-		s.call(msgid, reqid, subject.GroupLeave, req, nil, nil)
+		s.call(msgid, reqid, subject.GroupLeave, req, nil, true, nil)
 	case wire.ListMembers:
 		var resp api.GroupMembersResponse
-		s.call(msgid, reqid, subject.GroupMembers, req, &resp,
+		s.call(msgid, reqid, subject.GroupMembers, req, &resp, true,
 			func() map[string]any { return map[string]any{"group": groupObject(resp.Group)} })
 	}
 }
 
 func (s *Session) handleListGroups(reqid []byte, uid int64) {
 	var resp api.GroupMineResponse
-	s.call(wire.ListGroups, reqid, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &resp,
+	s.call(wire.ListGroups, reqid, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &resp, true,
 		func() map[string]any {
 			groups := make([]map[string]any, len(resp.Groups))
 			for i, g := range resp.Groups {
@@ -122,69 +127,6 @@ func (s *Session) handleListGroups(reqid []byte, uid int64) {
 			}
 			return map[string]any{"groups": groups}
 		})
-}
-
-// handleGroupChat stores a group chat for every other member (through the
-// group service, which checks membership) and acknowledges the sender once
-// it is committed.
-func (s *Session) handleGroupChat(o wire.Object, reqid []byte, uid int64, name string) {
-	gid, err := positiveID(o, "groupid")
-	cid, err := s.chatFields(o, err)
-	if err != nil {
-		s.sendError(wire.GroupChat, reqid, wire.BadField, err.Error(), false)
-		return
-	}
-	body := s.chatBody(o, wire.GroupChat, uid, name)
-	var resp api.StoreResponse
-	s.call(wire.GroupChat, reqid, subject.GroupSend,
-		api.GroupSendRequest{UserID: uid, GroupID: gid, CID: cid, Body: body}, &resp,
-		func() map[string]any { return storeReply(resp) })
-}
-
-// chatFields checks the fields every chat frame has (after err from the
-// caller's own checks): msg (a valid UTF-8 string), optional time (string)
-// and cid (at most api.MaxCIDLen bytes).
-func (s *Session) chatFields(o wire.Object, err error) (cid string, _ error) {
-	if err == nil {
-		_, err = o.String("msg")
-	}
-	if err == nil {
-		cid, _, err = o.OptString("cid")
-		if err == nil && len(cid) > api.MaxCIDLen {
-			err = &wire.FieldError{Field: "cid", Reason: fmt.Sprintf("must be at most %d bytes", api.MaxCIDLen)}
-		}
-	}
-	if err == nil && o.Has("time") {
-		_, err = o.String("time")
-	}
-	if err == nil && !validUTF8(o["msg"]) {
-		err = &wire.FieldError{Field: "msg", Reason: "must be valid UTF-8"}
-	}
-	return cid, err
-}
-
-// chatBody turns a client's chat frame into what recipients receive: the
-// client's fields (extras pass through) without control fields, with the
-// session's identity and the gateway's time if the client sent none.
-func (s *Session) chatBody(o wire.Object, msgid wire.MsgID, uid int64, name string) []byte {
-	for _, f := range controlFields {
-		delete(o, f)
-	}
-	o.Set("msgid", msgid)
-	o.Set("id", uid)
-	o.Set("name", name)
-	if !o.Has("time") {
-		o.Set("time", time.Now().Format(time.DateTime))
-	}
-	return o.Encode()
-}
-
-func storeReply(resp api.StoreResponse) map[string]any {
-	extra := map[string]any{"mid": resp.MID}
-	if resp.Duplicate {
-		extra["duplicate"] = true
-	}
-	return extra
 }
 
 func friendObjects(fs []api.Profile) []map[string]any {
@@ -203,22 +145,6 @@ func groupObject(g api.Group) map[string]any {
 	return map[string]any{"id": g.ID, "groupname": g.Name, "groupdesc": g.Desc, "users": users}
 }
 
-// legacyStrings encodes each element as a JSON string of its own, as the
-// original's LOGIN_ACK carries friends, groups and their users.
-func legacyStrings(objs []map[string]any) []string {
-	out := make([]string, len(objs))
-	for i, o := range objs {
-		out[i] = string(wire.Marshal(o))
-	}
-	return out
-}
-
-func legacyGroup(g api.Group) map[string]any {
-	obj := groupObject(g)
-	obj["users"] = legacyStrings(obj["users"].([]map[string]any))
-	return obj
-}
-
 // loginLists fetches the friend and group lists for the login ack. A service
 // that does not answer leaves its list out (named in the result's missing)
 // rather than failing the login.
@@ -227,9 +153,9 @@ func (s *Session) loginLists(ctx context.Context, uid int64) (friends []api.Prof
 	var gr api.GroupMineResponse
 	ferr := make(chan error, 1)
 	go func() {
-		ferr <- s.hub.m.Call(ctx, s.hub.nc, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr)
+		ferr <- s.hub.c.call(ctx, subject.FriendList, api.FriendListRequest{UserID: uid}, &fr, true)
 	}()
-	if err := s.hub.m.Call(ctx, s.hub.nc, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr); err != nil {
+	if err := s.hub.c.call(ctx, subject.GroupMine, api.GroupMineRequest{UserID: uid}, &gr, true); err != nil {
 		s.log().Warn("login: group list unavailable", "user_id", uid, "err", err)
 		missing = append(missing, "groups")
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -13,16 +11,15 @@ import (
 // userCache remembers which user ids exist. Accounts are never deleted, so a
 // positive answer stays true; a negative one is asked again next time.
 type userCache struct {
-	nc  *nats.Conn
-	m   *Metrics
+	c   *caller
 	max int
 
 	mu    sync.RWMutex
 	known map[int64]struct{}
 }
 
-func newUserCache(nc *nats.Conn, m *Metrics, max int) *userCache {
-	return &userCache{nc: nc, m: m, max: max, known: map[int64]struct{}{}}
+func newUserCache(c *caller, max int) *userCache {
+	return &userCache{c: c, max: max, known: map[int64]struct{}{}}
 }
 
 func (c *userCache) exists(ctx context.Context, uid int64) (bool, error) {
@@ -33,7 +30,7 @@ func (c *userCache) exists(ctx context.Context, uid int64) (bool, error) {
 		return true, nil
 	}
 	var resp api.LookupResponse
-	if err := c.m.Call(ctx, c.nc, subject.UserLookup, api.LookupRequest{IDs: []int64{uid}}, &resp); err != nil {
+	if err := c.c.call(ctx, subject.UserLookup, api.LookupRequest{IDs: []int64{uid}}, &resp, true); err != nil {
 		return false, err
 	}
 	for _, u := range resp.Users {
@@ -52,4 +49,12 @@ func (c *userCache) remember(uid int64) {
 	}
 	c.known[uid] = struct{}{}
 	c.mu.Unlock()
+}
+
+// isKnown reports whether uid is known to exist, without asking.
+func (c *userCache) isKnown(uid int64) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.known[uid]
+	return ok
 }

@@ -37,7 +37,10 @@ NATTER_PASSWORD or --password-file, else asked for without echo on a
 terminal); --send runs commands (repeat it) and exits when they are answered;
 --json prints every event (message, presence, result, connection, ...) as a
 JSON line and keeps running until interrupted; --register NAME creates an
-account and prints its id.`
+account and prints its id (--id-only: the id alone, for id=$(natter chat
+--register NAME --id-only); --json: a JSON line). A gateway that refuses or
+is not there yet, or answers "retry", is tried again with the same backoff
+as after a lost connection, for up to --connect-timeout.`
 
 func chatCommand() *cli.Command {
 	d := chatclient.DefaultConfig()
@@ -54,6 +57,10 @@ func chatCommand() *cli.Command {
 				Usage: "read the password from this file (its first line); else NATTER_PASSWORD, else asked for"},
 			&cli.StringFlag{Name: "register", EnvVars: []string{"NATTER_CHAT_REGISTER"},
 				Usage: "register this user name, print the new id and exit"},
+			&cli.BoolFlag{Name: "id-only", EnvVars: []string{"NATTER_CHAT_ID_ONLY"},
+				Usage: "with --register: print the new id alone (a number and a newline), for scripts"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, EnvVars: []string{"NATTER_CHAT_CONNECT_TIMEOUT"},
+				Usage: "with --user or --register: how long to keep trying to reach a gateway and log in (or register), with backoff, before giving up"},
 			&cli.StringSliceFlag{Name: "send", EnvVars: []string{"NATTER_CHAT_SEND"},
 				Usage: "run this command after login (repeatable, e.g. --send chat:2:hello); then exit unless --json"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"NATTER_CHAT_JSON"},
@@ -91,9 +98,15 @@ func runChat(c *cli.Context) error {
 		return fmt.Errorf("--timeout must be positive and --max-backoff at least %v", cfg.MinBackoff)
 	}
 	user, register, sends, jsonOut := c.Int64("user"), c.String("register"), c.StringSlice("send"), c.Bool("json")
+	idOnly, connectTimeout := c.Bool("id-only"), c.Duration("connect-timeout")
 	scripted := user != 0 || register != ""
-	if !scripted && (jsonOut || len(sends) > 0) {
+	switch {
+	case !scripted && (jsonOut || len(sends) > 0):
 		return errors.New("--json and --send need --user (or --register)")
+	case idOnly && (register == "" || jsonOut):
+		return errors.New("--id-only needs --register (and not --json)")
+	case connectTimeout <= 0:
+		return errors.New("--connect-timeout must be positive")
 	}
 
 	setEcho, tty := chatclient.EchoControl(int(os.Stdin.Fd()))
@@ -107,7 +120,11 @@ func runChat(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p := chatclient.NewPrinter(os.Stdout, jsonOut)
+	out := os.Stdout
+	if idOnly { // standard output is the id alone; notices go to stderr
+		out = os.Stderr
+	}
+	p := chatclient.NewPrinter(out, jsonOut)
 	cl := chatclient.New(cfg, p, log)
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -117,17 +134,27 @@ func runChat(c *cli.Context) error {
 	if !scripted {
 		return chatclient.NewTerminal(cl, p, os.Stdin, setEcho).Run(ctx)
 	}
-	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
 	if register != "" {
-		id, err := cl.Register(lctx, register, pw)
+		var id int64
+		err := cl.Retrying(ctx, connectTimeout, func(ctx context.Context) (err error) {
+			id, err = cl.Register(ctx, register, pw)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("register %q: %w", register, err)
+		}
+		if idOnly {
+			fmt.Println(id)
+			return nil
 		}
 		p.Registered(id, register)
 		return nil
 	}
-	if _, err := cl.Login(lctx, user, pw); err != nil { // the printer shows the session
+	err = cl.Retrying(ctx, connectTimeout, func(ctx context.Context) error {
+		_, err := cl.Login(ctx, user, pw) // the printer shows the session
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("login %d: %w", user, err)
 	}
 	failed := 0

@@ -35,8 +35,17 @@ func serveCommand() *cli.Command {
 		&cli.IntFlag{Name: cliflag.DBConns, Value: 16, EnvVars: []string{"NATTER_DB_CONNS"},
 			Usage: "MySQL connection pool size"},
 		&cli.StringFlag{Name: "nats-listen", EnvVars: []string{"NATTER_NATS_LISTEN"},
-			Usage: "also let the embedded NATS listen on host:port (for extra gateways or services); default: in-process only"},
+			Usage: "also let the embedded NATS listen on host:port (for extra gateways or services); default: in-process only. " +
+				"An address other than loopback needs --nats-user with --nats-password-file, or --nats-nkey-file"},
+		&cli.StringFlag{Name: "nats-listen-tls-cert", EnvVars: []string{"NATTER_NATS_LISTEN_TLS_CERT"},
+			Usage: "PEM certificate (chain) of the --nats-listen listener, which then speaks TLS only (with --nats-listen-tls-key)"},
+		&cli.StringFlag{Name: "nats-listen-tls-key", EnvVars: []string{"NATTER_NATS_LISTEN_TLS_KEY"},
+			Usage: "PEM private key of --nats-listen-tls-cert"},
 	}
+	// Whoever connects to the embedded NATS, the system's own connections
+	// included, must authenticate with these (the services' and gateway's
+	// flags of the same names).
+	flags = append(flags, cliflag.NATSAuthFlags()...)
 	flags = append(flags, gateway.FlagsWithDefaults(allinone.ServeGatewayDefaults())...)
 	flags = append(flags, user.Flags()...)
 	flags = append(flags, offline.Flags()...)
@@ -66,27 +75,42 @@ func serve(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	natsAuth, err := cliflag.NATSAuthFromFlags(c)
+	if err != nil {
+		return err
+	}
 	cfg := allinone.Config{
-		Gateway:    gateway.ConfigFromFlags(c),
-		User:       user.ConfigFromFlags(c),
-		Offline:    offline.ConfigFromFlags(c),
-		Friend:     friend.ConfigFromFlags(c),
-		Group:      group.ConfigFromFlags(c),
-		DataDir:    c.String("data"),
-		MySQLDSN:   dsn,
-		DBConns:    c.Int(cliflag.DBConns),
-		NATSListen: c.String("nats-listen"),
+		Gateway:  gateway.ConfigFromFlags(c),
+		User:     user.ConfigFromFlags(c),
+		Offline:  offline.ConfigFromFlags(c),
+		Friend:   friend.ConfigFromFlags(c),
+		Group:    group.ConfigFromFlags(c),
+		DataDir:  c.String("data"),
+		MySQLDSN: dsn,
+		DBConns:  c.Int(cliflag.DBConns),
+		NATS: allinone.NATSConfig{
+			Listen:  c.String("nats-listen"),
+			Auth:    natsAuth,
+			TLSCert: c.String("nats-listen-tls-cert"),
+			TLSKey:  c.String("nats-listen-tls-key"),
+		},
 	}
 	// The default WebSocket address is taken if it is free: a second
 	// natter serve on the machine runs without WebSocket rather than fail.
 	cfg.Gateway.WSBestEffort = !c.IsSet("ws-listen")
+	// --ws-listen '' turns WebSocket off, and with it the page it would
+	// serve (unless --web is given explicitly, which then asks for an
+	// address).
+	if c.IsSet("ws-listen") && cfg.Gateway.WSListen == "" && !c.IsSet("web") {
+		cfg.Gateway.Web = false
+	}
 	if cfg.MySQLDSN != "" {
 		cfg.User.Concurrency = cfg.DBConns
 		cfg.Offline.Concurrency = cfg.DBConns
 		cfg.Friend.Concurrency = cfg.DBConns
 		cfg.Group.Concurrency = cfg.DBConns
 	}
-	for _, v := range []interface{ Validate() error }{cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
+	for _, v := range []interface{ Validate() error }{cfg.NATS, cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

@@ -143,3 +143,35 @@ func TestServePrintConfig(t *testing.T) {
 		t.Errorf("the data directory was created: %v", err)
 	}
 }
+
+// TestServeWSListenEmpty: an empty --ws-listen runs without WebSocket and
+// without the page (docs/configuration.md), rather than refusing --web
+// without an address; --web=true with it is still refused.
+func TestServeWSListenEmpty(t *testing.T) {
+	gwAddr, opsAddr := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- newApp().RunContext(ctx, []string{"natter", "serve", "--data", t.TempDir(), "--ws-listen", "",
+			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
+	}()
+	eventually.True(t, 60*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("natter serve --ws-listen '' ended: %v", err)
+		default:
+		}
+		code, _ := httpGet(t, "http://"+opsAddr+"/readyz")
+		return code == http.StatusOK
+	}, "/readyz to pass")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	err := newApp().RunContext(context.Background(), []string{"natter", "serve", "--data", t.TempDir(),
+		"--ws-listen", "", "--web=true", "--listen", freePort(t), "--log-level", "error"})
+	if err == nil {
+		t.Error("--ws-listen '' --web=true: no error")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/gateway"
@@ -26,6 +28,7 @@ import (
 	"github.com/natter-chat/natter/services/group"
 	"github.com/natter-chat/natter/services/offline"
 	"github.com/natter-chat/natter/services/user"
+	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/natsconn"
 	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -33,15 +36,15 @@ import (
 
 // Config configures the all-in-one system.
 type Config struct {
-	Gateway    gateway.Config
-	User       user.Config
-	Offline    offline.Config
-	Friend     friend.Config
-	Group      group.Config
-	DataDir    string // SQLite lives here unless MySQLDSN is set
-	MySQLDSN   string
-	DBConns    int
-	NATSListen string // host:port for the embedded NATS to listen on; empty = in-process only
+	Gateway  gateway.Config
+	User     user.Config
+	Offline  offline.Config
+	Friend   friend.Config
+	Group    group.Config
+	DataDir  string // SQLite lives here unless MySQLDSN is set
+	MySQLDSN string
+	DBConns  int
+	NATS     NATSConfig
 	// Registerer is where the services (those whose own Registerer is
 	// nil) and the NATS connections register their metrics; nil: they are
 	// counted but not registered anywhere.
@@ -82,7 +85,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			s.Stop(context.WithoutCancel(ctx))
 		}
 	}()
-	if s.ns, err = StartNATS(cfg.NATSListen, log); err != nil {
+	if s.ns, err = StartNATS(cfg.NATS, log); err != nil {
+		return nil, err
+	}
+	auth, err := cfg.NATS.Auth.Options()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.MySQLDSN != "" {
@@ -105,7 +112,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		}
 	}
 	connect := func(name string) (*nats.Conn, error) {
-		opts := []nats.Option{nats.InProcessServer(s.ns)}
+		opts := append([]nats.Option{nats.InProcessServer(s.ns)}, auth...)
 		if cfg.Registerer != nil {
 			m, err := natsconn.NewMetrics(cfg.Registerer, strings.TrimPrefix(name, "natter-"))
 			if err != nil {
@@ -239,23 +246,119 @@ func (s *System) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// StartNATS starts an embedded nats-server. With listen empty it accepts only
-// in-process connections.
-func StartNATS(listen string, log *slog.Logger) (*server.Server, error) {
+// NATSConfig is the embedded NATS server's configuration.
+type NATSConfig struct {
+	// Listen is a host:port to accept NATS clients on (extra gateways or
+	// services); empty: in-process connections only.
+	Listen string
+	// Auth is what every connection must present, the system's own
+	// in-process ones included: a user and password, or an nkey (the
+	// public key of NkeyFile's seed). The zero value is no authentication,
+	// which Validate allows only without Listen or on a loopback address.
+	// A .creds file cannot be checked without a NATS operator and its
+	// accounts, which the embedded server does not have: Validate refuses
+	// it.
+	Auth cliflag.NATSAuth
+	// TLSCert and TLSKey (PEM files) make Listen a TLS listener (clients
+	// need the CA that signed TLSCert, --nats-tls-ca).
+	TLSCert, TLSKey string
+}
+
+// Validate refuses a listener on an address other hosts can reach without
+// authentication, a .creds file and a half-given certificate.
+func (c NATSConfig) Validate() error {
+	if c.Auth.CredsFile != "" {
+		return fmt.Errorf("--%s: the embedded NATS has no operator to check a .creds file's JWT against; "+
+			"give --%s with --%s, or --%s", cliflag.NATSCreds, cliflag.NATSUser, cliflag.NATSPasswordFile, cliflag.NATSNkeyFile)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--nats-listen-tls-cert and --nats-listen-tls-key go together")
+	}
+	if c.Listen == "" {
+		if c.TLSCert != "" {
+			return errors.New("--nats-listen-tls-cert without --nats-listen")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("--nats-listen %q: %w", c.Listen, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("--nats-listen %q: bad port", c.Listen)
+	}
+	if !c.Auth.Set() && !loopback(host) {
+		return fmt.Errorf("--nats-listen %s: an address other machines can reach needs authentication: "+
+			"give --%s with --%s, or --%s (the services and gateways then connect with the same flags)",
+			c.Listen, cliflag.NATSUser, cliflag.NATSPasswordFile, cliflag.NATSNkeyFile)
+	}
+	return nil
+}
+
+// loopback reports whether host (of a listen address) is reachable from
+// this machine only: localhost or a loopback IP. An empty host is every
+// interface.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serverOptions turns c into the embedded server's options.
+func (c NATSConfig) serverOptions() (*server.Options, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
 	opts := &server.Options{
 		ServerName: "natter-embedded",
 		NoSigs:     true,
-		DontListen: listen == "",
+		DontListen: c.Listen == "",
 	}
-	if listen != "" {
-		host, port, err := net.SplitHostPort(listen)
-		if err != nil {
-			return nil, fmt.Errorf("--nats-listen %q: %w", listen, err)
-		}
+	if c.Listen != "" {
+		host, port, _ := net.SplitHostPort(c.Listen)
 		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, fmt.Errorf("--nats-listen %q: bad port", listen)
+		opts.Port, _ = strconv.Atoi(port)
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT // nats-server reads 0 as its default, 4222
 		}
+	}
+	switch a := c.Auth; {
+	case a.User != "":
+		opts.Users = []*server.User{{Username: a.User, Password: a.Password}}
+	case a.NkeyFile != "":
+		seed, err := os.ReadFile(a.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", cliflag.NATSNkeyFile, err)
+		}
+		kp, err := nkeys.ParseDecoratedNKey(seed)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", cliflag.NATSNkeyFile, err)
+		}
+		pub, err := kp.PublicKey()
+		kp.Wipe()
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", cliflag.NATSNkeyFile, err)
+		}
+		opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+	}
+	if c.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("--nats-listen-tls-cert: %w", err)
+		}
+		opts.TLSConfig, opts.TLS = tc, true
+	}
+	return opts, nil
+}
+
+// StartNATS starts an embedded nats-server. Without c.Listen it accepts only
+// in-process connections.
+func StartNATS(c NATSConfig, log *slog.Logger) (*server.Server, error) {
+	opts, err := c.serverOptions()
+	if err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -266,6 +369,17 @@ func StartNATS(listen string, log *slog.Logger) (*server.Server, error) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	if c.Listen != "" {
+		attrs := []any{"addr", ns.Addr().String(), "auth", c.Auth.Set(), "tls", c.TLSCert != ""}
+		switch {
+		case !c.Auth.Set():
+			log.Warn("embedded NATS listens without authentication: any process on this machine can join the bus", attrs...)
+		case c.TLSCert == "" && !loopback(opts.Host):
+			log.Warn("embedded NATS listens without TLS: credentials and messages cross the network in clear", attrs...)
+		default:
+			log.Info("embedded NATS listening", attrs...)
+		}
 	}
 	return ns, nil
 }

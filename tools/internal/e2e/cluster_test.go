@@ -40,7 +40,7 @@ type clusterOpts struct {
 	presenceTTL time.Duration
 	maxFrame    int
 	floodRate   float64
-	writeQueue  int
+	writeLimit  int
 	mysql       bool
 }
 
@@ -108,8 +108,8 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	if o.maxFrame > 0 {
 		cfg.MaxFrame = o.maxFrame
 	}
-	if o.writeQueue > 0 {
-		cfg.WriteQueue = o.writeQueue
+	if o.writeLimit > 0 {
+		cfg.WriteLimit = o.writeLimit
 	}
 	if o.floodRate > 0 {
 		cfg.FloodRate, cfg.FloodBurst = o.floodRate, int(o.floodRate)
@@ -177,11 +177,16 @@ func (c *client) send(v any) {
 // recvRaw reads the next frame as text, failing after timeout.
 func (c *client) recvRaw(timeout time.Duration) (string, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	s, err := c.r.ReadString(c.term)
-	if err != nil {
-		return "", err
+	for {
+		s, err := c.r.ReadString(c.term)
+		if err != nil {
+			return "", err
+		}
+		// A legacy record ends in NUL filler: empty frames.
+		if s = strings.TrimSuffix(s, string([]byte{c.term})); s != "" {
+			return s, nil
+		}
 	}
-	return strings.TrimSuffix(s, string([]byte{c.term})), nil
 }
 
 type frame map[string]any

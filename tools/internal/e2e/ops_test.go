@@ -160,7 +160,7 @@ func TestIdleTimeout(t *testing.T) {
 // it logs in again.
 func TestSlowClientCutOff(t *testing.T) {
 	c := newCluster(t, clusterOpts{floodRate: 100000})
-	og := startOpsGateway(t, c, func(cfg *gateway.Config) { cfg.WriteQueue = 16 })
+	og := startOpsGateway(t, c, func(cfg *gateway.Config) { cfg.WriteLimit = 128 << 10 })
 	s := dial(t, c.gws[0].Addr(), '\n', "sender")
 	sid := s.register("sender", "pw")
 	slowID := s.register("slow", "pw")

@@ -31,6 +31,9 @@ var (
 	// ErrSessionLive: ClaimSession under PolicyReject while another session
 	// of the user is live.
 	ErrSessionLive = errors.New("session live elsewhere")
+	// ErrTokenUsed: a resume's claim found its token gone (another resume
+	// with it, or a logout, came first).
+	ErrTokenUsed = errors.New("resume token already used")
 )
 
 // Policy decides what a login does to a live session of the same user.
@@ -125,6 +128,41 @@ func migrations() []sqldb.Migration {
 				KEY resume_tokens_expiry (expires_at)
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 		},
+	}, {
+		// user_names: the unique form of each name (the SHA-256 of
+		// names.Key: case, width and invisible characters folded), so
+		// that "bob" and "BOB" cannot both be registered. Accounts
+		// registered before are given theirs by BackfillNameKeys.
+		// login_failures: failed password logins per account ("u:<id>")
+		// and per address ("a:<ip or /64>"), for throttling.
+		Version: 3,
+		SQLite: []string{
+			`CREATE TABLE IF NOT EXISTS user_names (
+				name_key CHAR(64) NOT NULL PRIMARY KEY,
+				user_id BIGINT NOT NULL UNIQUE
+			)`,
+			`CREATE TABLE IF NOT EXISTS login_failures (
+				k VARCHAR(80) NOT NULL PRIMARY KEY,
+				failures INT NOT NULL,
+				last_failure BIGINT NOT NULL,
+				locked_until BIGINT NOT NULL
+			)`,
+			`CREATE INDEX IF NOT EXISTS login_failures_last ON login_failures (last_failure)`,
+		},
+		MySQL: []string{
+			`CREATE TABLE IF NOT EXISTS user_names (
+				name_key CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+				user_id BIGINT NOT NULL,
+				UNIQUE KEY user_names_user (user_id)
+			) ENGINE=InnoDB`,
+			`CREATE TABLE IF NOT EXISTS login_failures (
+				k VARCHAR(80) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+				failures INT NOT NULL,
+				last_failure BIGINT NOT NULL,
+				locked_until BIGINT NOT NULL,
+				KEY login_failures_last (last_failure)
+			) ENGINE=InnoDB`,
+		},
 	}}
 }
 
@@ -140,20 +178,20 @@ func (s *Store) IssueToken(ctx context.Context, tokenHash string, userID int64, 
 }
 
 // TokenUser checks that tokenHash is userID's and unexpired at now, and
-// returns the user's name; ok is false for an unknown, expired or foreign
-// token.
-func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, now int64) (name string, ok bool, err error) {
+// returns the user's name and the token's expiry (unix ms); ok is false for
+// an unknown, expired or foreign token.
+func (s *Store) TokenUser(ctx context.Context, tokenHash string, userID int64, now int64) (name string, expiresAt int64, ok bool, err error) {
 	err = s.db.ReadQueryRow(ctx,
-		`SELECT u.name FROM resume_tokens t JOIN users u ON u.id = t.user_id
+		`SELECT u.name, t.expires_at FROM resume_tokens t JOIN users u ON u.id = t.user_id
 			WHERE t.token_hash = ? AND t.user_id = ? AND t.expires_at > ?`,
-		tokenHash, userID, now).Scan(&name)
+		tokenHash, userID, now).Scan(&name, &expiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+		return "", 0, false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("token of %d: %w", userID, err)
+		return "", 0, false, fmt.Errorf("token of %d: %w", userID, err)
 	}
-	return name, true, nil
+	return name, expiresAt, true, nil
 }
 
 // RevokeTokens deletes the resume tokens last used by these sessions.
@@ -204,22 +242,189 @@ type User struct {
 	Name string
 }
 
-// Register creates an account and returns its id, or ErrNameTaken.
-func (s *Store) Register(ctx context.Context, name string, hash []byte) (int64, error) {
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)`,
-		name, string(hash), time.Now().UnixMilli())
+// Register creates an account named name, whose unique form is nameKey
+// (names.KeyHash), and returns its id, or ErrNameTaken if another account
+// has the name or its unique form.
+func (s *Store) Register(ctx context.Context, name, nameKey string, hash []byte) (int64, error) {
+	var id int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)`,
+			name, string(hash), time.Now().UnixMilli())
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("last insert id: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO user_names (name_key, user_id) VALUES (?, ?)`, nameKey, id)
+		return err
+	})
 	if err != nil {
 		if sqldb.IsDuplicate(err) {
 			return 0, fmt.Errorf("register: %w", ErrNameTaken)
 		}
 		return 0, fmt.Errorf("register: %w", err)
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, fmt.Errorf("register: last insert id: %w", err)
-	}
 	return id, nil
+}
+
+// NameCollision is an account registered before names were compared in
+// their unique form whose name has the unique form of an older account's.
+type NameCollision struct {
+	UserID, OwnerID int64
+	Name            string
+}
+
+// BackfillNameKeys gives every account after afterID that has no unique
+// form yet its own (key(name)), in id order, so the oldest account with a
+// name keeps it; a younger one whose form is taken gets
+// collisionKey(name, id) instead (unique, and no new name can have it) and
+// is returned. It returns the highest id it looked at.
+func (s *Store) BackfillNameKeys(ctx context.Context, afterID int64, key func(name string) string,
+	collisionKey func(name string, id int64) string) (last int64, collisions []NameCollision, err error) {
+	const batch = 1000
+	last = afterID
+	for {
+		var users []User
+		rows, err := s.db.ReadQuery(ctx,
+			`SELECT u.id, u.name FROM users u LEFT JOIN user_names n ON n.user_id = u.id
+				WHERE u.id > ? AND n.user_id IS NULL ORDER BY u.id LIMIT ?`, last, batch)
+		if err != nil {
+			return last, collisions, fmt.Errorf("backfill name keys: %w", err)
+		}
+		for rows.Next() {
+			var u User
+			if err := rows.Scan(&u.ID, &u.Name); err != nil {
+				rows.Close()
+				return last, collisions, fmt.Errorf("backfill name keys: %w", err)
+			}
+			users = append(users, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return last, collisions, fmt.Errorf("backfill name keys: %w", err)
+		}
+		for _, u := range users {
+			k := key(u.Name)
+			_, err := s.db.ExecContext(ctx, `INSERT INTO user_names (name_key, user_id) VALUES (?, ?)`, k, u.ID)
+			if sqldb.IsDuplicate(err) {
+				var owner int64
+				if qerr := s.db.ReadQueryRow(ctx, `SELECT user_id FROM user_names WHERE name_key = ?`, k).Scan(&owner); qerr != nil {
+					return last, collisions, fmt.Errorf("backfill name keys: owner of %d's name: %w", u.ID, qerr)
+				}
+				if owner == u.ID {
+					continue // another instance did it meanwhile
+				}
+				_, err = s.db.ExecContext(ctx, `INSERT INTO user_names (name_key, user_id) VALUES (?, ?)`, collisionKey(u.Name, u.ID), u.ID)
+				if err == nil {
+					collisions = append(collisions, NameCollision{UserID: u.ID, OwnerID: owner, Name: u.Name})
+				}
+			}
+			if err != nil && !sqldb.IsDuplicate(err) {
+				return last, collisions, fmt.Errorf("backfill name key of %d: %w", u.ID, err)
+			}
+			last = u.ID
+		}
+		if len(users) < batch {
+			return last, collisions, nil
+		}
+	}
+}
+
+// Failure is the failed-login record of one key: how many failures in a
+// row, the last one's time and until when logins are refused (unix ms).
+type Failure struct {
+	Failures    int
+	LastFailure int64
+	LockedUntil int64
+}
+
+// LoginFailures returns the records of keys that have one.
+func (s *Store) LoginFailures(ctx context.Context, keys []string) (map[string]Failure, error) {
+	out := make(map[string]Failure, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	rows, err := s.db.ReadQuery(ctx,
+		`SELECT k, failures, last_failure, locked_until FROM login_failures WHERE k IN (`+sqldb.Placeholders(len(keys))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("login failures: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var f Failure
+		if err := rows.Scan(&k, &f.Failures, &f.LastFailure, &f.LockedUntil); err != nil {
+			return nil, fmt.Errorf("login failures: %w", err)
+		}
+		out[k] = f
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("login failures: %w", err)
+	}
+	return out, nil
+}
+
+// AddLoginFailure records a failed login on each key in one transaction:
+// next turns a key's record (the zero Failure if it has none) into the new
+// one. Records are locked while next runs, so concurrent failures on a key
+// (several service instances) each count. It returns the new records.
+func (s *Store) AddLoginFailure(ctx context.Context, keys []string, next func(key string, prev Failure) Failure) (map[string]Failure, error) {
+	out := make(map[string]Failure, len(keys))
+	upsert := `INSERT INTO login_failures (k, failures, last_failure, locked_until) VALUES (?, ?, ?, ?)
+		ON CONFLICT(k) DO UPDATE SET failures = excluded.failures, last_failure = excluded.last_failure,
+			locked_until = excluded.locked_until`
+	if s.db.Dialect == sqldb.MySQL {
+		upsert = `INSERT INTO login_failures (k, failures, last_failure, locked_until) VALUES (?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE failures = VALUES(failures), last_failure = VALUES(last_failure),
+			locked_until = VALUES(locked_until)`
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		clear(out)
+		for _, k := range keys {
+			var prev Failure
+			err := tx.QueryRowContext(ctx,
+				`SELECT failures, last_failure, locked_until FROM login_failures WHERE k = ?`+s.forUpdate(), k).
+				Scan(&prev.Failures, &prev.LastFailure, &prev.LockedUntil)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			f := next(k, prev)
+			if _, err := tx.ExecContext(ctx, upsert, k, f.Failures, f.LastFailure, f.LockedUntil); err != nil {
+				return err
+			}
+			out[k] = f
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record failed login: %w", err)
+	}
+	return out, nil
+}
+
+// ClearLoginFailures forgets the failures of key (a successful login of
+// the account).
+func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE k = ?`, key); err != nil {
+		return fmt.Errorf("clear login failures: %w", err)
+	}
+	return nil
+}
+
+// ExpireLoginFailures deletes the records whose last failure was before
+// cutoff and whose lock is over at now (unix ms).
+func (s *Store) ExpireLoginFailures(ctx context.Context, cutoff, now int64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE last_failure < ? AND locked_until <= ?`, cutoff, now)
+	if err != nil {
+		return 0, fmt.Errorf("expire login failures: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // PasswordHash returns the name and the bcrypt password hash of user id, or
@@ -297,17 +502,19 @@ type Claim struct {
 	GatewayID string
 	Now       int64 // unix ms
 	Policy    Policy
-	// At most one of: IssueHash, the hash of a new token to store for this
-	// session until ExpiresAt (a password login); BindHash, the hash of
-	// the token the login used, moved to this session (a resume).
-	IssueHash string
-	BindHash  string
-	ExpiresAt int64
+	// IssueHash is the hash of a new token to store for this session until
+	// ExpiresAt. With RotateHash, the hash of the token a resume used, the
+	// new token replaces that one, which stops working (a token can be used
+	// once; the claim fails with ErrTokenUsed if it is gone); without, it is
+	// a password login's.
+	IssueHash  string
+	RotateHash string
+	ExpiresAt  int64
 
 	// Results.
 	Replaced string // the session replaced, if any; its resume tokens are revoked
 	WasLive  bool   // the user had a live session
-	Err      error  // ErrSessionLive (the policy refused; nothing changed) or nil
+	Err      error  // ErrSessionLive (the policy refused) or ErrTokenUsed; nothing changed; or nil
 }
 
 // ClaimSessions runs claims in one transaction, in order (a later claim of
@@ -343,6 +550,20 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 					continue
 				}
 			}
+			if c.RotateHash != "" {
+				// The claim's first write: if the token is gone (a
+				// concurrent resume used it), nothing has changed.
+				res, err := s.txExec(ctx, tx, q.rotate, c.IssueHash, c.SessionID, c.RotateHash, c.UserID)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n != 1 {
+					c.Err = ErrTokenUsed
+					continue
+				}
+			}
 			res, err := s.txExec(ctx, tx, q.upsert, c.UserID, c.SessionID, c.GatewayID, c.Now)
 			if err != nil {
 				return err
@@ -353,20 +574,16 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 			if exists && prevSession != c.SessionID {
 				c.Replaced = prevSession
 			}
-			switch {
-			case c.IssueHash != "":
+			if c.IssueHash != "" && c.RotateHash == "" {
 				if _, err := s.txExec(ctx, tx, q.issue,
 					c.IssueHash, c.UserID, c.SessionID, c.ExpiresAt); err != nil {
-					return err
-				}
-			case c.BindHash != "":
-				if _, err := s.txExec(ctx, tx, q.bind, c.SessionID, c.BindHash); err != nil {
 					return err
 				}
 			}
 			if c.Replaced != "" {
 				// The replaced session cannot come back with its token and
-				// kick this one in turn (a resume moved its own token above).
+				// kick this one in turn (a resume rotated its own token
+				// above, now this session's).
 				if _, err := s.txExec(ctx, tx, q.revoke, c.UserID, c.Replaced); err != nil {
 					return err
 				}
@@ -382,7 +599,7 @@ func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 
 // claimSQL is the text of ClaimSessions' statements in the store's dialect.
 type claimSQL struct {
-	session, lease, upsert, issue, bind, revoke string
+	session, lease, upsert, issue, rotate, revoke string
 }
 
 func (s *Store) claimQueries() claimSQL {
@@ -393,7 +610,7 @@ func (s *Store) claimQueries() claimSQL {
 		ON CONFLICT(user_id) DO UPDATE SET session_id = excluded.session_id,
 			gateway_id = excluded.gateway_id, started_at = excluded.started_at`,
 		issue:  `INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
-		bind:   `UPDATE resume_tokens SET session_id = ? WHERE token_hash = ?`,
+		rotate: `UPDATE resume_tokens SET token_hash = ?, session_id = ? WHERE token_hash = ? AND user_id = ?`,
 		revoke: `DELETE FROM resume_tokens WHERE user_id = ? AND session_id = ?`,
 	}
 	if s.db.Dialect == sqldb.MySQL {
@@ -409,7 +626,7 @@ func (s *Store) claimQueries() claimSQL {
 // Migrate).
 func (s *Store) Prepare(ctx context.Context) error {
 	q := s.claimQueries()
-	return s.db.PrepareWrites(ctx, q.session, q.lease, q.upsert, q.issue, q.bind, q.revoke)
+	return s.db.PrepareWrites(ctx, q.session, q.lease, q.upsert, q.issue, q.rotate, q.revoke)
 }
 
 // txExec and txQueryRow run a fixed statement in tx, prepared once.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
+	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
@@ -41,31 +42,41 @@ func TestRegisterLookup(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		s := newStore(t, db)
-		names := []string{
+		registered := []string{
 			"alice",
-			"Alice",       // byte-exact: case matters
+			"Alicia",
 			"張偉",          // CJK
 			"𠮷野家",         // a 4-byte CJK character
 			"😀🎉 party",    // emoji
-			"e\u0301cole", // decomposed é ...
-			"\u00e9cole",  // ... is not the precomposed one
+			"e\u0301cole", // stored as given (decomposed é)
 		}
 		ids := map[string]int64{}
-		for _, name := range names {
-			id, err := s.Register(ctx, name, []byte("hash-of-"+name))
+		for _, name := range registered {
+			id, err := s.Register(ctx, name, names.KeyHash(name), []byte("hash-of-"+name))
 			if err != nil {
 				t.Fatalf("register %q: %v", name, err)
 			}
 			ids[name] = id
 		}
-		for _, name := range names {
-			if _, err := s.Register(ctx, name, []byte("x")); !errors.Is(err, account.ErrNameTaken) {
+		for _, name := range registered {
+			if _, err := s.Register(ctx, name, names.KeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
 				t.Errorf("register %q again: got %v, want ErrNameTaken", name, err)
 			}
 		}
+		// Another name with a taken unique form is taken, and leaves no
+		// account behind.
+		for _, name := range []string{"Alice", "\u00e9cole", "ÉCOLE"} {
+			if _, err := s.Register(ctx, name, names.KeyHash(name), []byte("x")); !errors.Is(err, account.ErrNameTaken) {
+				t.Errorf("register %q: got %v, want ErrNameTaken", name, err)
+			}
+		}
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != len(registered) {
+			t.Errorf("%d accounts (%v), want %d", n, err, len(registered))
+		}
 		var want []account.User
 		lookup := []int64{999999}
-		for _, name := range names {
+		for _, name := range registered {
 			want = append(want, account.User{ID: ids[name], Name: name})
 			lookup = append(lookup, ids[name])
 		}
@@ -76,7 +87,7 @@ func TestRegisterLookup(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("lookup: got %+v, want %+v", got, want)
 		}
-		for _, name := range names {
+		for _, name := range registered {
 			gotName, hash, err := s.PasswordHash(ctx, ids[name])
 			if err != nil {
 				t.Fatal(err)
@@ -335,7 +346,7 @@ func TestClaimRace(t *testing.T) {
 
 // TestClaimSessionsBatch runs several logins' claims in one transaction:
 // a later claim of the same user sees the earlier one, a refusal changes
-// nothing, tokens are issued, moved and revoked with the claims.
+// nothing, tokens are issued, rotated and revoked with the claims.
 func TestClaimSessionsBatch(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
@@ -345,7 +356,7 @@ func TestClaimSessionsBatch(t *testing.T) {
 		}
 		var ids []int64
 		for _, n := range []string{"a", "b", "c"} {
-			id, err := s.Register(ctx, n, []byte("hash"))
+			id, err := s.Register(ctx, n, names.KeyHash(n), []byte("hash"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -362,7 +373,9 @@ func TestClaimSessionsBatch(t *testing.T) {
 			{UserID: a, SessionID: "a2", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, IssueHash: "ta2", ExpiresAt: 5000},
 			{UserID: b, SessionID: "b1", GatewayID: "gw", Now: 200, Policy: account.PolicyReject, IssueHash: "tb1", ExpiresAt: 5000},
 			{UserID: b, SessionID: "b2", GatewayID: "gw", Now: 200, Policy: account.PolicyReject, IssueHash: "tb2", ExpiresAt: 5000},
-			{UserID: c, SessionID: "c1", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, BindHash: "tc0"},
+			// c resumes with tc0, which becomes tc1; tc0 again is refused.
+			{UserID: c, SessionID: "c1", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, RotateHash: "tc0", IssueHash: "tc1"},
+			{UserID: c, SessionID: "c2", GatewayID: "gw", Now: 200, Policy: account.PolicyKick, RotateHash: "tc0", IssueHash: "tc2"},
 		}
 		if err := s.ClaimSessions(ctx, batch); err != nil {
 			t.Fatal(err)
@@ -371,15 +384,16 @@ func TestClaimSessionsBatch(t *testing.T) {
 			replaced string
 			wasLive  bool
 			err      error
-		}{{"", false, nil}, {"a1", true, nil}, {"", false, nil}, {"", true, account.ErrSessionLive}, {"c0", true, nil}}
+		}{{"", false, nil}, {"a1", true, nil}, {"", false, nil}, {"", true, account.ErrSessionLive}, {"c0", true, nil},
+			{"", true, account.ErrTokenUsed}}
 		for i, w := range want {
 			if c := batch[i]; c.Replaced != w.replaced || c.WasLive != w.wasLive || !errors.Is(c.Err, w.err) {
 				t.Errorf("claim %d: replaced %q live %v err %v, want %+v", i, c.Replaced, c.WasLive, c.Err, w)
 			}
 		}
-		tokens := map[string]int64{"ta1": 0, "ta2": a, "tb1": b, "tb2": 0, "tc0": c}
+		tokens := map[string]int64{"ta1": 0, "ta2": a, "tb1": b, "tb2": 0, "tc0": 0, "tc1": c, "tc2": 0}
 		for hash, uid := range tokens {
-			_, ok, err := s.TokenUser(ctx, hash, max(uid, 1), 300)
+			_, _, ok, err := s.TokenUser(ctx, hash, max(uid, 1), 300)
 			if err != nil || ok != (uid != 0) {
 				t.Errorf("token %s: ok %v err %v, want ok %v", hash, ok, err, uid != 0)
 			}

@@ -1,12 +1,17 @@
-package cliflag_test
+package dbflag_test
 
 import (
 	"context"
+	"flag"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/shared/dbflag"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
@@ -17,13 +22,13 @@ import (
 func TestMySQLDSNFile(t *testing.T) {
 	dsn := dbtest.MySQLDSN(t)
 	file := writeFile(t, "dsn", []byte(dsn+"\n"))
-	flags := cliflag.DBFlags(filepath.Join(t.TempDir(), "unused.db"))
+	flags := dbflag.Flags(filepath.Join(t.TempDir(), "unused.db"))
 
 	c := flagContext(t, flags, "--mysql-dsn-file", file)
 	if got, err := cliflag.MySQLDSNFromFlags(c); err != nil || got != dsn {
 		t.Fatalf("DSN from file: %q, %v; want %q", got, err, dsn)
 	}
-	db, err := cliflag.OpenDB(context.Background(), c)
+	db, err := dbflag.Open(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +46,12 @@ func TestMySQLDSNFile(t *testing.T) {
 		t.Errorf("DSN from NATTER_MYSQL_DSN_FILE: %q, %v", got, err)
 	}
 	c = flagContext(t, flags, "--mysql-dsn", dsn)
-	if _, err := cliflag.OpenDB(context.Background(), c); err == nil || !strings.Contains(err.Error(), "not both") {
+	if _, err := dbflag.Open(context.Background(), c); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("--mysql-dsn with --mysql-dsn-file: %v", err)
 	}
 	t.Setenv("NATTER_MYSQL_DSN_FILE", "")
 	c = flagContext(t, flags, "--mysql-dsn-file", filepath.Join(t.TempDir(), "missing"))
-	if _, err := cliflag.OpenDB(context.Background(), c); err == nil || !strings.Contains(err.Error(), "--mysql-dsn-file") {
+	if _, err := dbflag.Open(context.Background(), c); err == nil || !strings.Contains(err.Error(), "--mysql-dsn-file") {
 		t.Errorf("missing DSN file: %v", err)
 	}
 }
@@ -54,7 +59,7 @@ func TestMySQLDSNFile(t *testing.T) {
 // TestOpenDBSQLite opens SQLite without a DSN.
 func TestOpenDBSQLite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "natter.db")
-	db, err := cliflag.OpenDB(context.Background(), flagContext(t, cliflag.DBFlags(path)))
+	db, err := dbflag.Open(context.Background(), flagContext(t, dbflag.Flags(path)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,4 +67,27 @@ func TestOpenDBSQLite(t *testing.T) {
 	if db.Dialect != sqldb.SQLite {
 		t.Errorf("dialect %v, want sqlite", db.Dialect)
 	}
+}
+
+func flagContext(t *testing.T, flags []cli.Flag, args ...string) *cli.Context {
+	t.Helper()
+	set := flag.NewFlagSet("test", flag.ContinueOnError)
+	for _, f := range flags {
+		if err := f.Apply(set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := set.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return cli.NewContext(cli.NewApp(), set, nil)
+}
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -1,0 +1,48 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChatScriptedWaitsForGateway: `natter chat --register --id-only` and
+// `--user --send` started while nothing listens (connection refused) keep
+// trying with backoff and succeed once natter serve is up; --id-only prints
+// the id alone on standard output. With no gateway at all they give up
+// after --connect-timeout, non-zero.
+func TestChatScriptedWaitsForGateway(t *testing.T) {
+	listen := freePort(t)
+	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
+	reg := startChat(t, "reg", env, "--register", "alice", "--id-only")
+	// With --id-only the notices go to standard error.
+	eventually(t, 30*time.Second, func() bool { return strings.Contains(reg.stderr.String(), "cannot reach") },
+		"no refused connection: %s", reg.stderr.String())
+	// --ws-listen '' turns WebSocket and the page off (docs/configuration.md).
+	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
+	if err := reg.exit(); err != nil {
+		t.Fatalf("--register after a refused connection: %v\n%s", err, reg.stderr.String())
+	}
+	id := strings.TrimSpace(reg.out.String())
+	if !regexp.MustCompile(`^[0-9]+\n$`).MatchString(reg.out.String()) {
+		t.Fatalf("--id-only printed %q, want the id and a newline", reg.out.String())
+	}
+	send := startChat(t, "alice", env, "--user", id, "--send", "friends")
+	if err := send.exit(); err != nil {
+		t.Fatalf("--send: %v", err)
+	}
+
+	// Nothing listening, ever: a bounded wait, then a clear failure.
+	gone := freePort(t)
+	start := time.Now()
+	never := startChat(t, "never", []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + gone},
+		"--user", id, "--send", "friends", "--connect-timeout", "1s")
+	err := never.exit()
+	if err == nil || !strings.Contains(never.stderr.String(), "gave up after") {
+		t.Fatalf("no gateway: exit %v, stderr %q; want a failure after --connect-timeout", err, never.stderr.String())
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("no gateway: gave up after %v with --connect-timeout 1s", took)
+	}
+}
