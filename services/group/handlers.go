@@ -139,10 +139,8 @@ func (s *Service) send(ctx context.Context, req *api.GroupSendRequest) (*api.Sto
 		}
 		return &api.StoreResponse{MID: mid.String()}, nil
 	}
-	var resp api.StoreResponse
-	err = s.call(ctx, subject.OfflineStore,
-		api.StoreRequest{From: req.UserID, To: to, CID: req.CID, Body: req.Body}, &resp)
-	if err != nil {
+	resp, err := api.CallStore(ctx, s.nc, subject.OfflineStore, api.AppendStoreRequest(nil, req.UserID, to, req.CID, req.Body))
+	if err = s.callError(subject.OfflineStore, err); err != nil {
 		return nil, fmt.Errorf("group send to group %d: %w", req.GroupID, err)
 	}
 	if !resp.Duplicate {
@@ -199,7 +197,11 @@ func (s *Service) profiles(ctx context.Context, ids []int64) (map[int64]api.Prof
 // becomes api.CodeBusy, so the client retries (a group send with the same
 // cid, which the offline service deduplicates).
 func (s *Service) call(ctx context.Context, subj string, req, resp any) error {
-	err := api.Call(ctx, s.nc, subj, req, resp)
+	return s.callError(subj, api.Call(ctx, s.nc, subj, req, resp))
+}
+
+// callError is call's mapping of the error of a call to subj.
+func (s *Service) callError(subj string, err error) error {
 	var ae *api.Error
 	switch {
 	case err == nil:

@@ -6,15 +6,21 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/sqldb"
 )
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultRetention      = 24 * time.Hour
-	DefaultPruneEvery     = time.Minute
-	DefaultBatchSize      = 256
-	DefaultQueueLimit     = 8192
+	DefaultRetention  = 24 * time.Hour
+	DefaultPruneEvery = time.Minute
+	DefaultBatchSize  = 256
+	DefaultQueueLimit = 8192
+	// DefaultWriters is the number of batch writers on SQLite, which has
+	// one writer connection; DefaultWritersMySQL on MySQL, where writers
+	// commit in parallel.
 	DefaultWriters        = 1
+	DefaultWritersMySQL   = 4
 	DefaultConcurrency    = 4
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultMaxRecipients  = 5000
@@ -46,7 +52,10 @@ type Config struct {
 	// QueueLimit is the most store requests waiting for a writer; past it
 	// stores are answered busy.
 	QueueLimit int
-	// Writers is the number of batch writers.
+	// Writers is the number of batch writers (0: DefaultWriters on
+	// SQLite, DefaultWritersMySQL on MySQL). Each takes its share of the
+	// requests: one-to-one messages by recipient, group messages by
+	// sender, so each keeps the order they came in.
 	Writers int
 	// Concurrency bounds the fetch and ack handlers running at once (size it
 	// like the database pool).
@@ -61,11 +70,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// DefaultConfig returns the defaults, spelled out.
-func DefaultConfig() Config { return Config{}.withDefaults() }
+// DefaultConfig returns the defaults (on SQLite), spelled out.
+func DefaultConfig() Config { return Config{}.withDefaults(sqldb.SQLite) }
 
-// withDefaults returns c with its zero fields set to the defaults.
-func (c Config) withDefaults() Config {
+// withDefaults returns c with its zero fields set to the defaults for a
+// database of dialect d.
+func (c Config) withDefaults(d sqldb.Dialect) Config {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -80,6 +90,9 @@ func (c Config) withDefaults() Config {
 	defDur(&c.PruneEvery, DefaultPruneEvery)
 	def(&c.BatchSize, DefaultBatchSize)
 	def(&c.QueueLimit, DefaultQueueLimit)
+	if d == sqldb.MySQL {
+		def(&c.Writers, DefaultWritersMySQL)
+	}
 	def(&c.Writers, DefaultWriters)
 	def(&c.Concurrency, DefaultConcurrency)
 	defDur(&c.RequestTimeout, DefaultRequestTimeout)

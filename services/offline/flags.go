@@ -18,8 +18,8 @@ func Flags() []cli.Flag {
 			Usage: "most store requests written in one transaction"},
 		&cli.IntFlag{Name: "queue-limit", Value: DefaultQueueLimit, EnvVars: []string{"NATTER_QUEUE_LIMIT"},
 			Usage: "most store requests waiting for a writer; past it stores are answered busy"},
-		&cli.IntFlag{Name: "writers", Value: DefaultWriters, EnvVars: []string{"NATTER_WRITERS"},
-			Usage: "number of batch writers"},
+		&cli.IntFlag{Name: "writers", EnvVars: []string{"NATTER_WRITERS"},
+			Usage: "number of batch writers, each committing its share of the inboxes (0: 1 on SQLite, 4 on MySQL)"},
 		&cli.IntFlag{Name: "max-recipients", Value: DefaultMaxRecipients, EnvVars: []string{"NATTER_MAX_RECIPIENTS"},
 			Usage: "most recipients of one message"},
 	}

@@ -24,6 +24,7 @@ type metrics struct {
 	storeFailures prometheus.Counter
 	storeBusy     prometheus.Counter
 	batchSize     prometheus.Histogram
+	writerBusy    prometheus.Counter
 	ackRequests   prometheus.Counter
 	acks          prometheus.Counter
 	pruned        prometheus.Counter
@@ -31,8 +32,8 @@ type metrics struct {
 
 // newMetrics registers the service's metrics on reg (nil: a registry of
 // their own, counted but not served); queueLen reports the store queue's
-// length.
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+// length, syncs the syncs of the database's WAL.
+func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -51,6 +52,8 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		ackRequests:   counter("natter_offline_ack_requests_total", "Ack requests handled."),
 		acks:          counter("natter_offline_acks_total", "Inbox acknowledgements (one user's inbox up to a seq) in ack requests handled."),
 		pruned:        counter("natter_offline_pruned_entries_total", "Acknowledged inbox entries deleted after the retention."),
+		writerBusy: counter("natter_offline_writer_busy_seconds_total",
+			"Wall time the batch writers spent writing batches (a writer busy all the time adds 1 per second: the queue, not the database, then sets the pace)."),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:        "natter_offline_store_batch_size",
 			Help:        "Store requests written in one transaction.",
@@ -63,8 +66,13 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		Help:        "Store requests waiting for a batch writer.",
 		ConstLabels: labels,
 	}, queueLen)
+	walSyncs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "natter_offline_wal_syncs_total",
+		Help:        "SQLite: syncs of the WAL after the writers' commits (one covers every commit before it; fewer than the batches when the writers run ahead).",
+		ConstLabels: labels,
+	}, syncs)
 	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
-		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, queue} {
+		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue, walSyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register offline metrics: %w", err)
 		}

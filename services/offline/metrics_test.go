@@ -44,6 +44,9 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, c.got, c.want)
 		}
 	}
+	if busy := testutil.ToFloat64(m.writerBusy); busy <= 0 {
+		t.Errorf("writer busy %v s after three batches", busy)
+	}
 	if n := testutil.CollectAndCount(m.batchSize); n != 1 {
 		t.Errorf("batch size histogram has %d series, want 1", n)
 	}

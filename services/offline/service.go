@@ -6,12 +6,16 @@
 // The service answers three micro endpoints (queue group "offline", so any
 // number of instances share one database):
 //
-//   - store: validated in the endpoint's delivery goroutine and put on a
-//     bounded queue (full: busy at once). Batch writers take whatever is
-//     queued, store it in one transaction, publish each new entry to its
-//     recipient's subject.User after the commit, then answer the senders.
+//   - store: decoded and checked in the endpoint's delivery goroutine and
+//     put on a writer's bounded queue (full: busy at once): one-to-one
+//     messages by recipient, group messages by sender. A batch writer
+//     takes whatever is queued, stores it in one transaction and hands the
+//     committed batch to its publisher, which publishes each new entry to
+//     its recipient's subject.User and answers the senders while the
+//     writer commits the next batch.
 //   - fetch: a page of an inbox after a seq.
-//   - ack: acknowledge inboxes cumulatively.
+//   - ack: acknowledge inboxes cumulatively; queued like a store and
+//     committed with the next batch (on SQLite in its transaction).
 //
 // A pruner deletes acknowledged entries older than the retention.
 package offline
@@ -20,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -73,13 +78,14 @@ type Service struct {
 	runner  *endpoint.Runner
 	metrics *metrics
 
-	// gate guards queue against a send after close: handlers send under
-	// the read lock, Stop closes under the write lock.
-	gate   sync.RWMutex
-	closed bool
-	queue  chan *storeReq
+	// gate guards the writers' queues against a send after close:
+	// handlers send under the read lock, Stop closes under the write lock.
+	gate    sync.RWMutex
+	closed  bool
+	writers []*writer
+	seed    maphash.Seed // partitions requests over the writers
 
-	writers     sync.WaitGroup
+	writing     sync.WaitGroup // the writers and their publishers
 	pruner      sync.WaitGroup
 	cancelPrune context.CancelFunc
 
@@ -121,27 +127,34 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
-	cfg = cfg.withDefaults()
-	queue := make(chan *storeReq, cfg.QueueLimit)
-	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(queue)) })
+	cfg = cfg.withDefaults(db.Dialect)
+	s := &Service{
+		cfg:  cfg,
+		log:  log,
+		nc:   nc,
+		seed: maphash.MakeSeed(),
+	}
+	// Each writer's queue holds its share of QueueLimit.
+	for range cfg.Writers {
+		s.writers = append(s.writers, &writer{
+			queue:   make(chan *item, max(cfg.QueueLimit/cfg.Writers, 1)),
+			publish: make(chan *committed, publishAhead),
+		})
+	}
+	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.queueLen()) },
+		func() float64 { return float64(db.WALSyncs()) })
 	if err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
-	store := inbox.New(db.WithMetrics(m.db), log)
-	if err := store.Migrate(ctx); err != nil {
+	s.metrics = m
+	s.store = inbox.New(db.WithMetrics(m.db), log)
+	if err := s.store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
-	s := &Service{
-		cfg:     cfg,
-		log:     log,
-		nc:      nc,
-		store:   store,
-		runner:  endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
-		metrics: m,
-		queue:   queue,
-	}
-	for range cfg.Writers {
-		s.writers.Go(s.writeLoop)
+	s.runner = endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log)
+	for _, w := range s.writers {
+		s.writing.Go(func() { s.writeLoop(w) })
+		s.writing.Go(func() { s.publishLoop(w) })
 	}
 	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelPrune = cancel
@@ -187,8 +200,8 @@ func (s *Service) register() error {
 			Description: "read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
 			Handler:     endpoint.JSON(s.runner, epFetch, s.fetch), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
 		endpoint.Spec{Name: epAck, Subject: subject.OfflineAck,
-			Description: "acknowledge inboxes cumulatively up to a seq",
-			Handler:     endpoint.JSON(s.runner, epAck, s.ack), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
+			Description: "acknowledge inboxes cumulatively up to a seq; answered after the commit",
+			Handler:     micro.HandlerFunc(s.handleAck), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
 	)
 }
 
@@ -214,9 +227,11 @@ func (s *Service) shutdown() error {
 	}
 	s.gate.Lock()
 	s.closed = true
-	close(s.queue)
+	for _, w := range s.writers {
+		close(w.queue)
+	}
 	s.gate.Unlock()
-	s.writers.Wait() // they empty the queue first
+	s.writing.Wait() // they empty the queues first
 	s.runner.Close()
 	s.cancelPrune()
 	s.pruner.Wait()
@@ -268,8 +283,8 @@ func (s *Service) endpointStats(e *micro.Endpoint) any {
 
 func (s *Service) storeStats() StoreStats {
 	return StoreStats{
-		QueueLen:   len(s.queue),
-		QueueLimit: cap(s.queue),
+		QueueLen:   s.queueLen(),
+		QueueLimit: s.cfg.QueueLimit,
 		Accepted:   s.stats.accepted.Load(),
 		Busy:       s.stats.busy.Load(),
 		Batches:    s.stats.batches.Load(),
@@ -301,27 +316,6 @@ func (s *Service) fetch(ctx context.Context, req *api.FetchRequest) (*api.FetchR
 		return nil, err
 	}
 	return resp, nil
-}
-
-// ack acknowledges inboxes.
-func (s *Service) ack(ctx context.Context, req *api.AckRequest) (*struct{}, error) {
-	if len(req.Acks) > MaxAcks {
-		return nil, api.Errorf(api.CodeBadRequest, "at most %d acks per request", MaxAcks)
-	}
-	for _, a := range req.Acks {
-		if a.UserID <= 0 {
-			return nil, api.Errorf(api.CodeBadRequest, "user_id must be a positive user id")
-		}
-		if a.Seq < 0 {
-			return nil, api.Errorf(api.CodeBadRequest, "seq must not be negative")
-		}
-	}
-	if err := s.store.Ack(ctx, req.Acks); err != nil {
-		return nil, err
-	}
-	s.metrics.ackRequests.Inc()
-	s.metrics.acks.Add(float64(len(req.Acks)))
-	return &struct{}{}, nil
 }
 
 // pruneLoop prunes every PruneEvery until ctx ends.

@@ -1,10 +1,10 @@
 package offline
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"unicode/utf8"
+	"hash/maphash"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -20,31 +20,67 @@ import (
 // enough transaction).
 const maxBatchEntries = 20000
 
-// storeReq is a validated store request waiting for a writer.
-type storeReq struct {
-	m micro.Request
-	p inbox.Pending
+// maxBatchAcks stops a writer from adding ack requests to a batch once it
+// holds this many acknowledgements.
+const maxBatchAcks = 4 * MaxAcks
+
+// publishAhead is how many committed batches a writer may hand to its
+// publisher before it waits: the next batches commit while the last one
+// is synced, pushed and answered.
+const publishAhead = 8
+
+// item is a request waiting for a writer: a store (p) or an ack request
+// (acks, isAck).
+type item struct {
+	m     micro.Request
+	p     inbox.Pending
+	acks  []api.Ack
+	isAck bool
+}
+
+// writer is one batch writer: it takes requests from its queue, commits
+// them in batches and hands each committed batch to its publisher, which
+// pushes the new entries and answers the requests, in commit order.
+type writer struct {
+	queue   chan *item
+	publish chan *committed
+}
+
+// committed is a batch the writer is done with.
+type committed struct {
+	stores []*item
+	acks   []*item
+	ps     []inbox.Pending
+	res    []inbox.Result
+	err    error // nothing stored
+	ackErr error
+}
+
+// partition returns the writer of a store: one-to-one messages by
+// recipient, so that each recipient's entries are written by one writer
+// in the order they came; group messages by sender, so that each sender's
+// group messages keep theirs. Acks go by their first user.
+func (s *Service) partition(key int64) *writer {
+	if len(s.writers) == 1 {
+		return s.writers[0]
+	}
+	return s.writers[maphash.Comparable(s.seed, key)%uint64(len(s.writers))]
 }
 
 // handleStore is the store endpoint's handler. It runs on the endpoint's
-// delivery goroutine, so it only validates and queues; it never blocks.
+// delivery goroutine, so it only decodes, checks and queues; it never
+// blocks.
 func (s *Service) handleStore(m micro.Request) {
 	p, err := decodeStore(m.Data(), s.cfg.MaxRecipients)
 	if err != nil {
 		endpoint.RespondError(s.log, m, epStore, err)
 		return
 	}
-	s.gate.RLock()
-	queued := false
-	if !s.closed {
-		select {
-		case s.queue <- &storeReq{m: m, p: p}:
-			queued = true
-		default:
-		}
+	key := p.From
+	if len(p.To) == 1 {
+		key = p.To[0]
 	}
-	s.gate.RUnlock()
-	if !queued {
+	if !s.enqueue(s.partition(key), &item{m: m, p: p}) {
 		s.stats.busy.Add(1)
 		s.metrics.storeBusy.Inc()
 		endpoint.RespondError(s.log, m, epStore, api.ErrBusy)
@@ -53,13 +89,74 @@ func (s *Service) handleStore(m micro.Request) {
 	s.stats.accepted.Add(1)
 }
 
-// decodeStore parses and checks a store request. The body is returned in
-// canonical form, compact as json.Compact writes it (no escaping added), so
-// that what is stored is byte for byte what fetches and pushes carry.
+// handleAck is the ack endpoint's handler: acknowledgements are committed
+// with the next store batch (on SQLite in the same transaction).
+func (s *Service) handleAck(m micro.Request) {
+	var req api.AckRequest
+	if err := json.Unmarshal(m.Data(), &req); err != nil {
+		endpoint.RespondError(s.log, m, epAck, api.Errorf(api.CodeBadRequest, "malformed request: %v", err))
+		return
+	}
+	if err := checkAcks(req.Acks); err != nil {
+		endpoint.RespondError(s.log, m, epAck, err)
+		return
+	}
+	if len(req.Acks) == 0 {
+		endpoint.Respond(s.log, m, epAck, struct{}{})
+		return
+	}
+	if !s.enqueue(s.partition(req.Acks[0].UserID), &item{m: m, acks: req.Acks, isAck: true}) {
+		endpoint.RespondError(s.log, m, epAck, api.ErrBusy)
+	}
+}
+
+// checkAcks checks an ack request's acknowledgements.
+func checkAcks(acks []api.Ack) error {
+	if len(acks) > MaxAcks {
+		return api.Errorf(api.CodeBadRequest, "at most %d acks per request", MaxAcks)
+	}
+	for _, a := range acks {
+		if a.UserID <= 0 {
+			return api.Errorf(api.CodeBadRequest, "user_id must be a positive user id")
+		}
+		if a.Seq < 0 {
+			return api.Errorf(api.CodeBadRequest, "seq must not be negative")
+		}
+	}
+	return nil
+}
+
+// enqueue queues it for w; false when the queue is full or closed.
+func (s *Service) enqueue(w *writer, it *item) bool {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case w.queue <- it:
+		return true
+	default:
+		return false
+	}
+}
+
+// queueLen is the number of requests waiting for a writer.
+func (s *Service) queueLen() int {
+	n := 0
+	for _, w := range s.writers {
+		n += len(w.queue)
+	}
+	return n
+}
+
+// decodeStore parses and checks a store request (api.DecodeStoreRequest:
+// the body comes back compact, as json.Compact writes it, so that what is
+// stored is byte for byte what fetches and pushes carry).
 func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
-	var req api.StoreRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "malformed store request: %v", err)
+	req, err := api.DecodeStoreRequest(data)
+	if err != nil {
+		return inbox.Pending{}, err
 	}
 	if req.From <= 0 {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "from must be a positive user id")
@@ -67,112 +164,198 @@ func decodeStore(data []byte, maxRecipients int) (inbox.Pending, error) {
 	if len(req.To) == 0 || len(req.To) > maxRecipients {
 		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "to must list 1 to %d recipients, got %d", maxRecipients, len(req.To))
 	}
-	to := make([]int64, 0, len(req.To))
-	seen := make(map[int64]struct{}, len(req.To))
-	for _, u := range req.To {
+	to := req.To
+	if len(to) > 1 {
+		to = make([]int64, 0, len(req.To))
+		seen := make(map[int64]struct{}, len(req.To))
+		for _, u := range req.To {
+			if _, dup := seen[u]; dup {
+				continue
+			}
+			seen[u] = struct{}{}
+			to = append(to, u)
+		}
+	}
+	for _, u := range to {
 		if u <= 0 {
 			return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "recipients must be positive user ids")
 		}
-		if _, dup := seen[u]; dup {
-			continue
-		}
-		seen[u] = struct{}{}
-		to = append(to, u)
 	}
-	if len(req.CID) > api.MaxCIDLen {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "cid longer than %d bytes", api.MaxCIDLen)
-	}
-	if len(req.Body) > api.MaxBodyLen {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body longer than %d bytes", api.MaxBodyLen)
-	}
-	if b := bytes.TrimLeft(req.Body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body must be a JSON object")
-	}
-	if !utf8.Valid(req.Body) {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body is not valid UTF-8")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, req.Body); err != nil {
-		return inbox.Pending{}, api.Errorf(api.CodeBadRequest, "body is not valid JSON")
-	}
-	body := compact.Bytes()
-	return inbox.Pending{From: req.From, To: to, CID: req.CID, Body: body}, nil
+	return inbox.Pending{From: req.From, To: to, CID: req.CID, Body: req.Body}, nil
 }
 
 // writeLoop stores queued requests in batches until the queue is closed
-// and empty. A batch is whatever is queued when the writer comes for it, up
-// to BatchSize: no waiting for a batch to fill.
-func (s *Service) writeLoop() {
-	batch := make([]*storeReq, 0, s.cfg.BatchSize)
+// and empty, then closes the publisher's channel. A batch is whatever is
+// queued when the writer comes for it, up to BatchSize stores: no waiting
+// for a batch to fill.
+func (s *Service) writeLoop(w *writer) {
+	defer close(w.publish)
+	var prev uint64 // the commit before the last one (SQLite)
 	for {
-		r, ok := <-s.queue
+		it, ok := <-w.queue
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], r)
-		entries := len(r.p.To)
-	fill:
-		for len(batch) < s.cfg.BatchSize && entries < maxBatchEntries {
-			select {
-			case r, ok := <-s.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-				entries += len(r.p.To)
-			default:
-				break fill
+		c := &committed{}
+		entries, acks := 0, 0
+		add := func(it *item) {
+			if it.isAck {
+				c.acks = append(c.acks, it)
+				acks += len(it.acks)
+				return
 			}
+			c.stores = append(c.stores, it)
+			entries += len(it.p.To)
 		}
-		s.writeBatch(batch)
-		clear(batch)
+		add(it)
+		open := fill(w.queue, add, func() bool {
+			return len(c.stores) < s.cfg.BatchSize && entries < maxBatchEntries && acks < maxBatchAcks
+		})
+		if open && len(c.stores) == 0 {
+			// Acknowledgements alone: give a store ackFoldWait to come
+			// and take them along (one commit, one fsync, instead of
+			// two); the gateway batches acks every 20 ms anyway.
+			t := time.NewTimer(ackFoldWait)
+			select {
+			case it, ok := <-w.queue:
+				if ok {
+					add(it)
+					fill(w.queue, add, func() bool {
+						return len(c.stores) < s.cfg.BatchSize && entries < maxBatchEntries && acks < maxBatchAcks
+					})
+				}
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		s.write(c)
+		w.publish <- c
+		// SQLite: the batch committed without waiting for the disk; its
+		// publisher syncs it. The writer goes on once the commit before
+		// it is synced: the next batch is built during the sync, and
+		// grows with what arrives meanwhile rather than being cut into
+		// many small commits, each with its fixed cost.
+		s.store.WaitSynced(prev)
+		prev = s.store.Commits()
 	}
 }
 
-// writeBatch stores a batch, publishes the new inbox entries and answers
-// the requests.
-func (s *Service) writeBatch(batch []*storeReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	ps := make([]inbox.Pending, len(batch))
-	for i, r := range batch {
-		ps[i] = r.p
-	}
-	s.stats.batches.Add(1)
-	s.metrics.batchSize.Observe(float64(len(batch)))
-	for n := int64(len(batch)); ; {
-		cur := s.stats.maxBatch.Load()
-		if n <= cur || s.stats.maxBatch.CompareAndSwap(cur, n) {
-			break
+// ackFoldWait is how long a batch of acknowledgements alone waits for a
+// store to share its transaction.
+const ackFoldWait = 2 * time.Millisecond
+
+// fill adds what is queued now to a batch while room says there is room,
+// without waiting; it reports false when the queue is closed.
+func fill(queue chan *item, add func(*item), room func() bool) bool {
+	for room() {
+		select {
+		case it, ok := <-queue:
+			if !ok {
+				return false
+			}
+			add(it)
+		default:
+			return true
 		}
 	}
-	res, err := s.store.StoreBatch(ctx, ps)
-	if err != nil {
+	return true
+}
+
+// write commits a batch.
+func (s *Service) write(c *committed) {
+	start := time.Now()
+	defer func() { s.metrics.writerBusy.Add(time.Since(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	var b inbox.Batch
+	if len(c.stores) > 0 {
+		c.ps = make([]inbox.Pending, len(c.stores))
+		for i, it := range c.stores {
+			c.ps[i] = it.p
+		}
+		b.Stores = c.ps
+		s.stats.batches.Add(1)
+		s.metrics.batchSize.Observe(float64(len(c.stores)))
+		for n := int64(len(c.stores)); ; {
+			cur := s.stats.maxBatch.Load()
+			if n <= cur || s.stats.maxBatch.CompareAndSwap(cur, n) {
+				break
+			}
+		}
+	}
+	for _, it := range c.acks {
+		b.Acks = append(b.Acks, it.acks...)
+	}
+	c.res, c.ackErr, c.err = s.store.Write(ctx, b)
+}
+
+// publishLoop pushes and answers the writer's committed batches in order
+// until the writer closes its channel.
+func (s *Service) publishLoop(w *writer) {
+	p := publisher{hdr: nats.Header{subject.KindHeader: []string{subject.KindMsg}}}
+	for c := range w.publish {
+		s.publishBatch(&p, c)
+	}
+}
+
+// publisher is a publish loop's reusable state.
+type publisher struct {
+	hdr  nats.Header
+	push []byte
+	resp []byte
+}
+
+// publishBatch makes a committed batch durable (one sync of the WAL
+// covers every batch committed before it: on SQLite the writer commits
+// without waiting for the disk and goes on with the next batch), then
+// publishes its new inbox entries and answers its requests.
+func (s *Service) publishBatch(p *publisher, c *committed) {
+	if err := s.store.Sync(); err != nil {
+		// Whether the batch survives a crash is unknown: nobody hears
+		// it was stored (senders retry with their cid).
+		s.log.Error("sync store batch", "requests", len(c.stores)+len(c.acks), "err", err)
+		if c.err == nil {
+			c.err = err
+		}
+		if c.ackErr == nil {
+			c.ackErr = err
+		}
+		c.res = nil
+	}
+	for _, it := range c.acks {
+		if c.ackErr != nil {
+			endpoint.RespondError(s.log, it.m, epAck, c.ackErr)
+			continue
+		}
+		s.metrics.ackRequests.Inc()
+		s.metrics.acks.Add(float64(len(it.acks)))
+		endpoint.Respond(s.log, it.m, epAck, struct{}{})
+	}
+	if len(c.stores) == 0 {
+		return
+	}
+	if c.err != nil {
 		// Nothing was stored; senders retry with their cid.
-		s.log.Error("store batch", "requests", len(batch), "err", err)
-		s.stats.failed.Add(int64(len(batch)))
-		s.metrics.storeFailures.Add(float64(len(batch)))
-		for _, r := range batch {
-			endpoint.RespondError(s.log, r.m, epStore, endpoint.ErrorFor(err))
+		s.log.Error("store batch", "requests", len(c.stores), "err", c.err)
+		s.stats.failed.Add(int64(len(c.stores)))
+		s.metrics.storeFailures.Add(float64(len(c.stores)))
+		for _, it := range c.stores {
+			endpoint.RespondError(s.log, it.m, epStore, endpoint.ErrorFor(c.err))
 		}
 		return
 	}
 
 	// Committed: push every new entry to its recipient, in seq order.
-	hdr := nats.Header{subject.KindHeader: []string{subject.KindMsg}}
-	var (
-		buf                     []byte
-		entries, pushed, failed int
-	)
-	for i, r := range res {
+	var entries, pushed, failed int
+	for i, r := range c.res {
 		if r.Err != nil || r.Duplicate {
 			continue
 		}
-		p := ps[i]
-		entries += len(p.To)
-		for j, to := range p.To {
-			buf = api.AppendPush(buf[:0], r.Seqs[j], r.MID, p.From, p.Body)
-			msg := &nats.Msg{Subject: subject.User(to), Header: hdr, Data: buf}
+		m := c.ps[i]
+		entries += len(m.To)
+		for j, to := range m.To {
+			p.push = api.AppendPush(p.push[:0], r.Seqs[j], r.MID, m.From, m.Body)
+			msg := &nats.Msg{Subject: subject.User(to), Header: p.hdr, Data: p.push}
 			if err := s.nc.PublishMsg(msg); err != nil {
 				// The entry is stored; the recipient gets it with its next fetch.
 				failed++
@@ -186,22 +369,25 @@ func (s *Service) writeBatch(batch []*storeReq) {
 	s.metrics.pushed.Add(float64(pushed))
 	s.metrics.pushErrors.Add(float64(failed))
 
-	for i, r := range res {
-		m := batch[i].m
+	for i, r := range c.res {
+		m := c.stores[i].m
 		switch {
 		case r.Err != nil:
 			s.stats.failed.Add(1)
 			s.metrics.storeFailures.Inc()
-			s.log.Error("store message", "from", ps[i].From, "recipients", len(ps[i].To), "err", r.Err)
+			s.log.Error("store message", "from", c.ps[i].From, "recipients", len(c.ps[i].To), "err", r.Err)
 			endpoint.RespondError(s.log, m, epStore, endpoint.ErrorFor(r.Err))
+			continue
 		case r.Duplicate:
 			s.stats.duplicates.Add(1)
 			s.metrics.duplicates.Inc()
-			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID, Duplicate: true})
 		default:
 			s.stats.stored.Add(1)
 			s.metrics.stored.Inc()
-			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID})
+		}
+		p.resp = api.AppendStoreResponse(p.resp[:0], r.MID, r.Duplicate)
+		if err := m.Respond(p.resp); err != nil {
+			s.log.Warn("respond", "endpoint", epStore, "err", err)
 		}
 	}
 }

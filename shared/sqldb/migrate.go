@@ -75,5 +75,11 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			return fmt.Errorf("migrate %s to v%d: record: %w", component, m.Version, err)
 		}
 	}
+	if db.wal != nil {
+		// SQLite: the migrations' commits are synced like every other.
+		if err := datasync(db.wal.path); err != nil {
+			return fmt.Errorf("migrate %s: %w", component, err)
+		}
+	}
 	return nil
 }

@@ -57,14 +57,17 @@ type DB struct {
 	Read    *sql.DB
 	Dialect Dialect
 
-	stmts  *sync.Map // query text -> *sql.Stmt on Read (ReadQuery)
-	wstmts *sync.Map // query text -> *sql.Stmt on the writer pool (TxStmt)
+	stmts  *sync.Map     // query text -> *sql.Stmt on Read (ReadQuery)
+	wstmts *sync.Map     // query text -> *sql.Stmt on the writer pool (TxStmt)
+	shared *sync.Map     // key -> value (Shared)
+	ckpt   *checkpointer // SQLite: copies the WAL into the database file; nil on MySQL
+	wal    *walSync      // SQLite: deferred commits and their syncs (InTxDeferred); nil on MySQL
 
 	metrics *Metrics // nil: not observed
 }
 
 func newDB(w, r *sql.DB, d Dialect) *DB {
-	return &DB{DB: w, Read: r, Dialect: d, stmts: new(sync.Map), wstmts: new(sync.Map)}
+	return &DB{DB: w, Read: r, Dialect: d, stmts: new(sync.Map), wstmts: new(sync.Map), shared: new(sync.Map)}
 }
 
 // WithMetrics returns a view of db whose transactions, reads and ExecContext
@@ -78,6 +81,19 @@ func (db *DB) WithMetrics(m *Metrics) *DB {
 	return &v
 }
 
+// Shared returns the value stored under key for this database, storing
+// newValue() first if there is none: one value for every view of the
+// database (WithMetrics), whoever asks first. A component whose state
+// belongs to the database connection rather than to one user of it (what
+// the one SQLite writer connection has written) keeps it here.
+func (db *DB) Shared(key string, newValue func() any) any {
+	if v, ok := db.shared.Load(key); ok {
+		return v
+	}
+	v, _ := db.shared.LoadOrStore(key, newValue())
+	return v
+}
+
 // Alive reports whether the database answers, for readiness checks: it
 // pings the read pool, which on SQLite does not queue behind a long write
 // transaction on the single writer connection (on MySQL it is the pool).
@@ -88,10 +104,26 @@ func (db *DB) Alive(ctx context.Context) error {
 	return nil
 }
 
-// ExecContext is the embedded pool's ExecContext, observed (see WithMetrics).
+// ExecContext is the embedded pool's ExecContext, observed (see
+// WithMetrics); on SQLite durable before it returns, as InTx.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	start := time.Now()
-	res, err := db.DB.ExecContext(ctx, query, args...)
+	var (
+		res sql.Result
+		err error
+	)
+	if db.wal != nil {
+		var n uint64
+		n, err = db.wal.commit(func() error {
+			res, err = db.DB.ExecContext(ctx, query, args...)
+			return err
+		})
+		if err == nil {
+			err = db.wal.syncTo(n)
+		}
+	} else {
+		res, err = db.DB.ExecContext(ctx, query, args...)
+	}
 	db.metrics.observe(opExec, start, err, kindDatabase)
 	return res, err
 }
@@ -181,6 +213,32 @@ func (db *DB) TxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, 
 	return tx.PrepareContext(ctx, query)
 }
 
+// PrepareReads prepares fixed queries on the read pool for ReadQuery and
+// ReadTxStmt. Call it outside any read transaction.
+func (db *DB) PrepareReads(ctx context.Context, queries ...string) error {
+	for _, q := range queries {
+		st, err := db.Read.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		if _, loaded := db.stmts.LoadOrStore(q, st); loaded {
+			st.Close()
+		}
+	}
+	return nil
+}
+
+// ReadTxStmt returns a fixed query as a statement of tx, a ReadTx
+// transaction: prepared once if PrepareReads (or an earlier ReadQuery) has
+// it, else prepared in tx now (never on another connection of the pool,
+// which the caller may be waiting for).
+func (db *DB) ReadTxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
 // readStmt returns query prepared on the read pool, or nil if it cannot
 // be prepared now (the caller runs it unprepared, which reports the error).
 func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
@@ -200,6 +258,9 @@ func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 
 // Close closes the database (both pools).
 func (db *DB) Close() error {
+	if db.ckpt != nil {
+		db.ckpt.close()
+	}
 	for _, m := range []*sync.Map{db.stmts, db.wstmts} {
 		m.Range(func(_, st any) bool {
 			st.(*sql.Stmt).Close()
@@ -215,18 +276,41 @@ func (db *DB) Close() error {
 	return err
 }
 
+// writerCacheKiB is the page cache of SQLite's writer connection (the
+// default is 2 MiB). A write transaction that dirties more pages than the
+// cache holds spills them to the WAL before its commit and reads evicted
+// pages back: a batch of 50 one-to-one messages to 50 inboxes touches
+// about 150 pages of a database that outgrows 2 MiB within seconds. The
+// cache only grows as pages are used.
+const writerCacheKiB = 64 << 10
+
+// checkpointEvery is how often the WAL is copied into the database file.
+const checkpointEvery = 100 * time.Millisecond
+
 // OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
-// mode with full fsync, so a committed transaction survives a crash. SQLite
-// has one writer at a time; the pool is a single connection, which keeps
-// writers from fighting over the lock.
+// mode, every commit synced to disk before it counts (InTx, ExecContext;
+// InTxDeferred and SyncWAL: see durable.go), so a committed transaction
+// survives a crash. SQLite has one writer at a time; the pool is a single
+// connection, which keeps writers from fighting over the lock.
+//
+// The WAL is copied into the database file (checkpointed) by a goroutine
+// of the DB's own, every checkpointEvery, on a connection of its own,
+// instead of by the commit that happens to pass 1,000 WAL pages (SQLite's
+// default): that commit, and every writer queued behind it, would wait
+// for the copy and its fsync. A checkpoint never waits for the writer nor
+// the writer for it; pages changed many times between two are copied
+// once.
 func OpenSQLite(path string) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	// synchronous NORMAL: commits write the WAL, the sync follows outside
+	// the connection (durable.go).
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate" +
+		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB) + "&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -249,7 +333,68 @@ func OpenSQLite(path string) (*DB, error) {
 	read.SetMaxOpenConns(sqliteReaders)
 	read.SetMaxIdleConns(sqliteReaders)
 	read.SetConnMaxLifetime(0)
-	return newDB(db, read, SQLite), nil
+	ckpt, err := startCheckpointer(path, checkpointEvery)
+	if err != nil {
+		db.Close()
+		read.Close()
+		return nil, err
+	}
+	out := newDB(db, read, SQLite)
+	out.ckpt = ckpt
+	out.wal = newWALSync(path)
+	return out, nil
+}
+
+// checkpointer copies an SQLite database's WAL into the database file in
+// the background (PRAGMA wal_checkpoint(PASSIVE): as far as no reader
+// still needs, without waiting for anyone).
+type checkpointer struct {
+	conn *sql.DB
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func startCheckpointer(path string, every time.Duration) (*checkpointer, error) {
+	// synchronous FULL: the WAL is synced before a checkpoint copies it,
+	// the database file after.
+	conn, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
+	}
+	conn.SetMaxOpenConns(1)
+	conn.SetMaxIdleConns(1)
+	conn.SetConnMaxLifetime(0)
+	c := &checkpointer{conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run(every)
+	return c, nil
+}
+
+func (c *checkpointer) run(every time.Duration) {
+	defer close(c.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		// Errors (busy: another process checkpoints) are left for the
+		// next tick; the writers never depend on a checkpoint.
+		var busy, log, done int64
+		_ = c.conn.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+	}
+}
+
+// close stops the checkpoints; SQLite checkpoints what is left when the
+// database's last connection closes.
+func (c *checkpointer) close() {
+	c.once.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.conn.Close()
+	})
 }
 
 // OpenMySQL opens a MySQL/MariaDB database from a go-sql-driver DSN
@@ -402,6 +547,19 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // InTxOpts is InTx with transaction options (an isolation level).
 func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	n, err := db.inTx(ctx, opts, fn)
+	if err == nil && db.wal != nil {
+		// SQLite: durable before it returns (see durable.go).
+		if err = db.wal.syncTo(n); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	return err
+}
+
+// inTx is InTxOpts without the sync on SQLite; it returns the commit's
+// number (walSync).
+func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (uint64, error) {
 	start := time.Now()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -410,37 +568,46 @@ func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 			select {
 			case <-ctx.Done():
 				db.metrics.observe(opTx, start, ctx.Err(), "")
-				return ctx.Err()
+				return 0, ctx.Err()
 			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
-		var fallback string
-		fallback, err = db.tryTx(ctx, opts, fn)
+		var (
+			fallback string
+			n        uint64
+		)
+		n, fallback, err = db.tryTx(ctx, opts, fn)
 		if err == nil || !IsRetryable(err) || attempt == 4 {
 			db.metrics.observe(opTx, start, err, fallback)
-			return err
+			return n, err
 		}
 		db.metrics.failed(opTx, err, fallback) // a conflict, retried
 	}
-	return err
+	return 0, err
 }
 
-// tryTx runs one attempt of a transaction. fallback is the error kind to
-// count when the error is not recognized as a database one: begin and
-// commit errors are the database's, fn's own errors may be the caller's.
-func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (fallback string, err error) {
+// tryTx runs one attempt of a transaction and returns its commit's number
+// (SQLite; 0 on MySQL). fallback is the error kind to count when the
+// error is not recognized as a database one: begin and commit errors are
+// the database's, fn's own errors may be the caller's.
+func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (n uint64, fallback string, err error) {
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return kindDatabase, fmt.Errorf("begin: %w", err)
+		return 0, kindDatabase, fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return "", err
+		return 0, "", err
 	}
-	if err := tx.Commit(); err != nil {
-		return kindDatabase, fmt.Errorf("commit: %w", err)
+	if db.wal != nil {
+		n, err = db.wal.commit(tx.Commit)
+	} else {
+		err = tx.Commit()
 	}
-	return "", nil
+	if err != nil {
+		return 0, kindDatabase, fmt.Errorf("commit: %w", err)
+	}
+	return n, "", nil
 }
 
 // Placeholders returns "?,?,...,?" with n marks.

@@ -99,6 +99,12 @@ message, with the same checks; natter serve listens for WebSocket on
 --ws-listen. A WebSocket connection costs the tool a goroutine more than a
 TCP one (it reads ahead), which matters only for large idle runs.
 
+Server CPU (--server-pids, Linux): the CPU time (user + system, every
+thread) of the given processes is read from /proc/PID/stat when the
+measured window starts and when it ends, and reported in all, per process
+and per delivered message (group: per delivery; storms: per login). It is
+steadier than msg/s on a shared machine: compare builds by it.
+
 Start the server for benchmarks with a low bcrypt cost and a flood limit above
 the per-connection rate (the gateway's default, 200 frames/s with a burst of
 400, refuses the excess with errno 109, which shows up as send errors):
@@ -158,6 +164,9 @@ func benchCommand() *cli.Command {
 			Usage: "idle: each connection pings this often (spread evenly over the connections)"},
 		&cli.IntFlag{Name: "gateway-pid", EnvVars: []string{"NATTER_BENCH_GATEWAY_PID"},
 			Usage: "idle: the gateway's process id (on this machine); its resident memory is reported (Linux)"},
+		&cli.StringFlag{Name: "server-pids", EnvVars: []string{"NATTER_BENCH_SERVER_PIDS"},
+			Usage: "server process ids on this machine, comma-separated: their CPU time (/proc/PID/stat, Linux) in the " +
+				"measured window is reported in all and per delivered message (group: per delivery; storms: per login)"},
 		&cli.IntFlag{Name: "users", Value: d.Users, EnvVars: []string{"NATTER_BENCH_USERS"},
 			Usage: "login-storm, resume-storm: users, each logging in on a new connection"},
 		&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: []string{"NATTER_BENCH_CONCURRENCY"},
@@ -205,7 +214,16 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			stopPprof, err := cliflag.StartPprof(c, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			sources, err := loadgen.ParseSources(c.String("source-addrs"))
+			if err != nil {
+				return err
+			}
+			pids, err := loadgen.ParsePIDs(c.String("server-pids"))
 			if err != nil {
 				return err
 			}
@@ -230,6 +248,7 @@ func benchCommand() *cli.Command {
 				Conns:            c.Int("conns"),
 				PingInterval:     c.Duration("ping-interval"),
 				GatewayPID:       c.Int("gateway-pid"),
+				ServerPIDs:       pids,
 				Users:            c.Int("users"),
 				Concurrency:      c.Int("concurrency"),
 				Sources:          sources,

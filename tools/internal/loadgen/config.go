@@ -86,6 +86,12 @@ type Config struct {
 	PingInterval time.Duration // idle: each connection pings this often
 	GatewayPID   int           // idle: the gateway process whose memory is read (Linux /proc); 0: none
 
+	// ServerPIDs are the server processes (on this machine) whose CPU time
+	// is read from /proc/PID/stat before and after the measured window and
+	// reported per delivered message (group: per delivery; storms: per
+	// login).
+	ServerPIDs []int
+
 	Users       int // login-storm, resume-storm: users, each logging in on a new connection
 	Concurrency int // login-storm, resume-storm: logins in flight at once
 
@@ -204,6 +210,11 @@ func (c Config) Validate() error {
 	for _, a := range c.Addrs {
 		if _, err := dialTarget(a); err != nil {
 			return err
+		}
+	}
+	for _, pid := range c.ServerPIDs {
+		if _, err := readProcCPU(pid); err != nil {
+			return fmt.Errorf("server pid %d: %w", pid, err)
 		}
 	}
 	switch c.Workload {

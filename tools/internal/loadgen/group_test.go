@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -13,7 +14,11 @@ func TestGroup(t *testing.T) {
 	cfg.Workload = WorkloadGroup
 	cfg.Groups, cfg.Members, cfg.Senders = 2, 5, 2
 	cfg.Rate = 100
+	cfg.ServerPIDs = []int{os.Getpid()} // the server runs in this process
 	r := runBench(t, cfg)
+	if sc := r.ServerCPU; sc == nil || sc.Per != "delivery" || sc.Count != r.DeliveredInWindow || sc.CPUS <= 0 {
+		t.Errorf("server cpu: %+v, want the CPU per delivery of %d in the window", sc, r.DeliveredInWindow)
+	}
 	if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 || r.Foreign != 0 {
 		t.Fatalf("checks failed: %v", r.Problems())
 	}

@@ -58,6 +58,8 @@ type IdleReport struct {
 	GatewayRSS *RSS    `json:"gateway_rss,omitempty"` // with --gateway-pid
 	ClientRSS  *RSS    `json:"client_rss,omitempty"`  // this process
 	ClientCPU  float64 `json:"client_cpu_cores"`      // while idle; -1: unknown
+	// The server processes' CPU while idle (--server-pids).
+	ServerCPU *ServerCPU `json:"server_cpu,omitempty"`
 }
 
 // Problems lists what failed, empty for a clean run.
@@ -155,11 +157,16 @@ func Idle(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	meter.begin("idle", "pings answered", 0)
 	cpu := newCPUMeter()
+	server := startWindowMeter(cfg.ServerPIDs, time.Now())
 	ps := newPingStats()
 	holdStart := time.Now()
 	hold(ctx, live(conns), cfg.PingInterval, cfg.Duration, ps, meter)
 	ir.HeldS = time.Since(holdStart).Seconds()
 	ir.ClientCPU, _ = cpu.since()
+	server.end()
+	if ir.ServerCPU, err = server.result("", 0); err != nil {
+		log.Warn("server cpu not measured", "err", err)
+	}
 	ir.Pings, ir.PingsAnswered, ir.PingsFailed = ps.sent.Load(), ps.answered.Load(), ps.failed.Load()
 	ir.ConnsLost = ps.lost.Load()
 	ir.PingFailures, ir.PongLatency = ps.result()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,13 @@ func TestOneToOne(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(addr)
 			cfg.Mode, cfg.Rate = tt.mode, tt.rate
+			// The server runs in this process.
+			cfg.ServerPIDs = []int{os.Getpid()}
 			r := runBench(t, cfg)
+			if sc := r.ServerCPU; sc == nil || sc.CPUS <= 0 || sc.Per != "message" || sc.Count != r.DeliveredInWindow ||
+				sc.MicrosPer <= 0 || len(sc.Processes) != 1 {
+				t.Errorf("server cpu: %+v, want the CPU per message of %d delivered in the window", sc, r.DeliveredInWindow)
+			}
 			if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 {
 				t.Fatalf("checks failed: %v", r.Problems())
 			}

@@ -42,6 +42,9 @@ type Report struct {
 	// cores: 1 is one core busy; -1 where it cannot be read. Near the
 	// machine's core count, the load tool itself is the bottleneck.
 	ClientCPU float64 `json:"client_cpu_cores"`
+	// The server processes' CPU in the measured window (--server-pids):
+	// per delivered message (group: per delivery).
+	ServerCPU *ServerCPU `json:"server_cpu,omitempty"`
 
 	Result
 	FinalAckErrors int64 `json:"final_ack_errors"` // receivers whose last ack was not confirmed
@@ -191,6 +194,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.ClientCPU >= 0 {
 		row("client cpu", fmt.Sprintf("%.0f%%", 100*r.ClientCPU), "of one core, this process while sending")
 	}
+	writeServerCPU(row, r.ServerCPU)
 	if r.Unanswered > 0 {
 		row("unanswered", fmt.Sprint(r.Unanswered), "sent, no reply from the server")
 	}
@@ -308,6 +312,7 @@ func (r *Report) writeIdleText(w io.Writer) error {
 	if ir.ClientCPU >= 0 {
 		row("client cpu", fmt.Sprintf("%.1f%%", 100*ir.ClientCPU), "of one core, this process while idle")
 	}
+	writeServerCPU(row, ir.ServerCPU)
 	if ir.HeldS < ir.PingIntervalS {
 		fmt.Fprintln(w, "  note: held for less than a ping interval: not every connection pinged")
 	}
@@ -359,6 +364,7 @@ func (r *Report) writeStormText(w io.Writer) error {
 	if sr.ClientCPU >= 0 {
 		row("client cpu", fmt.Sprintf("%.0f%%", 100*sr.ClientCPU), "of one core, this process during the storm")
 	}
+	writeServerCPU(row, sr.ServerCPU)
 	if resume {
 		fmt.Fprintln(w, "  note: a token login is a hash lookup in the user service, no bcrypt")
 	} else {

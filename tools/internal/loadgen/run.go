@@ -103,6 +103,7 @@ func runClock(ctx context.Context, w clocked, r *Report) error {
 	stopAcks := startAcks(w.boxes, cfg.AckInterval)
 	defer stopAcks()
 
+	server := startWindowMeter(cfg.ServerPIDs, tl.measure)
 	timer := time.NewTimer(time.Until(tl.stop))
 	select {
 	case <-timer.C:
@@ -114,6 +115,7 @@ func runClock(ctx context.Context, w clocked, r *Report) error {
 	sendStopped := time.Now()
 	w.chk.SendingUntil(sendStopped)
 	r.ClientCPU, _ = cpu.since()
+	server.end()
 
 	drainCtx, finalCtx := ctx, ctx
 	interrupted := ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrHardTimeout)
@@ -154,6 +156,14 @@ func runClock(ctx context.Context, w clocked, r *Report) error {
 	if window > 0 {
 		r.SentPerSec = float64(res.SentInWindow) / window
 		r.DeliveredPerSec = float64(res.DeliveredInWindow) / window
+	}
+	per := "message"
+	if r.Workload == WorkloadGroup {
+		per = "delivery"
+	}
+	var err error
+	if r.ServerCPU, err = server.result(per, res.DeliveredInWindow); err != nil {
+		w.log.Warn("server cpu not measured", "err", err)
 	}
 	if ctx.Err() != nil {
 		r.Stopped = context.Cause(ctx).Error()

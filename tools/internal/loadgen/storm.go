@@ -27,6 +27,9 @@ type StormReport struct {
 	Latency        Latency          `json:"latency_ms"`         // LOGIN written -> LOGIN_ACK read
 	ConnectLatency Latency          `json:"connect_latency_ms"` // TCP connect
 	ClientCPU      float64          `json:"client_cpu_cores"`   // during the storm; -1: unknown
+	// The server processes' CPU during the storm, per login
+	// (--server-pids).
+	ServerCPU *ServerCPU `json:"server_cpu,omitempty"`
 }
 
 // Problems lists what failed, empty for a clean run.
@@ -104,8 +107,13 @@ func Storm(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 	meter.begin(phase, "logged in", cfg.Users)
 	cpu := newCPUMeter()
+	server := startWindowMeter(cfg.ServerPIDs, time.Now())
 	conns, st, took := loginAll(ctx, accts, opts)
 	sr.ClientCPU, _ = cpu.since()
+	server.end()
+	if sr.ServerCPU, err = server.result("login", st.ok.Load()); err != nil {
+		log.Warn("server cpu not measured", "err", err)
+	}
 	defer resetAll(conns)
 	stopProgress()
 	sr.StormS, sr.Logins, sr.Failed = took.Seconds(), st.ok.Load(), st.failed.Load()

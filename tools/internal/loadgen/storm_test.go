@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -21,8 +22,12 @@ func TestStorm(t *testing.T) {
 	for _, workload := range []string{WorkloadLoginStorm, WorkloadResumeStorm} {
 		t.Run(workload, func(t *testing.T) {
 			cfg := stormConfig(addr, workload)
+			cfg.ServerPIDs = []int{os.Getpid()} // the server runs in this process
 			r := runConnBench(t, cfg)
 			sr := r.Storm
+			if sr != nil && (sr.ServerCPU == nil || sr.ServerCPU.Per != "login" || sr.ServerCPU.Count != sr.Logins) {
+				t.Errorf("server cpu: %+v, want the CPU per login of %d", sr.ServerCPU, sr.Logins)
+			}
 			if !r.OK || sr == nil || len(r.Problems()) != 0 {
 				t.Fatalf("not OK: %v", r.Problems())
 			}

@@ -75,7 +75,7 @@ func TestWebSocketReconnectThroughCuts(t *testing.T) {
 	addr := startWS(t)
 	const cuts = 3
 	p := newProxy(t, addr)
-	p.cutEveryReply(`"re":6,`, 20, cuts) // the REPLY to a ONE_CHAT
+	p.cutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Transport = TransportWS
 	cfg.Duration = 1500 * time.Millisecond

@@ -1,12 +1,22 @@
-// Package inbox is the durable per-user inbox of the offline service: chat
-// messages stored once, and for every recipient an inbox entry with that
-// recipient's own seq (contiguous, strictly increasing, starting at 1), kept
-// until the recipient acknowledges it.
+// Package inbox is the durable per-user inbox of the offline service: for
+// every recipient of a chat message an entry with that recipient's own seq
+// (contiguous, strictly increasing, starting at 1), kept until the
+// recipient acknowledges it.
 //
-// Stores are batched: StoreBatch writes any number of messages in one
-// transaction with a fixed number of multi-row statements, which is what
-// lets one writer keep up with many senders. Every SQL statement is in
-// sql.go.
+// Writes are batched: Write stores any number of messages and
+// acknowledgements in one transaction with a fixed number of multi-row
+// statements, which is what lets one writer keep up with many senders. A
+// one-to-one message costs one entry row (the body inline); a group
+// message one body row and one small entry row per recipient. A cid is
+// deduplicated by a unique index of the row that holds the message. Every
+// SQL statement is in sql.go.
+//
+// On SQLite (one writer connection per process) the writer keeps every
+// inbox's last seq and the next body id in memory, so a batch reads
+// nothing it wrote itself; another process committing to the same file
+// makes it forget (PRAGMA data_version). On MySQL, where several instances
+// share the database, the last seqs are read and advanced in the
+// transaction under the inbox_state row locks.
 package inbox
 
 import (
@@ -17,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,15 +40,46 @@ import (
 // stored one of its (from, cid) pairs first.
 const cidRaceRetries = 3
 
-// errCIDRace marks a batch that lost a race for a (from, cid) pair.
+// errCIDRace marks a batch that found one of its (from, cid) pairs stored
+// by another transaction.
 var errCIDRace = errors.New("cid stored concurrently")
 
-// Store is the inbox store on a database.
+// maxMemoInboxes bounds the inboxes whose last seq the SQLite writer
+// remembers; past it, it forgets them all and reads them again as needed.
+const maxMemoInboxes = 1 << 20
+
+// Store is the inbox store on a database. Its methods may be called from
+// several goroutines.
 type Store struct {
 	db  *sqldb.DB
 	log *slog.Logger
-	// pruneBatch is the most rows one prune transaction deletes.
+	// pruneBatch is the most entries one prune transaction deletes.
 	pruneBatch int
+	// memo is the SQLite writer's memory (nil on MySQL), shared by every
+	// Store on the same database.
+	memo *memo
+	// returning: the MySQL server answers INSERT ... RETURNING (MariaDB).
+	returning bool
+}
+
+// memo is what the SQLite writer remembers between its transactions.
+// Every Store on one sqldb.DB shares it (they share its one writer
+// connection); mu is held for the whole of a write transaction.
+type memo struct {
+	mu sync.Mutex
+	// dataVersion is PRAGMA data_version on the writer connection when
+	// this memory was last known good; another connection's commit
+	// changes it.
+	dataVersion int64
+	valid       bool
+	last        map[int64]int64 // inbox -> last seq
+	lastBody    int64           // highest body id; 0: not known
+}
+
+func (m *memo) forget() {
+	m.valid = false
+	clear(m.last)
+	m.lastBody = 0
 }
 
 // defaultPruneBatch keeps each prune transaction short: a prune never holds
@@ -46,12 +88,25 @@ const defaultPruneBatch = 5000
 
 // New returns a Store on db. Call Migrate before using it.
 func New(db *sqldb.DB, log *slog.Logger) *Store {
-	return &Store{db: db, log: log, pruneBatch: defaultPruneBatch}
+	s := &Store{db: db, log: log, pruneBatch: defaultPruneBatch}
+	if db.Dialect == sqldb.SQLite {
+		s.memo = db.Shared("offline.inbox.memo", func() any {
+			return &memo{last: make(map[int64]int64)}
+		}).(*memo)
+	}
+	return s
 }
 
-// Migrate creates or upgrades the inbox tables.
+// Migrate creates or upgrades the inbox tables and prepares the write
+// path's statements.
 func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, "offline", migrations())
+	if err := s.db.Migrate(ctx, "offline", migrations()); err != nil {
+		return err
+	}
+	if err := s.prepare(ctx); err != nil {
+		return fmt.Errorf("prepare inbox statements: %w", err)
+	}
+	return nil
 }
 
 // Pending is a message to store.
@@ -79,141 +134,521 @@ type Result struct {
 	Err error
 }
 
-// StoreBatch stores ps in one transaction and returns one Result per
-// Pending, in order. Seqs are assigned in the order of ps.
-//
-// When the batch loses a race for a (from, cid) with another writer it is
-// retried (and then answers that message as a duplicate). When it fails for
-// any other reason each message is stored in a transaction of its own, so
-// one bad message cannot fail the others; their failures are in Result.Err.
-// The error is non-nil only when nothing was stored.
+// Batch is what one write commits: messages to store and inbox
+// acknowledgements.
+type Batch struct {
+	Stores []Pending
+	Acks   []api.Ack
+}
+
+// StoreBatch stores ps in one transaction; see Write.
 func (s *Store) StoreBatch(ctx context.Context, ps []Pending) ([]Result, error) {
-	if len(ps) == 0 {
-		return nil, nil
+	res, _, err := s.Write(ctx, Batch{Stores: ps})
+	return res, err
+}
+
+// Write commits b and returns one Result per message, in order, and the
+// outcome of the acknowledgements. Seqs are assigned in the order of
+// b.Stores. On SQLite the commit does not wait for the disk: it is durable
+// once Sync returns, and nothing may be acknowledged before (a crash may
+// take back what was not synced).
+//
+// On SQLite the messages and the acknowledgements share one transaction
+// (one fsync). On MySQL the acknowledgements get a transaction of their
+// own after the messages': each transaction then takes its row locks in
+// one ascending pass, so writers never deadlock.
+//
+// When the batch finds one of its (from, cid) stored already (another
+// writer's, or a retry's on SQLite, which does not look cids up first) it
+// is retried (and then answers that message as a duplicate). When it fails for
+// any other reason the acknowledgements are written alone and each message
+// in a transaction of its own, so one bad message cannot fail the others;
+// their failures are in Result.Err. The error is non-nil only when no
+// message was stored; ackErr is the acknowledgements' own.
+func (s *Store) Write(ctx context.Context, b Batch) (res []Result, ackErr error, err error) {
+	acks := highestAcks(b.Acks)
+	if len(b.Stores) == 0 {
+		return nil, s.ack(ctx, acks), nil
 	}
-	res, err := s.storeRetrying(ctx, ps)
+	inTx := acks
+	if s.db.Dialect != sqldb.SQLite {
+		inTx = nil
+	}
+	res, err = s.storeRetrying(ctx, b.Stores, inTx)
 	if err == nil {
-		return res, nil
+		if s.db.Dialect != sqldb.SQLite {
+			ackErr = s.ack(ctx, acks)
+		}
+		return res, ackErr, nil
 	}
-	if len(ps) == 1 || ctx.Err() != nil {
-		return nil, err
+	if len(acks) > 0 && ctx.Err() == nil {
+		ackErr = s.ack(ctx, acks)
+	} else if len(acks) > 0 {
+		ackErr = err
 	}
-	s.log.Warn("store batch failed, storing its messages one by one", "messages", len(ps), "err", err)
-	res = make([]Result, len(ps))
-	for i := range ps {
-		one, err := s.storeRetrying(ctx, ps[i:i+1])
+	if len(b.Stores) == 1 || ctx.Err() != nil {
+		return nil, ackErr, err
+	}
+	s.log.Warn("store batch failed, storing its messages one by one", "messages", len(b.Stores), "err", err)
+	res = make([]Result, len(b.Stores))
+	for i := range b.Stores {
+		one, err := s.storeRetrying(ctx, b.Stores[i:i+1], nil)
 		if err != nil {
 			res[i].Err = err
 			continue
 		}
 		res[i] = one[0]
 	}
-	return res, nil
+	return res, ackErr, nil
 }
 
-func (s *Store) storeRetrying(ctx context.Context, ps []Pending) ([]Result, error) {
+func (s *Store) storeRetrying(ctx context.Context, ps []Pending, acks []api.Ack) ([]Result, error) {
 	var err error
+	lookup := false // look the cids up first only once one was seen stored
 	for range cidRaceRetries {
 		var res []Result
-		res, err = s.storeTx(ctx, ps)
+		if s.memo != nil {
+			res, err = s.storeSQLite(ctx, ps, acks, lookup)
+		} else {
+			res, err = s.storeMySQL(ctx, ps, lookup)
+		}
 		if err == nil {
 			return res, nil
 		}
 		if !errors.Is(err, errCIDRace) {
 			break
 		}
+		lookup = true
 	}
 	return nil, fmt.Errorf("store %d messages: %w", len(ps), err)
 }
 
-// storeTx is one attempt at storing ps in one transaction.
-func (s *Store) storeTx(ctx context.Context, ps []Pending) ([]Result, error) {
-	now := time.Now().UnixMilli()
-	var res []Result
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res = make([]Result, len(ps)) // InTx may run this more than once
-		// (a) Messages whose (from, cid) is already stored.
-		var keys []cidKey
-		for _, p := range ps {
-			if p.CID != "" {
-				keys = append(keys, cidKey{p.From, p.CID})
+// cidKey identifies a message by its sender's client id: one-to-one and
+// group messages each have their own.
+type cidKey struct {
+	from  int64
+	cid   string
+	group bool
+}
+
+// bodyRow is a group message's row of bodies.
+type bodyRow struct {
+	mid  uuid.UUID
+	from int64
+	cid  string
+	body []byte
+	refs int
+}
+
+// plan is a batch being stored: which messages are new, their mids, and
+// which repeat a cid.
+type plan struct {
+	ps    []Pending
+	res   []Result
+	mids  []uuid.UUID
+	fresh []int          // indexes of ps stored now
+	first map[cidKey]int // cid -> index of its first message in ps
+	keys  []cidKey       // the cids of the batch, each once, in order
+	// dupOf[i] is the index of an earlier message of the batch with the
+	// same cid, or -1.
+	dupOf []int
+}
+
+func (m Pending) key() cidKey { return cidKey{from: m.From, cid: m.CID, group: len(m.To) > 1} }
+
+// newPlan gives every message of ps a mid, and marks those whose cid
+// repeats an earlier message of the batch.
+func newPlan(ps []Pending) (*plan, error) {
+	p := &plan{ps: ps, res: make([]Result, len(ps)), mids: make([]uuid.UUID, len(ps)), dupOf: make([]int, len(ps))}
+	for i, m := range ps {
+		p.dupOf[i] = -1
+		if m.CID != "" {
+			if p.first == nil {
+				p.first = make(map[cidKey]int, len(ps))
+			}
+			k := m.key()
+			if j, ok := p.first[k]; ok {
+				p.dupOf[i] = j
+				continue
+			}
+			p.first[k] = i
+			p.keys = append(p.keys, k)
+		}
+		mid, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new mid: %w", err)
+		}
+		p.mids[i] = mid
+	}
+	return p, nil
+}
+
+// settle marks the messages whose cid is in stored (key -> mid) as
+// duplicates of what was stored before, and lists the rest as fresh.
+func (p *plan) settle(stored map[cidKey]uuid.UUID) {
+	p.fresh = p.fresh[:0]
+	for i, m := range p.ps {
+		switch {
+		case p.dupOf[i] >= 0:
+			continue // answered below, from its first message
+		case m.CID != "":
+			if mid, ok := stored[m.key()]; ok {
+				p.res[i] = Result{MID: mid.String(), Duplicate: true}
+				continue
 			}
 		}
-		existing, err := s.lookupCIDs(ctx, tx, keys)
-		if err != nil {
+		p.res[i] = Result{MID: p.mids[i].String()}
+		p.fresh = append(p.fresh, i)
+	}
+	for i, j := range p.dupOf {
+		if j >= 0 {
+			p.res[i] = Result{MID: p.res[j].MID, Duplicate: true}
+		}
+	}
+}
+
+// counts returns the recipients of the fresh messages (ascending, no
+// duplicates) and how many entries each gets.
+func (p *plan) counts() ([]int64, map[int64]int64) {
+	n := make(map[int64]int64)
+	for _, i := range p.fresh {
+		for _, u := range p.ps[i].To {
+			n[u]++
+		}
+	}
+	users := make([]int64, 0, len(n))
+	for u := range n {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	return users, n
+}
+
+// entries assigns the seqs of the fresh messages in request order, each
+// inbox continuing after last (which it advances), and returns the
+// entries' rows as statement arguments: one-to-one entries (insert
+// width 7) with their sizes, and group entries (insertGroupEntries).
+// bodyID[i] is the body of group message i.
+func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (one []any, sizes []int, group []any) {
+	for _, i := range p.fresh {
+		m := p.ps[i]
+		seqs := make([]int64, len(m.To))
+		id, isGroup := bodyID[i]
+		for j, u := range m.To {
+			last[u]++
+			seqs[j] = last[u]
+			if isGroup {
+				group = append(group, u, seqs[j], id)
+			} else {
+				one = append(one, u, seqs[j], p.mids[i][:], m.From, nullCID(m.CID), string(m.Body), nil)
+				sizes = append(sizes, len(m.Body)+64)
+			}
+		}
+		p.res[i].Seqs = seqs
+	}
+	return one, sizes, group
+}
+
+// insertEntries inserts the rows entries returned and reports whether
+// every row went in.
+func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, one []any, sizes []int, group []any) (bool, error) {
+	st, gst := insertEntriesSQLite, insertGroupEntriesSQLite
+	if s.db.Dialect == sqldb.MySQL {
+		st, gst = insertEntriesMySQL, insertGroupEntriesMySQL
+	}
+	n, err := s.execRows(ctx, tx, st, one, func(i int) int { return sizes[i] })
+	if err != nil {
+		return false, fmt.Errorf("insert entries: %w", err)
+	}
+	g, err := s.execRows(ctx, tx, gst, group, nil)
+	if err != nil {
+		return false, fmt.Errorf("insert entries: %w", err)
+	}
+	return n == int64(len(one)/st.width) && g == int64(len(group)/gst.width), nil
+}
+
+// bodies returns the body rows of the fresh group messages (more than one
+// recipient), by index in ps.
+func (p *plan) bodies() map[int]bodyRow {
+	var out map[int]bodyRow
+	for _, i := range p.fresh {
+		if m := p.ps[i]; len(m.To) > 1 {
+			if out == nil {
+				out = make(map[int]bodyRow)
+			}
+			out[i] = bodyRow{mid: p.mids[i], from: m.From, cid: m.CID, body: m.Body, refs: len(m.To)}
+		}
+	}
+	return out
+}
+
+// storeSQLite is one attempt at storing ps (and applying acks) in one
+// transaction on SQLite. Without lookup no cid is looked up: a unique
+// index skips a row whose cid is stored, which fails the attempt with
+// errCIDRace (and the next looks them up first).
+func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, lookup bool) ([]Result, error) {
+	m := s.memo
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var (
+		p        *plan
+		last     map[int64]int64 // the new last seqs, remembered after the commit
+		lastBody int64
+		version  int64
+	)
+	_, err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
+		var err error
+		if p, err = newPlan(ps); err != nil {
 			return err
 		}
-		first := make(map[cidKey]int, len(keys))
-		msgs := make([]messageRow, 0, len(ps))
-		var fresh []int // indexes of ps stored now
-		for i, p := range ps {
-			if p.CID != "" {
-				k := cidKey{p.From, p.CID}
-				if mid, ok := existing[k]; ok {
-					res[i] = Result{MID: mid, Duplicate: true}
-					continue
-				}
-				if j, ok := first[k]; ok {
-					res[i] = Result{MID: res[j].MID, Duplicate: true}
-					continue
-				}
-				first[k] = i
-			}
-			id, err := uuid.NewV7()
-			if err != nil {
-				return fmt.Errorf("new mid: %w", err)
-			}
-			res[i].MID = id.String()
-			msgs = append(msgs, messageRow{mid: res[i].MID, from: p.From, cid: p.CID, body: p.Body})
-			fresh = append(fresh, i)
+		if version, err = s.dataVersion(ctx, tx); err != nil {
+			return err
 		}
-		if len(fresh) == 0 {
+		if m.valid && version != m.dataVersion {
+			m.forget() // another process wrote to the database
+		}
+		// (a) Duplicates of messages stored before.
+		var stored map[cidKey]uuid.UUID
+		if lookup {
+			for _, k := range p.keys {
+				mid, ok, err := s.lookupMID(ctx, tx, k)
+				if err != nil {
+					return err
+				}
+				if ok {
+					if stored == nil {
+						stored = make(map[cidKey]uuid.UUID)
+					}
+					stored[k] = mid
+				}
+			}
+		}
+		p.settle(stored)
+		if len(p.fresh) > 0 {
+			// (b) The last seqs, from memory or read once.
+			users, _ := p.counts()
+			last = make(map[int64]int64, len(users))
+			var unknown []int64
+			for _, u := range users {
+				if seq, ok := m.last[u]; ok && m.valid {
+					last[u] = seq
+				} else {
+					unknown = append(unknown, u)
+				}
+			}
+			if len(unknown) > 0 {
+				if err := s.readLastSQLite(ctx, tx, unknown, last); err != nil {
+					return err
+				}
+			}
+			// (c) Group bodies, with the next ids.
+			var bodyID map[int]int64
+			if bodies := p.bodies(); len(bodies) > 0 {
+				lastBody = m.lastBody
+				if lastBody == 0 || !m.valid {
+					if lastBody, err = s.maxBodyID(ctx, tx); err != nil {
+						return err
+					}
+				}
+				bodyID = make(map[int]int64, len(bodies))
+				args := make([]any, 0, 6*len(bodies))
+				for _, i := range p.fresh {
+					b, ok := bodies[i]
+					if !ok {
+						continue
+					}
+					lastBody++
+					bodyID[i] = lastBody
+					args = append(args, lastBody, b.mid[:], b.from, nullCID(b.cid), string(b.body), b.refs)
+				}
+				n, err := s.execRows(ctx, tx, insertBodiesSQLite, args, nil)
+				if err != nil {
+					return fmt.Errorf("insert bodies: %w", err)
+				}
+				if n != int64(len(bodies)) {
+					return fmt.Errorf("insert bodies: %w", errCIDRace)
+				}
+			}
+			// (d) The entries, seqs in request order.
+			one, sizes, group := p.entries(last, bodyID)
+			all, err := s.insertEntries(ctx, tx, one, sizes, group)
+			if err != nil {
+				return err
+			}
+			if !all {
+				return fmt.Errorf("insert entries: %w", errCIDRace)
+			}
+			// (e) The new last seqs.
+			args := make([]any, 0, 2*len(users))
+			for _, u := range users {
+				args = append(args, u, last[u])
+			}
+			if _, err := s.execRows(ctx, tx, setLastSQLite, args, nil); err != nil {
+				return fmt.Errorf("write last seqs: %w", err)
+			}
+		}
+		// (f) The acknowledgements.
+		return s.ackSQLite(ctx, tx, acks)
+	})
+	if err != nil {
+		m.forget()
+		return nil, err
+	}
+	if !m.valid {
+		m.valid, m.dataVersion = true, version
+	}
+	if len(m.last)+len(last) > maxMemoInboxes {
+		clear(m.last)
+	}
+	for u, seq := range last {
+		m.last[u] = seq
+	}
+	if lastBody > 0 {
+		m.lastBody = lastBody
+	}
+	return p.res, nil
+}
+
+// ackSQLite applies acks (one per user) in tx.
+func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(acks))
+	for _, a := range acks {
+		args = append(args, a.UserID, a.Seq)
+	}
+	if _, err := s.execRows(ctx, tx, ackSQLite, args, nil); err != nil {
+		return fmt.Errorf("update acknowledged seqs: %w", err)
+	}
+	return nil
+}
+
+// storeMySQL is one attempt at storing ps in one transaction on MySQL.
+// Without lookup no cid is looked up: a unique index refuses a cid stored
+// already, which fails the attempt with errCIDRace (and the next looks
+// them up first).
+func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Result, error) {
+	var p *plan
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error { // InTx may run this more than once
+		var err error
+		if p, err = newPlan(ps); err != nil {
+			return err
+		}
+		// (a) Messages whose cid is already stored.
+		var stored map[cidKey]uuid.UUID
+		if lookup && len(p.keys) > 0 {
+			if stored, err = s.lookupCIDsMySQL(ctx, tx, p.keys); err != nil {
+				return err
+			}
+		}
+		p.settle(stored)
+		if len(p.fresh) == 0 {
 			return nil
 		}
-		// (b) The messages.
-		if err := s.insertMessages(ctx, tx, msgs, now); err != nil {
-			if sqldb.IsDuplicate(err) {
-				return fmt.Errorf("%w: %w", errCIDRace, err)
-			}
-			return err
-		}
-		// (c, d) Lock the recipients' inbox states in ascending order.
-		var users []int64
-		for _, i := range fresh {
-			users = append(users, ps[i].To...)
-		}
-		slices.Sort(users)
-		users = slices.Compact(users)
-		last, err := s.lockStates(ctx, tx, users)
+		// (b) Lock and advance the recipients' last seqs, ascending.
+		users, counts := p.counts()
+		last, err := s.addLastMySQL(ctx, tx, users, counts)
 		if err != nil {
 			return err
 		}
-		// (e) Seqs in request order.
-		var entries []inboxRow
-		for _, i := range fresh {
-			seqs := make([]int64, len(ps[i].To))
-			for j, u := range ps[i].To {
-				last[u]++
-				seqs[j] = last[u]
-				entries = append(entries, inboxRow{user: u, seq: seqs[j], mid: res[i].MID})
+		for u, n := range counts {
+			last[u] -= n // where this batch's entries start
+		}
+		// (c) Group bodies. A cid stored already (or concurrently, by
+		// another transaction) fails the insert and the batch is tried
+		// again.
+		bodyID := make(map[int]int64)
+		for i, b := range p.bodies() {
+			if bodyID[i], err = s.insertBodyMySQL(ctx, tx, b); err != nil {
+				return cidRace(err)
 			}
-			res[i].Seqs = seqs
 		}
-		// (f) The entries.
-		if err := s.insertInbox(ctx, tx, entries, now); err != nil {
-			return err
+		// (d) The entries, seqs in request order.
+		one, sizes, group := p.entries(last, bodyID)
+		if _, err := s.insertEntries(ctx, tx, one, sizes, group); err != nil {
+			return cidRace(err)
 		}
-		// (g) The new last seqs.
-		pairs := make([]seqPair, len(users))
-		for i, u := range users {
-			pairs[i] = seqPair{user: u, seq: last[u]}
-		}
-		return s.updateLastSeqs(ctx, tx, pairs)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	return p.res, nil
+}
+
+// cidRace marks a unique-key violation as a lost race for a cid.
+func cidRace(err error) error {
+	if sqldb.IsDuplicate(err) {
+		return fmt.Errorf("%w: %w", errCIDRace, err)
+	}
+	return err
+}
+
+// highestAcks returns one ack per user, the highest, sorted by user id
+// (the lock order of every writer).
+func highestAcks(acks []api.Ack) []api.Ack {
+	if len(acks) == 0 {
+		return nil
+	}
+	high := make(map[int64]int64, len(acks))
+	for _, a := range acks {
+		if seq, ok := high[a.UserID]; !ok || a.Seq > seq {
+			high[a.UserID] = a.Seq
+		}
+	}
+	out := make([]api.Ack, 0, len(high))
+	for u, seq := range high {
+		out = append(out, api.Ack{UserID: u, Seq: seq})
+	}
+	slices.SortFunc(out, func(a, b api.Ack) int { return cmp.Compare(a.UserID, b.UserID) })
+	return out
+}
+
+// Commits returns the number of the last commit finished (SQLite; 0 on
+// MySQL), for WaitSynced.
+func (s *Store) Commits() uint64 { return s.db.Commits() }
+
+// WaitSynced returns once a Sync (someone else's) has made commit number n
+// durable.
+func (s *Store) WaitSynced(n uint64) { s.db.WaitSynced(n) }
+
+// Sync returns once every write committed so far is durable (on SQLite:
+// one sync of the WAL for all of them, shared with concurrent callers; on
+// MySQL a commit is durable when it returns).
+func (s *Store) Sync() error {
+	if err := s.db.SyncWAL(); err != nil {
+		return fmt.Errorf("sync inbox writes: %w", err)
+	}
+	return nil
+}
+
+// Ack acknowledges inboxes cumulatively, in one transaction (on SQLite
+// durable once Sync returns): each inbox's
+// acknowledged seq becomes min(seq, last seq) unless it is already higher.
+// Several acks for one user count as the highest of them; acks for inboxes
+// that do not exist change nothing.
+func (s *Store) Ack(ctx context.Context, acks []api.Ack) error {
+	return s.ack(ctx, highestAcks(acks))
+}
+
+// ack is Ack for acks already reduced by highestAcks.
+func (s *Store) ack(ctx context.Context, acks []api.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	var err error
+	if s.memo != nil {
+		s.memo.mu.Lock()
+		_, err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
+		s.memo.mu.Unlock()
+	} else {
+		err = s.db.InTx(ctx, func(tx *sql.Tx) error { return s.updateAcksMySQL(ctx, tx, acks) })
+	}
+	if err != nil {
+		return fmt.Errorf("ack %d inboxes: %w", len(acks), err)
+	}
+	return nil
 }
 
 // Fetch returns user's inbox entries after seq after (after < 0: after the
@@ -224,74 +659,87 @@ func (s *Store) Fetch(ctx context.Context, user, after int64, limit, maxBytes in
 	if limit <= 0 {
 		return nil, fmt.Errorf("fetch inbox %d: limit %d is not positive", user, limit)
 	}
-	acked, last, err := s.selectState(ctx, user)
-	if err != nil {
-		return nil, fmt.Errorf("fetch inbox %d: %w", user, err)
+	var (
+		acked, last int64
+		msgs        []api.InboxMessage
+	)
+	read := func(q querier) error {
+		var err error
+		if acked, last, err = s.selectState(ctx, q, user); err != nil {
+			return err
+		}
+		// SQLite: what this read sees was committed, maybe not synced
+		// yet (Write); it is handed out only once synced.
+		if err := s.db.WaitDurable(); err != nil {
+			return err
+		}
+		if after < 0 {
+			after = acked
+		}
+		msgs, err = s.selectEntries(ctx, q, user, after, last, limit, maxBytes)
+		return err
 	}
-	if after < 0 {
-		after = acked
+	var err error
+	if s.memo != nil {
+		// One snapshot for both reads, so that the wait covers both.
+		err = s.db.ReadTx(ctx, func(tx *sql.Tx) error { return read(txQuerier{s.db, tx}) })
+	} else {
+		err = read(s.db)
 	}
-	msgs, err := s.selectEntries(ctx, user, after, last, limit, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("fetch inbox %d: %w", user, err)
 	}
 	return &api.FetchResponse{Messages: msgs, Acked: acked, Last: last}, nil
 }
 
-// Ack acknowledges inboxes cumulatively, in one transaction: each inbox's
-// acknowledged seq becomes min(seq, last seq) unless it is already higher.
-// Several acks for one user count as the highest of them; acks for inboxes
-// that do not exist change nothing.
-func (s *Store) Ack(ctx context.Context, acks []api.Ack) error {
-	if len(acks) == 0 {
-		return nil
-	}
-	high := make(map[int64]int64, len(acks))
-	for _, a := range acks {
-		if seq, ok := high[a.UserID]; !ok || a.Seq > seq {
-			high[a.UserID] = a.Seq
-		}
-	}
-	sorted := make([]api.Ack, 0, len(high))
-	for u, seq := range high {
-		sorted = append(sorted, api.Ack{UserID: u, Seq: seq})
-	}
-	// Ascending user order, the same lock order as StoreBatch.
-	slices.SortFunc(sorted, func(a, b api.Ack) int { return cmp.Compare(a.UserID, b.UserID) })
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		return s.updateAcks(ctx, tx, sorted)
-	})
-	if err != nil {
-		return fmt.Errorf("ack %d inboxes: %w", len(sorted), err)
-	}
-	return nil
-}
+// prunePage is how many inboxes one step of a prune looks at.
+const prunePage = 256
 
-// Prune deletes inbox entries created before cutoff that their user has
-// acknowledged, then messages created before cutoff that no entry refers
-// to any more. Unacknowledged entries are never deleted, whatever their age.
+// Prune deletes acknowledged entries once their acknowledgement is older
+// than the retention: every prune first deletes, in each inbox, the
+// entries up to the seq it had acknowledged when an earlier prune marked
+// it, if that mark was set at or before cutoff; then it marks every inbox
+// that has acknowledged more since its last mark, at now. Unacknowledged
+// entries are never deleted, whatever their age. With them go the group
+// bodies no entry points at any more. Entries are deleted in transactions of at most pruneBatch.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (entries, messages int64, err error) {
-	c := cutoff.UnixMilli()
-	for _, step := range []struct {
-		total *int64
-		del   func(context.Context, *sql.Tx, int64, int) (int64, error)
-	}{{&entries, s.deleteAcked}, {&messages, s.deleteOrphans}} {
-		// Batches of pruneBatch rows, each its own short transaction.
-		for {
-			var n int64
-			err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-				var err error
-				n, err = step.del(ctx, tx, c, s.pruneBatch)
-				return err
-			})
-			if err != nil {
-				return entries, messages, fmt.Errorf("prune before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
-			}
-			*step.total += n
-			if n < int64(s.pruneBatch) {
-				break
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("prune before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+		}
+	}()
+	// Marks first: with no retention, what is acknowledged now goes now.
+	if err := s.markAcked(ctx, time.Now().UnixMilli()); err != nil {
+		return 0, 0, err
+	}
+	opts := &sql.TxOptions{}
+	if s.db.Dialect == sqldb.MySQL {
+		// No gap locks: stores append after the deleted range meanwhile.
+		opts.Isolation = sql.LevelReadCommitted
+	}
+	for from := int64(0); ; {
+		due, err := s.selectPruneDue(ctx, from, cutoff.UnixMilli(), prunePage)
+		if err != nil {
+			return entries, messages, err
+		}
+		for _, d := range due {
+			for lo := d.pruned; lo < d.mark; {
+				hi := min(d.mark, lo+int64(s.pruneBatch))
+				var e, m int64
+				err := s.db.InTxOpts(ctx, opts, func(tx *sql.Tx) error {
+					var err error
+					e, m, err = s.pruneRange(ctx, tx, d.user, lo, hi)
+					return err
+				})
+				if err != nil {
+					return entries, messages, fmt.Errorf("inbox %d: %w", d.user, err)
+				}
+				entries, messages, lo = entries+e, messages+m, hi
 			}
 		}
+		if len(due) < prunePage {
+			return entries, messages, nil
+		}
+		from = due[len(due)-1].user
 	}
-	return entries, messages, nil
 }

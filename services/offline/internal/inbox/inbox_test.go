@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,13 @@ func count(t *testing.T, db *sqldb.DB, query string, args ...any) int64 {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
+}
+
+// storedMessages counts the messages kept: one-to-one entries and group
+// bodies.
+func storedMessages(t *testing.T, db *sqldb.DB) int64 {
+	t.Helper()
+	return count(t, db, `SELECT (SELECT COUNT(*) FROM inbox_entries WHERE body_id IS NULL) + (SELECT COUNT(*) FROM bodies)`)
 }
 
 func storeOK(t *testing.T, s *Store, ps ...Pending) []Result {
@@ -114,7 +123,7 @@ func TestStoreBatchSeqs(t *testing.T) {
 		if !slices.Equal(res[0].Seqs, []int64{int64(len(want[1]) + 1), int64(len(want[3]) + 1)}) {
 			t.Errorf("second batch seqs %v", res[0].Seqs)
 		}
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 201 {
+		if n := storedMessages(t, db); n != 201 {
 			t.Errorf("%d messages stored, want 201", n)
 		}
 	})
@@ -157,13 +166,20 @@ func TestStoreBatchCID(t *testing.T) {
 		if res[3].MID == res[4].MID {
 			t.Error("messages without cid share a mid")
 		}
-		// Stored: c1, c2, two without cid, 9/c2, C2.
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 6 {
-			t.Errorf("%d messages, want 6", n)
+		// A group message's cid is its own: c1 again, to a group.
+		if g := storeOK(t, s, msg(1, "c1", 2, 3))[0]; g.Duplicate {
+			t.Errorf("group message with a one-to-one message's cid: %+v", g)
+		}
+		if g := storeOK(t, s, msg(1, "c1", 2, 3))[0]; !g.Duplicate {
+			t.Errorf("group message repeated: %+v", g)
+		}
+		// Stored: c1, c2, two without cid, 9/c2, C2, the group c1.
+		if n := storedMessages(t, db); n != 7 {
+			t.Errorf("%d messages, want 7", n)
 		}
 		page := fetchAll(t, s, 2)
-		if page.Last != 6 || len(page.Messages) != 6 {
-			t.Errorf("inbox 2: last %d, %d entries, want 6", page.Last, len(page.Messages))
+		if page.Last != 7 || len(page.Messages) != 7 {
+			t.Errorf("inbox 2: last %d, %d entries, want 7", page.Last, len(page.Messages))
 		}
 	})
 }
@@ -382,7 +398,7 @@ func testPrune(t *testing.T, batch int) {
 		// Old enough: both of 2's entries and 3's first go, and with them m1
 		// and m2; m3 stays, 3 has not acknowledged it.
 		prune(future, 3, 2)
-		if n := count(t, db, "SELECT COUNT(*) FROM messages"); n != 1 {
+		if n := storedMessages(t, db); n != 1 {
 			t.Errorf("%d messages left, want 1", n)
 		}
 		page := fetchAll(t, s, 3)
@@ -392,31 +408,311 @@ func testPrune(t *testing.T, batch int) {
 		if page := fetchAll(t, s, 2); len(page.Messages) != 0 || page.Last != 2 || page.Acked != 2 {
 			t.Errorf("inbox 2 after prune: %+v", page)
 		}
+		// A cid is kept as long as its message: m3's still holds, m2's went
+		// with it. (The new m2 takes inbox 2's seq 3.)
+		if r := storeOK(t, s, msg(1, "m3", 3), msg(1, "m2", 2)); !r[0].Duplicate || r[1].Duplicate {
+			t.Errorf("after prune: m3 %+v, m2 %+v; want m3 a duplicate, m2 stored", r[0], r[1])
+		}
 		// Seqs continue after a prune.
-		if res := storeOK(t, s, msg(1, "", 2)); res[0].Seqs[0] != 3 {
-			t.Errorf("seq after prune %d, want 3", res[0].Seqs[0])
+		if res := storeOK(t, s, msg(1, "", 2)); res[0].Seqs[0] != 4 {
+			t.Errorf("seq after prune %d, want 4", res[0].Seqs[0])
 		}
 	})
 }
 
-// BenchmarkStoreBatch stores batches of 256 messages (~200-byte bodies, one
-// to three recipients each) on SQLite.
+// BenchmarkStoreBatch stores batches on SQLite the way the offline
+// service's writer does, every message with a cid (the gateway gives every
+// chat one):
+//
+//   - 1: one one-to-one message per batch (one pair in a closed loop);
+//   - 50: 50 one-to-one messages from 50 senders to 50 recipients (50
+//     pairs in a closed loop: every batch holds each pair once);
+//   - group50: one group message to 49 members;
+//   - mixed256: 256 messages, one to three recipients each.
+//
+// Each batch is synced before the next (Sync), as the service syncs before
+// it answers. Besides ns/op it reports the CPU this process used per
+// message (per recipient entry for the group), which is steadier than
+// wall time on a shared machine, and msgs/s.
 func BenchmarkStoreBatch(b *testing.B) {
-	s := newStore(b, dbtest.SQLite(b))
-	ctx := context.Background()
-	body := []byte(`{"text":"` + string(slices.Repeat([]byte("x"), 180)) + `"}`)
-	ps := make([]Pending, 256)
-	for i := range ps {
-		to := []int64{int64(i%100 + 1)}
-		for k := range i % 3 {
-			to = append(to, int64((i+k+1)%100+101))
-		}
-		ps[i] = Pending{From: int64(i%50 + 1000), To: to, Body: body}
+	body := []byte(`{"msgid":5,"id":1000,"name":"b1-s0","toid":2000,"msg":"` + string(slices.Repeat([]byte("x"), 32)) + `"}`)
+	shapes := []struct {
+		name    string
+		entries int // inbox entries per batch
+		batch   func(round int) []Pending
+	}{
+		{"1", 1, func(round int) []Pending {
+			return []Pending{{From: 1000, To: []int64{2000}, CID: fmt.Sprintf("c%d", round), Body: body}}
+		}},
+		{"50", 50, func(round int) []Pending {
+			ps := make([]Pending, 50)
+			for i := range ps {
+				ps[i] = Pending{From: int64(1000 + i), To: []int64{int64(2000 + i)}, CID: fmt.Sprintf("c%d", round), Body: body}
+			}
+			return ps
+		}},
+		{"group50", 49, func(round int) []Pending {
+			to := make([]int64, 49)
+			for i := range to {
+				to[i] = int64(2000 + i)
+			}
+			return []Pending{{From: 1000, To: to, CID: fmt.Sprintf("c%d", round), Body: body}}
+		}},
+		{"mixed256", 512, func(round int) []Pending {
+			ps := make([]Pending, 256)
+			for i := range ps {
+				to := []int64{int64(i%100 + 1)}
+				for k := range i % 3 {
+					to = append(to, int64((i+k+1)%100+101))
+				}
+				ps[i] = Pending{From: int64(i%50 + 1000), To: to, CID: fmt.Sprintf("c%d-%d", round, i), Body: body}
+			}
+			return ps
+		}},
 	}
-	for b.Loop() {
-		if _, err := s.StoreBatch(ctx, ps); err != nil {
-			b.Fatal(err)
+	for _, sh := range shapes {
+		b.Run(sh.name, func(b *testing.B) {
+			s := newStore(b, dbtest.SQLite(b))
+			ctx := context.Background()
+			batches := make([][]Pending, 0, 1024)
+			round := 0
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				if len(batches) == 0 {
+					b.StopTimer()
+					for range cap(batches) {
+						round++
+						batches = append(batches, sh.batch(round))
+					}
+					b.StartTimer()
+				}
+				ps := batches[len(batches)-1]
+				batches = batches[:len(batches)-1]
+				if _, err := s.StoreBatch(ctx, ps); err != nil {
+					b.Fatal(err)
+				}
+				// Durable before it counts, as the service answers.
+				if err := s.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			entries := float64(b.N * sh.entries)
+			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/entries, "cpu-us/entry")
+			b.ReportMetric(entries/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestMigrateV1 writes a version 1 database (messages stored once, inbox
+// rows pointing at them by mid, acknowledgements in inbox_state) the way
+// version 1 did, migrates it and reads it back.
+func TestMigrateV1(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "offline", migrations()[:1]); err != nil {
+			t.Fatal(err)
+		}
+		type v1msg struct {
+			mid, cid, body string
+			from           int64
+			to             map[int64]int64 // user -> seq
+		}
+		msgs := []v1msg{
+			{"0190f2a4-0000-7000-8000-000000000001", "c1", `{"text":"one"}`, 1, map[int64]int64{2: 1}},
+			{"0190f2a4-0000-7000-8000-000000000002", "", `{"text":"two"}`, 1, map[int64]int64{2: 2}},
+			{"0190f2a4-0000-7000-8000-000000000003", "g1", `{"text":"group"}`, 5, map[int64]int64{2: 3, 3: 1, 4: 1}},
+			// A group message whose other entries were pruned: one left.
+			{"0190f2a4-0000-7000-8000-000000000004", "g2", `{"text":"group, pruned"}`, 5, map[int64]int64{3: 2}},
+			// Pruned everywhere, not yet deleted: dropped.
+			{"0190f2a4-0000-7000-8000-000000000005", "gone", `{"text":"orphan"}`, 1, nil},
+		}
+		for _, m := range msgs {
+			var cid any
+			if m.cid != "" {
+				cid = m.cid
+			}
+			if _, err := db.Exec("INSERT INTO messages (mid, sender_id, cid, body, created_at) VALUES (?, ?, ?, ?, 1)",
+				m.mid, m.from, cid, m.body); err != nil {
+				t.Fatal(err)
+			}
+			for u, seq := range m.to {
+				if _, err := db.Exec("INSERT INTO inbox (user_id, seq, mid, created_at) VALUES (?, ?, ?, 1)", u, seq, m.mid); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, st := range [][3]int64{{2, 3, 1}, {3, 2, 0}, {4, 1, 1}} {
+			if _, err := db.Exec("INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, ?, ?)", st[0], st[1], st[2]); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		s := newStore(t, db) // migrates to the current version
+		want := map[int64][]api.InboxMessage{
+			2: {{Seq: 1, MID: msgs[0].mid, From: 1, Body: []byte(msgs[0].body)},
+				{Seq: 2, MID: msgs[1].mid, From: 1, Body: []byte(msgs[1].body)},
+				{Seq: 3, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)}},
+			3: {{Seq: 1, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)},
+				{Seq: 2, MID: msgs[3].mid, From: 5, Body: []byte(msgs[3].body)}},
+			4: {{Seq: 1, MID: msgs[2].mid, From: 5, Body: []byte(msgs[2].body)}},
+		}
+		acked := map[int64]int64{2: 1, 3: 0, 4: 1}
+		for u, w := range want {
+			page := fetchAll(t, s, u)
+			if page.Acked != acked[u] || page.Last != int64(len(w)) || len(page.Messages) != len(w) {
+				t.Fatalf("inbox %d: acked %d last %d, %d entries; want acked %d last %d", u, page.Acked, page.Last,
+					len(page.Messages), acked[u], len(w))
+			}
+			for i, m := range page.Messages {
+				if m.Seq != w[i].Seq || m.MID != w[i].MID || m.From != w[i].From || string(m.Body) != string(w[i].Body) {
+					t.Errorf("inbox %d entry %d: %+v, want %+v", u, i, m, w[i])
+				}
+			}
+		}
+		// The group message is stored once, the orphan is gone, the v1
+		// tables too.
+		if n := storedMessages(t, db); n != 4 {
+			t.Errorf("%d messages after the migration, want 4", n)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM bodies"); n != 1 {
+			t.Errorf("%d group bodies, want 1", n)
+		}
+		for _, table := range []string{"messages", "inbox"} {
+			if _, err := db.Exec("SELECT 1 FROM " + table); err == nil {
+				t.Errorf("table %s still there", table)
+			}
+		}
+		// cids still deduplicate; seqs continue.
+		res := storeOK(t, s, msg(1, "c1", 2), Pending{From: 5, To: []int64{2, 3, 4}, CID: "g1", Body: []byte(`{}`)},
+			msg(1, "c3", 2))
+		if !res[0].Duplicate || res[0].MID != msgs[0].mid || !res[1].Duplicate || res[1].MID != msgs[2].mid {
+			t.Errorf("repeats of migrated cids: %+v %+v", res[0], res[1])
+		}
+		if res[2].Duplicate || !slices.Equal(res[2].Seqs, []int64{4}) {
+			t.Errorf("new message after the migration: %+v, want seq 4", res[2])
+		}
+		// Acknowledged entries are pruned as usual.
+		if _, _, err := s.Prune(ctx, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if page := fetchAll(t, s, 4); len(page.Messages) != 0 {
+			t.Errorf("inbox 4 after prune: %+v", page.Messages)
+		}
+		if page := fetchAll(t, s, 3); len(page.Messages) != 2 {
+			t.Errorf("inbox 3 (nothing acknowledged) after prune: %+v", page.Messages)
+		}
+	})
+}
+
+// TestStoreBatchTwoProcesses stores to the same inboxes through two
+// handles on one SQLite file, as two processes would: each writer's
+// memory of last seqs must give way to the other's commits, also when
+// they left no entry behind to collide with (pruned).
+func TestStoreBatchTwoProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "natter.db")
+	var stores []*Store
+	for range 2 {
+		db, err := sqldb.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		stores = append(stores, newStore(t, db))
+	}
+	want := map[int64]int64{}
+	check := func(i int, res []Result, to []int64) {
+		t.Helper()
+		for j, u := range to {
+			want[u]++
+			if res[0].Seqs[j] != want[u] {
+				t.Fatalf("message %d to %d through handle %d: seq %d, want %d", i, u, i%2, res[0].Seqs[j], want[u])
+			}
 		}
 	}
-	b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "msgs/s")
+	for i := range 40 {
+		to := []int64{2}
+		if i%3 == 0 {
+			to = append(to, 3)
+		}
+		check(i, storeOK(t, stores[i%2], msg(1, fmt.Sprint(i), to...)), to)
+		if i%5 == 4 {
+			// Everything acknowledged and pruned: no entry is left for
+			// a stale seq to collide with.
+			ctx := context.Background()
+			if err := stores[i%2].Ack(ctx, []api.Ack{{UserID: 2, Seq: want[2]}, {UserID: 3, Seq: want[3]}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := stores[i%2].Prune(ctx, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestStoreMySQLWithoutReturning stores through the MySQL write path a
+// server without INSERT ... RETURNING (MySQL itself, as opposed to
+// MariaDB) takes: the last seqs are read back by a locking SELECT.
+func TestStoreMySQLWithoutReturning(t *testing.T) {
+	db := dbtest.MySQL(t)
+	s := newStore(t, db)
+	t.Logf("this server answers INSERT ... RETURNING: %v", s.returning)
+	s.returning = false
+	want := map[int64]int64{}
+	for i := range 30 {
+		to := []int64{int64(2 + i%3)}
+		if i%4 == 0 {
+			to = append(to, 9)
+		}
+		res := storeOK(t, s, msg(1, fmt.Sprint(i), to...), msg(2, "", to[0]))
+		for k, r := range res {
+			want[to[0]]++
+			if r.Seqs[0] != want[to[0]] {
+				t.Fatalf("round %d message %d: seqs %v, want %d", i, k, r.Seqs, want[to[0]])
+			}
+			if k == 0 && len(to) > 1 {
+				want[9]++
+				if r.Seqs[1] != want[9] {
+					t.Fatalf("round %d: seqs %v, want %d for inbox 9", i, r.Seqs, want[9])
+				}
+			}
+		}
+	}
+	if r := storeOK(t, s, msg(1, "3", 2)); !r[0].Duplicate {
+		t.Errorf("repeated cid: %+v", r[0])
+	}
+}
+
+// TestFetchWaitsForSync: on SQLite a write commits without waiting for the
+// disk; a fetch that reads it first makes it durable (it never hands out
+// what a crash could take back).
+func TestFetchWaitsForSync(t *testing.T) {
+	db := dbtest.SQLite(t)
+	s := newStore(t, db)
+	storeOK(t, s, msg(1, "a", 2))
+	before := db.WALSyncs()
+	page := fetchAll(t, s, 2)
+	if len(page.Messages) != 1 {
+		t.Fatalf("fetch: %+v", page)
+	}
+	if db.WALSyncs() != before+1 {
+		t.Errorf("%d syncs after a fetch of an unsynced write, want %d", db.WALSyncs(), before+1)
+	}
+	// Synced already: a fetch does not sync again.
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fetchAll(t, s, 2)
+	if db.WALSyncs() != before+1 {
+		t.Errorf("%d syncs, want %d: nothing was left to sync", db.WALSyncs(), before+1)
+	}
 }
