@@ -63,7 +63,7 @@ sleep 2
 gwpids=()
 for i in $(seq 1 "$gateways"); do
 	"$bin/natter-gateway" --nats "nats://127.0.0.1:$((base + 1))" --listen "127.0.0.1:$((base + 10 + i))" \
-		--log-level warn >"$dir/gateway-$i.log" 2>&1 &
+		--http "127.0.0.1:$((base + 30 + i))" --log-level warn >"$dir/gateway-$i.log" 2>&1 &
 	pids+=($!)
 	gwpids+=($!)
 done
@@ -78,6 +78,11 @@ for i in $(seq 1 "$gateways"); do
 done
 rc=0
 for p in "${benches[@]}"; do wait "$p" || rc=1; done
+for i in $(seq 1 "$gateways"); do
+	# Why the gateways closed connections, if any did.
+	curl -s "http://127.0.0.1:$((base + 30 + i))/metrics" | grep '^natter_gateway_connections_closed_total' |
+		grep -v ' 0$' | sed "s/^/gateway $i: /" || true
+done
 
 python3 - "$dir" "$gateways" <<'PY'
 import json, sys

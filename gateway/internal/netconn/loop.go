@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -83,8 +84,9 @@ type loopConn struct {
 	fdMu     sync.RWMutex
 	fdClosed bool
 
-	leftover int  // bytes of a frame still arriving, already split; -1: split again (resumed)
-	refused  bool // the client was refused: what it sends is ignored
+	leftover int         // bytes of a frame still arriving, already split
+	resumed  atomic.Bool // Resume after Pause: what waits in the buffer is split again
+	refused  bool        // the client was refused: what it sends is ignored
 }
 
 type loopEvents struct {
@@ -116,7 +118,7 @@ func (lc *loopConn) conn() gnet.Conn {
 func (e *loopEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 	lc := gc.Context().(*loopConn)
 	c := lc.c
-	if n := gc.InboundBuffered(); n != lc.leftover {
+	if n := gc.InboundBuffered(); n != lc.leftover || lc.resumed.Swap(false) {
 		now := time.Now().UnixNano()
 		c.read(now)
 		switch {
@@ -375,7 +377,8 @@ func (lc *loopConn) writeNow(b []byte) (int, error) {
 // again).
 func (lc *loopConn) resume() {
 	if gc := lc.conn(); gc != nil {
-		gc.Wake(func(gnet.Conn, error) error { lc.leftover = -1; return nil })
+		lc.resumed.Store(true)
+		gc.Wake(nil)
 	}
 }
 

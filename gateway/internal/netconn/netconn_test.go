@@ -368,3 +368,51 @@ func TestRecords(t *testing.T) {
 		}
 	})
 }
+
+// pauser pauses its connection after every 10th frame and resumes it a
+// little later from another goroutine, as the session does when its chat
+// queue fills and drains.
+type pauser struct {
+	echo
+}
+
+func (p *pauser) Frame(c *Conn, f []byte, term byte) {
+	p.echo.Frame(c, f, term)
+	p.mu.Lock()
+	n := len(p.frames)
+	p.mu.Unlock()
+	if n%10 == 0 {
+		c.Pause()
+		go func() {
+			time.Sleep(5 * time.Millisecond)
+			c.Resume()
+		}()
+	}
+}
+
+// TestPauseResume: frames that came while the handler had paused the
+// connection are handed over, in order, once it resumes.
+func TestPauseResume(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind string) {
+		h := &pauser{echo: *newEcho(0)}
+		addr, _ := server(t, kind, testOptions(), func() Handler { return h })
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var all strings.Builder
+		for i := range 200 {
+			fmt.Fprintf(&all, "%d\n", i)
+		}
+		c.Write([]byte(all.String())) // at once: most wait while paused
+		r := bufio.NewReader(c)
+		for i := range 200 {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := r.ReadString('\n')
+			if err != nil || line != fmt.Sprintf("re:%d\n", i) {
+				t.Fatalf("answer %d: %q %v", i, line, err)
+			}
+		}
+	})
+}

@@ -86,16 +86,17 @@ func (s *Session) handleChat(msgid wire.MsgID, f *codec.Frame, reqid []byte, uid
 		cid = "~" + hex.EncodeToString(s.sid[:6]) + strconv.FormatUint(q.nextCID, 36)
 		r.ownCID = true
 	}
-	var req any = api.StoreRequest{From: uid, To: []int64{to}, CID: cid, Body: body}
 	r.subj = subject.OfflineStore
 	if msgid == wire.GroupChat {
-		req = api.GroupSendRequest{UserID: uid, GroupID: to, CID: cid, Body: body}
 		r.subj = subject.GroupSend
-	}
-	if r.data, err = api.Marshal(req); err != nil {
-		s.mu.Unlock()
-		s.sendError(msgid, reqid, wire.Internal, "internal error", false)
-		return
+		if r.data, err = api.Marshal(api.GroupSendRequest{UserID: uid, GroupID: to, CID: cid, Body: body}); err != nil {
+			s.mu.Unlock()
+			s.sendError(msgid, reqid, wire.Internal, "internal error", false)
+			return
+		}
+	} else {
+		// The body is compact already: written once, without a JSON pass.
+		r.data = api.AppendStoreRequest(make([]byte, 0, len(body)+64+len(cid)), uid, []int64{to}, cid, body)
 	}
 	q.q = append(q.q, r)
 	start := !q.inflight
@@ -169,7 +170,7 @@ func (s *Session) store(r chatReq) {
 	s.hub.c.goCall(r.subj, r.data, true, s.hub.opts.RequestTimeout, func(msg *nats.Msg, err error) {
 		var resp api.StoreResponse
 		if err == nil {
-			err = json.Unmarshal(msg.Data, &resp)
+			resp, err = api.DecodeStoreResponse(msg.Data)
 		}
 		switch {
 		case err != nil:

@@ -116,7 +116,7 @@ func NewHub(nc *nats.Conn, opts Options, log *slog.Logger) (*Hub, error) {
 		m:          opts.Metrics,
 		router:     newRouter(nc, log, 1<<16),
 		acks:       newAcker(c, opts.Metrics, log, opts.AckInterval, opts.RequestTimeout),
-		users:      newUserCache(c, 1<<20),
+		users:      newUserCache(1 << 20),
 		loop:       loop,
 		stream:     netconn.NewStream(copts, log),
 		fetchSlots: make(chan struct{}, 64),

@@ -281,28 +281,6 @@ func (m *Metrics) observe(subj string, d time.Duration, err error) {
 	}
 }
 
-// frameMeta is what the metrics need of a frame once it is written.
-type frameMeta struct {
-	stored int64
-	msgs   int32
-	msgid  uint8
-}
-
-// written counts frames written to a socket at now.
-func (m *Metrics) written(frames []frameMeta, now time.Time) {
-	var msgs int32
-	for _, f := range frames {
-		m.framesOut[f.msgid].Inc()
-		msgs += f.msgs
-		if f.stored > 0 {
-			m.latency.Observe(max(0, float64(now.UnixNano()-f.stored*1e6)/1e9))
-		}
-	}
-	if msgs > 0 {
-		m.pushed.Add(float64(msgs))
-	}
-}
-
 // UpgradeRefused counts a refused WebSocket handshake.
 func (m *Metrics) UpgradeRefused(r UpgradeRefusal) { m.wsRefused[r].Inc() }
 

@@ -1,45 +1,19 @@
 package session
 
-import (
-	"context"
-	"sync"
+import "sync"
 
-	"github.com/natter-chat/natter/shared/api"
-	"github.com/natter-chat/natter/shared/subject"
-)
-
-// userCache remembers which user ids exist. Accounts are never deleted, so a
-// positive answer stays true; a negative one is asked again next time.
+// userCache remembers which user ids exist (a chat's recipient is looked up
+// once: chat.go). Accounts are never deleted, so a positive answer stays
+// true; a negative one is asked again next time.
 type userCache struct {
-	c   *caller
 	max int
 
 	mu    sync.RWMutex
 	known map[int64]struct{}
 }
 
-func newUserCache(c *caller, max int) *userCache {
-	return &userCache{c: c, max: max, known: map[int64]struct{}{}}
-}
-
-func (c *userCache) exists(ctx context.Context, uid int64) (bool, error) {
-	c.mu.RLock()
-	_, ok := c.known[uid]
-	c.mu.RUnlock()
-	if ok {
-		return true, nil
-	}
-	var resp api.LookupResponse
-	if err := c.c.call(ctx, subject.UserLookup, api.LookupRequest{IDs: []int64{uid}}, &resp, true); err != nil {
-		return false, err
-	}
-	for _, u := range resp.Users {
-		if u.ID == uid {
-			c.remember(uid)
-			return true, nil
-		}
-	}
-	return false, nil
+func newUserCache(max int) *userCache {
+	return &userCache{max: max, known: map[int64]struct{}{}}
 }
 
 func (c *userCache) remember(uid int64) {

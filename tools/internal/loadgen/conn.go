@@ -54,6 +54,8 @@ type frame struct {
 	LastSeq int64      `json:"lastseq"`
 	Token   string     `json:"token"`
 	Bench   *benchMeta `json:"bench"`
+	// A flood notice (errno 109): the frames dropped since the last one.
+	Dropped int `json:"dropped"`
 	// A chat's REPLY: the cid was stored before (a resend); the message
 	// counts as acknowledged.
 	Duplicate bool `json:"duplicate"`
@@ -77,6 +79,11 @@ type handlers struct {
 // order, so replies come in request order; an error frame without a reqid
 // (errno 109: the frame was dropped before it was read) answers the oldest
 // request still waiting.
+//
+// Chats are answered in the order they were sent (the gateway stores one at
+// a time per connection), so a chat answered by the store settles every
+// older chat still waiting: it was dropped by the flood limit, which
+// answers dropped frames at most once a second, counting them ("dropped").
 type conn struct {
 	nc   net.Conn
 	gen  int64 // this connection's number in the run (pushFrame.Gen)
@@ -96,8 +103,9 @@ type conn struct {
 
 // waiting is a request waiting for its reply.
 type waiting struct {
-	cb replyFunc
-	at time.Time // sent
+	cb   replyFunc
+	at   time.Time // sent
+	chat bool      // a ONE_CHAT or GROUP_CHAT: answered in send order
 }
 
 // dial connects to a gateway and starts the connection's reader goroutine,
@@ -199,9 +207,19 @@ func (c *conn) dispatch(f *frame, at time.Time) {
 	}
 	c.mu.Lock()
 	var cb replyFunc
+	var dropped []replyFunc // chats the flood limit dropped without an answer of their own
 	if f.ReqID != 0 {
-		cb = c.pending[f.ReqID].cb
+		w := c.pending[f.ReqID]
+		cb = w.cb
 		delete(c.pending, f.ReqID)
+		switch {
+		case w.chat && f.Errno != int(wire.Flood) && f.Errno != int(wire.BadJSON) && f.Errno != int(wire.BadField):
+			dropped = c.takeChatsLocked(f.ReqID, -1) // answered in order: older ones were dropped
+		case f.Errno == int(wire.Flood) && f.Dropped > 1:
+			dropped = c.takeChatsLocked(f.ReqID, f.Dropped-1)
+		}
+	} else if f.Errno == int(wire.Flood) && f.Dropped > 0 {
+		dropped = c.takeChatsLocked(0, f.Dropped)
 	} else if f.Errno != 0 && answersOldest(f) {
 		for len(c.order) > 0 && cb == nil {
 			id := c.order[0]
@@ -215,12 +233,33 @@ func (c *conn) dispatch(f *frame, at time.Time) {
 		c.order = c.order[1:]
 	}
 	c.mu.Unlock()
+	for _, d := range dropped {
+		d(&frame{MsgID: wire.Reply, Errno: int(wire.Flood), Errmsg: "dropped by the flood limit"}, nil)
+	}
 	switch {
 	case cb != nil:
 		cb(f, nil)
-	case f.Errno != 0 && c.h.stray != nil:
+	case f.Errno != 0 && c.h.stray != nil && len(dropped) == 0:
 		c.h.stray(f)
 	}
+}
+
+// takeChatsLocked removes and returns the callbacks of the oldest chats
+// still waiting, sent before request before (0: any), at most n of them
+// (n < 0: all). Call with c.mu held.
+func (c *conn) takeChatsLocked(before int64, n int) []replyFunc {
+	var out []replyFunc
+	for _, id := range c.order {
+		if (before != 0 && id >= before) || n == 0 {
+			break
+		}
+		if w, ok := c.pending[id]; ok && w.chat {
+			out = append(out, w.cb)
+			delete(c.pending, id)
+			n--
+		}
+	}
+	return out
 }
 
 // fail ends the connection with err (once) and fails every waiting request.
@@ -249,6 +288,15 @@ func (c *conn) fail(err error) {
 // must carry) and calls cb exactly once with the reply: from the reader
 // goroutine, or from this one if the connection is already broken.
 func (c *conn) request(build func(reqid int64) any, cb replyFunc) {
+	c.requestKind(false, build, cb)
+}
+
+// requestChat is request for a chat (answered in send order).
+func (c *conn) requestChat(build func(reqid int64) any, cb replyFunc) {
+	c.requestKind(true, build, cb)
+}
+
+func (c *conn) requestKind(chat bool, build func(reqid int64) any, cb replyFunc) {
 	c.wmu.Lock()
 	c.mu.Lock()
 	if err := c.err; err != nil {
@@ -259,7 +307,7 @@ func (c *conn) request(build func(reqid int64) any, cb replyFunc) {
 	}
 	c.nextID++
 	id := c.nextID
-	c.pending[id] = waiting{cb: cb, at: time.Now()}
+	c.pending[id] = waiting{cb: cb, at: time.Now(), chat: chat}
 	c.order = append(c.order, id)
 	c.mu.Unlock()
 	err := c.writeLocked(build(id))

@@ -233,7 +233,7 @@ func (s *groupSender) sendNext() {
 		s.box.push(n, t)
 		return
 	}
-	s.m.user.conn().request(func(reqid int64) any { return s.frame(n, t, reqid) },
+	s.m.user.conn().requestChat(func(reqid int64) any { return s.frame(n, t, reqid) },
 		func(f *frame, err error) { s.onReply(n, f, err) })
 }
 

@@ -132,7 +132,7 @@ func (p *pair) send() int64 {
 		p.box.push(n, t)
 		return n
 	}
-	p.sender.conn().request(func(reqid int64) any { return p.frame(n, t, reqid) },
+	p.sender.conn().requestChat(func(reqid int64) any { return p.frame(n, t, reqid) },
 		func(f *frame, err error) { p.onReply(n, f, err) })
 	return n
 }

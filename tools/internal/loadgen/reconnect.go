@@ -456,7 +456,7 @@ func (b *outbox) run(ctx context.Context) {
 		if q.lost {
 			s.count(func(n *ReconnectReport) { n.Resent++ })
 		}
-		c.request(func(reqid int64) any { return b.out.frame(q.n, q.t, reqid) },
+		c.requestChat(func(reqid int64) any { return b.out.frame(q.n, q.t, reqid) },
 			func(f *frame, err error) { ch <- answer{f, err} })
 		var a answer
 		select {
