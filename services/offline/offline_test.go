@@ -741,3 +741,60 @@ func TestStopUnderLoad(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreMany: a store of several messages answers each in its place
+// (a refused one among stored ones, a duplicate cid), and stores each
+// recipient's messages in the order given, across writers.
+func TestStoreMany(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ns := natstest.Run(t)
+		start(t, ns, db, Config{Writers: 3})
+		nc := natstest.Connect(t, ns)
+
+		var reqs [][]byte
+		for i := range 60 {
+			to := int64(10 + i%3) // three recipients, likely on different writers
+			reqs = append(reqs, api.AppendStoreRequest(nil, 1, []int64{to}, fmt.Sprintf("m-%d", i), textBody(fmt.Sprint(i))))
+		}
+		reqs = append(reqs, []byte(`{"from":1,"to":[],"body":{}}`))                                 // refused: no recipient
+		reqs = append(reqs, api.AppendStoreRequest(nil, 1, []int64{10}, "m-0", textBody("again"))) // a duplicate of m-0
+		msg, err := nc.Request(subject.OfflineStoreMany, api.AppendStoreMany(nil, reqs), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := api.Decode(subject.OfflineStoreMany, msg, nil); err != nil {
+			t.Fatal(err)
+		}
+		res, err := api.DecodeStoreManyResponse(msg.Data, len(reqs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 60 {
+			if res[i].Err() != nil || res[i].MID == "" || res[i].Duplicate {
+				t.Fatalf("message %d: %+v", i, res[i])
+			}
+		}
+		if !errors.Is(res[60].Err(), api.ErrBadRequest) {
+			t.Fatalf("a message without recipients: %+v", res[60])
+		}
+		if !res[61].Duplicate || res[61].MID != res[0].MID {
+			t.Fatalf("a cid stored before: %+v, first %+v", res[61], res[0])
+		}
+		for r := range 3 {
+			page := fetch(t, nc, int64(10+r), 0, 100)
+			if page.Last != 20 || len(page.Messages) != 20 {
+				t.Fatalf("inbox %d: last %d, %d messages", 10+r, page.Last, len(page.Messages))
+			}
+			for k, m := range page.Messages {
+				if want := fmt.Sprintf(`"text":"%d"`, r+3*k); !strings.Contains(string(m.Body), want) || m.Seq != int64(k+1) {
+					t.Fatalf("inbox %d, seq %d: %s, want %s", 10+r, m.Seq, m.Body, want)
+				}
+			}
+		}
+		// A malformed store of several is refused whole.
+		var ae *api.Error
+		if err := call(nc, subject.OfflineStoreMany, map[string]any{"messages": []any{}}, nil); !errors.As(err, &ae) || !errors.Is(err, api.ErrBadRequest) {
+			t.Fatalf("an empty store of several: %v", err)
+		}
+	})
+}

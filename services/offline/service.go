@@ -43,7 +43,8 @@ import (
 
 // Endpoint names.
 const (
-	epStore = "store"
+	epStore     = "store"
+	epStoreMany = "storemany"
 	epFetch = "fetch"
 	epAck   = "ack"
 )
@@ -196,6 +197,9 @@ func (s *Service) register() error {
 		endpoint.Spec{Name: epStore, Subject: subject.OfflineStore,
 			Description: "store a chat message in its recipients' inboxes; answered after the commit",
 			Handler:     micro.HandlerFunc(s.handleStore), PendingMsgs: storePendingMsgs, PendingBytes: storePendingBytes},
+		endpoint.Spec{Name: epStoreMany, Subject: subject.OfflineStoreMany,
+			Description: "store several chat messages of one sender (a gateway's pipelined chats), each as store does, in order for each recipient; answered once every one is committed or refused, the results in the request's order",
+			Handler:     micro.HandlerFunc(s.handleStoreMany), PendingMsgs: otherPendingMsgs, PendingBytes: storePendingBytes},
 		endpoint.Spec{Name: epFetch, Subject: subject.OfflineFetch,
 			Description: "read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
 			Handler:     endpoint.JSON(s.runner, epFetch, s.fetch), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},

@@ -3,7 +3,9 @@ package offline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/maphash"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +38,37 @@ type item struct {
 	p     inbox.Pending
 	acks  []api.Ack
 	isAck bool
+	many  *storeMany // set for one message of a store of several (m is nil)
+	idx   int        // its place in many
+}
+
+// storeMany collects the answers to the messages of a store of several
+// (subject.OfflineStoreMany): their items may be committed by different
+// writers; the last one answered sends the whole answer.
+type storeMany struct {
+	m       micro.Request
+	results []api.StoreResult
+	left    atomic.Int32
+}
+
+// answer records item i's result; the last answer sends them all.
+func (s *Service) answerMany(mr *storeMany, i int, r api.StoreResult) {
+	mr.results[i] = r
+	if mr.left.Add(-1) == 0 {
+		endpoint.Respond(s.log, mr.m, epStoreMany, api.StoreManyResponse{Results: mr.results})
+	}
+}
+
+// resultOf is a store's outcome as a store of several answers it.
+func resultOf(mid string, dup bool, err error) api.StoreResult {
+	if err == nil {
+		return api.StoreResult{MID: mid, Duplicate: dup}
+	}
+	var ae *api.Error
+	if errors.As(endpoint.ErrorFor(err), &ae) {
+		return api.StoreResult{Code: ae.Code, Message: ae.Message}
+	}
+	return api.StoreResult{Code: api.CodeInternal, Message: "internal error"}
 }
 
 // writer is one batch writer: it takes requests from its queue, commits
@@ -87,6 +120,39 @@ func (s *Service) handleStore(m micro.Request) {
 		return
 	}
 	s.stats.accepted.Add(1)
+}
+
+// handleStoreMany is the storemany endpoint's handler: each message is
+// queued as a store of its own (a message refused by its checks, or by a
+// full queue, is answered in its place and does not stop the others); the
+// answer goes once every message has one. Messages to one recipient go to
+// one writer in the order given, so they are stored in that order.
+func (s *Service) handleStoreMany(m micro.Request) {
+	raws, err := api.DecodeStoreMany(m.Data())
+	if err != nil {
+		endpoint.RespondError(s.log, m, epStoreMany, err)
+		return
+	}
+	mr := &storeMany{m: m, results: make([]api.StoreResult, len(raws))}
+	mr.left.Store(int32(len(raws)))
+	for i, raw := range raws {
+		p, err := decodeStore(raw, s.cfg.MaxRecipients)
+		if err != nil {
+			s.answerMany(mr, i, resultOf("", false, err))
+			continue
+		}
+		key := p.From
+		if len(p.To) == 1 {
+			key = p.To[0]
+		}
+		if !s.enqueue(s.partition(key), &item{p: p, many: mr, idx: i}) {
+			s.stats.busy.Add(1)
+			s.metrics.storeBusy.Inc()
+			s.answerMany(mr, i, resultOf("", false, api.ErrBusy))
+			continue
+		}
+		s.stats.accepted.Add(1)
+	}
 }
 
 // handleAck is the ack endpoint's handler: acknowledgements are committed
@@ -340,6 +406,10 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 		s.stats.failed.Add(int64(len(c.stores)))
 		s.metrics.storeFailures.Add(float64(len(c.stores)))
 		for _, it := range c.stores {
+			if it.many != nil {
+				s.answerMany(it.many, it.idx, resultOf("", false, c.err))
+				continue
+			}
 			endpoint.RespondError(s.log, it.m, epStore, endpoint.ErrorFor(c.err))
 		}
 		return
@@ -370,12 +440,17 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 	s.metrics.pushErrors.Add(float64(failed))
 
 	for i, r := range c.res {
-		m := c.stores[i].m
+		it := c.stores[i]
+		m := it.m
 		switch {
 		case r.Err != nil:
 			s.stats.failed.Add(1)
 			s.metrics.storeFailures.Inc()
 			s.log.Error("store message", "from", c.ps[i].From, "recipients", len(c.ps[i].To), "err", r.Err)
+			if it.many != nil {
+				s.answerMany(it.many, it.idx, resultOf("", false, r.Err))
+				continue
+			}
 			endpoint.RespondError(s.log, m, epStore, endpoint.ErrorFor(r.Err))
 			continue
 		case r.Duplicate:
@@ -384,6 +459,10 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 		default:
 			s.stats.stored.Add(1)
 			s.metrics.stored.Inc()
+		}
+		if it.many != nil {
+			s.answerMany(it.many, it.idx, resultOf(r.MID, r.Duplicate, nil))
+			continue
 		}
 		p.resp = api.AppendStoreResponse(p.resp[:0], r.MID, r.Duplicate)
 		if err := m.Respond(p.resp); err != nil {

@@ -23,6 +23,8 @@
 //	natter.svc.user.gwbeat          a gateway renews its presence lease
 //	natter.svc.user.gwleave         a gateway stops: its sessions end
 //	natter.svc.offline.store        store a chat message in recipients' inboxes
+//	natter.svc.offline.storemany    store several chat messages of one sender, in
+//	                                order (a gateway's pipelined chats)
 //	natter.svc.offline.fetch        read an inbox after a seq
 //	natter.svc.offline.ack          acknowledge inboxes up to a seq (batched)
 //	natter.svc.user.profiles        names and online state of user ids
@@ -87,9 +89,10 @@ const (
 	// Presence carries api.PresenceEvents from the user service.
 	Presence = prefix + "presence"
 
-	OfflineStore = prefix + "svc.offline.store"
-	OfflineFetch = prefix + "svc.offline.fetch"
-	OfflineAck   = prefix + "svc.offline.ack"
+	OfflineStore     = prefix + "svc.offline.store"
+	OfflineStoreMany = prefix + "svc.offline.storemany"
+	OfflineFetch     = prefix + "svc.offline.fetch"
+	OfflineAck       = prefix + "svc.offline.ack"
 )
 
 // User is the subject a gateway subscribes to for user uid while it holds

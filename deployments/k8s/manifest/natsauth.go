@@ -110,7 +110,7 @@ func Roles() []Role {
 			Publish: []string{
 				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
 				subject.UserLookup, subject.UserGatewayBeat, subject.UserGatewayLeave, subject.UserSessions,
-				subject.OfflineStore, subject.OfflineFetch, subject.OfflineAck,
+				subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck,
 				subject.FriendAdd, subject.FriendRemove, subject.FriendList,
 				subject.GroupCreate, subject.GroupJoin, subject.GroupLeave, subject.GroupMine,
 				subject.GroupMembers, subject.GroupSend,
@@ -133,7 +133,7 @@ func Roles() []Role {
 			Name: subject.OfflineService, Binary: "natter-offline",
 			// Pushes of stored messages to the recipients' gateways.
 			Publish:   []string{UserSubjects()},
-			Subscribe: []string{subject.OfflineStore, subject.OfflineFetch, subject.OfflineAck, Discovery},
+			Subscribe: []string{subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck, Discovery},
 			Responds:  true,
 		},
 		{

@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -19,9 +20,11 @@ import (
 // send many without waiting for the answers, but one sender's chats must be
 // stored in the order sent (several offline or group service instances
 // would otherwise store them in any order). So a connection has one store
-// in flight; the chats sent meanwhile wait in its queue, and each is
-// answered, in order, once stored. No goroutine waits on a store: the
-// answer comes on the requester's goroutine, which sends the next.
+// in flight; the chats sent meanwhile wait in its queue and go together in
+// the next (subject.OfflineStoreMany: the offline service stores them in
+// the order given), and each is answered, in order, once stored. No
+// goroutine waits on a store: the answer comes on the requester's
+// goroutine, which sends the next.
 
 // A connection whose chats pile up waiting for the inbox is paused (its
 // frames wait in the socket, so a fast sender is slowed down by TCP) until
@@ -124,19 +127,86 @@ func (s *Session) nextChat() {
 		}
 		return
 	}
-	r := q.q[0]
-	q.q[0] = chatReq{}
-	q.q = q.q[1:]
+	// The one-to-one chats at the head whose recipients are known go
+	// together; a group chat, or a recipient to look up, goes alone.
+	n := 0
+	for n < len(q.q) && n < api.MaxStoreMany && q.q[n].msgid == wire.OneChat && s.hub.users.isKnown(q.q[n].to) {
+		n++
+	}
+	batch := append([]chatReq(nil), q.q[:max(n, 1)]...)
+	clear(q.q[:len(batch)])
+	q.q = q.q[len(batch):]
 	if len(q.q) == 0 {
 		q.q = nil
 	}
 	s.resumeLocked()
 	s.mu.Unlock()
-	if r.msgid == wire.OneChat && !s.hub.users.isKnown(r.to) {
+	switch r := batch[0]; {
+	case len(batch) > 1:
+		s.storeMany(batch)
+	case r.msgid == wire.OneChat && !s.hub.users.isKnown(r.to):
 		s.lookupThenStore(r)
+	default:
+		s.store(r)
+	}
+}
+
+// storeMany stores chats together and answers each, in order. Offline
+// instances that do not know the store of several (an older version during
+// an upgrade) get them one by one.
+func (s *Session) storeMany(batch []chatReq) {
+	reqs := make([][]byte, len(batch))
+	for i, r := range batch {
+		reqs[i] = r.data
+	}
+	data := api.AppendStoreMany(nil, reqs)
+	s.hub.c.goCall(subject.OfflineStoreMany, data, true, s.hub.opts.RequestTimeout, func(msg *nats.Msg, err error) {
+		var res []api.StoreResult
+		if err == nil {
+			res, err = api.DecodeStoreManyResponse(msg.Data, len(batch))
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			s.storeEach(batch)
+			return
+		}
+		for i, r := range batch {
+			switch {
+			case err != nil:
+				s.answerStore(r, api.StoreResponse{}, err)
+			default:
+				s.answerStore(r, api.StoreResponse{MID: res[i].MID, Duplicate: res[i].Duplicate}, res[i].Err())
+			}
+		}
+		s.nextChat()
+	})
+}
+
+// storeEach stores chats one after the other (each one's answer sends the
+// next), then goes on with the queue.
+func (s *Session) storeEach(batch []chatReq) {
+	if len(batch) == 0 {
+		s.nextChat()
 		return
 	}
-	s.store(r)
+	r := batch[0]
+	s.hub.c.goCall(r.subj, r.data, true, s.hub.opts.RequestTimeout, func(msg *nats.Msg, err error) {
+		var resp api.StoreResponse
+		if err == nil {
+			resp, err = api.DecodeStoreResponse(msg.Data)
+		}
+		s.answerStore(r, resp, err)
+		s.storeEach(batch[1:])
+	})
+}
+
+// answerStore answers a chat with its store's outcome.
+func (s *Session) answerStore(r chatReq, resp api.StoreResponse, err error) {
+	if err != nil {
+		errno, text := s.socialError("store chat", err)
+		s.sendError(r.msgid, r.reqid, errno, text, false)
+		return
+	}
+	s.sendReply(&codec.Reply{Re: r.msgid, ReqID: r.reqid, MID: resp.MID, HasMID: true, Duplicate: resp.Duplicate && !r.ownCID})
 }
 
 // lookupThenStore checks that a chat's recipient exists, then stores it.
@@ -172,13 +242,7 @@ func (s *Session) store(r chatReq) {
 		if err == nil {
 			resp, err = api.DecodeStoreResponse(msg.Data)
 		}
-		switch {
-		case err != nil:
-			errno, text := s.socialError("store chat", err)
-			s.sendError(r.msgid, r.reqid, errno, text, false)
-		default:
-			s.sendReply(&codec.Reply{Re: r.msgid, ReqID: r.reqid, MID: resp.MID, HasMID: true, Duplicate: resp.Duplicate && !r.ownCID})
-		}
+		s.answerStore(r, resp, err)
 		s.nextChat()
 	})
 }

@@ -128,7 +128,7 @@ func msgIndex(m wire.MsgID) int {
 var meteredSubjects = []string{
 	subject.UserRegister, subject.UserLogin, subject.UserLogouts, subject.UserLookup,
 	subject.UserGatewayBeat, subject.UserGatewayLeave, subject.UserSessions,
-	subject.OfflineStore, subject.OfflineFetch, subject.OfflineAck,
+	subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck,
 	subject.FriendAdd, subject.FriendRemove, subject.FriendList,
 	subject.GroupCreate, subject.GroupJoin, subject.GroupLeave, subject.GroupMine, subject.GroupMembers, subject.GroupSend,
 }

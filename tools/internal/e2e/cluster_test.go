@@ -27,7 +27,7 @@ import (
 
 // cluster is a natter deployment inside the test process, on real sockets.
 type cluster struct {
-	t   *testing.T
+	t   testing.TB
 	ns  *server.Server
 	db  *sqldb.DB
 	gws []*gateway.Gateway
@@ -44,7 +44,7 @@ type clusterOpts struct {
 	mysql       bool
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("NATTER_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -53,7 +53,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // newCluster starts NATS, two instances of each service (user, offline,
 // friend, group) and two gateways.
-func newCluster(t *testing.T, o clusterOpts) *cluster {
+func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
 	c := &cluster{t: t, ns: natstest.Run(t)}
 	if o.mysql {
@@ -133,14 +133,14 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 
 // client is a raw TCP client of one gateway.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	conn net.Conn
 	r    *bufio.Reader
 	term byte
 }
 
-func dial(t *testing.T, addr net.Addr, term byte, name string) *client {
+func dial(t testing.TB, addr net.Addr, term byte, name string) *client {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr.String())
 	if err != nil {
