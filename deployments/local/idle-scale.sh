@@ -63,7 +63,7 @@ sleep 2
 gwpids=()
 for i in $(seq 1 "$gateways"); do
 	"$bin/natter-gateway" --nats "nats://127.0.0.1:$((base + 1))" --listen "127.0.0.1:$((base + 10 + i))" \
-		--http "127.0.0.1:$((base + 30 + i))" --log-level warn >"$dir/gateway-$i.log" 2>&1 &
+		--http "127.0.0.1:$((base + 30 + i))" --log-level "${NATTER_SCALE_GATEWAY_LOG:-warn}" >"$dir/gateway-$i.log" 2>&1 &
 	pids+=($!)
 	gwpids+=($!)
 done

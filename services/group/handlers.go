@@ -13,6 +13,7 @@ import (
 
 	"github.com/natter-chat/natter/services/group/internal/roster"
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -139,7 +140,14 @@ func (s *Service) send(ctx context.Context, req *api.GroupSendRequest) (*api.Sto
 		}
 		return &api.StoreResponse{MID: mid.String()}, nil
 	}
-	resp, err := api.CallStore(ctx, s.nc, subject.OfflineStore, api.AppendStoreRequest(nil, req.UserID, to, req.CID, req.Body))
+	// Sent again after a lost NATS node or offline instance: the cid makes
+	// it idempotent.
+	var resp api.StoreResponse
+	msg, err := s.req.Request(ctx, subject.OfflineStore, api.AppendStoreRequest(nil, req.UserID, to, req.CID, req.Body),
+		natsreq.CallOpts{Idempotent: true})
+	if err == nil {
+		resp, err = api.DecodeStoreAnswer(msg)
+	}
 	if err = s.callError(subject.OfflineStore, err); err != nil {
 		return nil, fmt.Errorf("group send to group %d: %w", req.GroupID, err)
 	}
@@ -197,7 +205,7 @@ func (s *Service) profiles(ctx context.Context, ids []int64) (map[int64]api.Prof
 // becomes api.CodeBusy, so the client retries (a group send with the same
 // cid, which the offline service deduplicates).
 func (s *Service) call(ctx context.Context, subj string, req, resp any) error {
-	return s.callError(subj, api.Call(ctx, s.nc, subj, req, resp))
+	return s.callError(subj, natsreq.Call(ctx, s.req, subj, req, resp, true))
 }
 
 // callError is call's mapping of the error of a call to subj.

@@ -28,6 +28,7 @@ import (
 	"github.com/natter-chat/natter/services/group/internal/roster"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -53,6 +54,7 @@ const (
 // Service is a running group service.
 type Service struct {
 	nc    *nats.Conn
+	req   *natsreq.Requester // requests to the offline and user services
 	store *roster.Store
 	cfg   Config
 	log   *slog.Logger
@@ -96,8 +98,14 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if err := store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start group service: %w", err)
 	}
+	req, err := natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	natsreq.OnReconnect(nc, req)
 	s := &Service{
 		nc:         nc,
+		req:        req,
 		store:      store,
 		cfg:        cfg,
 		log:        log,
@@ -170,7 +178,9 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) shutdown() error {
-	if err := endpoint.Stop(s.micro, s.nc, s.runner, s.sendRunner); err != nil {
+	err := endpoint.Stop(s.micro, s.nc, s.runner, s.sendRunner)
+	s.req.Close() // after the requests it serves have ended
+	if err != nil {
 		return fmt.Errorf("stop group service: %w", err)
 	}
 	s.log.Info("group service stopped")

@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 )
 
 // The store codec: how a gateway or the group service asks the offline
@@ -211,8 +210,14 @@ func CallStore(ctx context.Context, nc *nats.Conn, subject string, req []byte) (
 	if err != nil {
 		return StoreResponse{}, fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
 	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return StoreResponse{}, &Error{Code: Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
+	return DecodeStoreAnswer(msg)
+}
+
+// DecodeStoreAnswer reads a store's answer message: a service error as
+// *Error, else the response.
+func DecodeStoreAnswer(msg *nats.Msg) (StoreResponse, error) {
+	if e := ErrorFromHeader(msg.Header); e != nil {
+		return StoreResponse{}, e
 	}
 	return DecodeStoreResponse(msg.Data)
 }

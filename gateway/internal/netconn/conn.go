@@ -447,6 +447,7 @@ func (c *Conn) endReading(err error) {
 		c.SetReason(ReasonIdle)
 	default:
 		c.SetReason(ReasonReadError)
+		c.log.Info("read failed; closing", "err", err)
 	}
 	keep := c.h.ReadEnded(c, err)
 	c.mu.Lock()
