@@ -658,9 +658,10 @@ func TestMicroInfo(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		subject.OfflineStore: subject.OfflineService,
-		subject.OfflineFetch: subject.OfflineService,
-		subject.OfflineAck:   subject.OfflineService,
+		subject.OfflineStore:     subject.OfflineService,
+		subject.OfflineStoreMany: subject.OfflineService,
+		subject.OfflineFetch:     subject.OfflineService,
+		subject.OfflineAck:       subject.OfflineService,
 	}
 	if info.Name != subject.OfflineService || !maps.Equal(got, want) {
 		t.Errorf("info %+v", info)
@@ -756,7 +757,7 @@ func TestStoreMany(t *testing.T) {
 			to := int64(10 + i%3) // three recipients, likely on different writers
 			reqs = append(reqs, api.AppendStoreRequest(nil, 1, []int64{to}, fmt.Sprintf("m-%d", i), textBody(fmt.Sprint(i))))
 		}
-		reqs = append(reqs, []byte(`{"from":1,"to":[],"body":{}}`))                                 // refused: no recipient
+		reqs = append(reqs, []byte(`{"from":1,"to":[],"body":{}}`))                                // refused: no recipient
 		reqs = append(reqs, api.AppendStoreRequest(nil, 1, []int64{10}, "m-0", textBody("again"))) // a duplicate of m-0
 		msg, err := nc.Request(subject.OfflineStoreMany, api.AppendStoreMany(nil, reqs), 10*time.Second)
 		if err != nil {

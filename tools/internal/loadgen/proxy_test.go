@@ -13,6 +13,11 @@ import (
 // keeps accepting), or goes down for good (closes them and stops
 // accepting). The frame that triggers it has reached the gateway; its
 // reply is lost. (After tools/internal/chatclient/proxy_test.go.)
+//
+// A cut waits until every connection has had its login reply: a cut that
+// took a resume's own reply would leave its client with a token the
+// server has already rotated (the old one stops working once the new one
+// is issued), and the client would have to log in with its password.
 type proxy struct {
 	t      *testing.T
 	target string
@@ -27,7 +32,8 @@ type proxy struct {
 	every     int    // act after every this many matching frames
 	left      int    // actions left
 	goDown    bool   // the action: go down for good (else cut)
-	seen      int    // matching frames forwarded
+	seen      int    // matching frames forwarded since the last action
+	unsettled int    // connections that have not had their login reply yet
 	actions   int    // actions taken
 	wg        sync.WaitGroup
 }
@@ -117,7 +123,8 @@ func (p *proxy) counted(line []byte) {
 	act, goDown := false, p.goDown
 	if p.left > 0 && bytes.Contains(line, p.match) {
 		p.seen++
-		if p.seen%p.every == 0 {
+		if p.seen >= p.every && p.unsettled == 0 {
+			p.seen = 0
 			p.left--
 			p.actions++
 			act = true
@@ -131,6 +138,9 @@ func (p *proxy) counted(line []byte) {
 		p.cut()
 	}
 }
+
+// loginReply is in the gateway's answer to a login (the new resume token).
+var loginReply = []byte(`"token":"`)
 
 func (p *proxy) relay(client net.Conn) {
 	server, err := net.Dial("tcp", p.target)
@@ -146,7 +156,17 @@ func (p *proxy) relay(client net.Conn) {
 		return
 	}
 	p.conns[client], p.conns[server] = true, true
+	p.unsettled++
+	replies := p.replies
 	p.mu.Unlock()
+	var once sync.Once
+	settle := func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.unsettled--
+			p.mu.Unlock()
+		})
+	}
 	closeBoth := func() {
 		client.Close()
 		server.Close()
@@ -154,36 +174,37 @@ func (p *proxy) relay(client net.Conn) {
 		delete(p.conns, client)
 		delete(p.conns, server)
 		p.mu.Unlock()
+		settle()
 	}
-	p.mu.Lock()
-	replies := p.replies
-	p.mu.Unlock()
-	if replies {
-		p.wg.Go(func() { // server -> client, counting what it reads
-			buf := make([]byte, 4096)
-			for {
-				n, err := server.Read(buf)
-				if err != nil {
-					closeBoth()
-					return
-				}
-				if _, err := client.Write(buf[:n]); err != nil {
-					closeBoth()
-					return
-				}
+	p.wg.Go(func() { // server -> client, watching for the login reply
+		buf := make([]byte, 4096)
+		settled := false
+		for {
+			n, err := server.Read(buf)
+			if err != nil {
+				closeBoth()
+				return
+			}
+			if _, err := client.Write(buf[:n]); err != nil {
+				closeBoth()
+				return
+			}
+			if !settled && bytes.Contains(buf[:n], loginReply) {
+				settled = true
+				settle()
+			}
+			if replies {
 				p.counted(buf[:n])
 			}
-		})
+		}
+	})
+	if replies {
 		p.wg.Go(func() {
 			io.Copy(server, client)
 			closeBoth()
 		})
 		return
 	}
-	p.wg.Go(func() { // server -> client
-		io.Copy(client, server)
-		closeBoth()
-	})
 	p.wg.Go(func() { // client -> server, frame by frame
 		buf := make([]byte, 0, 4096)
 		tmp := make([]byte, 4096)
