@@ -25,6 +25,7 @@ type metrics struct {
 
 	loginThrottled *prometheus.CounterVec
 	loginDelays    *prometheus.CounterVec
+	bundleMisses   *prometheus.CounterVec
 }
 
 // Login methods and results (labels).
@@ -79,6 +80,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:        "Failed password logins that locked their account or address for a while (past the free failures), by scope: account or address.",
 			ConstLabels: labels,
 		}, []string{"scope"}),
+		bundleMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "natter_user_login_bundle_misses_total",
+			Help:        "Parts of a login's bundle left out, by part: inbox, friends or groups (the service did not answer in time), lists (inbox and lists together too large for one message). The gateway reads a missing inbox and lists itself; a missing friend or group list is reported to the client as incomplete.",
+			ConstLabels: labels,
+		}, []string{"part"}),
+	}
+	for _, part := range []string{"inbox", "friends", "groups", "lists"} {
+		m.bundleMisses.WithLabelValues(part)
 	}
 	for _, scope := range []string{scopeAccount, scopeAddress, scopeConcurrent} {
 		m.loginThrottled.WithLabelValues(scope)
@@ -94,7 +103,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{resultOK, resultNameTaken, resultBadRequest, resultError} {
 		m.registrations.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired, m.loginThrottled, m.loginDelays} {
+	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired, m.loginThrottled, m.loginDelays, m.bundleMisses} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register user metrics: %w", err)
 		}

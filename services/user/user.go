@@ -24,6 +24,7 @@ import (
 	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
@@ -124,8 +125,11 @@ type Service struct {
 	// that the answer takes as long as for a wrong password.
 	dummyHash []byte
 
-	micro   micro.Service
-	runner  *endpoint.Runner
+	micro  micro.Service
+	runner *endpoint.Runner
+	// req asks the offline, friend and group services for a login's
+	// bundle (api.LoginBundle).
+	req     *natsreq.Requester
 	metrics *metrics
 	claims  *claimBatcher // SQLite: logins share transactions; nil on MySQL
 	// throttle limits password guessing.
@@ -184,6 +188,13 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if db.Dialect == sqldb.SQLite {
 		s.claims = newClaimBatcher(store)
 	}
+	if s.req, err = natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout}); err != nil {
+		if s.claims != nil {
+			s.claims.close()
+		}
+		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	natsreq.OnReconnect(nc, s.req)
 	ms, err := micro.AddService(nc, micro.Config{
 		Name:        subject.UserService,
 		Version:     buildinfo.Release,
@@ -197,6 +208,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		if s.claims != nil {
 			s.claims.close()
 		}
+		s.req.Close()
 		return nil, fmt.Errorf("start user service: %w", err)
 	}
 	s.micro = ms
@@ -205,8 +217,8 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			Description: "create an account: {name, password} -> {id}; errors name_taken, bad_request",
 			Handler:     endpoint.JSON(s.runner, "register", s.register)},
 		endpoint.Spec{Name: "login", Subject: subject.UserLogin,
-			Description: "check a password and claim the user's single session: {user_id, password, gateway_id, session_id} -> {name, replaced}; errors bad_login, session_live",
-			Handler:     endpoint.JSON(s.runner, "login", s.login)},
+			Description: "check a password or resume token and claim the user's single session: {user_id, password | resume_token, gateway_id, session_id, bundle} -> {name, resume_token, replaced, inbox, lists, friends, groups, missing}; errors bad_login, session_live, login_throttled",
+			Handler:     s.loginHandler()},
 		endpoint.Spec{Name: "logout", Subject: subject.UserLogout,
 			Description: "release a session if it is still the user's current one: {user_id, session_id} -> {}",
 			Handler:     endpoint.JSON(s.runner, "logout", s.logout)},
@@ -267,6 +279,7 @@ func (s *Service) shutdown() error {
 	if s.claims != nil {
 		s.claims.close() // after the handlers: none is waiting for a claim
 	}
+	s.req.Close() // after the handlers: none is waiting for a bundle
 	if err != nil {
 		return fmt.Errorf("stop user service: %w", err)
 	}

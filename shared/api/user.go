@@ -41,6 +41,20 @@ type LoginRequest struct {
 	// password logins are throttled per address (an IPv6 address per /64)
 	// as well as per account, and logged with it.
 	Remote string `json:"remote,omitempty"`
+	// Bundle, when set, asks the user service to read what a gateway
+	// needs for its LOGIN_ACK after the claim and answer it with the login
+	// (LoginResponse.Inbox, Lists): one round trip for the gateway instead
+	// of four requests.
+	Bundle *LoginBundle `json:"bundle,omitempty"`
+}
+
+// LoginBundle is what a login's answer should carry besides the login.
+type LoginBundle struct {
+	// InboxLimit > 0: the first page of the inbox after the acknowledged
+	// seq, at most this many messages (offline.fetch).
+	InboxLimit int `json:"inbox_limit,omitempty"`
+	// Lists: the user's friends (friend.list) and groups (group.mine).
+	Lists bool `json:"lists,omitempty"`
 }
 
 // MaxRemoteLen bounds LoginRequest.Remote.
@@ -56,6 +70,19 @@ type LoginResponse struct {
 	ResumeToken string `json:"resume_token"`
 	// Replaced is the session id that this login replaced, if one was live.
 	Replaced string `json:"replaced,omitempty"`
+
+	// What LoginRequest.Bundle asked for. Inbox is nil when it was not
+	// read (not asked, the offline service did not answer, or the answer
+	// would have been too large for one message): the gateway fetches it
+	// itself. Lists is false when the lists were not read (then Friends,
+	// Groups and Missing are empty): the gateway asks for them itself.
+	// Missing names the lists that could not be read ("friends",
+	// "groups"): the login goes on without them.
+	Inbox   *FetchResponse `json:"inbox,omitempty"`
+	Lists   bool           `json:"lists,omitempty"`
+	Friends []Profile      `json:"friends,omitempty"`
+	Groups  []Group        `json:"groups,omitempty"`
+	Missing []string       `json:"missing,omitempty"`
 }
 
 // LogoutRequest releases a session. It only removes the session if it is

@@ -131,6 +131,20 @@ func (r *Runner) Go(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// Then runs fn on a goroutine of its own that Close waits for but that
+// holds no slot: the part of a handler that only waits for other services
+// (which may need a slot of this runner to answer). Call it from a running
+// handler only.
+func (r *Runner) Then(fn func(ctx context.Context)) {
+	r.wg.Add(1) // the calling handler's count is held: Close is still waiting
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
 // Default pending limits of an endpoint subscription (see Spec).
 const (
 	DefaultPendingMsgs  = 4096    // requests queued per endpoint before drops

@@ -120,8 +120,10 @@ func Roles() []Role {
 		},
 		{
 			Name: subject.UserService, Binary: "natter-user",
-			// Kicks to the replaced session's gateway; presence events.
-			Publish: []string{UserSubjects(), subject.Presence},
+			// Kicks to the replaced session's gateway; presence events; a
+			// login's bundle (inbox page, friends, groups).
+			Publish: []string{UserSubjects(), subject.Presence,
+				subject.OfflineFetch, subject.FriendList, subject.GroupMine},
 			Subscribe: []string{
 				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
 				subject.UserLookup, subject.UserProfiles, subject.UserSessions,

@@ -55,7 +55,7 @@ func NewLoop(opts Options, loops int, log *slog.Logger) (*Loop, error) {
 // connection is served until it ends, when its handler's Closed is called.
 // The handler is made by newHandler before any frame is read.
 func (l *Loop) Serve(conn net.Conn, newHandler func(*Conn) Handler) error {
-	lc := &loopConn{}
+	lc := &loopConn{raddr: conn.RemoteAddr()}
 	c := newConn(nil, &l.env)
 	c.t = lc
 	lc.c = c
@@ -73,7 +73,8 @@ func (l *Loop) Stop() error { return l.cli.Stop() }
 
 // loopConn is a Conn's transport on an event loop.
 type loopConn struct {
-	c *Conn
+	c     *Conn
+	raddr net.Addr // the client's address, kept: gnet's may be released by the loop at any time
 
 	gmu    sync.Mutex
 	gc     gnet.Conn // set by OnOpen; nil before
@@ -382,12 +383,7 @@ func (lc *loopConn) resume() {
 	}
 }
 
-func (lc *loopConn) remoteAddr() net.Addr {
-	if gc := lc.conn(); gc != nil {
-		return gc.RemoteAddr()
-	}
-	return nil
-}
+func (lc *loopConn) remoteAddr() net.Addr { return lc.raddr }
 
 // gnetLogger sends gnet's own log lines to the gateway's log.
 type gnetLogger struct{ log *slog.Logger }

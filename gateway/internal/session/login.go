@@ -136,9 +136,12 @@ func (s *Session) login(r loginReq, gen uint32, sid string) (*cursor.Page, bool)
 	if a := s.conn.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
+	// The user service reads the inbox's first page and the lists after
+	// the claim and answers them with the login (api.LoginBundle): one
+	// round trip. What it could not read, the gateway reads below.
 	err := s.hub.c.call(ctx, subject.UserLogin, api.LoginRequest{
 		UserID: r.uid, Password: r.password, ResumeToken: r.token, GatewayID: s.hub.opts.GatewayID, SessionID: sid,
-		Remote: remote,
+		Remote: remote, Bundle: &api.LoginBundle{InboxLimit: s.hub.opts.ReplayPage, Lists: true},
 	}, &resp, false)
 	var ae *api.Error
 	switch {
@@ -158,16 +161,21 @@ func (s *Session) login(r loginReq, gen uint32, sid string) (*cursor.Page, bool)
 		return fail(loginError, errno, msg)
 	}
 	var (
-		friends []api.Profile
-		groups  []api.Group
-		missing []string
-		lists   = make(chan struct{})
+		friends, groups, missing = resp.Friends, resp.Groups, resp.Missing
+		lists                    = make(chan struct{})
+		first                    = resp.Inbox
 	)
-	go func() {
-		defer close(lists)
-		friends, groups, missing = s.loginLists(ctx, r.uid)
-	}()
-	first, err := s.fetch(ctx, r.uid, -1)
+	if resp.Lists {
+		close(lists)
+	} else {
+		go func() {
+			defer close(lists)
+			friends, groups, missing = s.loginLists(ctx, r.uid)
+		}()
+	}
+	if first == nil {
+		first, err = s.fetch(ctx, r.uid, -1)
+	}
 	<-lists
 	if err != nil {
 		s.hub.logouts.add(r.uid, sid, false)

@@ -62,8 +62,13 @@ func newRouter(nc *nats.Conn, log *slog.Logger, buffer int) *router {
 }
 
 // attach routes uid's messages to s, subscribing if this is the user's first
-// session here. It returns once the server has the subscription, so anything
-// published after attach returns reaches s.
+// session here. It does not wait for the server: the subscription goes out
+// on the connection the login's request then takes (hub.c shares nc), and a
+// NATS server handles one connection's messages in order, so the server
+// has the subscription before the user service sees the login, and so
+// before anything the claim lets others publish to uid. (A flush here was a
+// round trip per login for nothing more: in a cluster, no flush to the
+// gateway's own server orders other servers either.)
 func (r *router) attach(uid int64, s *Session) error {
 	r.mu.Lock()
 	rt := r.subs[uid]
@@ -78,7 +83,7 @@ func (r *router) attach(uid int64, s *Session) error {
 	}
 	rt.add(s)
 	r.mu.Unlock()
-	return r.nc.Flush()
+	return nil
 }
 
 // detach stops routing uid's messages to s.

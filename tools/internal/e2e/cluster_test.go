@@ -42,6 +42,9 @@ type clusterOpts struct {
 	floodRate   float64
 	writeLimit  int
 	mysql       bool
+	// gwInbox: the gateways' NATS inbox prefix (their replies), so that a
+	// test can tell their requests from the services'.
+	gwInbox string
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -117,6 +120,13 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	nc := c.conn()
+	if o.gwInbox != "" {
+		var err error
+		if nc, err = nats.Connect(c.ns.ClientURL(), nats.CustomInboxPrefix(o.gwInbox)); err != nil {
+			c.t.Fatalf("gateway connection: %v", err)
+		}
+		c.t.Cleanup(nc.Close)
+	}
 	g, err := gateway.Start(ctx, nc, cfg, testLogger(c.t))
 	if err != nil {
 		c.t.Fatalf("gateway: %v", err)

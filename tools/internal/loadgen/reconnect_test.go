@@ -20,11 +20,14 @@ const chatFrames = `"cid":`
 func faultConfig(p *proxy, workload string, reconnect bool) Config {
 	cfg := testConfig(p.addr)
 	cfg.Reconnect = reconnect
+	// Long enough for the cuts on a loaded machine, where a closed loop
+	// sends a few dozen messages a second (a cut waits for every
+	// connection's login reply and then for its share of messages).
+	cfg.Duration = 3 * time.Second
 	if workload == WorkloadGroup {
 		cfg.Workload = WorkloadGroup
 		cfg.Groups, cfg.Members, cfg.Senders = 2, 4, 2
 		cfg.Rate = 100
-		cfg.Duration = 1500 * time.Millisecond
 	}
 	return cfg
 }

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
@@ -78,7 +77,6 @@ func TestWebSocketReconnectThroughCuts(t *testing.T) {
 	p.cutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Transport = TransportWS
-	cfg.Duration = 1500 * time.Millisecond
 	r := runFaultBench(t, cfg)
 	if got := p.taken(); got != cuts {
 		t.Fatalf("the proxy cut %d times, want %d (too few messages?)", got, cuts)
