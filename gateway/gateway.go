@@ -157,6 +157,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// CheckTLSFiles loads the certificate and key files of a configuration
+// with TLS listeners, so that a bad pair is a startup error before
+// anything else starts. Start loads them again.
+func (c Config) CheckTLSFiles() error {
+	if !c.TLS() {
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+		return fmt.Errorf("TLS certificate %s and key %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	return nil
+}
+
 // distinctAddrs refuses two listeners on one address (a port 0 is a new
 // port each time).
 func distinctAddrs(addrs map[string]string) error {

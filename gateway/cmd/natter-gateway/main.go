@@ -61,6 +61,9 @@ func main() {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if err := cfg.CheckTLSFiles(); err != nil {
+				return err
+			}
 			natsOpts, err := cliflag.NATSOptions(c)
 			if err != nil {
 				return err

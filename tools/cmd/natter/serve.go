@@ -115,6 +115,9 @@ func serve(c *cli.Context) (err error) {
 			return err
 		}
 	}
+	if err := cfg.Gateway.CheckTLSFiles(); err != nil {
+		return err
+	}
 	stopPprof, err := cliflag.StartPprof(c, log)
 	if err != nil {
 		return err
