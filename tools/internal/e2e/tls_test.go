@@ -393,3 +393,62 @@ func TestTLSFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestChatAndBenchOverTLS runs natter chat and natter bench with --tls
+// against natter serve's TLS listeners: chat registers and sends over
+// TLS; bench runs over TLS and over wss (ws:// addresses made wss:// by
+// --tls); without --tls-ca the private CA is not trusted and both fail.
+func TestChatAndBenchOverTLS(t *testing.T) {
+	files := certtest.Write(t, "localhost", "127.0.0.1")
+	_, plain, secure, wss := tlsServe(t, files)
+	bin := filepath.Join(binaries(t), "natter")
+	run := func(env []string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	tlsArgs := []string{"--tls", "--tls-ca", files.CA}
+	pw := []string{"NATTER_PASSWORD=pw"}
+	reg := func(name string, args ...string) string {
+		out, err := run(pw, append([]string{"chat", "--register", name, "--id-only"}, args...)...)
+		if err != nil {
+			t.Fatalf("natter chat --register %s %v: %v\n%s", name, args, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	aid := reg("alice", append([]string{"--addr", secure}, tlsArgs...)...)
+	plainAddr, _ := net.ResolveTCPAddr("tcp", plain)
+	b := dial(t, plainAddr, '\n', "b-plain")
+	bid := b.register("bob", "pw")
+	b.login(bid, "pw")
+	if out, err := run(pw, append([]string{"chat", "--addr", secure, "--user", aid, "--send",
+		"chat:" + strconv.FormatInt(bid, 10) + ":sent by natter chat over tls"}, tlsArgs...)...); err != nil {
+		t.Fatalf("natter chat --send over tls: %v\n%s", err, out)
+	}
+	if f := b.expect(6); f.str("msg") != "sent by natter chat over tls" {
+		t.Fatalf("plain client got %v", f)
+	}
+
+	bench := []string{"bench", "--workload", "one-to-one", "--pairs", "2", "--warmup", "0s", "--duration", "1s", "--quiet"}
+	for _, addr := range []string{secure, "ws://localhost:" + portOf(t, wss) + gateway.WSPath} {
+		if out, err := run(nil, append(append(bench, "--addr", addr), tlsArgs...)...); err != nil {
+			t.Fatalf("natter bench --tls --addr %s: %v\n%s", addr, err, out)
+		}
+	}
+
+	// The private CA is not trusted without --tls-ca.
+	if out, err := run(pw, "chat", "--addr", secure, "--tls", "--register", "carol", "--connect-timeout", "2s"); err == nil ||
+		!strings.Contains(out, "certificate") {
+		t.Fatalf("natter chat --tls without --tls-ca: %v\n%s", err, out)
+	}
+	if out, err := run(nil, append(bench, "--addr", secure, "--tls")...); err == nil || !strings.Contains(out, "certificate") {
+		t.Fatalf("natter bench --tls without --tls-ca: %v\n%s", err, out)
+	}
+	if out, err := run(nil, "chat", "--addr", secure, "--tls-ca", files.CA, "--register", "dave"); err == nil ||
+		!strings.Contains(out, "need --tls") {
+		t.Fatalf("natter chat --tls-ca without --tls: %v\n%s", err, out)
+	}
+}
