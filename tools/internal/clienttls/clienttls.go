@@ -18,7 +18,7 @@ import (
 func Flags(envPrefix string) []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "tls", EnvVars: []string{envPrefix + "_TLS"},
-			Usage: "connect with TLS (to the gateway's --tls-listen; ws:// addresses become wss://); the server's certificate is verified"},
+			Usage: "connect with TLS (to a gateway's --tls-listen; natter bench: ws:// addresses become wss://); the server's certificate is verified"},
 		&cli.StringFlag{Name: "tls-ca", EnvVars: []string{envPrefix + "_TLS_CA"},
 			Usage: "with --tls: trust the CA certificates in this PEM file (a private CA) instead of the system's"},
 		&cli.StringFlag{Name: "tls-server-name", EnvVars: []string{envPrefix + "_TLS_SERVER_NAME"},
