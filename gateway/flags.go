@@ -21,7 +21,11 @@ func FlagsWithDefaults(d Config) []cli.Flag {
 	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"NATTER_LISTEN"},
-			Usage: "TCP address for client connections (JSON frames ended by \\n or \\0)"},
+			Usage: "TCP address for client connections in clear (JSON frames ended by \\n or \\0; the original client); " +
+				"empty = none (then give --tls-listen, --ws-listen or --wss-listen)"},
+		&cli.StringFlag{Name: "tls-listen", Value: d.TLSListen, EnvVars: []string{"NATTER_TLS_LISTEN"},
+			Usage: "also accept TCP clients over TLS on this host:port (the same frames and dialects as --listen); " +
+				"needs --tls-cert and --tls-key; empty = none"},
 		&cli.IntFlag{Name: "max-frame", Value: d.MaxFrame, EnvVars: []string{"NATTER_MAX_FRAME"},
 			Usage: "largest client frame in bytes; a larger one is answered with an error and the connection closed"},
 		&cli.DurationFlag{Name: "presence-ttl", Value: d.PresenceTTL, EnvVars: []string{"NATTER_PRESENCE_TTL"},
@@ -57,8 +61,17 @@ func FlagsWithDefaults(d Config) []cli.Flag {
 			Usage: "comma-separated origins whose web pages may open a WebSocket besides the gateway's own host: host patterns " +
 				"(path.Match, e.g. chat.example.com,*.example.com,localhost:*; with a scheme, e.g. https://*.example.com, matched against scheme://host); " +
 				"'*' allows every origin; clients that send no Origin header (not browsers) are always accepted"},
+		&cli.StringFlag{Name: "wss-listen", Value: d.WSSListen, EnvVars: []string{"NATTER_WSS_LISTEN"},
+			Usage: "also accept WebSocket clients over TLS (wss://host:port" + WSPath + ", and the web page on https:// with --web) " +
+				"on this host:port; needs --tls-cert and --tls-key; empty = none"},
+		&cli.StringFlag{Name: "tls-cert", Value: d.TLSCert, EnvVars: []string{"NATTER_TLS_CERT"},
+			Usage: "PEM certificate (chain, leaf first) of --tls-listen and --wss-listen; reloaded on SIGHUP and when the file changes"},
+		&cli.StringFlag{Name: "tls-key", Value: d.TLSKey, EnvVars: []string{"NATTER_TLS_KEY"},
+			Usage: "PEM private key of --tls-cert; reloaded with it (a pair that does not match is logged and the certificate in use kept)"},
+		&cli.DurationFlag{Name: "tls-reload-interval", Value: d.TLSReloadInterval, EnvVars: []string{"NATTER_TLS_RELOAD_INTERVAL"},
+			Usage: "how often --tls-cert and --tls-key are read to see whether they changed (then reloaded); 0 = only on SIGHUP"},
 		&cli.BoolFlag{Name: "web", Value: d.Web, EnvVars: []string{"NATTER_WEB"},
-			Usage: "also serve the web chat page at / on --ws-listen (--web=false turns it off)"},
+			Usage: "also serve the web chat page at / on --ws-listen and --wss-listen (--web=false turns it off)"},
 	}
 }
 
@@ -93,5 +106,11 @@ func ConfigFromFlags(c *cli.Context) Config {
 		WSListen:       c.String("ws-listen"),
 		WSOrigins:      splitList(c.String("ws-origins")),
 		Web:            c.Bool("web"),
+
+		TLSListen:         c.String("tls-listen"),
+		WSSListen:         c.String("wss-listen"),
+		TLSCert:           c.String("tls-cert"),
+		TLSKey:            c.String("tls-key"),
+		TLSReloadInterval: c.Duration("tls-reload-interval"),
 	}
 }

@@ -1,5 +1,6 @@
 // Package gateway is natter's stateless front end: it holds client
-// connections (TCP, and WebSocket with Config.WSListen), speaks the wire
+// connections (TCP, and WebSocket with Config.WSListen; each also over TLS
+// with Config.TLSListen and Config.WSSListen), speaks the wire
 // protocol and routes by NATS subject. It never
 // touches the database. Any number of gateways run side by side; each keeps
 // a presence lease with the user service, so if one is killed its users can
@@ -10,6 +11,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +27,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natter-chat/natter/gateway/internal/netconn"
 	"github.com/natter-chat/natter/gateway/internal/session"
+	"github.com/natter-chat/natter/gateway/internal/tlsreload"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
@@ -33,7 +37,7 @@ import (
 
 // Config configures a gateway.
 type Config struct {
-	Listen         string        // TCP address for clients
+	Listen         string        // TCP address for clients; empty: no plain TCP listener
 	MaxFrame       int           // largest client frame in bytes
 	PresenceTTL    time.Duration // lease: a killed gateway's users count as offline after this
 	WriteLimit     int           // bytes queued per connection before it is cut off as slow
@@ -66,6 +70,20 @@ type Config struct {
 	// was not given, so a second natter serve on one machine still starts.
 	WSBestEffort bool
 
+	// TLSListen is the address of the TCP listener with TLS (the same
+	// frames and dialects as Listen); empty: none.
+	TLSListen string
+	// WSSListen is the address of the WebSocket endpoint (and, with Web,
+	// the page) over TLS: wss:// and https://; empty: none.
+	WSSListen string
+	// TLSCert and TLSKey are the PEM files of the TLS listeners'
+	// certificate (chain) and key; reloaded on ReloadTLS and, every
+	// TLSReloadInterval, when their content changed.
+	TLSCert, TLSKey string
+	// TLSReloadInterval is how often the certificate files are read to see
+	// whether they changed; 0: only ReloadTLS (SIGHUP) reloads them.
+	TLSReloadInterval time.Duration
+
 	// Registerer receives the gateway's metrics (natter_gateway_*); nil
 	// counts them into a private registry.
 	Registerer prometheus.Registerer
@@ -85,14 +103,27 @@ func DefaultConfig() Config {
 		FloodBurst:     400,
 		DrainWindow:    10 * time.Second,
 		LegacyGap:      time.Millisecond,
+
+		TLSReloadInterval: 5 * time.Second,
 	}
 }
+
+// TLS reports whether the configuration has a TLS listener.
+func (c Config) TLS() bool { return c.TLSListen != "" || c.WSSListen != "" }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	switch {
-	case c.Listen == "":
-		return errors.New("listen address is empty")
+	case c.Listen == "" && c.WSListen == "" && !c.TLS():
+		return errors.New("no client listener: give --listen, --tls-listen, --ws-listen or --wss-listen")
+	case c.TLS() && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("--tls-listen and --wss-listen need a certificate: give --tls-cert and --tls-key")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("--tls-cert and --tls-key go together: give both")
+	case c.TLSCert != "" && !c.TLS():
+		return errors.New("--tls-cert and --tls-key are for the TLS listeners: give --tls-listen or --wss-listen")
+	case c.TLSReloadInterval < 0:
+		return fmt.Errorf("tls reload interval %s: want 0 (on SIGHUP only) or more", c.TLSReloadInterval)
 	case c.MaxFrame < 1024:
 		return fmt.Errorf("max frame %d: want at least 1024 bytes", c.MaxFrame)
 	case c.PresenceTTL < 2*time.Second:
@@ -111,13 +142,47 @@ func (c Config) Validate() error {
 		return fmt.Errorf("legacy gap %s: want 0 to 1s", c.LegacyGap)
 	case c.DrainWindow < 0:
 		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
-	case c.Web && c.WSListen == "":
-		return errors.New("the web page is served on the WebSocket address: --web needs --ws-listen")
+	case c.Web && c.WSListen == "" && c.WSSListen == "":
+		return errors.New("the web page is served on the WebSocket addresses: --web needs --ws-listen or --wss-listen")
+	}
+	if err := distinctAddrs(map[string]string{"listen": c.Listen, "tls-listen": c.TLSListen,
+		"ws-listen": c.WSListen, "wss-listen": c.WSSListen}); err != nil {
+		return err
 	}
 	for _, p := range c.WSOrigins {
 		if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) != p || p == "" {
 			return fmt.Errorf("ws origin pattern %q: want a host pattern such as chat.example.com, *.example.com or https://*.example.com", p)
 		}
+	}
+	return nil
+}
+
+// CheckTLSFiles loads the certificate and key files of a configuration
+// with TLS listeners, so that a bad pair is a startup error before
+// anything else starts. Start loads them again.
+func (c Config) CheckTLSFiles() error {
+	if !c.TLS() {
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+		return fmt.Errorf("TLS certificate %s and key %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	return nil
+}
+
+// distinctAddrs refuses two listeners on one address (a port 0 is a new
+// port each time).
+func distinctAddrs(addrs map[string]string) error {
+	seen := map[string]string{}
+	for _, flag := range []string{"listen", "tls-listen", "ws-listen", "wss-listen"} {
+		a := addrs[flag]
+		if a == "" || strings.HasSuffix(a, ":0") {
+			continue
+		}
+		if other, ok := seen[a]; ok {
+			return fmt.Errorf("--%s and --%s are both %s: give each listener an address of its own", other, flag, a)
+		}
+		seen[a] = flag
 	}
 	return nil
 }
@@ -133,9 +198,17 @@ type Gateway struct {
 	id  string
 	m   *session.Metrics
 	hub *session.Hub
-	ln  net.Listener
-	ws  *wsServer // nil without Config.WSListen
+	ln  net.Listener // nil without Config.Listen
+	tln net.Listener // the TCP listener of TLS connections; nil without Config.TLSListen
+	ws  *wsServer    // nil without Config.WSListen
+	wss *wsServer    // nil without Config.WSSListen
 	wg  sync.WaitGroup
+
+	certs   *tlsreload.Reloader // nil without a TLS listener
+	tlsConf *tls.Config         // the TLS listener's
+	// tlsCtx ends with stopAccepting: TLS handshakes under way are cut.
+	tlsCtx    context.Context
+	tlsCancel context.CancelFunc
 
 	draining  atomic.Bool  // Drain or Stop has begun
 	leaseAt   atomic.Int64 // Unix ns of the last presence lease renewal the user service accepted
@@ -167,11 +240,17 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 	if err := g.beatUntilAccepted(ctx); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	if cfg.TLS() {
+		if g.certs, err = tlsreload.New(cfg.TLSCert, cfg.TLSKey, g.log); err != nil {
+			return nil, err
+		}
+		g.tlsConf = g.certs.ServerConfig()
 	}
-	g.ln = ln
+	g.tlsCtx, g.tlsCancel = context.WithCancel(context.Background())
+	if err := g.listen(); err != nil {
+		g.closeListeners()
+		return nil, err
+	}
 	hub, err := session.NewHub(nc, session.Options{
 		GatewayID:      g.id,
 		MaxFrame:       cfg.MaxFrame,
@@ -189,36 +268,97 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*G
 		Metrics:        m,
 	}, g.log)
 	if err != nil {
-		ln.Close()
+		g.closeListeners()
 		return nil, err
 	}
 	g.hub = hub
 	if cfg.WSListen != "" {
-		g.ws, err = listenWS(cfg, hub, m, g.log)
+		g.ws, err = listenWS(cfg.WSListen, nil, cfg, hub, m, g.log)
 		switch {
 		case err != nil && cfg.WSBestEffort && errors.Is(err, syscall.EADDRINUSE):
 			g.log.Warn("websocket address in use: running without WebSocket and the web page (set --ws-listen)",
 				"addr", cfg.WSListen)
 		case err != nil:
-			ln.Close()
+			g.closeListeners()
 			hub.Close(ctx)
 			return nil, err
 		}
 	}
-	if g.ws != nil {
+	if cfg.WSSListen != "" {
+		// HTTP/1.1 only: a WebSocket handshake is an HTTP/1.1 upgrade.
+		if g.wss, err = listenWS(cfg.WSSListen, g.certs.ServerConfig("http/1.1"), cfg, hub, m, g.log); err != nil {
+			g.closeListeners()
+			hub.Close(ctx)
+			return nil, err
+		}
+	}
+	for _, w := range []*wsServer{g.ws, g.wss} {
+		if w == nil {
+			continue
+		}
 		g.wg.Add(1)
-		go func() { defer g.wg.Done(); g.ws.serve() }()
-		g.log.Info("gateway listening for websocket clients", "addr", g.ws.ln.Addr().String(), "path", WSPath, "web", cfg.Web)
+		go func() { defer g.wg.Done(); w.serve() }()
+		g.log.Info("gateway listening for websocket clients", "addr", w.ln.Addr().String(), "path", WSPath,
+			"web", cfg.Web, "tls", w.tls)
 	}
 	g.reconcile = make(chan struct{}, 1)
 	g.watchNATS()
 	g.stopBeat = make(chan struct{})
-	g.wg.Add(3)
-	go func() { defer g.wg.Done(); g.acceptLoop() }()
+	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.beatLoop(g.stopBeat) }()
 	go func() { defer g.wg.Done(); g.reconcileLoop(g.stopBeat) }()
-	g.log.Info("gateway listening", "addr", ln.Addr().String())
+	if g.ln != nil {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.acceptLoop(g.ln, false) }()
+		g.log.Info("gateway listening", "addr", g.ln.Addr().String())
+	}
+	if g.tln != nil {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.acceptLoop(g.tln, true) }()
+		g.log.Info("gateway listening for TLS clients", "addr", g.tln.Addr().String())
+	}
+	if g.certs != nil && cfg.TLSReloadInterval > 0 {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.certs.Watch(g.stopBeat, cfg.TLSReloadInterval) }()
+	}
 	return g, nil
+}
+
+// listen opens the TCP listeners (plain and TLS); the WebSocket ones are
+// opened by listenWS.
+func (g *Gateway) listen() error {
+	if g.cfg.Listen != "" {
+		ln, err := net.Listen("tcp", g.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", g.cfg.Listen, err)
+		}
+		g.ln = netconn.NewListener(ln, "tcp", g.log)
+	}
+	if g.cfg.TLSListen != "" {
+		ln, err := net.Listen("tcp", g.cfg.TLSListen)
+		if err != nil {
+			return fmt.Errorf("listen %s (tls): %w", g.cfg.TLSListen, err)
+		}
+		g.tln = netconn.NewListener(ln, "tls", g.log)
+	}
+	return nil
+}
+
+// closeListeners closes the TCP listeners that are open (a failed Start).
+func (g *Gateway) closeListeners() {
+	for _, ln := range []net.Listener{g.ln, g.tln} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	for _, w := range []*wsServer{g.ws, g.wss} {
+		if w != nil {
+			w.ln.Close()
+		}
+	}
+	if g.tlsCancel != nil {
+		g.tlsCancel()
+	}
 }
 
 // watchNATS makes every live session look for messages whose push was lost:
@@ -251,8 +391,44 @@ func (g *Gateway) watchNATS() {
 	})
 }
 
-// Addr is the address clients connect to.
-func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+// Addr is the address of the plain TCP listener, nil without
+// Config.Listen.
+func (g *Gateway) Addr() net.Addr {
+	if g.ln == nil {
+		return nil
+	}
+	return g.ln.Addr()
+}
+
+// TLSAddr is the address of the TCP listener with TLS, nil without
+// Config.TLSListen.
+func (g *Gateway) TLSAddr() net.Addr {
+	if g.tln == nil {
+		return nil
+	}
+	return g.tln.Addr()
+}
+
+// WSSAddr is the address of the WebSocket endpoint over TLS
+// (wss://WSSAddr/ws), nil without Config.WSSListen.
+func (g *Gateway) WSSAddr() net.Addr {
+	if g.wss == nil {
+		return nil
+	}
+	return g.wss.ln.Addr()
+}
+
+// ReloadTLS reads the certificate files again (natter-gateway and natter
+// serve call it on SIGHUP): new TLS connections get the new certificate,
+// open ones keep theirs. A pair that does not load is logged and returned,
+// and the certificate in use is kept. Without a TLS listener it does
+// nothing.
+func (g *Gateway) ReloadTLS() error {
+	if g.certs == nil {
+		return nil
+	}
+	return g.certs.Reload()
+}
 
 // WSAddr is the address of the WebSocket endpoint (ws://WSAddr/ws), nil
 // without Config.WSListen.
@@ -266,30 +442,60 @@ func (g *Gateway) WSAddr() net.Addr {
 // stopAccepting closes the listeners: no new TCP connections, no new
 // WebSocket handshakes.
 func (g *Gateway) stopAccepting() {
-	g.ln.Close()
-	if g.ws != nil {
-		g.ws.stopAccepting()
+	for _, ln := range []net.Listener{g.ln, g.tln} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	g.tlsCancel()
+	for _, w := range []*wsServer{g.ws, g.wss} {
+		if w != nil {
+			w.stopAccepting()
+		}
 	}
 }
 
-// acceptLoop accepts clients until the listener closes; the hub owns and
-// waits for the connections' goroutines.
-func (g *Gateway) acceptLoop() {
+// tlsHandshakeTimeout bounds a TLS handshake on the TLS listener.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// acceptLoop accepts clients until the listener closes (a failed accept,
+// e.g. out of file descriptors, is retried and logged by
+// netconn.Listener); the hub owns and waits for the connections'
+// goroutines. On the TLS listener each connection's handshake runs on a
+// goroutine of its own, then the connection is served like any other:
+// the session does not know it is encrypted.
+func (g *Gateway) acceptLoop(ln net.Listener, secure bool) {
 	for {
-		c, err := g.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			g.log.Warn("accept", "err", err)
-			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors: back off
-			continue
+			return
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetKeepAliveConfig(clientKeepAlive())
 		}
-		go g.hub.Serve(c, session.TCP)
+		if !secure {
+			go g.hub.Serve(c, session.TCP)
+			continue
+		}
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.serveTLS(c) }()
 	}
+}
+
+// serveTLS runs the TLS handshake and serves the connection until it ends.
+func (g *Gateway) serveTLS(c net.Conn) {
+	tc := tls.Server(c, g.tlsConf)
+	ctx, cancel := context.WithTimeout(g.tlsCtx, tlsHandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		// Scanners and clients that do not trust the certificate end here:
+		// not worth more than a debug line each.
+		g.log.Debug("tls handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	g.hub.Serve(tc, session.TCP)
 }
 
 // beat renews the presence lease and reports whether it was new.
@@ -419,8 +625,10 @@ func (g *Gateway) stop(ctx context.Context) error {
 	g.draining.Store(true)
 	g.stopAccepting()
 	g.hub.Close(ctx)
-	if g.ws != nil {
-		g.ws.shutdown(ctx)
+	for _, w := range []*wsServer{g.ws, g.wss} {
+		if w != nil {
+			w.shutdown(ctx)
+		}
 	}
 	close(g.stopBeat)
 	g.wg.Wait()

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/natter-chat/natter/gateway/internal/netconn"
 	"github.com/natter-chat/natter/gateway/internal/session"
 	"github.com/natter-chat/natter/gateway/internal/webui"
 	"github.com/natter-chat/natter/gateway/wsconn"
@@ -26,7 +28,8 @@ func clientKeepAlive() net.KeepAliveConfig {
 	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}
 }
 
-// wsServer is the gateway's HTTP server on Config.WSListen: WebSocket
+// wsServer is the gateway's HTTP server on Config.WSListen (or, with TLS,
+// Config.WSSListen): WebSocket
 // clients at /ws, each served by the hub exactly as a TCP connection is
 // (wsconn turns messages into frames), and with Config.Web the web page at
 // /. Nothing else is served there (health and metrics are on --http).
@@ -37,6 +40,7 @@ type wsServer struct {
 	maxFrame int
 	accept   websocket.AcceptOptions
 	ln       net.Listener
+	tls      bool // https and wss
 	srv      *http.Server
 
 	mu      sync.Mutex
@@ -44,11 +48,21 @@ type wsServer struct {
 	conns   sync.WaitGroup // upgraded connections, until their close handshake ends
 }
 
-func listenWS(cfg Config, hub *session.Hub, m *session.Metrics, log *slog.Logger) (*wsServer, error) {
+// listenWS listens on addr, with TLS when tlsConf is not nil (the HTTP
+// server runs each connection's handshake).
+func listenWS(addr string, tlsConf *tls.Config, cfg Config, hub *session.Hub, m *session.Metrics, log *slog.Logger) (*wsServer, error) {
 	lc := net.ListenConfig{KeepAliveConfig: clientKeepAlive()}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.WSListen)
+	raw, err := lc.Listen(context.Background(), "tcp", addr)
+	name := "websocket"
+	if tlsConf != nil {
+		name = "wss"
+	}
 	if err != nil {
-		return nil, fmt.Errorf("listen %s (websocket): %w", cfg.WSListen, err)
+		return nil, fmt.Errorf("listen %s (%s): %w", addr, name, err)
+	}
+	var ln net.Listener = netconn.NewListener(raw, name, log)
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	w := &wsServer{
 		hub:      hub,
@@ -59,6 +73,7 @@ func listenWS(cfg Config, hub *session.Hub, m *session.Metrics, log *slog.Logger
 		// per-message deflate costs memory on every connection.
 		accept: websocket.AcceptOptions{OriginPatterns: cfg.WSOrigins},
 		ln:     ln,
+		tls:    tlsConf != nil,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(WSPath, w.serveWS)

@@ -1,7 +1,8 @@
 // Command natter-gateway runs one natter gateway against an external NATS.
 // On SIGTERM or SIGINT it drains: /readyz fails, the listener closes, and
 // the open connections are moved to the other gateways over --drain-window
-// (a second signal stops at once).
+// (a second signal stops at once). On SIGHUP it reloads the TLS certificate
+// (--tls-cert, --tls-key).
 package main
 
 import (
@@ -27,6 +28,17 @@ import (
 // connections' writes, the acks, the leave request and the NATS flush.
 const stopMargin = 15 * time.Second
 
+// reloadTLS reloads the TLS certificate on SIGHUP (a failure is logged by
+// the gateway, which keeps the certificate in use).
+func reloadTLS(g *gateway.Gateway, cfg gateway.Config, log *slog.Logger) {
+	if !cfg.TLS() {
+		log.Info("SIGHUP: nothing to reload (no TLS listener)")
+		return
+	}
+	log.Info("SIGHUP: reloading the TLS certificate")
+	g.ReloadTLS()
+}
+
 func main() {
 	flags := cliflag.NATSFlags()
 	flags = append(flags, gateway.Flags()...)
@@ -49,6 +61,9 @@ func main() {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if err := cfg.CheckTLSFiles(); err != nil {
+				return err
+			}
 			natsOpts, err := cliflag.NATSOptions(c)
 			if err != nil {
 				return err
@@ -60,7 +75,10 @@ func main() {
 			defer stopPprof()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return run(ctx, stop, c, cfg, natsOpts, log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return run(ctx, stop, hup, c, cfg, natsOpts, log)
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -71,7 +89,8 @@ func main() {
 
 // run serves until ctx ends (a signal), then drains; stopSignals restores
 // the default signal handling, so a second signal ends the process at once.
-func run(ctx context.Context, stopSignals func(), c *cli.Context, cfg gateway.Config, natsOpts []nats.Option, log *slog.Logger) (err error) {
+// Each signal on hup reloads the TLS certificate.
+func run(ctx context.Context, stopSignals func(), hup <-chan os.Signal, c *cli.Context, cfg gateway.Config, natsOpts []nats.Option, log *slog.Logger) (err error) {
 	o, err := cliflag.StartOps(c, log)
 	if err != nil {
 		return err
@@ -103,7 +122,14 @@ func run(ctx context.Context, stopSignals func(), c *cli.Context, cfg gateway.Co
 		return err
 	}
 	o.AddCheck("gateway", g.Ready)
-	<-ctx.Done()
+	for serving := true; serving; {
+		select {
+		case <-ctx.Done():
+			serving = false
+		case <-hup:
+			reloadTLS(g, cfg, log)
+		}
+	}
 	stopSignals()
 	log.Info("draining", "window", cfg.DrainWindow)
 	o.SetDraining()

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/tools/internal/clienttls"
 	"github.com/natter-chat/natter/tools/internal/loadgen"
 )
 
@@ -203,6 +204,7 @@ func benchCommand() *cli.Command {
 		&cli.BoolFlag{Name: "quiet", EnvVars: []string{"NATTER_BENCH_QUIET"},
 			Usage: "no progress line on stderr every second"},
 	}
+	flags = append(flags, clienttls.Flags("NATTER_BENCH")...)
 	flags = append(flags, cliflag.LogFlags()...)
 	return &cli.Command{
 		Name:        "bench",
@@ -260,6 +262,9 @@ func benchCommand() *cli.Command {
 				if a = strings.TrimSpace(a); a != "" {
 					cfg.Addrs = append(cfg.Addrs, a)
 				}
+			}
+			if cfg.TLS, err = clienttls.FromFlags(c); err != nil {
+				return err
 			}
 			if !c.Bool("quiet") {
 				cfg.Progress = os.Stderr

@@ -14,6 +14,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/tools/internal/chatclient"
+	"github.com/natter-chat/natter/tools/internal/clienttls"
 )
 
 const chatDescription = `Without --user or --register: the original client's menu (1. login,
@@ -48,9 +49,9 @@ func chatCommand() *cli.Command {
 		Name:        "chat",
 		Usage:       "the terminal chat client (the original client's menu and commands, with reconnection)",
 		Description: chatDescription,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: strings.Join(d.Addrs, ","), EnvVars: []string{"NATTER_CHAT_ADDR"},
-				Usage: "gateway address(es), comma-separated; after a lost connection the next one is tried"},
+				Usage: "gateway address(es), comma-separated; after a lost connection the next one is tried (with --tls: TLS listeners)"},
 			&cli.Int64Flag{Name: "user", EnvVars: []string{"NATTER_CHAT_USER"},
 				Usage: "log in as this user id without the menu"},
 			&cli.StringFlag{Name: "password-file", EnvVars: []string{"NATTER_CHAT_PASSWORD_FILE"},
@@ -73,7 +74,7 @@ func chatCommand() *cli.Command {
 				Usage: "log level (to stderr): debug, info, warn or error"},
 			&cli.StringFlag{Name: cliflag.LogFormat, Value: "text", EnvVars: []string{"NATTER_CHAT_LOG_FORMAT"},
 				Usage: "log format: text or json"},
-		},
+		}, clienttls.Flags("NATTER_CHAT")...),
 		Action: runChat,
 	}
 }
@@ -91,6 +92,9 @@ func runChat(c *cli.Context) error {
 		}
 	}
 	cfg.Timeout, cfg.MaxBackoff = c.Duration("timeout"), c.Duration("max-backoff")
+	if cfg.TLS, err = clienttls.FromFlags(c); err != nil {
+		return err
+	}
 	switch {
 	case len(cfg.Addrs) == 0:
 		return errors.New("--addr: no address")

@@ -101,7 +101,7 @@ func serve(c *cli.Context) (err error) {
 	// --ws-listen '' turns WebSocket off, and with it the page it would
 	// serve (unless --web is given explicitly, which then asks for an
 	// address).
-	if c.IsSet("ws-listen") && cfg.Gateway.WSListen == "" && !c.IsSet("web") {
+	if c.IsSet("ws-listen") && cfg.Gateway.WSListen == "" && cfg.Gateway.WSSListen == "" && !c.IsSet("web") {
 		cfg.Gateway.Web = false
 	}
 	if cfg.MySQLDSN != "" {
@@ -115,6 +115,9 @@ func serve(c *cli.Context) (err error) {
 			return err
 		}
 	}
+	if err := cfg.Gateway.CheckTLSFiles(); err != nil {
+		return err
+	}
 	stopPprof, err := cliflag.StartPprof(c, log)
 	if err != nil {
 		return err
@@ -122,6 +125,9 @@ func serve(c *cli.Context) (err error) {
 	defer stopPprof()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1) // SIGHUP reloads the TLS certificate
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	o, err := cliflag.StartOps(c, log)
 	if err != nil {
@@ -148,17 +154,46 @@ func serve(c *cli.Context) (err error) {
 	}
 	sys.AddChecks(o)
 	started.Store(true)
-	if a := sys.WSAddr(); a != nil {
-		log.Info("natter serving", "addr", sys.Addr().String(), "ws", "ws://"+a.String()+gateway.WSPath, "web", cfg.Gateway.Web, "store", storeName(cfg))
-	} else {
-		log.Info("natter serving", "addr", sys.Addr().String(), "store", storeName(cfg))
+	log.Info("natter serving", servingAttrs(sys, cfg)...)
+	for serving := true; serving; {
+		select {
+		case <-ctx.Done():
+			serving = false
+		case <-hup:
+			if !cfg.Gateway.TLS() {
+				log.Info("SIGHUP: nothing to reload (no TLS listener)")
+				continue
+			}
+			log.Info("SIGHUP: reloading the TLS certificate")
+			sys.ReloadTLS() // a failure is logged; the certificate in use is kept
+		}
 	}
-	<-ctx.Done()
 	log.Info("stopping")
 	o.SetDraining()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveStopTimeout)
 	defer cancel()
 	return sys.Stop(sctx)
+}
+
+// servingAttrs are the addresses natter serves clients on, for the log.
+func servingAttrs(sys *allinone.System, cfg allinone.Config) []any {
+	var attrs []any
+	if a := sys.Addr(); a != nil {
+		attrs = append(attrs, "addr", a.String())
+	}
+	if a := sys.TLSAddr(); a != nil {
+		attrs = append(attrs, "tls", a.String())
+	}
+	if a := sys.WSAddr(); a != nil {
+		attrs = append(attrs, "ws", "ws://"+a.String()+gateway.WSPath)
+	}
+	if a := sys.WSSAddr(); a != nil {
+		attrs = append(attrs, "wss", "wss://"+a.String()+gateway.WSPath)
+	}
+	if sys.WSAddr() != nil || sys.WSSAddr() != nil {
+		attrs = append(attrs, "web", cfg.Gateway.Web)
+	}
+	return append(attrs, "store", storeName(cfg))
 }
 
 func storeName(cfg allinone.Config) string {

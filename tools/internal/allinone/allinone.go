@@ -160,8 +160,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	return s, nil
 }
 
-// Addr is the gateway's client address.
+// Addr is the gateway's plain TCP address, nil when Gateway.Listen is
+// empty.
 func (s *System) Addr() net.Addr { return s.gw.Addr() }
+
+// TLSAddr is the gateway's TCP address with TLS, nil when
+// Gateway.TLSListen is empty.
+func (s *System) TLSAddr() net.Addr { return s.gw.TLSAddr() }
+
+// WSSAddr is the gateway's WebSocket address over TLS (wss://WSSAddr/ws),
+// nil when Gateway.WSSListen is empty.
+func (s *System) WSSAddr() net.Addr { return s.gw.WSSAddr() }
+
+// ReloadTLS reloads the gateway's TLS certificate (gateway.ReloadTLS).
+func (s *System) ReloadTLS() error { return s.gw.ReloadTLS() }
 
 // WSAddr is the gateway's WebSocket address (ws://WSAddr/ws), nil when
 // Gateway.WSListen is empty.

@@ -2,6 +2,7 @@ package chatclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,7 @@ func (e *LoginError) Error() string { return e.Errmsg }
 // Config configures a Client.
 type Config struct {
 	Addrs      []string      // gateway addresses, tried in turn
+	TLS        *tls.Config   // connect with TLS (the gateway's --tls-listen); nil: in clear
 	MinBackoff time.Duration // first reconnect delay (plus jitter)
 	MaxBackoff time.Duration // the delay doubles up to this
 	Timeout    time.Duration // how long one request may wait for its reply
@@ -180,7 +182,7 @@ func (c *Client) connLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		addr := c.cfg.Addrs[next%len(c.cfg.Addrs)]
 		next++
-		cn, err := dial(ctx, addr, c.onFrame)
+		cn, err := dial(ctx, addr, c.cfg.TLS, c.onFrame)
 		if err == nil {
 			err = c.resume(ctx, cn)
 			if err != nil {

@@ -3,6 +3,7 @@ package chatclient
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,9 +148,19 @@ type waiter struct {
 	onSync func(*frame) // if set, runs on the reader goroutine before the reply is handed over
 }
 
-func dial(ctx context.Context, addr string, onFrame func(*conn, *frame)) (*conn, error) {
+// dial connects to addr, with TLS when conf is not nil (the handshake
+// included, so that a certificate the client does not trust is a dial
+// error).
+func dial(ctx context.Context, addr string, conf *tls.Config, onFrame func(*conn, *frame)) (*conn, error) {
 	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if conf != nil {
+		td := tls.Dialer{NetDialer: &d, Config: conf}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

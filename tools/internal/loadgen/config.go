@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,8 +63,12 @@ type Config struct {
 	// endpoints whatever Transport says.
 	Addrs     []string
 	Transport string // "tcp" (or empty) or "ws"
-	Workload  string
-	Password  string // for every simulated user
+	// TLS, when not nil, makes every connection a TLS one: host:port is a
+	// gateway's --tls-listen, ws:// URLs become wss://, and wss:// URLs
+	// use it too (a private CA).
+	TLS      *tls.Config
+	Workload string
+	Password string // for every simulated user
 
 	Pairs          int     // one-to-one: sender/receiver pairs
 	Groups         int     // group: groups
@@ -156,10 +161,18 @@ func (c Config) messages() bool { return c.Workload == WorkloadOneToOne || c.Wor
 // withDefaults fills in what Config leaves to the workload, and turns
 // the addresses into WebSocket URLs with Transport "ws".
 func (c Config) withDefaults() Config {
-	if c.Transport == TransportWS {
+	if c.Transport == TransportWS || c.TLS != nil {
 		addrs := make([]string, len(c.Addrs))
 		for i, a := range c.Addrs {
-			addrs[i] = WebSocketURL(a)
+			if c.Transport == TransportWS {
+				a = WebSocketURL(a)
+			}
+			if c.TLS != nil {
+				if rest, ok := strings.CutPrefix(a, "ws://"); ok {
+					a = "wss://" + rest
+				}
+			}
+			addrs[i] = a
 		}
 		c.Addrs = addrs
 	}

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +53,11 @@ func dialLean(ctx context.Context, d *dialer, addr string) (*leanConn, error) {
 // close, as when the peer's machine dies - and this side keeps no port in
 // TIME_WAIT, so 100,000 connections can close and come back at once.
 func (c *leanConn) reset() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	nc := c.nc
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	c.nc.Close()

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -110,6 +111,7 @@ func ParseSources(v string) (Sources, error) {
 // dialer makes the bench's TCP connections, from the run's source
 // addresses round-robin (none: the system's choice).
 type dialer struct {
+	tls     *tls.Config // Config.TLS
 	sources []netip.Addr
 	next    atomic.Uint64
 	conns   atomic.Int64 // connections made by dial, which numbers them
@@ -118,7 +120,7 @@ type dialer struct {
 // newDialer resolves cfg.Sources for a run that holds up to conns
 // connections at once.
 func newDialer(cfg Config, conns int) *dialer {
-	return &dialer{sources: resolveSources(cfg.Sources, cfg.Addrs, conns, portRangeSize())}
+	return &dialer{tls: cfg.TLS, sources: resolveSources(cfg.Sources, cfg.Addrs, conns, portRangeSize())}
 }
 
 // resolveSources returns the source addresses to dial from: the explicit
@@ -210,14 +212,21 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 		defer cancel()
 		// A transport of its own per connection: the handshake's HTTP
 		// connection is taken over by the WebSocket, never pooled.
-		tr := &http.Transport{DialContext: nd.DialContext, ForceAttemptHTTP2: false}
+		tr := &http.Transport{DialContext: nd.DialContext, ForceAttemptHTTP2: false, TLSClientConfig: d.tls}
 		nc, err := wsconn.Dial(ctx, addr, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
 		if err != nil {
 			return nil, fmt.Errorf("dial %s%s: %w", addr, src, err)
 		}
 		return nc, nil
 	}
-	nc, err := nd.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if d.tls != nil {
+		td := tls.Dialer{NetDialer: &nd, Config: d.tls}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = nd.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s%s: %w", addr, src, err)
 	}
