@@ -54,11 +54,17 @@ func TestLoginIsOneRequest(t *testing.T) {
 				mu.Lock()
 				gw, svcs := append([]string(nil), fromGW...), append([]string(nil), fromSvcs...)
 				mu.Unlock()
-				if len(svcs) >= 3 || time.Now().After(deadline) {
+				// A request the user service re-sent (its attempt timed
+				// out on a loaded machine) counts once.
+				asked := map[string]bool{}
+				for _, s := range svcs {
+					asked[s] = true
+				}
+				if len(asked) >= 3 || time.Now().After(deadline) {
 					if len(gw) != 1 || gw[0] != subject.UserLogin {
 						t.Fatalf("%s: the gateway asked %v, want only %s", what, gw, subject.UserLogin)
 					}
-					if len(svcs) != 3 {
+					if len(asked) != 3 || !asked[subject.OfflineFetch] || !asked[subject.FriendList] || !asked[subject.GroupMine] {
 						t.Fatalf("%s: the user service asked %v, want the inbox, friends and groups", what, svcs)
 					}
 					return
