@@ -634,7 +634,7 @@ func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, cou
 // (MariaDB 10.5 and later; MySQL does not).
 func (s *Store) hasReturning(ctx context.Context) (bool, error) {
 	var v string
-	if err := s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+	if err := s.db.ReadQueryRow(ctx, "SELECT VERSION()").Scan(&v); err != nil {
 		return false, fmt.Errorf("read server version: %w", err)
 	}
 	num, _, mariadb := strings.Cut(v, "-MariaDB")
