@@ -499,6 +499,35 @@ func IsDuplicate(err error) bool {
 	return false
 }
 
+// IsFull reports whether err says the storage is full: SQLite's
+// SQLITE_FULL (the disk, or max_page_count), ENOSPC from a write or a sync,
+// MySQL's "table is full" (1114), "disk full" (1021), or a storage
+// engine's or write's error 28 (ENOSPC; 1030, 3). The same write may
+// succeed once space is freed.
+func IsFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1114, 1021:
+			return true
+		case 1030, 3:
+			return strings.Contains(me.Message, "28")
+		}
+		return false
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_FULL
+	}
+	return false
+}
+
 // IsRetryable reports whether err is a transient conflict (deadlock, lock wait
 // timeout, database busy) after which the whole transaction may be retried.
 func IsRetryable(err error) bool {
@@ -638,3 +667,14 @@ func Placeholders(n int) string {
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// FreeBytes returns the space left on the filesystem of an SQLite
+// database (what an unprivileged writer may still use); ok is false on
+// MySQL, whose disk is the server's, or where the system does not say.
+func (db *DB) FreeBytes() (free uint64, ok bool) {
+	if db.wal == nil {
+		return 0, false
+	}
+	free, err := freeBytes(db.wal.path)
+	return free, err == nil
+}
