@@ -81,6 +81,8 @@ type storage struct {
 	lowSpace  atomic.Bool
 	fullUntil atomic.Int64 // unix ns: refuse stores until then
 	free      atomic.Int64 // last free bytes seen; -1: not known
+	// changed is called when stores stop or resume for want of space.
+	changed func(full bool, free int64)
 }
 
 const (
@@ -91,8 +93,8 @@ const (
 	fullBackoff = 2 * time.Second
 )
 
-func newStorage(db *sqldb.DB, minFree int64) *storage {
-	st := &storage{db: db, minFree: minFree}
+func newStorage(db *sqldb.DB, minFree int64, changed func(full bool, free int64)) *storage {
+	st := &storage{db: db, minFree: minFree, changed: changed}
 	st.free.Store(-1)
 	st.check()
 	return st
@@ -108,15 +110,20 @@ func (st *storage) sawFull() {
 	st.fullUntil.Store(time.Now().Add(fullBackoff).UnixNano())
 }
 
-// check reads the free space and reports whether it changed full.
-func (st *storage) check() (changed bool) {
+// check reads the free space (one statfs: the writers call it after each
+// batch, so that a fast sender cannot eat into the reserve between two
+// ticks of watch).
+func (st *storage) check() {
 	free, ok := st.db.FreeBytes()
 	if !ok {
-		return false
+		return
 	}
-	st.free.Store(int64(min(free, math.MaxInt64)))
+	f := int64(min(free, math.MaxInt64))
+	st.free.Store(f)
 	low := st.minFree >= 0 && free < uint64(st.minFree)
-	return st.lowSpace.Swap(low) != low
+	if st.lowSpace.Swap(low) != low {
+		st.changed(low, f)
+	}
 }
 
 // freeBytes is the free space as a metric: NaN when not known.
@@ -127,9 +134,9 @@ func (st *storage) freeBytes() float64 {
 	return math.NaN()
 }
 
-// watch checks the free space every spaceCheckEvery until ctx ends,
-// calling changed(full) when stores stop or resume for it.
-func (st *storage) watch(ctx context.Context, changed func(full bool)) {
+// watch checks the free space every spaceCheckEvery until ctx ends (it
+// comes back while no stores arrive).
+func (st *storage) watch(ctx context.Context) {
 	if _, ok := st.db.FreeBytes(); !ok {
 		return
 	}
@@ -140,9 +147,7 @@ func (st *storage) watch(ctx context.Context, changed func(full bool)) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if st.check() {
-				changed(st.lowSpace.Load())
-			}
+			st.check()
 		}
 	}
 }

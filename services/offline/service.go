@@ -155,7 +155,14 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		})
 	}
 	s.rates = newSenderRates(cfg.SenderRate, cfg.SenderBurst)
-	s.storage = newStorage(db, cfg.StoreMinFree)
+	s.storage = newStorage(db, cfg.StoreMinFree, func(full bool, free int64) {
+		if full {
+			log.Error("storage full: stores refused (retry later); fetches and acks go on",
+				"free_bytes", free, "min_free_bytes", cfg.StoreMinFree)
+		} else {
+			log.Info("storage has room again: stores resume", "free_bytes", free)
+		}
+	})
 	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.queueLen()) },
 		func() float64 { return float64(db.WALSyncs()) }, &s.stats,
 		func() float64 {
@@ -181,17 +188,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelPrune = cancel
 	s.pruner.Go(func() { s.pruneLoop(pruneCtx) })
-	s.pruner.Go(func() {
-		s.storage.watch(pruneCtx, func(full bool) {
-			free := s.storage.free.Load()
-			if full {
-				s.log.Error("storage full: stores refused (retry later); fetches and acks go on",
-					"free_bytes", free, "min_free_bytes", cfg.StoreMinFree)
-			} else {
-				s.log.Info("storage has room again: stores resume", "free_bytes", free)
-			}
-		})
-	})
+	s.pruner.Go(func() { s.storage.watch(pruneCtx) })
 
 	if err := s.register(); err != nil {
 		s.shutdown()

@@ -329,6 +329,9 @@ func (s *Service) writeLoop(w *writer) {
 			t.Stop()
 		}
 		s.write(c)
+		if len(c.stores) > 0 {
+			s.storage.check()
+		}
 		w.publish <- c
 		// SQLite: the batch committed without waiting for the disk; its
 		// publisher syncs it. The writer goes on once the commit before
