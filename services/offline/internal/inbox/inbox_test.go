@@ -473,6 +473,9 @@ func BenchmarkStoreBatch(b *testing.B) {
 	for _, sh := range shapes {
 		b.Run(sh.name, func(b *testing.B) {
 			s := newStore(b, dbtest.SQLite(b))
+			// Limits as the service sets them, never reached: their check
+			// is measured, not refusals.
+			s.SetLimits(Limits{Count: 1 << 40, Bytes: 1 << 50})
 			ctx := context.Background()
 			batches := make([][]Pending, 0, 1024)
 			round := 0
