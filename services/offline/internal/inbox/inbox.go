@@ -360,15 +360,12 @@ func (p *plan) finish() {
 }
 
 // counts returns the recipients of the fresh messages (ascending, no
-// duplicates), how many entries each gets and their bytes.
-func (p *plan) counts() ([]int64, map[int64]int64, map[int64]int64) {
+// duplicates) and how many entries each gets.
+func (p *plan) counts() ([]int64, map[int64]int64) {
 	n := make(map[int64]int64)
-	b := make(map[int64]int64)
 	for _, i := range p.fresh {
-		size := p.ps[i].size()
 		for _, u := range p.to[i] {
 			n[u]++
-			b[u] += size
 		}
 	}
 	users := make([]int64, 0, len(n))
@@ -376,7 +373,20 @@ func (p *plan) counts() ([]int64, map[int64]int64, map[int64]int64) {
 		users = append(users, u)
 	}
 	slices.Sort(users)
-	return users, n, b
+	return users, n
+}
+
+// bytes returns the bytes of the entries of the fresh messages, by
+// recipient.
+func (p *plan) bytes() map[int64]int64 {
+	b := make(map[int64]int64)
+	for _, i := range p.fresh {
+		size := p.ps[i].size()
+		for _, u := range p.to[i] {
+			b[u] += size
+		}
+	}
+	return b
 }
 
 // admit applies the inbox limits to the fresh messages, in request order,
@@ -384,15 +394,11 @@ func (p *plan) counts() ([]int64, map[int64]int64, map[int64]int64) {
 // its inbox is not stored. A message stored for none of its recipients is
 // refused (api.ErrInboxFull) and no longer fresh; a group message stored
 // for some lists the others in Refused. It reports whether anything was
-// refused.
+// refused. state is advanced entry by entry as the check goes and put
+// back at the end (no allocation unless something is refused).
 func (p *plan) admit(state map[int64]*inboxState, lim Limits) bool {
 	if lim == (Limits{}) {
 		return false
-	}
-	type use struct{ n, b int64 }
-	used := make(map[int64]use, len(state))
-	for u, st := range state {
-		used[u] = use{st.last - st.acked, st.bytes - st.ackedBytes}
 	}
 	refused := false
 	fresh := p.fresh[:0]
@@ -401,8 +407,9 @@ func (p *plan) admit(state map[int64]*inboxState, lim Limits) bool {
 		size := m.size()
 		var to, out []int64
 		for j, u := range m.To {
-			if x := used[u]; lim.fits(x.n, x.b, size) {
-				used[u] = use{x.n + 1, x.b + size}
+			if st := state[u]; lim.fits(st.last-st.acked, st.bytes-st.ackedBytes, size) {
+				st.last++
+				st.bytes += size
 				if out != nil {
 					to = append(to, u)
 				}
@@ -428,6 +435,14 @@ func (p *plan) admit(state map[int64]*inboxState, lim Limits) bool {
 		fresh = append(fresh, i)
 	}
 	p.fresh = fresh
+	for _, i := range p.fresh {
+		size := p.ps[i].size()
+		for _, u := range p.to[i] {
+			st := state[u]
+			st.last--
+			st.bytes -= size
+		}
+	}
 	return refused
 }
 
@@ -511,6 +526,7 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 	_, err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
 		var err error
 		state, acked = nil, nil
+		var users []int64
 		if p, err = newPlan(ps); err != nil {
 			return err
 		}
@@ -540,7 +556,7 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 		if len(p.fresh) > 0 {
 			// (b) The inboxes' states, from memory or read once, and the
 			// limits.
-			users, _, _ := p.counts()
+			users, _ = p.counts()
 			state = make(map[int64]*inboxState, len(users))
 			var unknown []int64
 			for _, u := range users {
@@ -555,10 +571,11 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 					return err
 				}
 			}
-			p.admit(state, s.limits)
+			if p.admit(state, s.limits) {
+				users, _ = p.counts()
+			}
 		}
 		if len(p.fresh) > 0 {
-			users, _, _ := p.counts()
 			// (c) Group bodies, with the next ids.
 			var bodyID map[int]int64
 			if bodies := p.bodies(); len(bodies) > 0 {
@@ -696,7 +713,8 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 		// (b) Lock and advance the recipients' last seqs and bytes,
 		// ascending; the states before the batch are where its entries
 		// start.
-		users, counts, bytes := p.counts()
+		users, counts := p.counts()
+		bytes := p.bytes()
 		state, err := s.addLastMySQL(ctx, tx, users, counts, bytes)
 		if err != nil {
 			return err
@@ -708,7 +726,8 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 		// (c) The limits: what does not fit is taken back (the rows are
 		// this transaction's already).
 		if p.admit(state, s.limits) {
-			_, kept, keptBytes := p.counts()
+			_, kept := p.counts()
+			keptBytes := p.bytes()
 			back, backBytes := make(map[int64]int64), make(map[int64]int64)
 			var changed []int64
 			for _, u := range users {
