@@ -558,10 +558,12 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 			// limits.
 			users, _ = p.counts()
 			state = make(map[int64]*inboxState, len(users))
+			states := make([]inboxState, len(users)) // one allocation for all
 			var unknown []int64
-			for _, u := range users {
+			for k, u := range users {
+				state[u] = &states[k]
 				if st, ok := m.last[u]; ok && m.valid {
-					state[u] = &st
+					states[k] = st
 				} else {
 					unknown = append(unknown, u)
 				}

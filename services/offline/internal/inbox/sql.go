@@ -526,7 +526,11 @@ func (s *Store) readLastSQLite(ctx context.Context, tx *sql.Tx, users []int64, s
 			list = append(list, ',')
 		}
 		list = strconv.AppendInt(list, u, 10)
-		state[u] = &inboxState{}
+		if st, ok := state[u]; ok {
+			*st = inboxState{}
+		} else {
+			state[u] = &inboxState{}
+		}
 	}
 	list = append(list, ']')
 	st, err := s.db.TxStmt(ctx, tx, readLastSQLite)
