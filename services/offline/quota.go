@@ -76,7 +76,7 @@ func (r *senderRates) forgetFull(now time.Time) {
 // it is full (either dialect).
 type storage struct {
 	db      *sqldb.DB
-	minFree int64 // < 0: no reserve
+	minFree atomic.Int64 // < 0: no reserve
 
 	lowSpace  atomic.Bool
 	fullUntil atomic.Int64 // unix ns: refuse stores until then
@@ -94,7 +94,8 @@ const (
 )
 
 func newStorage(db *sqldb.DB, minFree int64, changed func(full bool, free int64)) *storage {
-	st := &storage{db: db, minFree: minFree, changed: changed}
+	st := &storage{db: db, changed: changed}
+	st.minFree.Store(minFree)
 	st.free.Store(-1)
 	st.check()
 	return st
@@ -120,7 +121,8 @@ func (st *storage) check() {
 	}
 	f := int64(min(free, math.MaxInt64))
 	st.free.Store(f)
-	low := st.minFree >= 0 && free < uint64(st.minFree)
+	minFree := st.minFree.Load()
+	low := minFree >= 0 && free < uint64(minFree)
 	if st.lowSpace.Swap(low) != low {
 		st.changed(low, f)
 	}
