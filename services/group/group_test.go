@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -445,32 +446,27 @@ func TestGroupFull(t *testing.T) {
 		gid := e.create(t, creator, "big", "")
 		// Fixture: fill the group to the limit directly in the database
 		// (MaxGroupMembers joins would only make the test slow).
-		tx, err := db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for lo := 1; lo < api.MaxGroupMembers; lo += 500 {
-			hi := min(lo+500, api.MaxGroupMembers)
-			var q strings.Builder
-			q.WriteString("INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ")
-			var args []any
-			for i := lo; i < hi; i++ {
-				if i > lo {
-					q.WriteByte(',')
+		err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+			for lo := 1; lo < api.MaxGroupMembers; lo += 500 {
+				hi := min(lo+500, api.MaxGroupMembers)
+				var q strings.Builder
+				q.WriteString("INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ")
+				var args []any
+				for i := lo; i < hi; i++ {
+					if i > lo {
+						q.WriteByte(',')
+					}
+					q.WriteString("(?, ?, 'normal', 0)")
+					args = append(args, gid, int64(1_000_000+i))
 				}
-				q.WriteString("(?, ?, 'normal', 0)")
-				args = append(args, gid, int64(1_000_000+i))
+				if _, err := tx.Exec(q.String(), args...); err != nil {
+					return err
+				}
 			}
-			if _, err := tx.Exec(q.String(), args...); err != nil {
-				tx.Rollback()
-				t.Fatal(err)
-			}
-		}
-		if _, err := tx.Exec("UPDATE chat_groups SET version = version + 1, members = ? WHERE id = ?", api.MaxGroupMembers, gid); err != nil {
-			tx.Rollback()
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
+			_, err := tx.Exec("UPDATE chat_groups SET version = version + 1, members = ? WHERE id = ?", api.MaxGroupMembers, gid)
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		late := e.register(t, "late")

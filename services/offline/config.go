@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -24,6 +25,19 @@ const (
 	DefaultConcurrency    = 4
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultMaxRecipients  = 5000
+	// DefaultInboxMaxMessages and DefaultInboxMaxBytes bound what one
+	// inbox holds unacknowledged.
+	DefaultInboxMaxMessages = 10000
+	DefaultInboxMaxBytes    = 64 << 20
+	// DefaultSenderRate and DefaultSenderBurst are each sender's byte rate
+	// of message bodies stored (per instance), and the burst it may send
+	// at once.
+	DefaultSenderRate  = 1 << 20
+	DefaultSenderBurst = 16 << 20
+	// DefaultStoreMinFree is the space stores leave free on an SQLite
+	// database's filesystem, for logins, acks and whatever else writes
+	// there.
+	DefaultStoreMinFree = 256 << 20
 )
 
 // Limits on requests and configuration.
@@ -64,6 +78,23 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxRecipients is the most recipients of one message.
 	MaxRecipients int
+	// InboxMaxMessages and InboxMaxBytes bound what one inbox holds
+	// unacknowledged (bytes: of message bodies); a store that would pass
+	// either is refused for that recipient (api.ErrInboxFull). Negative:
+	// no limit.
+	InboxMaxMessages int64
+	InboxMaxBytes    int64
+	// SenderRate is each sender's rate of message body bytes stored, per
+	// second, with bursts of SenderBurst; a store past it is refused
+	// (api.ErrSendRate). Per instance. Negative: no limit.
+	SenderRate  int64
+	SenderBurst int64
+	// StoreMinFree is the space (bytes) stores leave free on an SQLite
+	// database's filesystem: with less, stores are refused
+	// (api.ErrStorageFull, retry later) while fetches, acks and the other
+	// services' writes (logins) go on in what is left. Negative: no
+	// reserve (stores are refused only once the disk is full).
+	StoreMinFree int64
 	// Registerer is where the service registers its metrics (natter_*,
 	// service="offline"); nil: they are counted but not registered
 	// anywhere.
@@ -97,6 +128,16 @@ func (c Config) withDefaults(d sqldb.Dialect) Config {
 	def(&c.Concurrency, DefaultConcurrency)
 	defDur(&c.RequestTimeout, DefaultRequestTimeout)
 	def(&c.MaxRecipients, DefaultMaxRecipients)
+	def64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def64(&c.InboxMaxMessages, DefaultInboxMaxMessages)
+	def64(&c.InboxMaxBytes, DefaultInboxMaxBytes)
+	def64(&c.SenderRate, DefaultSenderRate)
+	def64(&c.SenderBurst, DefaultSenderBurst)
+	def64(&c.StoreMinFree, DefaultStoreMinFree)
 	return c
 }
 
@@ -122,5 +163,8 @@ func (c Config) Validate() error {
 	inRange("writers", c.Writers, maxWriters)
 	inRange("concurrency", c.Concurrency, 1<<16)
 	inRange("max recipients", c.MaxRecipients, maxMaxRecipients)
+	if c.SenderBurst > 0 && c.SenderBurst < api.MaxBodyLen {
+		errs = append(errs, fmt.Errorf("sender burst must be at least the largest body (%d bytes), got %d", api.MaxBodyLen, c.SenderBurst))
+	}
 	return errors.Join(errs...)
 }

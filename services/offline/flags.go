@@ -22,18 +22,33 @@ func Flags() []cli.Flag {
 			Usage: "number of batch writers, each committing its share of the inboxes (0: 1 on SQLite, 4 on MySQL)"},
 		&cli.IntFlag{Name: "max-recipients", Value: DefaultMaxRecipients, EnvVars: []string{"NATTER_MAX_RECIPIENTS"},
 			Usage: "most recipients of one message"},
+		&cli.Int64Flag{Name: "inbox-max-messages", Value: DefaultInboxMaxMessages, EnvVars: []string{"NATTER_INBOX_MAX_MESSAGES"},
+			Usage: "most unacknowledged messages one inbox holds; a store past it is refused for that recipient (-1: no limit)"},
+		&cli.Int64Flag{Name: "inbox-max-bytes", Value: DefaultInboxMaxBytes, EnvVars: []string{"NATTER_INBOX_MAX_BYTES"},
+			Usage: "most bytes of unacknowledged message bodies one inbox holds (-1: no limit)"},
+		&cli.Int64Flag{Name: "sender-rate", Value: DefaultSenderRate, EnvVars: []string{"NATTER_SENDER_RATE"},
+			Usage: "bytes of message bodies each sender may store per second, per offline instance (-1: no limit)"},
+		&cli.Int64Flag{Name: "sender-burst", Value: DefaultSenderBurst, EnvVars: []string{"NATTER_SENDER_BURST"},
+			Usage: "bytes a sender may store at once above --sender-rate (at least 65536)"},
+		&cli.Int64Flag{Name: "store-min-free", Value: DefaultStoreMinFree, EnvVars: []string{"NATTER_STORE_MIN_FREE"},
+			Usage: "SQLite: bytes stores leave free on the database's filesystem for logins and acks; below it stores answer retry later (-1: none)"},
 	}
 }
 
 // ConfigFromFlags reads Flags (and --request-timeout) into a Config.
 func ConfigFromFlags(c *cli.Context) Config {
 	return Config{
-		Retention:      c.Duration("retention"),
-		PruneEvery:     c.Duration("prune-every"),
-		BatchSize:      c.Int("batch-size"),
-		QueueLimit:     c.Int("queue-limit"),
-		Writers:        c.Int("writers"),
-		MaxRecipients:  c.Int("max-recipients"),
-		RequestTimeout: c.Duration(cliflag.RequestTimeout),
+		Retention:        c.Duration("retention"),
+		PruneEvery:       c.Duration("prune-every"),
+		BatchSize:        c.Int("batch-size"),
+		QueueLimit:       c.Int("queue-limit"),
+		Writers:          c.Int("writers"),
+		MaxRecipients:    c.Int("max-recipients"),
+		InboxMaxMessages: c.Int64("inbox-max-messages"),
+		InboxMaxBytes:    c.Int64("inbox-max-bytes"),
+		SenderRate:       c.Int64("sender-rate"),
+		SenderBurst:      c.Int64("sender-burst"),
+		StoreMinFree:     c.Int64("store-min-free"),
+		RequestTimeout:   c.Duration(cliflag.RequestTimeout),
 	}
 }

@@ -2,6 +2,8 @@ package offline
 
 import (
 	"fmt"
+	"maps"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,24 +18,38 @@ type metrics struct {
 	endpoints *endpoint.Metrics
 	db        *sqldb.Metrics
 
-	stored        prometheus.Counter
-	duplicates    prometheus.Counter
-	entries       prometheus.Counter
-	pushed        prometheus.Counter
-	pushErrors    prometheus.Counter
-	storeFailures prometheus.Counter
-	storeBusy     prometheus.Counter
-	batchSize     prometheus.Histogram
-	writerBusy    prometheus.Counter
-	ackRequests   prometheus.Counter
-	acks          prometheus.Counter
-	pruned        prometheus.Counter
+	// The store outcomes: each counted once, in storeStats, which
+	// $SRV.STATS reports too.
+	stored        prometheus.Collector
+	duplicates    prometheus.Collector
+	storeFailures prometheus.Collector
+	storeBusy     prometheus.Collector
+	refused       map[string]prometheus.Collector // by reason
+
+	entries     prometheus.Counter
+	pushed      prometheus.Counter
+	pushErrors  prometheus.Counter
+	batchSize   prometheus.Histogram
+	writerBusy  prometheus.Counter
+	ackRequests prometheus.Counter
+	acks        prometheus.Counter
+	pruned      prometheus.Counter
 }
+
+// Reasons a store is refused (the reason label of
+// natter_offline_store_refused_total).
+const (
+	refusedInboxFull   = "inbox_full"
+	refusedSendRate    = "send_rate"
+	refusedStorageFull = "storage_full"
+)
 
 // newMetrics registers the service's metrics on reg (nil: a registry of
 // their own, counted but not served); queueLen reports the store queue's
-// length, syncs the syncs of the database's WAL.
-func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64) (*metrics, error) {
+// length, syncs the syncs of the database's WAL, st the store outcomes,
+// full whether stores are refused for want of space, free the space left
+// (NaN: not known).
+func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64, st *storeStats, full, free func() float64) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -41,17 +57,29 @@ func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64) (*met
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
 	}
+	outcome := func(name, help string, v *atomic.Int64, extra prometheus.Labels) prometheus.Collector {
+		l := maps.Clone(labels)
+		maps.Copy(l, extra)
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: l},
+			func() float64 { return float64(v.Load()) })
+	}
+	const refusedHelp = "Store requests refused, by reason: inbox_full (the recipient's inbox, or every recipient's, holds its limit), send_rate (the sender passed its byte rate), storage_full (no space left; retry later)."
 	m := &metrics{
-		stored:        counter("natter_offline_messages_stored_total", "Chat messages stored (each once, whatever its number of recipients)."),
-		duplicates:    counter("natter_offline_duplicates_total", "Store requests answered as duplicates (a sender's retry of a stored cid)."),
-		entries:       counter("natter_offline_entries_stored_total", "Inbox entries stored: one per recipient of each stored message."),
-		pushed:        counter("natter_offline_entries_pushed_total", "Inbox entries published to their recipient's subject after the commit."),
-		pushErrors:    counter("natter_offline_push_errors_total", "Inbox entries that could not be published (the recipient fetches them later)."),
-		storeFailures: counter("natter_offline_store_failures_total", "Store requests answered with an error after they were queued (nothing stored; the sender retries)."),
-		storeBusy:     counter("natter_offline_store_busy_total", "Store requests answered busy: the queue was full or the service stopping."),
-		ackRequests:   counter("natter_offline_ack_requests_total", "Ack requests handled."),
-		acks:          counter("natter_offline_acks_total", "Inbox acknowledgements (one user's inbox up to a seq) in ack requests handled."),
-		pruned:        counter("natter_offline_pruned_entries_total", "Acknowledged inbox entries deleted after the retention."),
+		stored:        outcome("natter_offline_messages_stored_total", "Chat messages stored (each once, whatever its number of recipients).", &st.stored, nil),
+		duplicates:    outcome("natter_offline_duplicates_total", "Store requests answered as duplicates (a sender's retry of a stored cid).", &st.duplicates, nil),
+		storeFailures: outcome("natter_offline_store_failures_total", "Store requests answered with an error after they were queued (nothing stored; the sender retries).", &st.failed, nil),
+		storeBusy:     outcome("natter_offline_store_busy_total", "Store requests answered busy: the queue was full or the service stopping.", &st.busy, nil),
+		refused: map[string]prometheus.Collector{
+			refusedInboxFull:   outcome("natter_offline_store_refused_total", refusedHelp, &st.inboxFull, prometheus.Labels{"reason": refusedInboxFull}),
+			refusedSendRate:    outcome("natter_offline_store_refused_total", refusedHelp, &st.sendRate, prometheus.Labels{"reason": refusedSendRate}),
+			refusedStorageFull: outcome("natter_offline_store_refused_total", refusedHelp, &st.storageFull, prometheus.Labels{"reason": refusedStorageFull}),
+		},
+		entries:     counter("natter_offline_entries_stored_total", "Inbox entries stored: one per recipient of each stored message."),
+		pushed:      counter("natter_offline_entries_pushed_total", "Inbox entries published to their recipient's subject after the commit."),
+		pushErrors:  counter("natter_offline_push_errors_total", "Inbox entries that could not be published (the recipient fetches them later)."),
+		ackRequests: counter("natter_offline_ack_requests_total", "Ack requests handled."),
+		acks:        counter("natter_offline_acks_total", "Inbox acknowledgements (one user's inbox up to a seq) in ack requests handled."),
+		pruned:      counter("natter_offline_pruned_entries_total", "Acknowledged inbox entries deleted after the retention."),
 		writerBusy: counter("natter_offline_writer_busy_seconds_total",
 			"Wall time the batch writers spent writing batches (a writer busy all the time adds 1 per second: the queue, not the database, then sets the pace)."),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -71,8 +99,19 @@ func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64) (*met
 		Help:        "SQLite: syncs of the WAL after the writers' commits (one covers every commit before it; fewer than the batches when the writers run ahead).",
 		ConstLabels: labels,
 	}, syncs)
+	fullGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "natter_offline_store_full",
+		Help:        "1 while stores are refused because the storage is full (less than --store-min-free left on the database's filesystem, or the database answered that it is full); fetches and acks go on.",
+		ConstLabels: labels,
+	}, full)
+	freeGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "natter_offline_store_free_bytes",
+		Help:        "SQLite: bytes left on the database's filesystem at the last check (NaN on MySQL).",
+		ConstLabels: labels,
+	}, free)
 	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
-		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue, walSyncs} {
+		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue, walSyncs,
+		m.refused[refusedInboxFull], m.refused[refusedSendRate], m.refused[refusedStorageFull], fullGauge, freeGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register offline metrics: %w", err)
 		}

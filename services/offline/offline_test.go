@@ -3,6 +3,7 @@ package offline
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,17 +129,32 @@ func (pl *pushLog) get(u int64) []api.InboxMessage {
 // message to user blocks.
 func holdWriteLock(t *testing.T, db *sqldb.DB, user int64) (release func()) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, 0, 0)", user); err != nil {
-		tx.Rollback()
+	locked, free, done := make(chan error, 1), make(chan struct{}), make(chan struct{})
+	errReleased := errors.New("released")
+	go func() {
+		defer close(done)
+		err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+			if _, err := tx.Exec("INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, 0, 0)", user); err != nil {
+				return err
+			}
+			locked <- nil
+			<-free
+			return errReleased // rolled back
+		})
+		if !errors.Is(err, errReleased) {
+			locked <- err
+		}
+	}()
+	if err := <-locked; err != nil {
 		t.Fatal(err)
 	}
 	var once sync.Once
-	release = func() { once.Do(func() { tx.Rollback() }) }
+	release = func() {
+		once.Do(func() {
+			close(free)
+			<-done
+		})
+	}
 	t.Cleanup(release)
 	return release
 }
@@ -489,7 +505,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("%s: fetched body differs (%d bytes, want %d)", name, len(got), len(want))
 			}
 			var stored string
-			if err := db.QueryRow("SELECT body FROM inbox_entries WHERE user_id = 2 AND seq = ?", i+1).Scan(&stored); err != nil {
+			if err := db.ReadQueryRow(context.Background(), "SELECT body FROM inbox_entries WHERE user_id = 2 AND seq = ?", i+1).Scan(&stored); err != nil {
 				t.Fatal(err)
 			}
 			if stored != string(want) {
@@ -570,7 +586,7 @@ func TestPruner(t *testing.T) {
 		var n int
 		eventually.True(t, 5*time.Second, func() bool {
 			p := fetch(t, nc, 2, 0, 0)
-			err := db.QueryRow("SELECT (SELECT COUNT(*) FROM inbox_entries) + (SELECT COUNT(*) FROM bodies)").Scan(&n)
+			err := db.ReadQueryRow(context.Background(), "SELECT (SELECT COUNT(*) FROM inbox_entries) + (SELECT COUNT(*) FROM bodies)").Scan(&n)
 			if err != nil {
 				t.Fatal(err)
 			}

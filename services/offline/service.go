@@ -93,7 +93,9 @@ type Service struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	stats storeStats
+	stats   storeStats
+	rates   *senderRates
+	storage *storage
 }
 
 // storeStats counts what the store endpoint did; they appear as the store
@@ -106,6 +108,10 @@ type storeStats struct {
 	stored     atomic.Int64 // messages stored
 	duplicates atomic.Int64 // requests answered as duplicates
 	failed     atomic.Int64 // requests answered with an error
+	// Refused requests, by reason.
+	inboxFull   atomic.Int64
+	sendRate    atomic.Int64
+	storageFull atomic.Int64
 }
 
 // StoreStats is the data of the store endpoint in $SRV.STATS.
@@ -119,6 +125,12 @@ type StoreStats struct {
 	Stored     int64 `json:"stored"`
 	Duplicates int64 `json:"duplicates"`
 	Failed     int64 `json:"failed"`
+	// Refused: inbox full, sender's rate, storage full.
+	InboxFull   int64 `json:"inbox_full"`
+	SendRate    int64 `json:"send_rate"`
+	StorageFull int64 `json:"storage_full"`
+	// Full is true while stores are refused for want of space.
+	Full bool `json:"full"`
 }
 
 // Start migrates the inbox tables, starts the batch writers and the pruner
@@ -142,13 +154,29 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			publish: make(chan *committed, publishAhead),
 		})
 	}
+	s.rates = newSenderRates(cfg.SenderRate, cfg.SenderBurst)
+	s.storage = newStorage(db, cfg.StoreMinFree, func(full bool, free int64) {
+		if full {
+			log.Error("storage full: stores refused (retry later); fetches and acks go on",
+				"free_bytes", free, "min_free_bytes", cfg.StoreMinFree)
+		} else {
+			log.Info("storage has room again: stores resume", "free_bytes", free)
+		}
+	})
 	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.queueLen()) },
-		func() float64 { return float64(db.WALSyncs()) })
+		func() float64 { return float64(db.WALSyncs()) }, &s.stats,
+		func() float64 {
+			if s.storage.full() {
+				return 1
+			}
+			return 0
+		}, s.storage.freeBytes)
 	if err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
 	s.metrics = m
 	s.store = inbox.New(db.WithMetrics(m.db), log)
+	s.store.SetLimits(inbox.Limits{Count: max(cfg.InboxMaxMessages, 0), Bytes: max(cfg.InboxMaxBytes, 0)})
 	if err := s.store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
 	}
@@ -160,6 +188,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelPrune = cancel
 	s.pruner.Go(func() { s.pruneLoop(pruneCtx) })
+	s.pruner.Go(func() { s.storage.watch(pruneCtx) })
 
 	if err := s.register(); err != nil {
 		s.shutdown()
@@ -174,9 +203,22 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	}
 	log.Info("offline service started", "service_id", s.micro.Info().ID,
 		"batch_size", cfg.BatchSize, "queue_limit", cfg.QueueLimit, "writers", cfg.Writers,
-		"retention", cfg.Retention)
+		"retention", cfg.Retention, "inbox_max_messages", cfg.InboxMaxMessages, "inbox_max_bytes", cfg.InboxMaxBytes,
+		"sender_rate", cfg.SenderRate, "sender_burst", cfg.SenderBurst, "store_min_free", cfg.StoreMinFree)
 	return s, nil
 }
+
+// StoreReady is a readiness check: it fails while stores are refused
+// because the storage is full (fetches and acks still work).
+func (s *Service) StoreReady(context.Context) error {
+	if s.storage.full() {
+		return errStorageFull
+	}
+	return nil
+}
+
+// errStorageFull is StoreReady's answer while the storage is full.
+var errStorageFull = errors.New("storage full: stores refused until space is freed")
 
 // register adds the micro service and its endpoints.
 func (s *Service) register() error {
@@ -287,15 +329,19 @@ func (s *Service) endpointStats(e *micro.Endpoint) any {
 
 func (s *Service) storeStats() StoreStats {
 	return StoreStats{
-		QueueLen:   s.queueLen(),
-		QueueLimit: s.cfg.QueueLimit,
-		Accepted:   s.stats.accepted.Load(),
-		Busy:       s.stats.busy.Load(),
-		Batches:    s.stats.batches.Load(),
-		MaxBatch:   s.stats.maxBatch.Load(),
-		Stored:     s.stats.stored.Load(),
-		Duplicates: s.stats.duplicates.Load(),
-		Failed:     s.stats.failed.Load(),
+		QueueLen:    s.queueLen(),
+		QueueLimit:  s.cfg.QueueLimit,
+		Accepted:    s.stats.accepted.Load(),
+		Busy:        s.stats.busy.Load(),
+		Batches:     s.stats.batches.Load(),
+		MaxBatch:    s.stats.maxBatch.Load(),
+		Stored:      s.stats.stored.Load(),
+		Duplicates:  s.stats.duplicates.Load(),
+		Failed:      s.stats.failed.Load(),
+		InboxFull:   s.stats.inboxFull.Load(),
+		SendRate:    s.stats.sendRate.Load(),
+		StorageFull: s.stats.storageFull.Load(),
+		Full:        s.storage.full(),
 	}
 }
 

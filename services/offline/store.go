@@ -14,6 +14,7 @@ import (
 	"github.com/natter-chat/natter/services/offline/internal/inbox"
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -60,9 +61,9 @@ func (s *Service) answerMany(mr *storeMany, i int, r api.StoreResult) {
 }
 
 // resultOf is a store's outcome as a store of several answers it.
-func resultOf(mid string, dup bool, err error) api.StoreResult {
+func resultOf(mid string, dup bool, refused []int64, err error) api.StoreResult {
 	if err == nil {
-		return api.StoreResult{MID: mid, Duplicate: dup}
+		return api.StoreResult{MID: mid, Duplicate: dup, Refused: refused}
 	}
 	var ae *api.Error
 	if errors.As(endpoint.ErrorFor(err), &ae) {
@@ -105,6 +106,9 @@ func (s *Service) partition(key int64) *writer {
 // blocks.
 func (s *Service) handleStore(m micro.Request) {
 	p, err := decodeStore(m.Data(), s.cfg.MaxRecipients)
+	if err == nil {
+		err = s.admit(p, time.Now())
+	}
 	if err != nil {
 		endpoint.RespondError(s.log, m, epStore, err)
 		return
@@ -115,7 +119,6 @@ func (s *Service) handleStore(m micro.Request) {
 	}
 	if !s.enqueue(s.partition(key), &item{m: m, p: p}) {
 		s.stats.busy.Add(1)
-		s.metrics.storeBusy.Inc()
 		endpoint.RespondError(s.log, m, epStore, api.ErrBusy)
 		return
 	}
@@ -135,10 +138,14 @@ func (s *Service) handleStoreMany(m micro.Request) {
 	}
 	mr := &storeMany{m: m, results: make([]api.StoreResult, len(raws))}
 	mr.left.Store(int32(len(raws)))
+	now := time.Now()
 	for i, raw := range raws {
 		p, err := decodeStore(raw, s.cfg.MaxRecipients)
+		if err == nil {
+			err = s.admit(p, now)
+		}
 		if err != nil {
-			s.answerMany(mr, i, resultOf("", false, err))
+			s.answerMany(mr, i, resultOf("", false, nil, err))
 			continue
 		}
 		key := p.From
@@ -147,12 +154,39 @@ func (s *Service) handleStoreMany(m micro.Request) {
 		}
 		if !s.enqueue(s.partition(key), &item{p: p, many: mr, idx: i}) {
 			s.stats.busy.Add(1)
-			s.metrics.storeBusy.Inc()
-			s.answerMany(mr, i, resultOf("", false, api.ErrBusy))
+			s.answerMany(mr, i, resultOf("", false, nil, api.ErrBusy))
 			continue
 		}
 		s.stats.accepted.Add(1)
 	}
+}
+
+// admit checks a decoded store against the storage and its sender's byte
+// rate, before it is queued. Messages to oneself are stored like any other
+// (notes to self; the inbox limits bound them).
+func (s *Service) admit(p inbox.Pending, now time.Time) error {
+	if s.storage.full() {
+		s.stats.storageFull.Add(1)
+		return api.ErrStorageFull
+	}
+	if !s.rates.allow(p.From, len(p.Body), now) {
+		s.stats.sendRate.Add(1)
+		return api.ErrSendRate
+	}
+	return nil
+}
+
+// storeError is what a store that failed with err is answered, counted
+// once in its outcome: a full storage (which also stops stores for a
+// while) or a failure.
+func (s *Service) storeError(err error, n int) error {
+	if sqldb.IsFull(err) {
+		s.storage.sawFull()
+		s.stats.storageFull.Add(int64(n))
+		return api.ErrStorageFull
+	}
+	s.stats.failed.Add(int64(n))
+	return err
 }
 
 // handleAck is the ack endpoint's handler: acknowledgements are committed
@@ -295,6 +329,9 @@ func (s *Service) writeLoop(w *writer) {
 			t.Stop()
 		}
 		s.write(c)
+		if len(c.stores) > 0 {
+			s.storage.check()
+		}
 		w.publish <- c
 		// SQLite: the batch committed without waiting for the disk; its
 		// publisher syncs it. The writer goes on once the commit before
@@ -403,14 +440,13 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 	if c.err != nil {
 		// Nothing was stored; senders retry with their cid.
 		s.log.Error("store batch", "requests", len(c.stores), "err", c.err)
-		s.stats.failed.Add(int64(len(c.stores)))
-		s.metrics.storeFailures.Add(float64(len(c.stores)))
+		err := s.storeError(c.err, len(c.stores))
 		for _, it := range c.stores {
 			if it.many != nil {
-				s.answerMany(it.many, it.idx, resultOf("", false, c.err))
+				s.answerMany(it.many, it.idx, resultOf("", false, nil, err))
 				continue
 			}
-			endpoint.RespondError(s.log, it.m, epStore, endpoint.ErrorFor(c.err))
+			endpoint.RespondError(s.log, it.m, epStore, endpoint.ErrorFor(err))
 		}
 		return
 	}
@@ -422,8 +458,8 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 			continue
 		}
 		m := c.ps[i]
-		entries += len(m.To)
-		for j, to := range m.To {
+		entries += len(r.To)
+		for j, to := range r.To {
 			p.push = api.AppendPush(p.push[:0], r.Seqs[j], r.MID, m.From, m.Body)
 			msg := &nats.Msg{Subject: subject.User(to), Header: p.hdr, Data: p.push}
 			if err := s.nc.PublishMsg(msg); err != nil {
@@ -443,25 +479,30 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 		it := c.stores[i]
 		m := it.m
 		switch {
+		case errors.Is(r.Err, api.ErrInboxFull):
+			s.stats.inboxFull.Add(1)
 		case r.Err != nil:
-			s.stats.failed.Add(1)
-			s.metrics.storeFailures.Inc()
 			s.log.Error("store message", "from", c.ps[i].From, "recipients", len(c.ps[i].To), "err", r.Err)
+			r.Err = s.storeError(r.Err, 1)
+		case r.Duplicate:
+			s.stats.duplicates.Add(1)
+		default:
+			s.stats.stored.Add(1)
+		}
+		if r.Err != nil {
 			if it.many != nil {
-				s.answerMany(it.many, it.idx, resultOf("", false, r.Err))
+				s.answerMany(it.many, it.idx, resultOf("", false, nil, r.Err))
 				continue
 			}
 			endpoint.RespondError(s.log, m, epStore, endpoint.ErrorFor(r.Err))
 			continue
-		case r.Duplicate:
-			s.stats.duplicates.Add(1)
-			s.metrics.duplicates.Inc()
-		default:
-			s.stats.stored.Add(1)
-			s.metrics.stored.Inc()
 		}
 		if it.many != nil {
-			s.answerMany(it.many, it.idx, resultOf(r.MID, r.Duplicate, nil))
+			s.answerMany(it.many, it.idx, resultOf(r.MID, r.Duplicate, r.Refused, nil))
+			continue
+		}
+		if len(r.Refused) > 0 {
+			endpoint.Respond(s.log, m, epStore, api.StoreResponse{MID: r.MID, Refused: r.Refused})
 			continue
 		}
 		p.resp = api.AppendStoreResponse(p.resp[:0], r.MID, r.Duplicate)

@@ -338,7 +338,7 @@ func TestNamesOfExistingAccounts(t *testing.T) {
 			}
 		}
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM user_names`).Scan(&n); err != nil || n != len(ids) {
+		if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM user_names`).Scan(&n); err != nil || n != len(ids) {
 			t.Errorf("%d unique forms (%v), want %d", n, err, len(ids))
 		}
 	})

@@ -116,7 +116,7 @@ func (e *env) online(t *testing.T, ids ...int64) []int64 {
 func (e *env) sessionRows(t *testing.T, uid int64) int {
 	t.Helper()
 	var n int
-	if err := e.db.QueryRow(`SELECT COUNT(*) FROM sessions WHERE user_id = ?`, uid).Scan(&n); err != nil {
+	if err := e.db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM sessions WHERE user_id = ?`, uid).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -35,6 +35,8 @@ const (
 	CodeBadLogin    Code = "bad_login"    // login: unknown id or wrong password
 	CodeSessionLive Code = "session_live" // login: policy reject and the user is online elsewhere
 	CodeBusy        Code = "busy"         // the service sheds load; retry later
+	CodeInboxFull   Code = "inbox_full"   // store: the recipient's inbox holds its limit of unacknowledged messages
+	CodeSendRate    Code = "send_rate"    // store: the sender passed its byte rate; retry later
 	CodeInternal    Code = "internal"     // anything else; details are only in the service's log
 )
 
@@ -49,6 +51,8 @@ var numbers = map[Code]int{
 	CodeLoginThrottled: 429,
 	CodeInternal:       500,
 	CodeBusy:           503,
+	CodeInboxFull:      507,
+	CodeSendRate:       509,
 }
 
 // Number is c as Nats-Service-Error-Code carries it: a number, as ADR-32
@@ -150,6 +154,16 @@ var (
 	// now (a restart, a failover): the caller retries, a client with the
 	// same cid.
 	ErrDatabaseUnavailable = &Error{Code: CodeBusy, Message: "database unavailable; retry"}
+	// ErrStorageFull answers a store while the offline service's storage
+	// is full (the disk, or the database's table space): nothing was
+	// stored; the caller retries later, a client with the same cid.
+	// Fetches and acks go on.
+	ErrStorageFull = &Error{Code: CodeBusy, Message: "storage full; retry later"}
+	// ErrInboxFull answers a store whose recipient (every recipient, for a
+	// group message) holds its limit of unacknowledged messages or bytes.
+	ErrInboxFull = &Error{Code: CodeInboxFull, Message: "recipient's inbox is full"}
+	// ErrSendRate answers a store past the sender's byte rate.
+	ErrSendRate = &Error{Code: CodeSendRate, Message: "sending too fast; retry later"}
 )
 
 // Errorf returns an *Error with code c and a formatted message.

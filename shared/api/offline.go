@@ -18,6 +18,10 @@ type StoreResponse struct {
 	MID string `json:"mid"`
 	// Duplicate is true when CID matched an earlier message.
 	Duplicate bool `json:"duplicate,omitempty"`
+	// Refused lists the recipients of a group message whose inbox was full
+	// (ErrInboxFull): the message was stored for the others only. A store
+	// refused for every recipient is answered ErrInboxFull instead.
+	Refused []int64 `json:"refused,omitempty"`
 }
 
 // MaxCIDLen is the longest client message id accepted.

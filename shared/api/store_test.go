@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -116,13 +117,18 @@ func TestStoreResponse(t *testing.T) {
 			t.Errorf("AppendStoreResponse: %s, want %s", data, want)
 		}
 		got, err := DecodeStoreResponse(data)
-		if err != nil || got != (StoreResponse{MID: mid, Duplicate: dup}) {
+		if err != nil || !reflect.DeepEqual(got, StoreResponse{MID: mid, Duplicate: dup}) {
 			t.Errorf("DecodeStoreResponse(%s) = %+v, %v", data, got, err)
 		}
 	}
 	got, err := DecodeStoreResponse([]byte(`{"duplicate":false,"mid":"m\u0031"}`))
-	if err != nil || got != (StoreResponse{MID: "m1"}) {
+	if err != nil || !reflect.DeepEqual(got, StoreResponse{MID: "m1"}) {
 		t.Errorf("another shape: %+v, %v", got, err)
+	}
+	// A group message stored for some of its recipients.
+	got, err = DecodeStoreResponse([]byte(`{"mid":"m1","refused":[2,3]}`))
+	if err != nil || !reflect.DeepEqual(got, StoreResponse{MID: "m1", Refused: []int64{2, 3}}) {
+		t.Errorf("refused recipients: %+v, %v", got, err)
 	}
 	if _, err := DecodeStoreResponse([]byte(`{"mid":`)); err == nil {
 		t.Error("malformed response decoded")

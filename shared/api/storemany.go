@@ -50,8 +50,10 @@ func DecodeStoreMany(data []byte) ([]json.RawMessage, error) {
 type StoreResult struct {
 	MID       string `json:"mid,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
-	Code      Code   `json:"code,omitempty"`
-	Message   string `json:"message,omitempty"`
+	// Refused: as StoreResponse.Refused.
+	Refused []int64 `json:"refused,omitempty"`
+	Code    Code    `json:"code,omitempty"`
+	Message string  `json:"message,omitempty"`
 }
 
 // Err is the result's error as a *Error; nil when the message was stored.

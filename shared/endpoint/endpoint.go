@@ -263,6 +263,8 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 	case errors.As(err, &own):
 	case ae == api.ErrDatabaseUnavailable:
 		log.Warn("request failed: database unavailable", "endpoint", name, "err", err)
+	case ae == api.ErrStorageFull:
+		log.Warn("request failed: storage full", "endpoint", name, "err", err)
 	default:
 		log.Error("request failed", "endpoint", name, "err", err)
 	}
@@ -275,7 +277,8 @@ func RespondError(log *slog.Logger, m micro.Request, name string, err error) {
 // ErrorFor is the answer to a request that failed with err: an *api.Error
 // keeps its code and message; a database that cannot be reached is
 // api.ErrDatabaseUnavailable (the caller retries, a client with the same
-// cid); anything else is api.ErrInternal.
+// cid), and one that is full api.ErrStorageFull (likewise); anything else
+// is api.ErrInternal.
 func ErrorFor(err error) *api.Error {
 	var ae *api.Error
 	switch {
@@ -283,6 +286,8 @@ func ErrorFor(err error) *api.Error {
 		return ae
 	case sqldb.IsUnavailable(err):
 		return api.ErrDatabaseUnavailable
+	case sqldb.IsFull(err):
+		return api.ErrStorageFull
 	}
 	return api.ErrInternal
 }

@@ -23,7 +23,7 @@ func TestSQLiteCheckpointsInBackground(t *testing.T) {
 	}
 	defer db.Close()
 	var auto int64
-	if err := db.QueryRow("PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
+	if err := db.w.QueryRow("PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
 		t.Fatalf("writer's wal_autocheckpoint = %d (%v), want 0", auto, err)
 	}
 	size := func() int64 {

@@ -49,7 +49,7 @@ func TestInTxDeferred(t *testing.T) {
 	}
 	wg.Wait()
 	var count int
-	if err := db.Read.QueryRowContext(ctx, "SELECT COUNT(*) FROM t").Scan(&count); err != nil || count != n {
+	if err := db.ReadQueryRow(ctx, "SELECT COUNT(*) FROM t").Scan(&count); err != nil || count != n {
 		t.Fatalf("%d rows (%v), want %d", count, err, n)
 	}
 	if s := db.WALSyncs(); s == 0 || s > n {

@@ -26,6 +26,7 @@ const (
 	kindTimeout   = "timeout"   // the context ended (deadline or cancel)
 	kindConflict  = "conflict"  // deadlock, lock wait timeout, busy (InTx retries these)
 	kindDuplicate = "duplicate" // unique key violation
+	kindFull      = "full"      // the storage is full (IsFull)
 	kindDatabase  = "database"  // any other error of the driver or the database
 )
 
@@ -44,7 +45,7 @@ type Metrics struct {
 //     tx, retries included, read_tx), reads outside a transaction (read)
 //     and writes outside one (exec);
 //   - natter_db_errors_total{service, op, kind}: failed operations and
-//     attempts, kind timeout, conflict, duplicate or database; errors a
+//     attempts, kind timeout, conflict, duplicate, full or database; errors a
 //     transaction's function returns that are not the database's (a
 //     domain error) are not counted;
 //   - natter_db_tx_retries_total{service}: transaction attempts repeated
@@ -60,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 		}, []string{"op"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "natter_db_errors_total",
-			Help:        "Failed database operations and transaction attempts by kind: timeout, conflict, duplicate or database.",
+			Help:        "Failed database operations and transaction attempts by kind: timeout, conflict, duplicate, full (no space left) or database.",
 			ConstLabels: labels,
 		}, []string{"op", "kind"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
@@ -118,6 +119,8 @@ func errKind(err error, fallback string) string {
 		return kindConflict
 	case IsDuplicate(err):
 		return kindDuplicate
+	case IsFull(err):
+		return kindFull
 	case errors.As(err, &me), errors.As(err, &se), errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, sql.ErrConnDone), errors.Is(err, sql.ErrTxDone), errors.Is(err, mysql.ErrInvalidConn):
 		return kindDatabase

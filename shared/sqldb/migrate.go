@@ -27,7 +27,7 @@ const migrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // version order. Concurrent starts of several instances are serialized (a
 // named lock in MySQL, the write lock in SQLite).
 func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) error {
-	conn, err := db.Conn(ctx)
+	conn, err := db.w.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", component, err)
 	}

@@ -45,19 +45,21 @@ func (d Dialect) String() string {
 	return "unknown"
 }
 
-// DB is a database handle with its dialect. Writes and transactions go
-// through the embedded *sql.DB; Read is for queries outside a transaction
-// (on MySQL the same pool; on SQLite a pool of read-only connections that
-// read the last committed state while the single writer works).
+// DB is a database handle with its dialect. Its pools are its own: every
+// query goes through one of its methods, which time it and count its
+// errors (WithMetrics). Writes and transactions use the writer pool; reads
+// outside a transaction (ReadQuery, ReadTx) the read pool (on MySQL the
+// same pool; on SQLite a pool of read-only connections that read the last
+// committed state while the single writer works).
 //
 // WithMetrics returns another view of the same database that reports to
 // metrics; every view shares the pools and prepared statements.
 type DB struct {
-	*sql.DB
-	Read    *sql.DB
+	w       *sql.DB // the writer pool (SQLite: one connection)
+	r       *sql.DB // the read pool (MySQL: w)
 	Dialect Dialect
 
-	stmts  *sync.Map     // query text -> *sql.Stmt on Read (ReadQuery)
+	stmts  *sync.Map     // query text -> *sql.Stmt on the read pool (ReadQuery)
 	wstmts *sync.Map     // query text -> *sql.Stmt on the writer pool (TxStmt)
 	shared *sync.Map     // key -> value (Shared)
 	ckpt   *checkpointer // SQLite: copies the WAL into the database file; nil on MySQL
@@ -67,7 +69,7 @@ type DB struct {
 }
 
 func newDB(w, r *sql.DB, d Dialect) *DB {
-	return &DB{DB: w, Read: r, Dialect: d, stmts: new(sync.Map), wstmts: new(sync.Map), shared: new(sync.Map)}
+	return &DB{w: w, r: r, Dialect: d, stmts: new(sync.Map), wstmts: new(sync.Map), shared: new(sync.Map)}
 }
 
 // WithMetrics returns a view of db whose transactions, reads and ExecContext
@@ -98,13 +100,13 @@ func (db *DB) Shared(key string, newValue func() any) any {
 // pings the read pool, which on SQLite does not queue behind a long write
 // transaction on the single writer connection (on MySQL it is the pool).
 func (db *DB) Alive(ctx context.Context) error {
-	if err := db.Read.PingContext(ctx); err != nil {
+	if err := db.r.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping %s: %w", db.Dialect, err)
 	}
 	return nil
 }
 
-// ExecContext is the embedded pool's ExecContext, observed (see
+// ExecContext runs a write outside a transaction on the writer pool, observed (see
 // WithMetrics); on SQLite durable before it returns, as InTx.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	start := time.Now()
@@ -115,14 +117,14 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if db.wal != nil {
 		var n uint64
 		n, err = db.wal.commit(func() error {
-			res, err = db.DB.ExecContext(ctx, query, args...)
+			res, err = db.w.ExecContext(ctx, query, args...)
 			return err
 		})
 		if err == nil {
 			err = db.wal.syncTo(n)
 		}
 	} else {
-		res, err = db.DB.ExecContext(ctx, query, args...)
+		res, err = db.w.ExecContext(ctx, query, args...)
 	}
 	db.metrics.observe(opExec, start, err, kindDatabase)
 	return res, err
@@ -144,8 +146,18 @@ func (db *DB) ReadQuery(ctx context.Context, query string, args ...any) (*sql.Ro
 	if st := db.readStmt(ctx, query); st != nil {
 		rows, err = st.QueryContext(ctx, args...)
 	} else {
-		rows, err = db.Read.QueryContext(ctx, query, args...)
+		rows, err = db.r.QueryContext(ctx, query, args...)
 	}
+	db.metrics.observe(opRead, start, err, kindDatabase)
+	return rows, err
+}
+
+// ReadQueryOnce runs a read query whose text is built for this call (a
+// list of placeholders) outside a transaction on the read pool: observed
+// like ReadQuery, but not prepared and kept.
+func (db *DB) ReadQueryOnce(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	start := time.Now()
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	db.metrics.observe(opRead, start, err, kindDatabase)
 	return rows, err
 }
@@ -157,7 +169,7 @@ func (db *DB) ReadQueryRow(ctx context.Context, query string, args ...any) *sql.
 	if st := db.readStmt(ctx, query); st != nil {
 		row = st.QueryRowContext(ctx, args...)
 	} else {
-		row = db.Read.QueryRowContext(ctx, query, args...)
+		row = db.r.QueryRowContext(ctx, query, args...)
 	}
 	if db.metrics != nil {
 		db.metrics.observe(opRead, start, row.Err(), kindDatabase) // Err never is sql.ErrNoRows
@@ -171,7 +183,7 @@ func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 	start := time.Now()
 	fallback := ""
 	defer func() { db.metrics.observe(opReadTx, start, err, fallback) }()
-	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		fallback = kindDatabase
 		return fmt.Errorf("begin read: %w", err)
@@ -192,7 +204,7 @@ func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 // which a transaction holds).
 func (db *DB) PrepareWrites(ctx context.Context, queries ...string) error {
 	for _, q := range queries {
-		st, err := db.DB.PrepareContext(ctx, q)
+		st, err := db.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
@@ -217,7 +229,7 @@ func (db *DB) TxStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, 
 // ReadTxStmt. Call it outside any read transaction.
 func (db *DB) PrepareReads(ctx context.Context, queries ...string) error {
 	for _, q := range queries {
-		st, err := db.Read.PrepareContext(ctx, q)
+		st, err := db.r.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
@@ -245,7 +257,7 @@ func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 	if st, ok := db.stmts.Load(query); ok {
 		return st.(*sql.Stmt)
 	}
-	st, err := db.Read.PrepareContext(ctx, query)
+	st, err := db.r.PrepareContext(ctx, query)
 	if err != nil {
 		return nil
 	}
@@ -267,9 +279,9 @@ func (db *DB) Close() error {
 			return true
 		})
 	}
-	err := db.DB.Close()
-	if db.Read != db.DB {
-		if rerr := db.Read.Close(); err == nil {
+	err := db.w.Close()
+	if db.r != db.w {
+		if rerr := db.r.Close(); err == nil {
 			err = rerr
 		}
 	}
@@ -487,6 +499,35 @@ func IsDuplicate(err error) bool {
 	return false
 }
 
+// IsFull reports whether err says the storage is full: SQLite's
+// SQLITE_FULL (the disk, or max_page_count), ENOSPC from a write or a sync,
+// MySQL's "table is full" (1114), "disk full" (1021), or a storage
+// engine's or write's error 28 (ENOSPC; 1030, 3). The same write may
+// succeed once space is freed.
+func IsFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1114, 1021:
+			return true
+		case 1030, 3:
+			return strings.Contains(me.Message, "28")
+		}
+		return false
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_FULL
+	}
+	return false
+}
+
 // IsRetryable reports whether err is a transient conflict (deadlock, lock wait
 // timeout, database busy) after which the whole transaction may be retried.
 func IsRetryable(err error) bool {
@@ -591,7 +632,7 @@ func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx)
 // error is not recognized as a database one: begin and commit errors are
 // the database's, fn's own errors may be the caller's.
 func (db *DB) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (n uint64, fallback string, err error) {
-	tx, err := db.BeginTx(ctx, opts)
+	tx, err := db.w.BeginTx(ctx, opts)
 	if err != nil {
 		return 0, kindDatabase, fmt.Errorf("begin: %w", err)
 	}
@@ -626,3 +667,14 @@ func Placeholders(n int) string {
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// FreeBytes returns the space left on the filesystem of an SQLite
+// database (what an unprivileged writer may still use); ok is false on
+// MySQL, whose disk is the server's, or where the system does not say.
+func (db *DB) FreeBytes() (free uint64, ok bool) {
+	if db.wal == nil {
+		return 0, false
+	}
+	free, err := freeBytes(db.wal.path)
+	return free, err == nil
+}

@@ -37,6 +37,14 @@ const (
 	// from this address; the password was not checked. errmsg says when to
 	// retry: "too many failed logins; retry in N s".
 	LoginThrottled Errno = 119
+	// InboxFull (REPLY to ONE_CHAT or GROUP_CHAT): the recipient's inbox
+	// (every other member's, for a group) holds its limit of
+	// unacknowledged messages or bytes; nothing was stored. Retry once the
+	// recipient has read.
+	InboxFull Errno = 120
+	// SendRate (REPLY to ONE_CHAT or GROUP_CHAT): the sender passed its byte
+	// rate; nothing was stored. Retry later (the same cid is safe).
+	SendRate Errno = 121
 )
 
 // Original error messages, byte for byte.

@@ -110,6 +110,10 @@ func (s *Session) serviceError(op string, err error) (wire.Errno, string) {
 		return wire.BadField, ae.Message
 	case errors.Is(err, api.ErrNotFound):
 		return wire.NoSuchUser, "no such user"
+	case errors.Is(err, api.ErrInboxFull):
+		return wire.InboxFull, "recipient's inbox is full; retry once they have read"
+	case errors.Is(err, api.ErrSendRate):
+		return wire.SendRate, "sending too fast; retry later"
 	case errors.Is(err, api.ErrBusy), errors.Is(err, api.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log().Warn("service unavailable", "op", op, "err", err)
 		return wire.Unavailable, "service unavailable; retry"

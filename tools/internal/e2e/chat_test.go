@@ -523,7 +523,7 @@ func TestLostKickIsReconciled(t *testing.T) {
 	b.login(bid, "pw")
 	// The lost kick: the user service records a newer session for alice,
 	// and nothing tells the gateway.
-	if _, err := c.db.Exec("UPDATE sessions SET session_id = 'replaced-elsewhere' WHERE user_id = ?", aid); err != nil {
+	if _, err := c.db.ExecContext(context.Background(), "UPDATE sessions SET session_id = 'replaced-elsewhere' WHERE user_id = ?", aid); err != nil {
 		t.Fatal(err)
 	}
 	a.send(frame{"msgid": 11})

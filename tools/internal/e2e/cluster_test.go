@@ -42,6 +42,7 @@ type clusterOpts struct {
 	floodRate   float64
 	writeLimit  int
 	mysql       bool
+	offline     func(*offline.Config) // changes the offline services' defaults
 	// gwInbox: the gateways' NATS inbox prefix (their replies), so that a
 	// test can tell their requests from the services'.
 	gwInbox string
@@ -77,7 +78,11 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			t.Fatalf("user service: %v", err)
 		}
 		t.Cleanup(func() { us.Stop() })
-		os, err := offline.Start(ctx, c.conn(), c.db, offline.DefaultConfig(), log)
+		ocfg := offline.DefaultConfig()
+		if o.offline != nil {
+			o.offline(&ocfg)
+		}
+		os, err := offline.Start(ctx, c.conn(), c.db, ocfg, log)
 		if err != nil {
 			t.Fatalf("offline service: %v", err)
 		}

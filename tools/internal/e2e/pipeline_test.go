@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/services/offline"
 )
 
 // TestPipelinedChatsKeepOrder: 1,000 chats sent on one connection without
@@ -45,7 +47,11 @@ func TestPipelinedChatsKeepOrder(t *testing.T) {
 func BenchmarkOneConnectionChats(b *testing.B) {
 	for _, mode := range []string{"serial", "pipelined"} {
 		b.Run(mode, func(b *testing.B) {
-			c := newCluster(b, clusterOpts{floodRate: 1e9})
+			// bob never reads: no inbox limit, and no sender rate, so
+			// that every chat is stored rather than refused.
+			c := newCluster(b, clusterOpts{floodRate: 1e9, offline: func(c *offline.Config) {
+				c.InboxMaxMessages, c.InboxMaxBytes, c.SenderRate = -1, -1, -1
+			}})
 			a := dial(b, c.gws[0].Addr(), '\n', "a")
 			bob := dial(b, c.gws[1].Addr(), '\n', "b")
 			aid := a.register("alice", "pw")

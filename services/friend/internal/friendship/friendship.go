@@ -149,7 +149,7 @@ func (s *Store) FriendsOf(ctx context.Context, ids []int64) ([]Pair, error) {
 			args[i] = id
 		}
 		s.friendsOfQueries.Add(1)
-		rows, err := s.db.Read.QueryContext(ctx,
+		rows, err := s.db.ReadQueryOnce(ctx,
 			`SELECT user_id, friend_id FROM friends WHERE user_id IN (`+sqldb.Placeholders(len(chunk))+`)
 				ORDER BY user_id, friend_id`, args...)
 		if err != nil {

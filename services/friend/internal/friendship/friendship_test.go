@@ -48,7 +48,7 @@ func TestAddRemoveMutual(t *testing.T) {
 			}
 		}
 		var rows int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM friends`).Scan(&rows); err != nil {
+		if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM friends`).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
 		if rows != 6 {

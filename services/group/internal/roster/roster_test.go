@@ -38,10 +38,10 @@ func version(t *testing.T, s *Store, group int64) int64 {
 func checkCount(t *testing.T, db *sqldb.DB, group int64) {
 	t.Helper()
 	var count, rows int
-	if err := db.QueryRow(`SELECT members FROM chat_groups WHERE id = ?`, group).Scan(&count); err != nil {
+	if err := db.ReadQueryRow(context.Background(), `SELECT members FROM chat_groups WHERE id = ?`, group).Scan(&count); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.QueryRow(`SELECT COUNT(*) FROM group_members WHERE group_id = ?`, group).Scan(&rows); err != nil {
+	if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM group_members WHERE group_id = ?`, group).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if count != rows {
@@ -121,7 +121,7 @@ func TestSuccession(t *testing.T) {
 				t.Fatal(err)
 			}
 			var at int64
-			if err := db.QueryRow(`SELECT joined_at FROM group_members WHERE group_id = ? AND user_id = ?`, g, u).Scan(&at); err != nil {
+			if err := db.ReadQueryRow(context.Background(), `SELECT joined_at FROM group_members WHERE group_id = ? AND user_id = ?`, g, u).Scan(&at); err != nil {
 				t.Fatal(err)
 			}
 			return at
@@ -136,7 +136,7 @@ func TestSuccession(t *testing.T) {
 			t.Fatal(err)
 		}
 		// 20 and 24 in the same millisecond as 25: the lower id wins a tie.
-		if _, err := db.Exec(`UPDATE group_members SET joined_at = ? WHERE group_id = ? AND user_id IN (20, 24)`, at25, g); err != nil {
+		if _, err := db.ExecContext(context.Background(), `UPDATE group_members SET joined_at = ? WHERE group_id = ? AND user_id IN (20, 24)`, at25, g); err != nil {
 			t.Fatal(err)
 		}
 

@@ -26,7 +26,13 @@ func main() {
 			return svcmain.Run(c, "natter-offline", func(ctx context.Context, env svcmain.Env) (svcmain.Service, error) {
 				cfg.Concurrency = env.Concurrency
 				cfg.Registerer = env.Registerer
-				return offline.Start(ctx, env.NC, env.DB, cfg, env.Log)
+				s, err := offline.Start(ctx, env.NC, env.DB, cfg, env.Log)
+				if err != nil {
+					return nil, err
+				}
+				// Not ready for stores while the storage is full.
+				env.Ops.AddCheck("store", s.StoreReady)
+				return s, nil
 			})
 		},
 	})

@@ -60,7 +60,13 @@ type Store struct {
 	memo *memo
 	// returning: the MySQL server answers INSERT ... RETURNING (MariaDB).
 	returning bool
+	// limits bound each inbox (SetLimits).
+	limits Limits
 }
+
+// SetLimits sets the limits of every inbox; call it before the first
+// write.
+func (s *Store) SetLimits(l Limits) { s.limits = l }
 
 // memo is what the SQLite writer remembers between its transactions.
 // Every Store on one sqldb.DB shares it (they share its one writer
@@ -72,8 +78,30 @@ type memo struct {
 	// changes it.
 	dataVersion int64
 	valid       bool
-	last        map[int64]int64 // inbox -> last seq
-	lastBody    int64           // highest body id; 0: not known
+	last        map[int64]inboxState // inbox -> its state
+	lastBody    int64                // highest body id; 0: not known
+}
+
+// inboxState is an inbox's row of inbox_state: its last and acknowledged
+// seq, and the byte sums of its bodies up to each (see migrations, version
+// 3).
+type inboxState struct {
+	last, acked, bytes, ackedBytes int64
+}
+
+// Limits bound what one inbox holds unacknowledged; zero fields do not
+// limit.
+type Limits struct {
+	// Count is the most unacknowledged entries.
+	Count int64
+	// Bytes is the most bytes of unacknowledged bodies.
+	Bytes int64
+}
+
+// fits reports whether one more entry of size bytes fits in an inbox that
+// holds n entries and b bytes unacknowledged.
+func (l Limits) fits(n, b, size int64) bool {
+	return (l.Count <= 0 || n+1 <= l.Count) && (l.Bytes <= 0 || b+size <= l.Bytes)
 }
 
 func (m *memo) forget() {
@@ -91,7 +119,7 @@ func New(db *sqldb.DB, log *slog.Logger) *Store {
 	s := &Store{db: db, log: log, pruneBatch: defaultPruneBatch}
 	if db.Dialect == sqldb.SQLite {
 		s.memo = db.Shared("offline.inbox.memo", func() any {
-			return &memo{last: make(map[int64]int64)}
+			return &memo{last: make(map[int64]inboxState)}
 		}).(*memo)
 	}
 	return s
@@ -120,17 +148,27 @@ type Pending struct {
 	Body []byte
 }
 
+// size is what one entry of m counts against an inbox's byte limit.
+func (m Pending) size() int64 { return int64(len(m.Body)) }
+
 // Result is what storing one Pending did.
 type Result struct {
 	MID string
 	// Duplicate is true when an earlier message (stored before, or earlier
 	// in the same batch) had the same From and CID; nothing was stored.
 	Duplicate bool
-	// Seqs[i] is the seq of the new entry in inbox To[i]; nil for a
-	// duplicate.
+	// To lists the inboxes the message was stored in: Pending.To but for
+	// those in Refused. Seqs[i] is the seq of the new entry in inbox To[i].
+	// Both are nil for a duplicate.
+	To   []int64
 	Seqs []int64
-	// Err is set when the batch fell back to one transaction per message
-	// and this message failed; the other fields are then empty.
+	// Refused lists the recipients of a group message whose inbox was full
+	// (Limits): it was stored for the others.
+	Refused []int64
+	// Err is set when the message was refused (api.ErrInboxFull: its
+	// recipient's inbox, or every recipient's, was full) or when the batch
+	// fell back to one transaction per message and this message failed;
+	// the other fields are then empty.
 	Err error
 }
 
@@ -243,8 +281,10 @@ type bodyRow struct {
 // plan is a batch being stored: which messages are new, their mids, and
 // which repeat a cid.
 type plan struct {
-	ps    []Pending
-	res   []Result
+	ps  []Pending
+	res []Result
+	// to[i] is the recipients message i is stored for (admit).
+	to    [][]int64
 	mids  []uuid.UUID
 	fresh []int          // indexes of ps stored now
 	first map[cidKey]int // cid -> index of its first message in ps
@@ -259,7 +299,8 @@ func (m Pending) key() cidKey { return cidKey{from: m.From, cid: m.CID, group: l
 // newPlan gives every message of ps a mid, and marks those whose cid
 // repeats an earlier message of the batch.
 func newPlan(ps []Pending) (*plan, error) {
-	p := &plan{ps: ps, res: make([]Result, len(ps)), mids: make([]uuid.UUID, len(ps)), dupOf: make([]int, len(ps))}
+	p := &plan{ps: ps, res: make([]Result, len(ps)), mids: make([]uuid.UUID, len(ps)), dupOf: make([]int, len(ps)),
+		to: make([][]int64, len(ps))}
 	for i, m := range ps {
 		p.dupOf[i] = -1
 		if m.CID != "" {
@@ -298,10 +339,21 @@ func (p *plan) settle(stored map[cidKey]uuid.UUID) {
 			}
 		}
 		p.res[i] = Result{MID: p.mids[i].String()}
+		p.to[i] = m.To
 		p.fresh = append(p.fresh, i)
 	}
+}
+
+// finish answers the messages that repeat an earlier one's cid in the
+// batch as that one was answered: a duplicate of it, or refused as it
+// was.
+func (p *plan) finish() {
 	for i, j := range p.dupOf {
-		if j >= 0 {
+		switch {
+		case j < 0:
+		case p.res[j].Err != nil:
+			p.res[i] = Result{Err: p.res[j].Err}
+		default:
 			p.res[i] = Result{MID: p.res[j].MID, Duplicate: true}
 		}
 	}
@@ -312,7 +364,7 @@ func (p *plan) settle(stored map[cidKey]uuid.UUID) {
 func (p *plan) counts() ([]int64, map[int64]int64) {
 	n := make(map[int64]int64)
 	for _, i := range p.fresh {
-		for _, u := range p.ps[i].To {
+		for _, u := range p.to[i] {
 			n[u]++
 		}
 	}
@@ -324,27 +376,101 @@ func (p *plan) counts() ([]int64, map[int64]int64) {
 	return users, n
 }
 
-// entries assigns the seqs of the fresh messages in request order, each
-// inbox continuing after last (which it advances), and returns the
-// entries' rows as statement arguments: one-to-one entries (insert
-// width 7) with their sizes, and group entries (insertGroupEntries).
-// bodyID[i] is the body of group message i.
-func (p *plan) entries(last map[int64]int64, bodyID map[int]int64) (one []any, sizes []int, group []any) {
+// bytes returns the bytes of the entries of the fresh messages, by
+// recipient.
+func (p *plan) bytes() map[int64]int64 {
+	b := make(map[int64]int64)
+	for _, i := range p.fresh {
+		size := p.ps[i].size()
+		for _, u := range p.to[i] {
+			b[u] += size
+		}
+	}
+	return b
+}
+
+// admit applies the inbox limits to the fresh messages, in request order,
+// from each recipient's state before the batch: an entry that does not fit
+// its inbox is not stored. A message stored for none of its recipients is
+// refused (api.ErrInboxFull) and no longer fresh; a group message stored
+// for some lists the others in Refused. It reports whether anything was
+// refused. state is advanced entry by entry as the check goes and put
+// back at the end (no allocation unless something is refused).
+func (p *plan) admit(state map[int64]*inboxState, lim Limits) bool {
+	if lim == (Limits{}) {
+		return false
+	}
+	refused := false
+	fresh := p.fresh[:0]
 	for _, i := range p.fresh {
 		m := p.ps[i]
-		seqs := make([]int64, len(m.To))
-		id, isGroup := bodyID[i]
+		size := m.size()
+		var to, out []int64
 		for j, u := range m.To {
-			last[u]++
-			seqs[j] = last[u]
+			if st := state[u]; lim.fits(st.last-st.acked, st.bytes-st.ackedBytes, size) {
+				st.last++
+				st.bytes += size
+				if out != nil {
+					to = append(to, u)
+				}
+				continue
+			}
+			if out == nil {
+				to = append(make([]int64, 0, len(m.To)), m.To[:j]...)
+			}
+			out = append(out, u)
+		}
+		if out == nil {
+			fresh = append(fresh, i)
+			continue
+		}
+		refused = true
+		if len(to) == 0 {
+			p.res[i] = Result{Err: api.ErrInboxFull}
+			p.to[i] = nil
+			continue
+		}
+		p.to[i] = to
+		p.res[i].Refused = out
+		fresh = append(fresh, i)
+	}
+	p.fresh = fresh
+	for _, i := range p.fresh {
+		size := p.ps[i].size()
+		for _, u := range p.to[i] {
+			st := state[u]
+			st.last--
+			st.bytes -= size
+		}
+	}
+	return refused
+}
+
+// entries assigns the seqs of the fresh messages in request order, each
+// inbox continuing after its state (which it advances: last seq and
+// bytes), and returns the entries' rows as statement arguments: one-to-one
+// entries (insert width 8) with their sizes, and group entries
+// (insertGroupEntries). bodyID[i] is the body of group message i.
+func (p *plan) entries(state map[int64]*inboxState, bodyID map[int]int64) (one []any, sizes []int, group []any) {
+	for _, i := range p.fresh {
+		m := p.ps[i]
+		to := p.to[i]
+		seqs := make([]int64, len(to))
+		id, isGroup := bodyID[i]
+		size := m.size()
+		for j, u := range to {
+			st := state[u]
+			st.last++
+			st.bytes += size
+			seqs[j] = st.last
 			if isGroup {
-				group = append(group, u, seqs[j], id)
+				group = append(group, u, seqs[j], id, st.bytes)
 			} else {
-				one = append(one, u, seqs[j], p.mids[i][:], m.From, nullCID(m.CID), string(m.Body), nil)
+				one = append(one, u, seqs[j], p.mids[i][:], m.From, nullCID(m.CID), string(m.Body), nil, st.bytes)
 				sizes = append(sizes, len(m.Body)+64)
 			}
 		}
-		p.res[i].Seqs = seqs
+		p.res[i].To, p.res[i].Seqs = to, seqs
 	}
 	return one, sizes, group
 }
@@ -376,7 +502,7 @@ func (p *plan) bodies() map[int]bodyRow {
 			if out == nil {
 				out = make(map[int]bodyRow)
 			}
-			out[i] = bodyRow{mid: p.mids[i], from: m.From, cid: m.CID, body: m.Body, refs: len(m.To)}
+			out[i] = bodyRow{mid: p.mids[i], from: m.From, cid: m.CID, body: m.Body, refs: len(p.to[i])}
 		}
 	}
 	return out
@@ -392,12 +518,15 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 	defer m.mu.Unlock()
 	var (
 		p        *plan
-		last     map[int64]int64 // the new last seqs, remembered after the commit
+		state    map[int64]*inboxState // the new states, remembered after the commit
+		acked    []ackedState
 		lastBody int64
 		version  int64
 	)
 	_, err := s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { // this may run more than once
 		var err error
+		state, acked = nil, nil
+		var users []int64
 		if p, err = newPlan(ps); err != nil {
 			return err
 		}
@@ -425,22 +554,30 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 		}
 		p.settle(stored)
 		if len(p.fresh) > 0 {
-			// (b) The last seqs, from memory or read once.
-			users, _ := p.counts()
-			last = make(map[int64]int64, len(users))
+			// (b) The inboxes' states, from memory or read once, and the
+			// limits.
+			users, _ = p.counts()
+			state = make(map[int64]*inboxState, len(users))
+			states := make([]inboxState, len(users)) // one allocation for all
 			var unknown []int64
-			for _, u := range users {
-				if seq, ok := m.last[u]; ok && m.valid {
-					last[u] = seq
+			for k, u := range users {
+				state[u] = &states[k]
+				if st, ok := m.last[u]; ok && m.valid {
+					states[k] = st
 				} else {
 					unknown = append(unknown, u)
 				}
 			}
 			if len(unknown) > 0 {
-				if err := s.readLastSQLite(ctx, tx, unknown, last); err != nil {
+				if err := s.readLastSQLite(ctx, tx, unknown, state); err != nil {
 					return err
 				}
 			}
+			if p.admit(state, s.limits) {
+				users, _ = p.counts()
+			}
+		}
+		if len(p.fresh) > 0 {
 			// (c) Group bodies, with the next ids.
 			var bodyID map[int]int64
 			if bodies := p.bodies(); len(bodies) > 0 {
@@ -470,7 +607,7 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 				}
 			}
 			// (d) The entries, seqs in request order.
-			one, sizes, group := p.entries(last, bodyID)
+			one, sizes, group := p.entries(state, bodyID)
 			all, err := s.insertEntries(ctx, tx, one, sizes, group)
 			if err != nil {
 				return err
@@ -478,17 +615,19 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 			if !all {
 				return fmt.Errorf("insert entries: %w", errCIDRace)
 			}
-			// (e) The new last seqs.
-			args := make([]any, 0, 2*len(users))
+			// (e) The new last seqs and bytes.
+			args := make([]any, 0, 3*len(users))
 			for _, u := range users {
-				args = append(args, u, last[u])
+				args = append(args, u, state[u].last, state[u].bytes)
 			}
 			if _, err := s.execRows(ctx, tx, setLastSQLite, args, nil); err != nil {
 				return fmt.Errorf("write last seqs: %w", err)
 			}
 		}
+		p.finish()
 		// (f) The acknowledgements.
-		return s.ackSQLite(ctx, tx, acks)
+		acked, err = s.ackSQLite(ctx, tx, acks)
+		return err
 	})
 	if err != nil {
 		m.forget()
@@ -497,31 +636,57 @@ func (s *Store) storeSQLite(ctx context.Context, ps []Pending, acks []api.Ack, l
 	if !m.valid {
 		m.valid, m.dataVersion = true, version
 	}
-	if len(m.last)+len(last) > maxMemoInboxes {
+	if len(m.last)+len(state) > maxMemoInboxes {
 		clear(m.last)
 	}
-	for u, seq := range last {
-		m.last[u] = seq
+	for u, st := range state {
+		m.last[u] = *st
 	}
+	m.remember(acked)
 	if lastBody > 0 {
 		m.lastBody = lastBody
 	}
 	return p.res, nil
 }
 
-// ackSQLite applies acks (one per user) in tx.
-func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) error {
+// ackedState is an inbox's acknowledged seq and bytes after an ack.
+type ackedState struct {
+	user, acked, ackedBytes int64
+}
+
+// remember updates the states the writer remembers with acks committed.
+func (m *memo) remember(acked []ackedState) {
+	for _, a := range acked {
+		if st, ok := m.last[a.user]; ok {
+			st.acked, st.ackedBytes = a.acked, a.ackedBytes
+			m.last[a.user] = st
+		}
+	}
+}
+
+// ackSQLite applies acks (one per user) in tx and returns the inboxes'
+// new acknowledged states.
+func (s *Store) ackSQLite(ctx context.Context, tx *sql.Tx, acks []api.Ack) ([]ackedState, error) {
 	if len(acks) == 0 {
-		return nil
+		return nil, nil
 	}
 	args := make([]any, 0, 2*len(acks))
 	for _, a := range acks {
 		args = append(args, a.UserID, a.Seq)
 	}
-	if _, err := s.execRows(ctx, tx, ackSQLite, args, nil); err != nil {
-		return fmt.Errorf("update acknowledged seqs: %w", err)
+	out := make([]ackedState, 0, len(acks))
+	err := s.queryRows(ctx, tx, ackSQLite, args, func(rows *sql.Rows) error {
+		var a ackedState
+		if err := rows.Scan(&a.user, &a.acked, &a.ackedBytes); err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update acknowledged seqs: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // storeMySQL is one attempt at storing ps in one transaction on MySQL.
@@ -535,6 +700,7 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 		if p, err = newPlan(ps); err != nil {
 			return err
 		}
+		defer p.finish()
 		// (a) Messages whose cid is already stored.
 		var stored map[cidKey]uuid.UUID
 		if lookup && len(p.keys) > 0 {
@@ -546,16 +712,40 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 		if len(p.fresh) == 0 {
 			return nil
 		}
-		// (b) Lock and advance the recipients' last seqs, ascending.
+		// (b) Lock and advance the recipients' last seqs and bytes,
+		// ascending; the states before the batch are where its entries
+		// start.
 		users, counts := p.counts()
-		last, err := s.addLastMySQL(ctx, tx, users, counts)
+		bytes := p.bytes()
+		state, err := s.addLastMySQL(ctx, tx, users, counts, bytes)
 		if err != nil {
 			return err
 		}
-		for u, n := range counts {
-			last[u] -= n // where this batch's entries start
+		for u, st := range state {
+			st.last -= counts[u]
+			st.bytes -= bytes[u]
 		}
-		// (c) Group bodies. A cid stored already (or concurrently, by
+		// (c) The limits: what does not fit is taken back (the rows are
+		// this transaction's already).
+		if p.admit(state, s.limits) {
+			_, kept := p.counts()
+			keptBytes := p.bytes()
+			back, backBytes := make(map[int64]int64), make(map[int64]int64)
+			var changed []int64
+			for _, u := range users {
+				if kept[u] != counts[u] {
+					changed = append(changed, u)
+					back[u], backBytes[u] = kept[u]-counts[u], keptBytes[u]-bytes[u]
+				}
+			}
+			if _, err := s.addLastMySQL(ctx, tx, changed, back, backBytes); err != nil {
+				return err
+			}
+			if len(p.fresh) == 0 {
+				return nil
+			}
+		}
+		// (d) Group bodies. A cid stored already (or concurrently, by
 		// another transaction) fails the insert and the batch is tried
 		// again.
 		bodyID := make(map[int]int64)
@@ -564,8 +754,8 @@ func (s *Store) storeMySQL(ctx context.Context, ps []Pending, lookup bool) ([]Re
 				return cidRace(err)
 			}
 		}
-		// (d) The entries, seqs in request order.
-		one, sizes, group := p.entries(last, bodyID)
+		// (e) The entries, seqs in request order.
+		one, sizes, group := p.entries(state, bodyID)
 		if _, err := s.insertEntries(ctx, tx, one, sizes, group); err != nil {
 			return cidRace(err)
 		}
@@ -638,10 +828,20 @@ func (s *Store) ack(ctx context.Context, acks []api.Ack) error {
 		return nil
 	}
 	var err error
-	if s.memo != nil {
-		s.memo.mu.Lock()
-		_, err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error { return s.ackSQLite(ctx, tx, acks) })
-		s.memo.mu.Unlock()
+	if m := s.memo; m != nil {
+		m.mu.Lock()
+		var acked []ackedState
+		_, err = s.db.InTxDeferred(ctx, func(tx *sql.Tx) error {
+			var err error
+			acked, err = s.ackSQLite(ctx, tx, acks)
+			return err
+		})
+		if err != nil {
+			m.forget()
+		} else {
+			m.remember(acked)
+		}
+		m.mu.Unlock()
 	} else {
 		err = s.db.InTx(ctx, func(tx *sql.Tx) error { return s.updateAcksMySQL(ctx, tx, acks) })
 	}

@@ -33,7 +33,7 @@ func msg(from int64, cid string, to ...int64) Pending {
 func count(t *testing.T, db *sqldb.DB, query string, args ...any) int64 {
 	t.Helper()
 	var n int64
-	if err := db.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
+	if err := db.ReadQueryRow(context.Background(), query, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
@@ -473,6 +473,9 @@ func BenchmarkStoreBatch(b *testing.B) {
 	for _, sh := range shapes {
 		b.Run(sh.name, func(b *testing.B) {
 			s := newStore(b, dbtest.SQLite(b))
+			// Limits as the service sets them, never reached: their check
+			// is measured, not refusals.
+			s.SetLimits(Limits{Count: 1 << 40, Bytes: 1 << 50})
 			ctx := context.Background()
 			batches := make([][]Pending, 0, 1024)
 			round := 0
@@ -541,18 +544,18 @@ func TestMigrateV1(t *testing.T) {
 			if m.cid != "" {
 				cid = m.cid
 			}
-			if _, err := db.Exec("INSERT INTO messages (mid, sender_id, cid, body, created_at) VALUES (?, ?, ?, ?, 1)",
+			if _, err := db.ExecContext(context.Background(), "INSERT INTO messages (mid, sender_id, cid, body, created_at) VALUES (?, ?, ?, ?, 1)",
 				m.mid, m.from, cid, m.body); err != nil {
 				t.Fatal(err)
 			}
 			for u, seq := range m.to {
-				if _, err := db.Exec("INSERT INTO inbox (user_id, seq, mid, created_at) VALUES (?, ?, ?, 1)", u, seq, m.mid); err != nil {
+				if _, err := db.ExecContext(context.Background(), "INSERT INTO inbox (user_id, seq, mid, created_at) VALUES (?, ?, ?, 1)", u, seq, m.mid); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
 		for _, st := range [][3]int64{{2, 3, 1}, {3, 2, 0}, {4, 1, 1}} {
-			if _, err := db.Exec("INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, ?, ?)", st[0], st[1], st[2]); err != nil {
+			if _, err := db.ExecContext(context.Background(), "INSERT INTO inbox_state (user_id, last_seq, acked_seq) VALUES (?, ?, ?)", st[0], st[1], st[2]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -588,7 +591,7 @@ func TestMigrateV1(t *testing.T) {
 			t.Errorf("%d group bodies, want 1", n)
 		}
 		for _, table := range []string{"messages", "inbox"} {
-			if _, err := db.Exec("SELECT 1 FROM " + table); err == nil {
+			if _, err := db.ExecContext(context.Background(), "SELECT 1 FROM "+table); err == nil {
 				t.Errorf("table %s still there", table)
 			}
 		}

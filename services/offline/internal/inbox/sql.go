@@ -230,6 +230,25 @@ func migrations() []sqldb.Migration {
 			`DROP TABLE IF EXISTS inbox`,
 			`DROP TABLE IF EXISTS messages`,
 		),
+	}, {
+		// Version 3 counts each inbox's bytes, for the limits on what an
+		// inbox holds unacknowledged: inbox_state.bytes is the sum of the
+		// bodies of every entry ever stored in the inbox, acked_bytes that
+		// sum up to the acknowledged seq, and each entry keeps the sum up
+		// to itself (cum_bytes), which an ack copies into acked_bytes. No
+		// count per store: unacknowledged entries are last_seq - acked_seq,
+		// their bytes bytes - acked_bytes. Entries stored before version 3
+		// count 0 bytes.
+		Version: 3,
+		SQLite: []string{
+			`ALTER TABLE inbox_entries ADD COLUMN cum_bytes INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE inbox_state ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE inbox_state ADD COLUMN acked_bytes INTEGER NOT NULL DEFAULT 0`,
+		},
+		MySQL: []string{
+			`ALTER TABLE inbox_entries ADD COLUMN cum_bytes BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE inbox_state ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0, ADD COLUMN acked_bytes BIGINT NOT NULL DEFAULT 0`,
+		},
 	}}
 }
 
@@ -261,26 +280,26 @@ var (
 	// sender_id, cid, body, body_id), skipping a row whose cid is stored
 	// already: the writer counts the rows inserted.
 	insertEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id) VALUES ",
-		group: "(?,?,?,?,?,?,?)", width: 7,
+		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
+		group: "(?,?,?,?,?,?,?,?)", width: 8,
 		tail: " ON CONFLICT DO NOTHING",
 	}
 	// insertEntriesMySQL inserts inbox entries; a stored cid fails it.
 	insertEntriesMySQL = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id) VALUES ",
-		group: "(?,?,?,?,?,?,?)", width: 7,
+		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
+		group: "(?,?,?,?,?,?,?,?)", width: 8,
 	}
 	// insertGroupEntriesSQLite and insertGroupEntriesMySQL insert the
-	// entries of group messages: user_id, seq, body_id (nothing else to
-	// bind); SQLite skips a seq stored already (the writer counts).
+	// entries of group messages: user_id, seq, body_id, cum_bytes (nothing
+	// else to bind); SQLite skips a seq stored already (the writer counts).
 	insertGroupEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, body_id) VALUES ",
-		group: "(?,?,?)", width: 3,
+		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
+		group: "(?,?,?,?)", width: 4,
 		tail: " ON CONFLICT DO NOTHING",
 	}
 	insertGroupEntriesMySQL = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, body_id) VALUES ",
-		group: "(?,?,?)", width: 3,
+		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
+		group: "(?,?,?,?)", width: 4,
 	}
 	// insertBodiesSQLite inserts group bodies with the ids the writer
 	// chose (id, mid, sender_id, cid, body, refs), skipping a body whose
@@ -300,11 +319,12 @@ var (
 		head:  "SELECT sender_id, cid, mid FROM bodies WHERE (sender_id, cid) IN (",
 		group: "(?,?)", width: 2, tail: ")",
 	}
-	// setLastSQLite writes each inbox's last seq: user_id, last_seq.
+	// setLastSQLite writes each inbox's last seq and bytes: user_id,
+	// last_seq, bytes.
 	setLastSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_state (user_id, last_seq) VALUES ",
-		group: "(?,?)", width: 2,
-		tail: " ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq",
+		head:  "INSERT INTO inbox_state (user_id, last_seq, bytes) VALUES ",
+		group: "(?,?,?)", width: 3,
+		tail: " ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq, bytes = excluded.bytes",
 	}
 	// addLastMySQL advances each inbox's last seq by a count, creating the
 	// inbox (row-locked from here to the commit, in the order of the rows:
@@ -312,26 +332,31 @@ var (
 	// UPDATE takes the exclusive lock at once (INSERT IGNORE would take a
 	// shared one first, and two transactions upgrading deadlock).
 	addLastMySQL = rowsStmt{
-		head:  "INSERT INTO inbox_state (user_id, last_seq) VALUES ",
-		group: "(?,?)", width: 2,
-		tail: " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
+		head:  "INSERT INTO inbox_state (user_id, last_seq, bytes) VALUES ",
+		group: "(?,?,?)", width: 3,
+		tail: " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq), bytes = bytes + VALUES(bytes)",
 	}
-	// addLastReturning is addLastMySQL answering each inbox's new last
-	// seq (MariaDB).
+	// addLastReturning is addLastMySQL answering each inbox's new state
+	// (MariaDB).
 	addLastReturning = rowsStmt{
 		head: addLastMySQL.head, group: addLastMySQL.group, width: addLastMySQL.width,
-		tail: addLastMySQL.tail + " RETURNING user_id, last_seq",
+		tail: addLastMySQL.tail + " RETURNING user_id, last_seq, acked_seq, bytes, acked_bytes",
 	}
-	// readLastMySQL reads the last seqs of inboxes this transaction holds.
+	// readLastMySQL reads the state of inboxes this transaction holds.
 	readLastMySQL = rowsStmt{
-		head:  "SELECT user_id, last_seq FROM inbox_state WHERE user_id IN (",
+		head:  "SELECT user_id, last_seq, acked_seq, bytes, acked_bytes FROM inbox_state WHERE user_id IN (",
 		group: "?", width: 1, tail: ") FOR UPDATE",
 	}
-	// ackSQLite raises acknowledged seqs: user_id, seq.
+	// ackSQLite raises acknowledged seqs (user_id, seq) and sets
+	// acked_bytes to the byte sum of the entry at the new acknowledged seq
+	// (unchanged when that entry is pruned: the seq did not move). It
+	// answers each inbox's new acknowledged state, for the writer's memory.
 	ackSQLite = rowsStmt{
-		head:  "UPDATE inbox_state SET acked_seq = MAX(acked_seq, MIN(a.column2, last_seq)) FROM (VALUES ",
+		head: "UPDATE inbox_state SET acked_seq = MAX(acked_seq, MIN(a.column2, last_seq)), " +
+			"acked_bytes = COALESCE((SELECT e.cum_bytes FROM inbox_entries e WHERE e.user_id = inbox_state.user_id " +
+			"AND e.seq = MAX(inbox_state.acked_seq, MIN(a.column2, inbox_state.last_seq))), acked_bytes) FROM (VALUES ",
 		group: "(?,?)", width: 2,
-		tail: ") AS a WHERE inbox_state.user_id = a.column1",
+		tail: ") AS a WHERE inbox_state.user_id = a.column1 RETURNING inbox_state.user_id, acked_seq, acked_bytes",
 	}
 )
 
@@ -342,7 +367,7 @@ const (
 	dataVersionSQLite = "PRAGMA data_version"
 	// SQLite: the last seqs of inboxes the writer does not remember, given
 	// a JSON array of user ids.
-	readLastSQLite = "SELECT user_id, last_seq FROM inbox_state WHERE user_id IN (SELECT value FROM json_each(?))"
+	readLastSQLite = "SELECT user_id, last_seq, acked_seq, bytes, acked_bytes FROM inbox_state WHERE user_id IN (SELECT value FROM json_each(?))"
 	// SQLite: the highest body id, when the writer does not remember it.
 	maxBodySQLite = "SELECT COALESCE(MAX(id), 0) FROM bodies"
 	// The mid of the one-to-one and the group message stored under a
@@ -491,9 +516,9 @@ func (s *Store) dataVersion(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return v, nil
 }
 
-// readLastSQLite reads the last seqs of users (0 for an inbox that does
-// not exist yet) into last.
-func (s *Store) readLastSQLite(ctx context.Context, tx *sql.Tx, users []int64, last map[int64]int64) error {
+// readLastSQLite reads the state of users (zero for an inbox that does
+// not exist yet) into state.
+func (s *Store) readLastSQLite(ctx context.Context, tx *sql.Tx, users []int64, state map[int64]*inboxState) error {
 	list := make([]byte, 0, 8*len(users))
 	list = append(list, '[')
 	for i, u := range users {
@@ -501,27 +526,32 @@ func (s *Store) readLastSQLite(ctx context.Context, tx *sql.Tx, users []int64, l
 			list = append(list, ',')
 		}
 		list = strconv.AppendInt(list, u, 10)
-		last[u] = 0
+		if st, ok := state[u]; ok {
+			*st = inboxState{}
+		} else {
+			state[u] = &inboxState{}
+		}
 	}
 	list = append(list, ']')
 	st, err := s.db.TxStmt(ctx, tx, readLastSQLite)
 	if err != nil {
-		return fmt.Errorf("read last seqs: %w", err)
+		return fmt.Errorf("read inbox states: %w", err)
 	}
 	rows, err := st.QueryContext(ctx, string(list))
 	if err != nil {
-		return fmt.Errorf("read last seqs: %w", err)
+		return fmt.Errorf("read inbox states: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var u, seq int64
-		if err := rows.Scan(&u, &seq); err != nil {
-			return fmt.Errorf("read last seqs: %w", err)
+		var u int64
+		var v inboxState
+		if err := rows.Scan(&u, &v.last, &v.acked, &v.bytes, &v.ackedBytes); err != nil {
+			return fmt.Errorf("read inbox states: %w", err)
 		}
-		last[u] = seq
+		*state[u] = v
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read last seqs: %w", err)
+		return fmt.Errorf("read inbox states: %w", err)
 	}
 	return nil
 }
@@ -593,22 +623,25 @@ func (s *Store) lookupCIDsMySQL(ctx context.Context, tx *sql.Tx, keys []cidKey) 
 	return found, nil
 }
 
-// addLastMySQL advances the last seqs of users (ascending, no duplicates)
-// by counts and returns the new last seqs, holding the rows locked.
-func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, counts map[int64]int64) (map[int64]int64, error) {
-	args := make([]any, 0, 2*len(users))
+// addLastMySQL advances the last seqs and bytes of users (ascending, no
+// duplicates) by counts and bytes and returns the new states, holding the
+// rows locked. Negative counts and bytes take back what an earlier call
+// of the transaction added.
+func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, counts, bytes map[int64]int64) (map[int64]*inboxState, error) {
+	args := make([]any, 0, 3*len(users))
 	ids := make([]any, 0, len(users))
 	for _, u := range users {
-		args = append(args, u, counts[u])
+		args = append(args, u, counts[u], bytes[u])
 		ids = append(ids, u)
 	}
-	last := make(map[int64]int64, len(users))
+	state := make(map[int64]*inboxState, len(users))
 	scan := func(rows *sql.Rows) error {
-		var u, seq int64
-		if err := rows.Scan(&u, &seq); err != nil {
+		var u int64
+		var v inboxState
+		if err := rows.Scan(&u, &v.last, &v.acked, &v.bytes, &v.ackedBytes); err != nil {
 			return err
 		}
-		last[u] = seq
+		state[u] = &v
 		return nil
 	}
 	if s.returning {
@@ -624,17 +657,17 @@ func (s *Store) addLastMySQL(ctx context.Context, tx *sql.Tx, users []int64, cou
 			return nil, fmt.Errorf("read last seqs: %w", err)
 		}
 	}
-	if len(last) != len(users) {
-		return nil, fmt.Errorf("read last seqs: found %d of %d inboxes", len(last), len(users))
+	if len(state) != len(users) {
+		return nil, fmt.Errorf("read last seqs: found %d of %d inboxes", len(state), len(users))
 	}
-	return last, nil
+	return state, nil
 }
 
 // hasReturning reports whether a MySQL server answers INSERT ... RETURNING
 // (MariaDB 10.5 and later; MySQL does not).
 func (s *Store) hasReturning(ctx context.Context) (bool, error) {
 	var v string
-	if err := s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+	if err := s.db.ReadQueryRow(ctx, "SELECT VERSION()").Scan(&v); err != nil {
 		return false, fmt.Errorf("read server version: %w", err)
 	}
 	num, _, mariadb := strings.Cut(v, "-MariaDB")
@@ -676,8 +709,18 @@ func nullCID(cid string) any {
 func (s *Store) updateAcksMySQL(ctx context.Context, tx *sql.Tx, acks []api.Ack) error {
 	return s.chunks(len(acks), nil, func(lo, hi int) error {
 		var q strings.Builder
-		q.WriteString("UPDATE inbox_state SET acked_seq = CASE user_id")
-		args := make([]any, 0, 3*(hi-lo))
+		// acked_bytes first, from the acknowledged seq before this
+		// statement (MySQL assigns from left to right): the byte sum of
+		// the entry at the new acknowledged seq (unchanged when that
+		// entry is pruned: the seq did not move).
+		q.WriteString("UPDATE inbox_state SET acked_bytes = CASE user_id")
+		args := make([]any, 0, 6*(hi-lo))
+		for _, a := range acks[lo:hi] {
+			q.WriteString(" WHEN ? THEN COALESCE((SELECT e.cum_bytes FROM inbox_entries e WHERE e.user_id = ?" +
+				" AND e.seq = GREATEST(acked_seq, LEAST(?, last_seq))), acked_bytes)")
+			args = append(args, a.UserID, a.UserID, a.Seq)
+		}
+		q.WriteString(" END, acked_seq = CASE user_id")
 		for _, a := range acks[lo:hi] {
 			q.WriteString(" WHEN ? THEN GREATEST(acked_seq, LEAST(?, last_seq))")
 			args = append(args, a.UserID, a.Seq)

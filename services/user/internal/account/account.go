@@ -448,7 +448,7 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQueryOnce(ctx,
 		`SELECT id, name FROM users WHERE id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`,
 		int64Args(ids)...)
 	if err != nil {
@@ -904,7 +904,7 @@ func (s *Store) Online(ctx context.Context, ids []int64) ([]int64, error) {
 		return nil, nil
 	}
 	args := append(int64Args(ids), time.Now().UnixMilli())
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQueryOnce(ctx,
 		`SELECT s.user_id FROM sessions s JOIN gateways g ON g.gateway_id = s.gateway_id
 			WHERE s.user_id IN (`+sqldb.Placeholders(len(ids))+`) AND g.expires_at > ?
 			ORDER BY s.user_id`,
@@ -942,7 +942,7 @@ func (s *Store) Profiles(ctx context.Context, ids []int64, now int64) ([]Profile
 		return nil, nil
 	}
 	args := append([]any{now}, int64Args(ids)...)
-	rows, err := s.db.Read.QueryContext(ctx,
+	rows, err := s.db.ReadQueryOnce(ctx,
 		`SELECT u.id, u.name, CASE WHEN g.expires_at > ? THEN 1 ELSE 0 END
 			FROM users u
 			LEFT JOIN sessions s ON s.user_id = u.id

@@ -32,7 +32,7 @@ func newStore(t *testing.T, db *sqldb.DB) *account.Store {
 func sessionRows(t *testing.T, db *sqldb.DB, uid int64) int {
 	t.Helper()
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sessions WHERE user_id = ?`, uid).Scan(&n); err != nil {
+	if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM sessions WHERE user_id = ?`, uid).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -71,7 +71,7 @@ func TestRegisterLookup(t *testing.T) {
 			}
 		}
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != len(registered) {
+		if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != len(registered) {
 			t.Errorf("%d accounts (%v), want %d", n, err, len(registered))
 		}
 		var want []account.User
@@ -285,7 +285,7 @@ func TestCleanup(t *testing.T) {
 			}
 		}
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM gateways`).Scan(&n); err != nil || n != 1 {
+		if err := db.ReadQueryRow(context.Background(), `SELECT COUNT(*) FROM gateways`).Scan(&n); err != nil || n != 1 {
 			t.Errorf("%d leases left (%v), want 1", n, err)
 		}
 	})
