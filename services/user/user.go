@@ -179,7 +179,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		policy:      policy,
 		log:         log,
 		dummyHash:   dummy,
-		runner:      endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
+		runner:      endpoint.NewRunner(concurrency(cfg.Concurrency, db.Dialect), cfg.RequestTimeout, log),
 		metrics:     m,
 		throttle:    newThrottle(cfg.Throttle, store, m, log),
 		namesDone:   namesDone,
@@ -254,7 +254,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	s.stopCleanup = cancel
 	go s.cleanupLoop(cctx)
 	log.Info("user service started", "service_id", ms.Info().ID, "login_policy", policy.String(),
-		"concurrency", cfg.Concurrency, "db", db.Dialect.String())
+		"concurrency", concurrency(cfg.Concurrency, db.Dialect), "db", db.Dialect.String())
 	return s, nil
 }
 
@@ -284,6 +284,23 @@ func (s *Service) shutdown() error {
 		return fmt.Errorf("stop user service: %w", err)
 	}
 	return nil
+}
+
+// sqliteConcurrency is the fewest requests the service handles at once on
+// SQLite. Logins there wait for the claim batcher's shared commit (a sync
+// to disk): the more logins wait at once, the fewer commits they share. With
+// 4 (the read pool's size), a resume storm committed a batch of 1-4 logins
+// at a time; with 16, 15-30 % less CPU per login and ~20 % more logins/s
+// (docs/benchmarks.md). Reads past the pool's 4 connections wait for one.
+const sqliteConcurrency = 16
+
+// concurrency is the runner's limit: the configured one, at least
+// sqliteConcurrency on SQLite.
+func concurrency(configured int, d sqldb.Dialect) int {
+	if d == sqldb.SQLite {
+		return max(configured, sqliteConcurrency)
+	}
+	return configured
 }
 
 func (s *Service) cleanupLoop(ctx context.Context) {
