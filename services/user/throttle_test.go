@@ -122,13 +122,16 @@ func TestLoginThrottle(t *testing.T) {
 			t.Errorf("%v logins throttled, want 2", throttledBefore)
 		}
 		// Once the lock is over the right password gets in ...
-		eventually.True(t, 10*time.Second, func() bool {
+		eventually.NoError(t, 10*time.Second, func() error {
 			_, err := e.loginFrom(t, alice, "alice-right-pw", home, "s3")
 			if err != nil && !errors.Is(err, api.ErrLoginThrottled) {
 				t.Fatalf("login after the lock: %v", err)
 			}
-			return err == nil
-		}, "the right password accepted after the lock")
+			if err != nil {
+				return fmt.Errorf("still waiting for the right password accepted after the lock: %w", err)
+			}
+			return nil
+		})
 		// ... and the account's failures are forgotten: three free again.
 		for i := range 3 {
 			if _, err := e.loginFrom(t, alice, fmt.Sprintf("again-%d", i), home, "s4"); !errors.Is(err, api.ErrBadLogin) {

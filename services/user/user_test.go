@@ -389,14 +389,17 @@ func TestLoginReject(t *testing.T) {
 		}
 		// Once gw-a's lease runs out, its session no longer counts.
 		var resp api.LoginResponse
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			var err error
 			resp, err = e.login(t, uid, "pw", "gw-b", "s2")
 			if err != nil && !errors.Is(err, api.ErrSessionLive) {
 				t.Fatal(err)
 			}
-			return err == nil
-		}, "gw-a's lease to run out")
+			if err != nil {
+				return fmt.Errorf("still waiting for gw-a's lease to run out: %w", err)
+			}
+			return nil
+		})
 		// The login replaces s1, unless the lease sweep ended s1 first.
 		if resp.Replaced != "s1" && resp.Replaced != "" {
 			t.Errorf("replaced %q, want s1 (or nothing, after the lease sweep)", resp.Replaced)
@@ -497,18 +500,21 @@ func TestQueueGroup(t *testing.T) {
 		}
 		// Stats are counted after each handler returns; poll until all
 		// lookups are in.
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			stats := natstest.Stats(t, e.nc, subject.UserService, 2)
 			total := 0
 			for _, s := range stats {
 				served := natstest.EndpointRequests(s, subject.UserLookup)
 				if served == 0 {
-					return false
+					return errors.New("still waiting for both instances to serve lookups")
 				}
 				total += served
 			}
-			return total == n
-		}, "both instances to serve lookups")
+			if total != n {
+				return errors.New("still waiting for both instances to serve lookups")
+			}
+			return nil
+		})
 	})
 }
 

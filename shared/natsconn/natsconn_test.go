@@ -2,6 +2,7 @@ package natsconn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,15 +56,23 @@ func TestObserve(t *testing.T) {
 
 	s.Shutdown()
 	s.WaitForShutdown()
-	eventually.True(t, 10*time.Second, func() bool { return counter(t, reg, "natter_nats_disconnects_total") == 1 },
-		"the disconnect counted")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := counter(t, reg, "natter_nats_disconnects_total"); got != 1 {
+			return fmt.Errorf("still waiting for the disconnect counted: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if err := ready(context.Background()); err == nil || !strings.Contains(err.Error(), "nats connection") {
 		t.Errorf("ready while disconnected: %v", err)
 	}
 
 	runServer(t, port)
-	eventually.True(t, 10*time.Second, func() bool { return counter(t, reg, "natter_nats_reconnects_total") == 1 },
-		"the reconnect counted")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := counter(t, reg, "natter_nats_reconnects_total"); got != 1 {
+			return fmt.Errorf("still waiting for the reconnect counted: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if err := ready(context.Background()); err != nil {
 		t.Errorf("ready after the reconnect: %v", err)
 	}
@@ -271,8 +280,12 @@ func TestNoSecretInLogs(t *testing.T) {
 	}
 	go s2.Start()
 	t.Cleanup(func() { s2.Shutdown(); s2.WaitForShutdown() })
-	eventually.True(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "nats reconnected") },
-		"the reconnect logged")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "nats reconnected") {
+			return errors.New("still waiting for the reconnect logged")
+		}
+		return nil
+	})
 
 	out := logs.String()
 	for _, secret := range []string{password, token} {

@@ -1,6 +1,7 @@
 package natsreq_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -61,14 +62,14 @@ func runCluster(t testing.TB, n int) []*server.Server {
 	for i := 1; i < n; i++ {
 		nodes = append(nodes, runNode(t, fmt.Sprintf("n%d", i), -1, "natsreq", routes))
 	}
-	eventually.True(t, waitLong, func() bool {
+	eventually.NoError(t, waitLong, func() error {
 		for _, s := range nodes {
 			if s.NumRoutes() != n-1 {
-				return false
+				return errors.New("still waiting for a full mesh of routes")
 			}
 		}
-		return true
-	}, "a full mesh of routes")
+		return nil
+	})
 	return nodes
 }
 

@@ -132,12 +132,21 @@ func TestLostNATSNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == before+idem+once },
-		"the service to receive every call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != before+idem+once {
+			return fmt.Errorf("still waiting for the service to receive every call: got %v, want == before+idem+once", got)
+		}
+		return nil
+	})
 	swallow.Store(false)
 	nodes[1].Shutdown()
 
-	eventually.True(t, waitLong, func() bool { return cs.finished(0, idem+once) == idem+once }, "every call to end")
+	eventually.NoError(t, waitLong, func() error {
+		if got := cs.finished(0, idem+once); got != idem+once {
+			return fmt.Errorf("still waiting for every call to end: got %v, want == idem+once", got)
+		}
+		return nil
+	})
 	for i := range idem {
 		o := cs.get(i)
 		if o.err != nil || string(o.msg.Data) != fmt.Sprintf("m%d", i) || o.calls != 1 {
@@ -226,13 +235,26 @@ func TestLostNATSNodeUnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 		if sent == before {
-			eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered >= before-window },
-				"traffic to flow")
+			eventually.NoError(t, waitLong, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if !(answered >= before-window) {
+					return errors.New("still waiting for traffic to flow")
+				}
+				return nil
+			})
 			nodes[1].Shutdown()
 			close(killed)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered == sent }, "every call to be answered")
+	eventually.NoError(t, waitLong, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered != sent {
+			return errors.New("still waiting for every call to be answered")
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for _, f := range failures {
@@ -307,7 +329,12 @@ func TestNoRespondersThenService(t *testing.T) {
 		}); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return nc.Stats().OutMsgs >= 3 }, "the call to be sent 3 times")
+	eventually.NoError(t, waitLong, func() error {
+		if got := nc.Stats().OutMsgs; got < 3 {
+			return fmt.Errorf("still waiting for the call to be sent 3 times: got %v, want >= 3", got)
+		}
+		return nil
+	})
 	respond(t, natstest.Connect(t, s), "svc.late", nil)
 	if err := <-got; err != nil {
 		t.Fatal(err)
@@ -366,7 +393,12 @@ func TestNotIdempotentSentOnce(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == 1 }, "the service to receive the call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != 1 {
+			return fmt.Errorf("still waiting for the service to receive the call: got %v, want == 1", got)
+		}
+		return nil
+	})
 }
 
 // TestLateReplyDropped: the service answers the first attempt after the
@@ -403,7 +435,12 @@ func TestLateReplyDropped(t *testing.T) {
 	if err := first.Load().Respond([]byte("first")); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return r.Stats().Late == 1 }, "the late reply to be dropped")
+	eventually.NoError(t, waitLong, func() error {
+		if got := r.Stats().Late; got != 1 {
+			return fmt.Errorf("still waiting for the late reply to be dropped: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if n := dones.Load(); n != 1 {
 		t.Errorf("done called %d times, want once", n)
 	}
@@ -425,7 +462,12 @@ func TestClose(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == n }, "the service to hold every call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != n {
+			return fmt.Errorf("still waiting for the service to hold every call: got %v, want == n", got)
+		}
+		return nil
+	})
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +567,12 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 		t.Fatalf("the first call: %v", err)
 	}
 	p.down()
-	eventually.True(t, waitLong, func() bool { return !nc.IsConnected() }, "the connection to drop")
+	eventually.NoError(t, waitLong, func() error {
+		if nc.IsConnected() {
+			return errors.New("still waiting for the connection to drop")
+		}
+		return nil
+	})
 	if err := r.Go("svc.q", []byte("buffered"), natsreq.CallOpts{Idempotent: true}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +618,12 @@ func TestReconnectBufferFull(t *testing.T) {
 	r := newRequester(t, nc, natsreq.Options{AttemptTimeout: time.Hour, Timeout: time.Hour})
 
 	p.down()
-	eventually.True(t, waitLong, func() bool { return !nc.IsConnected() }, "the connection to drop")
+	eventually.NoError(t, waitLong, func() error {
+		if nc.IsConnected() {
+			return errors.New("still waiting for the connection to drop")
+		}
+		return nil
+	})
 	big := []byte(strings.Repeat("x", 100))
 	if err := nc.Publish("filler", big); err != nil { // the buffer is full after it
 		t.Fatal(err)

@@ -269,14 +269,14 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		}
 		nodes, urls = append(nodes, ns), append(urls, ns.ClientURL())
 	}
-	eventually.True(t, 20*time.Second, func() bool {
+	eventually.NoError(t, 20*time.Second, func() error {
 		for _, ns := range nodes {
 			if ns.NumRoutes() < n-1 {
-				return false
+				return errors.New("still waiting for a full mesh of NATS routes")
 			}
 		}
-		return true
-	}, "a full mesh of NATS routes")
+		return nil
+	})
 	return urls
 }
 
@@ -437,14 +437,17 @@ func (p *pod) probeURL(t *testing.T, pr *corev1.Probe) string {
 func (p *pod) waitReady(t *testing.T) {
 	t.Helper()
 	ready, live := p.probeURL(t, p.c.ReadinessProbe), p.probeURL(t, p.c.LivenessProbe)
-	eventually.True(t, 90*time.Second, func() bool {
+	eventually.NoError(t, 90*time.Second, func() error {
 		select {
 		case <-p.exited:
 			t.Fatalf("%s exited: %v", p.name, p.exitErr)
 		default:
 		}
-		return httpStatus(ready) == http.StatusOK
-	}, p.name+" ready ("+ready+")")
+		if httpStatus(ready) != http.StatusOK {
+			return errors.New(p.name + " ready (" + ready + ")")
+		}
+		return nil
+	})
 	if code := httpStatus(live); code != http.StatusOK {
 		t.Errorf("%s: liveness %s: %d", p.name, live, code)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -51,15 +52,18 @@ func TestServeOps(t *testing.T) {
 			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
 	}()
 	base := "http://" + opsAddr
-	eventually.True(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("natter serve ended: %v", err)
 		default:
 		}
 		code, _ := httpGet(t, base+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
@@ -94,15 +98,15 @@ func TestServeOps(t *testing.T) {
 		`go_goroutines `,
 	}
 	var body string
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		_, body = httpGet(t, base+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(body, w) {
-				return false
+				return errors.New("still waiting for every component's metrics in /metrics")
 			}
 		}
-		return true
-	}, "every component's metrics in /metrics")
+		return nil
+	})
 
 	cancel()
 	select {
@@ -156,15 +160,18 @@ func TestServeWSListenEmpty(t *testing.T) {
 		done <- newApp().RunContext(ctx, []string{"natter", "serve", "--data", t.TempDir(), "--ws-listen", "",
 			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
 	}()
-	eventually.True(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("natter serve --ws-listen '' ended: %v", err)
 		default:
 		}
 		code, _ := httpGet(t, "http://"+opsAddr+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("stop: %v", err)

@@ -139,8 +139,12 @@ func (c *testClient) do(line string) Result {
 // waitTexts waits until the client has shown exactly want, in order.
 func (c *testClient) waitTexts(want ...string) {
 	c.t.Helper()
-	eventually.True(c.t, 20*time.Second, func() bool { return len(c.rec.texts()) >= len(want) },
-		fmt.Sprintf("%d messages shown", len(want)))
+	eventually.NoError(c.t, 20*time.Second, func() error {
+		if len(c.rec.texts()) < len(want) {
+			return errors.New(fmt.Sprintf("%d messages shown", len(want)))
+		}
+		return nil
+	})
 	if got := c.rec.texts(); strings.Join(got, "|") != strings.Join(want, "|") {
 		c.t.Fatalf("shown:\n%q\nwant:\n%q", got, want)
 	}
@@ -264,11 +268,14 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 
 	pa.down()
 	pb.down()
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return a.cur == nil
-	}, "alice notices the lost connection")
+		if a.cur != nil {
+			return errors.New("still waiting for alice notices the lost connection")
+		}
+		return nil
+	})
 	var results []Result
 	var mu sync.Mutex
 	want := []string{"before"}
@@ -285,8 +292,14 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 		t.Fatalf("queued: %d", a.Queued())
 	}
 	pa.up()
-	eventually.True(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) == 5 },
-		"the queued chats are answered")
+	eventually.NoError(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(results) != 5 {
+			return errors.New("still waiting for the queued chats are answered")
+		}
+		return nil
+	})
 	for _, r := range results {
 		if !r.OK() || r.Duplicate {
 			t.Fatalf("queued chat: %+v", r)
@@ -321,8 +334,12 @@ func TestReceiverCutRepeatedly(t *testing.T) {
 	}
 	// Cut bob's connection each time he has shown another 40 messages.
 	for next := 40; next < n; next += 40 {
-		eventually.True(t, 20*time.Second, func() bool { return len(b.rec.texts()) >= next },
-			fmt.Sprintf("bob shows %d messages", next))
+		eventually.NoError(t, 20*time.Second, func() error {
+			if len(b.rec.texts()) < next {
+				return errors.New(fmt.Sprintf("bob shows %d messages", next))
+			}
+			return nil
+		})
 		pb.cut()
 	}
 	<-sent
@@ -347,11 +364,14 @@ func TestKickedIsNotResumed(t *testing.T) {
 	a.login(aid)
 	a2 := newClient(t, addr)
 	a2.login(aid)
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		a.rec.mu.Lock()
 		defer a.rec.mu.Unlock()
-		return len(a.rec.ended) == 1 && errors.Is(a.rec.ended[0], ErrKicked)
-	}, "alice's first client is told it was replaced")
+		if !(len(a.rec.ended) == 1 && errors.Is(a.rec.ended[0], ErrKicked)) {
+			return errors.New("still waiting for alice's first client is told it was replaced")
+		}
+		return nil
+	})
 	if a.LoggedIn() {
 		t.Fatal("the kicked client still thinks it is logged in")
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file drive the real `natter chat` binary through pipes.
@@ -87,16 +90,16 @@ func (p *chatProc) typeLine(s string) {
 func (p *chatProc) waitFor(s string) string {
 	p.t.Helper()
 	var got string
-	eventually(p.t, 30*time.Second, func() bool {
+	eventually.NoError(p.t, 30*time.Second, func() error {
 		out := p.out.String()[p.from:]
 		i := strings.Index(out, s)
 		if i < 0 {
-			return false
+			return fmt.Errorf("%s: output %q; have:\n%s", p.name, s, p.out.String())
 		}
 		got = out[:i+len(s)]
 		p.from += i + len(s)
-		return true
-	}, "%s: output %q; have:\n%s", p.name, s, p.out.String())
+		return nil
+	})
 	return got
 }
 
@@ -105,16 +108,16 @@ func (p *chatProc) waitMatch(expr string) []string {
 	p.t.Helper()
 	re := regexp.MustCompile(expr)
 	var m []string
-	eventually(p.t, 30*time.Second, func() bool {
+	eventually.NoError(p.t, 30*time.Second, func() error {
 		out := p.out.String()[p.from:]
 		loc := re.FindStringSubmatchIndex(out)
 		if loc == nil {
-			return false
+			return fmt.Errorf("%s: output matching %q; have:\n%s", p.name, expr, p.out.String())
 		}
 		m = re.FindStringSubmatch(out)
 		p.from += loc[1]
-		return true
-	}, "%s: output matching %q; have:\n%s", p.name, expr, p.out.String())
+		return nil
+	})
 	return m
 }
 
@@ -304,7 +307,12 @@ func TestChatClientScripted(t *testing.T) {
 	}
 	again := startChat(t, "bob", []string{"NATTER_CHAT_ADDR=" + listen}, "--user", bid, "--password-file", pwFile, "--json")
 	again.waitFor(`"event":"login"`)
-	eventually(t, 10*time.Second, func() bool { return strings.HasSuffix(again.out.String(), "\n") }, "the login line")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if !strings.HasSuffix(again.out.String(), "\n") {
+			return errors.New("the login line")
+		}
+		return nil
+	})
 	if e := firstEvent(t, again.out.String(), "login"); e["pending"] != 0.0 {
 		t.Fatalf("messages shown before SIGINT are pending again: %v", e)
 	}

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestChatScriptedWaitsForGateway: `natter chat --register --id-only` and
@@ -17,8 +20,12 @@ func TestChatScriptedWaitsForGateway(t *testing.T) {
 	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
 	reg := startChat(t, "reg", env, "--register", "alice", "--id-only")
 	// With --id-only the notices go to standard error.
-	eventually(t, 30*time.Second, func() bool { return strings.Contains(reg.stderr.String(), "cannot reach") },
-		"no refused connection: %s", reg.stderr.String())
+	eventually.NoError(t, 30*time.Second, func() error {
+		if !strings.Contains(reg.stderr.String(), "cannot reach") {
+			return fmt.Errorf("no refused connection: %s", reg.stderr.String())
+		}
+		return nil
+	})
 	// --ws-listen '' turns WebSocket and the page off (docs/configuration.md).
 	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
 	if err := reg.exit(); err != nil {

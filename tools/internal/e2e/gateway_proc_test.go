@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestGatewayProcessDrainsOnSIGTERM runs natter-gateway as a process next
@@ -33,8 +36,13 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	eventually(t, 10*time.Second, func() bool { code, _ := get("/readyz"); return code == http.StatusOK },
-		"natter-gateway not ready")
+	eventually.NoError(t, 10*time.Second, func() error {
+		code, _ := get("/readyz")
+		if code != http.StatusOK {
+			return errors.New("natter-gateway not ready")
+		}
+		return nil
+	})
 
 	const n = 3
 	var cs []*client
@@ -52,8 +60,13 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 	}
 
 	g.cmd.Process.Signal(syscall.SIGTERM)
-	eventually(t, 5*time.Second, func() bool { code, _ := get("/readyz"); return code == http.StatusServiceUnavailable },
-		"natter-gateway still ready after SIGTERM")
+	eventually.NoError(t, 5*time.Second, func() error {
+		code, _ := get("/readyz")
+		if code != http.StatusServiceUnavailable {
+			return errors.New("natter-gateway still ready after SIGTERM")
+		}
+		return nil
+	})
 	for _, cl := range cs {
 		f := cl.expect(22)
 		if f.num("errno") != 113 {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 var (
@@ -232,10 +235,13 @@ func TestMonitoringQueries(t *testing.T) {
 		return r.Status, r.Error, len(r.Data.Result)
 	}
 	// Two scrapes at least, so that rates have samples.
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		_, _, n := query(`count_over_time(natter_build_info[1m]) >= 3`)
-		return n == 1
-	}, "Prometheus scraping natter serve")
+		if n != 1 {
+			return errors.New("Prometheus scraping natter serve")
+		}
+		return nil
+	})
 	for where, expr := range exprs {
 		if status, errText, _ := query(expr); status != "success" {
 			t.Errorf("%s: Prometheus refuses %s: %s", where, expr, errText)

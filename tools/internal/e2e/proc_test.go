@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file run the real binaries as separate processes.
@@ -109,13 +111,16 @@ func (p *proc) stop(sig os.Signal) {
 // addrOf waits until addr accepts connections.
 func waitListening(t *testing.T, addr string) net.Addr {
 	t.Helper()
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
-		return err == nil
-	}, "nothing listening on %s", addr)
+		if err != nil {
+			return fmt.Errorf("nothing listening on %s", addr)
+		}
+		return nil
+	})
 	a, _ := net.ResolveTCPAddr("tcp", addr)
 	return a
 }
@@ -206,10 +211,13 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	// alice, bob's friend, is told he went offline once the lease expires.
 	a.presence(bid, "offline")
 	t.Logf("alice saw bob offline %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
-	eventually(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
-		return b2.expect(2).num("errno") == 0
-	}, "bob could not log in again after his gateway was killed")
+		if errno := b2.expect(2).num("errno"); errno != 0 {
+			return errors.New("bob could not log in again after his gateway was killed")
+		}
+		return nil
+	})
 	t.Logf("bob logged in again %v after SIGKILL (presence ttl 2s)", time.Since(killed).Round(100*time.Millisecond))
 
 	// Alice never noticed.

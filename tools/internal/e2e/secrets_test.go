@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file run the real binaries with planted secrets, and
@@ -61,14 +63,17 @@ func runSecretProc(t *testing.T, bin string, args ...string) *secretProc {
 // waitLog waits until the output holds n lines with s.
 func (p *secretProc) waitLog(t *testing.T, s string, n int) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("%s ended (%v) before logging %q %d times:\n%s", p.name, p.err, s, n, p.out.String())
 		default:
 		}
-		return strings.Count(p.out.String(), s) >= n
-	}, "%q %d times in the output of %s", s, n, p.name)
+		if got := strings.Count(p.out.String(), s); got < n {
+			return fmt.Errorf("%q %d times in the output of %s", s, n, p.name)
+		}
+		return nil
+	})
 }
 
 // stop ends the process with SIGTERM and returns everything it wrote.

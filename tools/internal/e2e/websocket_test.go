@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/wsconn"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file run clients over WebSocket (gateway --ws-listen).
@@ -296,11 +298,14 @@ func TestWebSocketBadMessages(t *testing.T) {
 	// Nobody else noticed.
 	bystander.send(frame{"msgid": 11, "reqid": 1})
 	bystander.expect(12)
-	eventually(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		m := og.metrics(t)
-		return m[`natter_gateway_connections_closed_total{reason="unsupported_data"}`] == 1 &&
-			m[`natter_gateway_connections_closed_total{reason="frame_too_large"}`] == 2
-	}, "close reasons unsupported_data and frame_too_large not counted")
+		if !(m[`natter_gateway_connections_closed_total{reason="unsupported_data"}`] == 1 &&
+			m[`natter_gateway_connections_closed_total{reason="frame_too_large"}`] == 2) {
+			return errors.New("close reasons unsupported_data and frame_too_large not counted")
+		}
+		return nil
+	})
 }
 
 // TestWebSocketLimits: the flood limit, --max-conns and --idle-timeout
@@ -376,9 +381,12 @@ func TestWebSocketLimits(t *testing.T) {
 		if _, err := silent.recvRaw(5 * time.Second); err == nil {
 			t.Fatal("the silent WebSocket got a frame")
 		}
-		eventually(t, 5*time.Second, func() bool {
-			return og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`) == 1
-		}, "idle close not counted")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`); got != 1 {
+				return fmt.Errorf("still waiting for idle close not counted: got %v, want == 1", got)
+			}
+			return nil
+		})
 		pinger.send(frame{"msgid": 11})
 		pinger.expect(12)
 	})
