@@ -24,6 +24,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/natter-chat/natter/shared/backoff"
 )
 
 // Dialect says which database is behind a DB.
@@ -562,14 +564,13 @@ func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (uint64, error) {
 	start := time.Now()
 	var err error
+	b := backoff.New(5*time.Millisecond, 80*time.Millisecond) // jittered: two conflicting transactions do not retry in step
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 {
 			db.metrics.retried()
-			select {
-			case <-ctx.Done():
+			if !b.Wait(ctx, 0) {
 				db.metrics.observe(opTx, start, ctx.Err(), "")
 				return 0, ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
 		var (
