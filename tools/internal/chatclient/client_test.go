@@ -12,6 +12,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
+	"github.com/natter-chat/natter/tools/internal/faultproxy"
 )
 
 func testLogger() *slog.Logger { return allinonetest.Logger() }
@@ -226,13 +227,13 @@ func TestChatFriendsAndGroups(t *testing.T) {
 // reconnect with the same cid: the server stores it once.
 func TestLostReplyIsResentOnce(t *testing.T) {
 	addr := startSystem(t)
-	px := newProxy(t, addr)
-	a, b := newClient(t, px.addr), newClient(t, addr)
+	px := faultproxy.New(t, addr)
+	a, b := newClient(t, px.Addr()), newClient(t, addr)
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
 
-	px.cutAfterFrame(`"msg":"once only"`)
+	px.DropAfterFrame(`"msg":"once only"`)
 	r := a.do(fmt.Sprintf("chat:%d:once only", bid))
 	if !r.Duplicate {
 		t.Fatalf("the resent chat was not recognized as a duplicate: %+v", r)
@@ -244,7 +245,7 @@ func TestLostReplyIsResentOnce(t *testing.T) {
 	}
 
 	// creategroup is not safe to repeat: its outcome is reported unknown.
-	px.cutAfterFrame(`"groupname":"maybe"`)
+	px.DropAfterFrame(`"groupname":"maybe"`)
 	cmd, _ := ParseCommand("creategroup:maybe:")
 	if r := a.Do(context.Background(), cmd); !errors.Is(r.Err, ErrOutcomeUnknown) {
 		t.Fatalf("creategroup with a lost reply: %+v", r)
@@ -258,16 +259,16 @@ func TestLostReplyIsResentOnce(t *testing.T) {
 // once, in order; the receiving side resumes after what it showed.
 func TestQueuedWhileDisconnected(t *testing.T) {
 	addr := startSystem(t)
-	pa, pb := newProxy(t, addr), newProxy(t, addr)
-	a, b := newClient(t, pa.addr), newClient(t, pb.addr)
+	pa, pb := faultproxy.New(t, addr), faultproxy.New(t, addr)
+	a, b := newClient(t, pa.Addr()), newClient(t, pb.Addr())
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
 	a.do(fmt.Sprintf("chat:%d:before", bid))
 	b.waitTexts("before")
 
-	pa.down()
-	pb.down()
+	pa.Down()
+	pb.Down()
 	eventually.NoError(t, 10*time.Second, func() error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -291,7 +292,7 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 	if a.Queued() != 5 {
 		t.Fatalf("queued: %d", a.Queued())
 	}
-	pa.up()
+	pa.Up()
 	eventually.NoError(t, 20*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -305,7 +306,7 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 			t.Fatalf("queued chat: %+v", r)
 		}
 	}
-	pb.up()
+	pb.Up()
 	b.waitTexts(want...)
 }
 
@@ -313,8 +314,8 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 // coming shows every message once, in order.
 func TestReceiverCutRepeatedly(t *testing.T) {
 	addr := startSystem(t)
-	pb := newProxy(t, addr)
-	a, b := newClient(t, addr), newClient(t, pb.addr)
+	pb := faultproxy.New(t, addr)
+	a, b := newClient(t, addr), newClient(t, pb.Addr())
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
@@ -340,7 +341,7 @@ func TestReceiverCutRepeatedly(t *testing.T) {
 			}
 			return nil
 		})
-		pb.cut()
+		pb.Cut()
 	}
 	<-sent
 	b.waitTexts(want...)

@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/tools/internal/faultproxy"
 )
 
 // chatFrames matches the client frames that carry a chat (and only them).
 const chatFrames = `"cid":`
 
 // faultConfig is a run through p of workload with --reconnect (or not).
-func faultConfig(p *proxy, workload string, reconnect bool) Config {
-	cfg := testConfig(p.addr)
+func faultConfig(p *faultproxy.Proxy, workload string, reconnect bool) Config {
+	cfg := testConfig(p.Addr())
 	cfg.Reconnect = reconnect
 	if workload == WorkloadGroup {
 		cfg.Workload = WorkloadGroup
@@ -58,15 +59,15 @@ func TestReconnectThroughCuts(t *testing.T) {
 	const cuts = 3
 	for _, workload := range []string{WorkloadOneToOne, WorkloadGroup} {
 		t.Run(workload, func(t *testing.T) {
-			p := newProxy(t, addr)
+			p := faultproxy.New(t, addr)
 			cfg := faultConfig(p, workload, true)
 			every := 20 // chat frames between cuts: few, so that a slow machine gets through them
 			if workload == WorkloadGroup {
 				every = 25
 			}
-			p.cutEvery(chatFrames, every, cuts)
+			p.CutEvery(chatFrames, every, cuts)
 			r := runFaultBench(t, cfg)
-			if got := p.taken(); got != cuts {
+			if got := p.Taken(); got != cuts {
 				t.Fatalf("the proxy cut %d times, want %d (too few messages?)", got, cuts)
 			}
 			if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 || r.GivenUp != 0 {
@@ -112,10 +113,10 @@ func TestNoReconnectCutFails(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	for _, workload := range []string{WorkloadOneToOne, WorkloadGroup} {
 		t.Run(workload, func(t *testing.T) {
-			p := newProxy(t, addr)
-			p.cutEvery(chatFrames, 25, 3)
+			p := faultproxy.New(t, addr)
+			p.CutEvery(chatFrames, 25, 3)
 			r := runFaultBench(t, faultConfig(p, workload, false))
-			if p.taken() == 0 {
+			if p.Taken() == 0 {
 				t.Fatal("the proxy never cut")
 			}
 			if r.OK || r.ConnsLost == 0 || !slices.ContainsFunc(r.Problems(), func(s string) bool {
@@ -135,8 +136,8 @@ func TestNoReconnectCutFails(t *testing.T) {
 // password, and the report says so.
 func TestReconnectRefusedToken(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
-	p := newProxy(t, addr)
-	p.cutEvery(chatFrames, 20, 1)
+	p := faultproxy.New(t, addr)
+	p.CutEvery(chatFrames, 20, 1)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.hooks = &testHooks{clockStarted: func(users []*simUser) {
 		for _, u := range users {
@@ -148,10 +149,10 @@ func TestReconnectRefusedToken(t *testing.T) {
 		t.Fatalf("checks failed: %v", r.Problems())
 	}
 	rr := r.ReconnectReport
-	if p.taken() != 1 || rr.PasswordRelogins == 0 || rr.TokensRefused < rr.PasswordRelogins ||
+	if p.Taken() != 1 || rr.PasswordRelogins == 0 || rr.TokensRefused < rr.PasswordRelogins ||
 		rr.Resumed+rr.PasswordRelogins != rr.Reconnects {
 		t.Fatalf("cuts %d, reconnects %d, resumed %d, password relogins %d, tokens refused %d",
-			p.taken(), rr.Reconnects, rr.Resumed, rr.PasswordRelogins, rr.TokensRefused)
+			p.Taken(), rr.Reconnects, rr.Resumed, rr.PasswordRelogins, rr.TokensRefused)
 	}
 	var text bytes.Buffer
 	r.WriteText(&text)
@@ -164,8 +165,8 @@ func TestReconnectRefusedToken(t *testing.T) {
 // after --give-up, which fails the run.
 func TestReconnectGivesUp(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
-	p := newProxy(t, addr)
-	p.downAfter(chatFrames, 20)
+	p := faultproxy.New(t, addr)
+	p.DownAfter(chatFrames, 20)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Pairs = 2
 	cfg.GiveUp, cfg.ReplyTimeout = time.Second, 500*time.Millisecond

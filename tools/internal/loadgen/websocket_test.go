@@ -7,6 +7,7 @@ import (
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
+	"github.com/natter-chat/natter/tools/internal/faultproxy"
 )
 
 // startWS runs a whole natter with its WebSocket endpoint and returns the
@@ -74,13 +75,13 @@ func TestWebSocketWorkloads(t *testing.T) {
 func TestWebSocketReconnectThroughCuts(t *testing.T) {
 	addr := startWS(t)
 	const cuts = 3
-	p := newProxy(t, addr)
-	p.cutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
+	p := faultproxy.New(t, addr)
+	p.CutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Transport = TransportWS
 	cfg.Duration = 1500 * time.Millisecond
 	r := runFaultBench(t, cfg)
-	if got := p.taken(); got != cuts {
+	if got := p.Taken(); got != cuts {
 		t.Fatalf("the proxy cut %d times, want %d (too few messages?)", got, cuts)
 	}
 	if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 || r.GivenUp != 0 {
