@@ -51,7 +51,10 @@
 // Discovery comes from micro: $SRV.PING, $SRV.INFO, $SRV.STATS.
 package subject
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 const prefix = "natter."
 
@@ -117,4 +120,19 @@ func ParseUser(subj string) (int64, bool) {
 	}
 	uid, err := strconv.ParseInt(subj[len(p):], 10, 64)
 	return uid, err == nil
+}
+
+// ParseService splits a service request subject,
+// natter.svc.<service>.<endpoint>, into its service and endpoint names
+// (OfflineStore: "offline", "store"); ok is false for any other subject.
+func ParseService(subj string) (service, endpoint string, ok bool) {
+	rest, ok := strings.CutPrefix(subj, prefix+"svc.")
+	if !ok {
+		return "", "", false
+	}
+	service, endpoint, ok = strings.Cut(rest, ".")
+	if !ok || service == "" || endpoint == "" {
+		return "", "", false
+	}
+	return service, endpoint, true
 }
