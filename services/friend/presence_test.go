@@ -168,7 +168,7 @@ func TestPresenceFromLogins(t *testing.T) {
 		if n := l.of(u)[0]; n.ID != f || !n.Online || n.At <= 0 {
 			t.Errorf("notice %+v, want f=%d online", n, f)
 		}
-		if err := e.call(subject.UserLogout, api.LogoutRequest{UserID: f, SessionID: fmt.Sprint("s", f)}, nil); err != nil {
+		if err := e.call(subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: f, SessionID: fmt.Sprint("s", f)}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		eventually.NoError(t, 5*time.Second, func() error {

@@ -356,13 +356,13 @@ func TestLoginKick(t *testing.T) {
 		}
 
 		// The kicked session logging out does not end its successor.
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: "s1"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: uid, SessionID: "s1"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.online(t, uid); !slices.Equal(got, []int64{uid}) {
 			t.Fatalf("after the replaced session's logout: online %v, want [%d]", got, uid)
 		}
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: "s2"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: uid, SessionID: "s2"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.online(t, uid); len(got) != 0 {
@@ -521,7 +521,7 @@ func TestQueueGroup(t *testing.T) {
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
 	info := natstest.Info(t, e.nc, subject.UserService)
-	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string
 	for _, ep := range info.Endpoints {
@@ -543,7 +543,7 @@ func TestEndpointInfo(t *testing.T) {
 func TestMalformedRequests(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		e := newEnv(t, db, testConfig(user.PolicyKick))
-		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 			subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 		bodies := []string{``, `{not json`, `[1,2]`, `{"user_id":"x","ids":"x","ttl_ms":"x","name":1}`, `null x`}
 		for _, subj := range subjects {
@@ -570,7 +570,7 @@ func TestNoResponseFieldsAnswerEmptyObject(t *testing.T) {
 		subject string
 		req     any
 	}{
-		{subject.UserLogout, api.LogoutRequest{UserID: 1, SessionID: "s"}},
+		{subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: 1, SessionID: "s"}}}},
 		{subject.UserGatewayLeave, api.GatewayLeave{GatewayID: "gw"}},
 	}
 	for _, r := range reqs {

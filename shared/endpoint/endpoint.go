@@ -8,7 +8,8 @@
 // generic internal error.
 //
 // Answering from another goroutine than the handler's is only safe on a
-// detached request (see Detach): micro's own request records the outcome of
+// detached request (one that answers by publishing to the reply subject
+// itself, as Add's handlers get): micro's own request records the outcome of
 // Respond/Error in a field its delivery goroutine reads, unlocked, once the
 // handler returns. Add registers a service's endpoints, described by Specs,
 // with every handler detached; Stop stops them and waits for the handlers.
@@ -104,7 +105,7 @@ type Spec struct {
 	Subject string
 	// Description is published as the endpoint's "description" metadata.
 	Description string
-	// Handler gets detached requests (see Detach).
+	// Handler gets detached requests, safe to answer from any goroutine.
 	Handler micro.Handler
 	// PendingMsgs and PendingBytes bound the requests queued in the
 	// endpoint's subscription; past them NATS drops requests and their
@@ -113,8 +114,9 @@ type Spec struct {
 	PendingMsgs, PendingBytes int
 }
 
-// Add adds the endpoints to svc in order, each handler wrapped in
-// Detach(nc, ...) and, with m not nil, each answer counted in m. On a
+// Add adds the endpoints to svc in order, each handler getting detached
+// requests (answered through nc, safe from any goroutine, JSON encoded by
+// api.Marshal) and, with m not nil, each answer counted in m. On a
 // *Service (AddService) the answers are also what its $SRV.STATS counts;
 // micro's own service counts them wrong (see Service). It returns at the
 // first endpoint it cannot add, leaving the ones before it added: the
@@ -169,8 +171,8 @@ func Stop(svc micro.Service, nc *nats.Conn, runners ...*Runner) error {
 }
 
 // JSON returns a micro handler that decodes the request into Req, runs fn on
-// the runner and answers its result as JSON (or its error). Wrap it in
-// Detach (Add does).
+// the runner and answers its result as JSON (or its error). Give it to
+// Add, whose detached requests let the runner answer.
 func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, req *Req) (*Resp, error)) micro.Handler {
 	return micro.HandlerFunc(func(m micro.Request) {
 		var req Req
@@ -234,17 +236,11 @@ func ErrorFor(err error) *api.Error {
 	return api.ErrInternal
 }
 
-// Detach wraps h so that it receives requests that answer by publishing to
-// the reply subject through nc themselves, safe from any goroutine, with
-// JSON encoded by api.Marshal. The price, on micro's own service: its
-// stats do not count the errors answered this way, nor the time to the
-// answer (a Service's do, see Add).
-func Detach(nc *nats.Conn, h micro.Handler) micro.Handler {
-	return detach(nc, h, nil)
-}
-
-// detach is Detach, with each request's first answer counted in obs (nil:
-// not counted).
+// detach wraps h so that it receives requests that answer by publishing
+// to the reply subject through nc themselves, safe from any goroutine,
+// each request's first answer counted in obs (nil: not counted). The
+// price, on micro's own service: its stats do not count the errors
+// answered this way, nor the time to the answer (a Service's do, see Add).
 func detach(nc *nats.Conn, h micro.Handler, obs *observer) micro.Handler {
 	if obs == nil {
 		return micro.HandlerFunc(func(m micro.Request) { h.Handle(&detached{Request: m, nc: nc}) })

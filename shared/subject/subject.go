@@ -17,7 +17,6 @@
 //
 //	natter.svc.user.register        create an account
 //	natter.svc.user.login           check a password and claim the session
-//	natter.svc.user.logout          release a session
 //	natter.svc.user.logouts         release many sessions (a gateway's batch)
 //	natter.svc.user.lookup          names of user ids (existence check)
 //	natter.svc.user.gwbeat          a gateway renews its presence lease
@@ -70,7 +69,6 @@ const (
 const (
 	UserRegister     = prefix + "svc.user.register"
 	UserLogin        = prefix + "svc.user.login"
-	UserLogout       = prefix + "svc.user.logout"
 	UserLogouts      = prefix + "svc.user.logouts"
 	UserLookup       = prefix + "svc.user.lookup"
 	UserGatewayBeat  = prefix + "svc.user.gwbeat"

@@ -108,7 +108,7 @@ func Roles() []Role {
 		{
 			Name: "gateway", Binary: "natter-gateway",
 			Publish: []string{
-				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+				subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 				subject.UserLookup, subject.UserGatewayBeat, subject.UserGatewayLeave, subject.UserSessions,
 				subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck,
 				subject.FriendAdd, subject.FriendRemove, subject.FriendList,
@@ -123,7 +123,7 @@ func Roles() []Role {
 			// Kicks to the replaced session's gateway; presence events.
 			Publish: []string{UserSubjects(), subject.Presence},
 			Subscribe: []string{
-				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+				subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 				subject.UserLookup, subject.UserProfiles, subject.UserSessions,
 				subject.UserGatewayBeat, subject.UserGatewayLeave, Discovery,
 			},
