@@ -150,9 +150,7 @@ func (p *chatProc) register(name, pw string) int64 {
 // natter serve: register, login, chat both ways, friends, groups, errors,
 // loginout back to the menu, and a new login that shows nothing twice.
 func TestChatClientMenuAndCommands(t *testing.T) {
-	listen := freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	listen := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4").listenAddr(logServes)
 
 	a := startChat(t, "alice", nil, "--addr", listen)
 	b := startChat(t, "bob", nil, "--addr", listen)
@@ -248,9 +246,7 @@ func TestChatClientMenuAndCommands(t *testing.T) {
 // TestChatClientScripted uses the flags for scripts: --register, --user
 // with the password from the environment or a file, --send, --json.
 func TestChatClientScripted(t *testing.T) {
-	listen := freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	listen := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4").listenAddr(logServes)
 	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
 
 	reg := startChat(t, "reg", env, "--register", "alice", "--json")
@@ -353,11 +349,10 @@ func jsonEvents(t *testing.T, out string) []map[string]any {
 // its token, and shows every message exactly once, in order; what bob
 // typed meanwhile reaches alice exactly once.
 func TestChatClientSurvivesKilledGateway(t *testing.T) {
-	natsAddr, gw1, gw2 := freePort(t), freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2)
-	waitListening(t, gw2)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	gw1, natsAddr := srv.listenAddr(logServes), srv.listenAddr(logNATS)
+	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort)
+	gw2 := g2.listenAddr(logTCP)
 
 	a := dial(t, waitListening(t, gw1), '\n', "alice")
 	aid := a.register("alice", "pw")

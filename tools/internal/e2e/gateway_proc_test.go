@@ -19,13 +19,11 @@ import (
 // metrics and its NATS connection's; on SIGTERM /readyz turns 503, its clients are told to reconnect
 // and closed over the drain window, and the process exits cleanly.
 func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
-	natsAddr, gw1 := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	gw2, httpAddr := freePort(t), freePort(t)
-	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2, "--http", httpAddr,
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	natsAddr := srv.listenAddr(logNATS)
+	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort, "--http", anyPort,
 		"--drain-window", "3s")
-	addr := waitListening(t, gw2)
+	addr, httpAddr := g.tcpAddr(logTCP), g.listenAddr(logOps)
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + httpAddr + path)
@@ -85,7 +83,7 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("natter-gateway did not exit after its drain")
 	}
-	if c, err := net.Dial("tcp", gw2); err == nil {
+	if c, err := net.Dial("tcp", addr.String()); err == nil {
 		c.Close()
 		t.Fatal("natter-gateway still accepts connections after it exited")
 	}

@@ -130,10 +130,10 @@ func TestMonitoringQueries(t *testing.T) {
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	exprs := monitoringExprs(t, root)
 
-	listen, opsAddr := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--http", opsAddr, "--data", t.TempDir(),
-		"--ws-listen", "127.0.0.1:0", "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--http", anyPort, "--data", t.TempDir(),
+		"--ws-listen", anyPort, "--bcrypt-cost", "4")
+	srv.listenAddr(logServes)
+	opsAddr := srv.listenAddr(logOps)
 	have := exported(t, "http://"+opsAddr+"/metrics")
 	// A few counters have no series before their first event (listed in
 	// TestMetricsDoc, which requires every other documented metric at

@@ -216,10 +216,9 @@ func TestNoSecretInLogs(t *testing.T) {
 		// Its NATS open to others with the password file's password; a
 		// client registers, logs in with the wrong password and the right
 		// one.
-		listen, natsAddr := freePort(t), freePort(t)
-		p := runSecretProc(t, "natter", "serve", "--listen", listen, "--nats-listen", natsAddr, "--nats-user", "natter",
+		p := runSecretProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--nats-user", "natter",
 			"--nats-password-file", pwFile, "--data", t.TempDir(), "--bcrypt-cost", "4")
-		addr := waitListening(t, listen)
+		addr := waitListening(t, loggedAddr(t, p.name, p.out, logServes, nil))
 		c := dial(t, addr, '\n', "client")
 		id := c.register("planted", plantedChatSecret)
 		c.send(frame{"msgid": 1, "id": id, "password": plantedChatSecret + "-wrong"})
@@ -253,10 +252,10 @@ func TestBusAuthentication(t *testing.T) {
 		t.Errorf("natter serve --nats-listen 0.0.0.0:... without credentials: %v\n%s", err, out)
 	}
 
-	listen, natsAddr := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--nats-listen", natsAddr, "--nats-user", "natter",
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--nats-user", "natter",
 		"--nats-password-file", pwFile, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	srv.listenAddr(logServes)
+	natsAddr := srv.listenAddr(logNATS)
 
 	for _, creds := range [][]string{nil, {"--nats-user", "natter", "--nats-password-file", wrongFile}} {
 		args := append([]string{"--nats", "nats://" + natsAddr, "--sqlite", filepath.Join(t.TempDir(), "stray.db")}, creds...)
@@ -269,9 +268,8 @@ func TestBusAuthentication(t *testing.T) {
 		}
 	}
 
-	gw := freePort(t)
-	startProc(t, "natter-gateway", "--listen", gw, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
-	c := dial(t, waitListening(t, gw), '\n', "via the second gateway")
+	gw := startProc(t, "natter-gateway", "--listen", anyPort, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
+	c := dial(t, gw.tcpAddr(logTCP), '\n', "via the second gateway")
 	id := c.register("bus-user", "pw")
 	c.login(id, "pw")
 }

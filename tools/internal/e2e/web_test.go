@@ -266,17 +266,16 @@ type webGateway struct {
 
 func startWebCluster(t *testing.T) *webCluster {
 	t.Helper()
-	natsAddr := freePort(t)
-	c := &webCluster{tcp: freePort(t), ws: freePort(t)}
+	c := &webCluster{}
 	// The page may be loaded from one gateway and connect to another (its
 	// ?ws= list): every port of 127.0.0.1 is an allowed origin.
-	startProc(t, "natter", "serve", "--listen", c.tcp, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4",
-		"--ws-listen", c.ws, "--ws-origins", "127.0.0.1:*", "--web", "--presence-ttl", "2s")
-	waitListening(t, c.tcp)
-	waitListening(t, c.ws)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4",
+		"--ws-listen", anyPort, "--ws-origins", "127.0.0.1:*", "--web", "--presence-ttl", "2s")
+	c.tcp, c.ws = srv.listenAddr(logServes), srv.listenAddr(logWS)
+	natsAddr := srv.listenAddr(logNATS)
 	for i := range c.gw {
-		g := &webGateway{tcp: freePort(t), ws: freePort(t)}
-		g.args = []string{"--nats", "nats://" + natsAddr, "--listen", g.tcp, "--ws-listen", g.ws, "--ws-origins", "127.0.0.1:*", "--web",
+		g := &webGateway{}
+		g.args = []string{"--nats", "nats://" + natsAddr, "--ws-origins", "127.0.0.1:*", "--web",
 			"--presence-ttl", "2s", "--drain-window", "1s"}
 		c.gw[i] = g
 		c.start(t, i)
@@ -284,13 +283,17 @@ func startWebCluster(t *testing.T) *webCluster {
 	return c
 }
 
-// start (re)starts gateway i on its ports.
+// start (re)starts gateway i: first on port 0 (its addresses read from its
+// log), again on the ports it got, which the browsers' pages know.
 func (c *webCluster) start(t *testing.T, i int) {
 	t.Helper()
 	g := c.gw[i]
-	g.p = startProc(t, "natter-gateway", g.args...)
-	waitListening(t, g.tcp)
-	waitListening(t, g.ws)
+	tcp, ws := g.tcp, g.ws
+	if tcp == "" {
+		tcp, ws = anyPort, anyPort
+	}
+	g.p = startProc(t, "natter-gateway", append(g.args, "--listen", tcp, "--ws-listen", ws)...)
+	g.tcp, g.ws = g.p.listenAddr(logTCP), g.p.listenAddr(logWS)
 }
 
 // TestWebPage runs the web page in headless Chromium: browser users

@@ -528,12 +528,12 @@ func TestWebSocketDrain(t *testing.T) {
 // client logs in on the other gateway with its resume token and lastseq
 // and gets everything sent meanwhile, none twice.
 func TestWebSocketClientSurvivesKilledGateway(t *testing.T) {
-	natsAddr, gw1, ws1, gw2, ws2 := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--ws-listen", ws1, "--nats-listen", natsAddr,
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--ws-listen", anyPort, "--nats-listen", anyPort,
 		"--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2, "--ws-listen", ws2, "--presence-ttl", "2s")
-	waitListening(t, ws2)
+	srv.listenAddr(logServes)
+	ws1, natsAddr := srv.listenAddr(logWS), srv.listenAddr(logNATS)
+	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort, "--ws-listen", anyPort, "--presence-ttl", "2s")
+	ws2 := g2.listenAddr(logWS)
 
 	sender := dialWS(t, "ws://"+ws1+gateway.WSPath, "sender")
 	recv := dialWS(t, "ws://"+ws2+gateway.WSPath, "receiver")
