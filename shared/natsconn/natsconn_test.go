@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natsconn"
 )
 
@@ -199,31 +199,12 @@ func TestRepliesOnTheRoleInbox(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination that the test reads while the
-// connection's goroutines write to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNoSecretInLogs: the password or token of a NATS URL appears in no
 // log line and no error, neither while NATS cannot be reached (the retry
 // loop logs the URL) nor on a reconnect.
 func TestNoSecretInLogs(t *testing.T) {
 	const password, token = "planted-password-7f3a", "planted-token-91c2"
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// Nothing listens: the retry loop logs each attempt.

@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // startServe runs natter serve with args in this process until the test
@@ -29,7 +29,7 @@ func startServe(t *testing.T, args ...string) (gwAddr, opsAddr string, stop cont
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	log := &logBuffer{}
+	log := &logtest.Buffer{}
 	app := newApp()
 	app.ErrWriter = log
 	ch := make(chan error, 1)
@@ -56,24 +56,6 @@ func startServe(t *testing.T, args ...string) (gwAddr, opsAddr string, stop cont
 		return a
 	}
 	return addr("natter serving"), addr("serving /healthz, /readyz and /metrics"), cancel, ch
-}
-
-// logBuffer is a log written and read concurrently.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func httpGet(t *testing.T, url string) (int, string) {

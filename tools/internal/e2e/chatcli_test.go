@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,34 +11,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file drive the real `natter chat` binary through pipes.
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // chatProc is a running `natter chat`.
 type chatProc struct {
@@ -47,15 +27,15 @@ type chatProc struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	out    *syncBuffer
-	stderr *syncBuffer
+	out    *logtest.Buffer
+	stderr *logtest.Buffer
 	done   chan error
 	from   int // waitFor looks at the output after this offset
 }
 
 func startChat(t *testing.T, name string, env []string, args ...string) *chatProc {
 	t.Helper()
-	p := &chatProc{t: t, name: name, out: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &chatProc{t: t, name: name, out: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(filepath.Join(binaries(t), "natter"), append([]string{"chat"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.stderr
 	p.cmd.Env = append(os.Environ(), env...)

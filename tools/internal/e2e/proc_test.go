@@ -17,6 +17,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run the real binaries as separate processes.
@@ -68,13 +69,13 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *logtest.Buffer
 	done chan error
 }
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: bin, out: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{t: t, name: bin, out: &logtest.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
@@ -139,7 +140,7 @@ func (p *proc) listenAddr(msg string) string {
 
 // loggedAddr is listenAddr on any process's output; check (if not nil)
 // fails the test when the process is gone.
-func loggedAddr(t *testing.T, name string, out *syncBuffer, msg string, check func()) string {
+func loggedAddr(t *testing.T, name string, out *logtest.Buffer, msg string, check func()) string {
 	t.Helper()
 	pattern := regexp.QuoteMeta(msg)
 	if prefix, ok := strings.CutSuffix(msg, "*"); ok {

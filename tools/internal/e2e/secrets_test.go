@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run the real binaries with planted secrets, and
@@ -38,14 +39,14 @@ var planted = []string{plantedURLPassword, plantedURLToken, plantedLiveToken, pl
 type secretProc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *logtest.Buffer
 	done chan struct{}
 	err  error
 }
 
 func runSecretProc(t *testing.T, bin string, args ...string) *secretProc {
 	t.Helper()
-	p := &secretProc{name: bin + " " + strings.Join(args, " "), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &secretProc{name: bin + " " + strings.Join(args, " "), out: &logtest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=debug")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run natter's web page (gateway/internal/webui) in
@@ -96,7 +98,7 @@ type browser struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan string
-	stderr *syncBuffer
+	stderr *logtest.Buffer
 	done   chan error
 	mu     sync.Mutex
 	id     int
@@ -104,7 +106,7 @@ type browser struct {
 
 func startBrowser(t *testing.T, env webEnv) *browser {
 	t.Helper()
-	b := &browser{t: t, lines: make(chan string, 16), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &browser{t: t, lines: make(chan string, 16), stderr: &logtest.Buffer{}, done: make(chan error, 1)}
 	b.cmd = exec.Command(env.node, "driver.mjs")
 	b.cmd.Dir = env.dir
 	b.cmd.Env = append(os.Environ(), "NATTER_CHROMIUM="+env.chromium, "NATTER_ARTIFACTS="+env.artifacts)
