@@ -16,6 +16,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/natstest"
 )
@@ -546,8 +547,8 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	if err := svcConn.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, s.Addr().String())
-	nc, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	p := faultproxy.New(t, s.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +567,7 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	if _, err := svc.NextMsg(waitLong); err != nil {
 		t.Fatalf("the first call: %v", err)
 	}
-	p.down()
+	p.Down()
 	eventually.NoError(t, waitLong, func() error {
 		if nc.IsConnected() {
 			return errors.New("still waiting for the connection to drop")
@@ -576,7 +577,7 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	if err := r.Go("svc.q", []byte("buffered"), natsreq.CallOpts{Idempotent: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	p.up()
+	p.Up()
 	<-reconnected
 	r.Reconnected()
 	// Everything the requester sent is now in svc's queue.
@@ -609,15 +610,15 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 func TestReconnectBufferFull(t *testing.T) {
 	s := natstest.Run(t)
 	respond(t, natstest.Connect(t, s), "svc.q", nil)
-	p := newProxy(t, s.Addr().String())
-	nc, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(64))
+	p := faultproxy.New(t, s.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(64))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	r := newRequester(t, nc, natsreq.Options{AttemptTimeout: time.Hour, Timeout: time.Hour})
 
-	p.down()
+	p.Down()
 	eventually.NoError(t, waitLong, func() error {
 		if nc.IsConnected() {
 			return errors.New("still waiting for the connection to drop")
@@ -640,7 +641,7 @@ func TestReconnectBufferFull(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("an idempotent call: %v", err)
 	}
-	p.up()
+	p.Up()
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
-	"github.com/natter-chat/natter/tools/internal/faultproxy"
 )
 
 func testLogger() *slog.Logger { return allinonetest.Logger() }

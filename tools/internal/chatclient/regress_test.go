@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natter-chat/natter/tools/internal/faultproxy"
+	"github.com/natter-chat/natter/shared/faultproxy"
 )
 
 // These tests came from a review of the client; each failed before its fix.

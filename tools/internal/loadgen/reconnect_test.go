@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/tools/internal/faultproxy"
+	"github.com/natter-chat/natter/shared/faultproxy"
 )
 
 // chatFrames matches the client frames that carry a chat (and only them).

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
-	"github.com/natter-chat/natter/tools/internal/faultproxy"
 )
 
 // startWS runs a whole natter with its WebSocket endpoint and returns the

@@ -1,7 +1,7 @@
-// Package faultproxy is a TCP relay for tests, set in front of a gateway,
-// that a test can break: close every connection, refuse service for a
-// while, or lose a connection right after a matching frame has been passed
-// on (so the request is done but its reply is lost). Client frames are
+// Package faultproxy is a TCP relay for tests, set in front of a gateway
+// or a NATS server, that a test can break: close every connection, refuse
+// service for a while, or lose a connection right after a matching frame
+// has been passed on (so the request is done but its reply is lost). Client frames are
 // read line by line (the newline protocol); WebSocket client frames are
 // masked, so for them the proxy can count the gateway's replies instead.
 package faultproxy
