@@ -564,7 +564,9 @@ func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (uint64, error) {
 	start := time.Now()
 	var err error
-	b := backoff.New(5*time.Millisecond, 80*time.Millisecond) // jittered: two conflicting transactions do not retry in step
+	// Jittered, so that two conflicting transactions do not retry in step;
+	// the pauses add up to at least the 150 ms the unjittered ones did.
+	b := backoff.New(20*time.Millisecond, 160*time.Millisecond)
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 {
 			db.metrics.retried()
