@@ -698,9 +698,10 @@ func TestMicroInfo(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		subject.OfflineStore: subject.OfflineService,
-		subject.OfflineFetch: subject.OfflineService,
-		subject.OfflineAck:   subject.OfflineService,
+		subject.OfflineStore:     subject.OfflineService,
+		subject.OfflineStoreMany: subject.OfflineService,
+		subject.OfflineFetch:     subject.OfflineService,
+		subject.OfflineAck:       subject.OfflineService,
 	}
 	if info.Name != subject.OfflineService || !maps.Equal(got, want) {
 		t.Errorf("info %+v", info)

@@ -45,8 +45,8 @@ import (
 const (
 	epStore     = "store"
 	epStoreMany = "storemany"
-	epFetch = "fetch"
-	epAck   = "ack"
+	epFetch     = "fetch"
+	epAck       = "ack"
 )
 
 // Pending limits of the endpoint subscriptions: past them NATS drops

@@ -42,9 +42,17 @@ import (
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
-// Runner bounds and tracks the goroutines running handlers.
+// Runner bounds and tracks the goroutines running handlers. It keeps its
+// worker goroutines (at most limit) instead of starting one per request: a
+// handler that reaches SQLite grows its goroutine's stack to tens of KiB,
+// and a new goroutine per request grew (copied) it again every time (9 %
+// of the server's CPU in a resume storm).
 type Runner struct {
 	sem     chan struct{}
+	jobs    chan func() // to an idle worker (unbuffered)
+	quit    chan struct{}
+	workers atomic.Int32
+	limit   int32
 	log     *slog.Logger
 	timeout time.Duration
 
@@ -59,18 +67,35 @@ func NewRunner(limit int, timeout time.Duration, log *slog.Logger) *Runner {
 	if limit <= 0 {
 		limit = 1
 	}
-	return &Runner{sem: make(chan struct{}, limit), log: log, timeout: timeout}
+	return &Runner{sem: make(chan struct{}, limit), jobs: make(chan func()), quit: make(chan struct{}),
+		limit: int32(limit), log: log, timeout: timeout}
 }
 
 // Close refuses new work and waits until every handler started so far has
-// returned. Call it after the micro service is stopped and its delivered
-// requests handed over (Stop does both); a request that still arrives is
-// answered busy.
+// returned, then ends the workers. Call it after the micro service is
+// stopped and its delivered requests handed over (Stop does both); a
+// request that still arrives is answered busy.
 func (r *Runner) Close() {
 	r.mu.Lock()
+	already := r.closed
 	r.closed = true
 	r.mu.Unlock()
 	r.wg.Wait()
+	if !already {
+		close(r.quit)
+	}
+}
+
+// worker runs job, then whatever jobs it is handed, until the runner closes.
+func (r *Runner) worker(job func()) {
+	for {
+		job()
+		select {
+		case job = <-r.jobs:
+		case <-r.quit:
+			return
+		}
+	}
 }
 
 // Go runs fn on a new goroutine once a slot is free, and reports false
@@ -87,12 +112,25 @@ func (r *Runner) Go(fn func(ctx context.Context)) bool {
 	r.wg.Add(1)
 	r.mu.Unlock()
 	r.sem <- struct{}{}
-	go func() {
+	job := func() {
 		defer func() { <-r.sem; r.wg.Done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
 		fn(ctx)
-	}()
+	}
+	select {
+	case r.jobs <- job: // an idle worker
+		return true
+	default:
+	}
+	if r.workers.Add(1) <= r.limit {
+		go r.worker(job)
+		return true
+	}
+	// Every worker there may be exists; this job holds a slot, so at most
+	// limit-1 run: one is idle or about to be.
+	r.workers.Add(-1)
+	r.jobs <- job
 	return true
 }
 

@@ -40,9 +40,13 @@ type Proxy struct {
 	every   int    // act after every this many matching frames
 	left    int    // actions left
 	act     action
-	seen    int // matching frames forwarded
+	seen    int // matching frames forwarded since the last action
 	actions int // actions taken
-	wg      sync.WaitGroup
+	// settleOn (SettleOn): actions wait until every connection has had a
+	// reply containing it; unsettled counts those that have not.
+	settleOn  []byte
+	unsettled int
+	wg        sync.WaitGroup
 }
 
 // New starts a proxy to target on a port of its own; it stops with the
@@ -112,6 +116,16 @@ func (p *Proxy) CutEveryReply(match string, n, times int) { p.set(match, true, n
 // containing match.
 func (p *Proxy) DownAfter(match string, n int) { p.set(match, false, n, 1, goDown) }
 
+// SettleOn makes the actions wait until every connection made from now on
+// has relayed a reply from the target containing marker, e.g. the answer
+// to a login carrying a new resume token: a cut that took that reply would
+// leave its client a token the server has already replaced.
+func (p *Proxy) SettleOn(marker string) {
+	p.mu.Lock()
+	p.settleOn = []byte(marker)
+	p.mu.Unlock()
+}
+
 // DropAfterFrame drops the connection carrying the next client frame that
 // contains match, right after passing it on: the frame reaches the target,
 // whose reply then finds the connection gone.
@@ -137,7 +151,8 @@ func (p *Proxy) counted(b []byte, fromServer bool) (dropped bool) {
 	hit, a := false, p.act
 	if p.left > 0 && p.replies == fromServer && bytes.Contains(b, p.match) {
 		p.seen++
-		if p.seen%p.every == 0 {
+		if p.seen >= p.every && p.unsettled == 0 {
+			p.seen = 0
 			p.left--
 			p.actions++
 			hit = true
@@ -158,7 +173,7 @@ func (p *Proxy) counted(b []byte, fromServer bool) (dropped bool) {
 
 func (p *Proxy) relay(client net.Conn) {
 	p.mu.Lock()
-	down, replies := p.down, p.replies
+	down, replies, settleOn := p.down, p.replies, p.settleOn
 	p.mu.Unlock()
 	if down {
 		client.Close()
@@ -177,7 +192,19 @@ func (p *Proxy) relay(client net.Conn) {
 		return
 	}
 	p.conns[client], p.conns[server] = true, true
+	settled := settleOn == nil
+	if !settled {
+		p.unsettled++
+	}
 	p.mu.Unlock()
+	settle := func() {
+		p.mu.Lock()
+		if !settled {
+			settled = true
+			p.unsettled--
+		}
+		p.mu.Unlock()
+	}
 	closeBoth := func() {
 		client.Close()
 		server.Close()
@@ -185,33 +212,35 @@ func (p *Proxy) relay(client net.Conn) {
 		delete(p.conns, client)
 		delete(p.conns, server)
 		p.mu.Unlock()
+		settle()
 	}
-	if replies {
-		p.wg.Go(func() { // server -> client, counting what it reads
-			buf := make([]byte, 4096)
-			for {
-				n, err := server.Read(buf)
-				if err != nil {
-					closeBoth()
-					return
-				}
-				if _, err := client.Write(buf[:n]); err != nil {
-					closeBoth()
-					return
-				}
+	p.wg.Go(func() { // server -> client, watching for the settling reply
+		buf := make([]byte, 4096)
+		for {
+			n, err := server.Read(buf)
+			if err != nil {
+				closeBoth()
+				return
+			}
+			if _, err := client.Write(buf[:n]); err != nil {
+				closeBoth()
+				return
+			}
+			if settleOn != nil && bytes.Contains(buf[:n], settleOn) {
+				settle()
+			}
+			if replies {
 				p.counted(buf[:n], true)
 			}
-		})
+		}
+	})
+	if replies {
 		p.wg.Go(func() {
 			io.Copy(server, client)
 			closeBoth()
 		})
 		return
 	}
-	p.wg.Go(func() { // server -> client
-		io.Copy(client, server)
-		closeBoth()
-	})
 	p.wg.Go(func() { // client -> server, frame by frame
 		buf := make([]byte, 0, 4096)
 		tmp := make([]byte, 4096)

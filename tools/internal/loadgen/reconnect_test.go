@@ -17,6 +17,16 @@ import (
 // chatFrames matches the client frames that carry a chat (and only them).
 const chatFrames = `"cid":`
 
+// newProxy is a fault proxy in front of addr whose cuts wait until every
+// connection has had its login reply (a cut that took a resume's own reply
+// would leave its client with a token the server has already rotated, and
+// the client would have to log in with its password).
+func newProxy(t *testing.T, addr string) *faultproxy.Proxy {
+	p := faultproxy.New(t, addr)
+	p.SettleOn(`"token":"`)
+	return p
+}
+
 // faultConfig is a run through p of workload with --reconnect (or not).
 func faultConfig(p *faultproxy.Proxy, workload string, reconnect bool) Config {
 	cfg := testConfig(p.Addr())
@@ -59,7 +69,7 @@ func TestReconnectThroughCuts(t *testing.T) {
 	const cuts = 3
 	for _, workload := range []string{WorkloadOneToOne, WorkloadGroup} {
 		t.Run(workload, func(t *testing.T) {
-			p := faultproxy.New(t, addr)
+			p := newProxy(t, addr)
 			cfg := faultConfig(p, workload, true)
 			every := 20 // chat frames between cuts: few, so that a slow machine gets through them
 			if workload == WorkloadGroup {
@@ -113,7 +123,7 @@ func TestNoReconnectCutFails(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	for _, workload := range []string{WorkloadOneToOne, WorkloadGroup} {
 		t.Run(workload, func(t *testing.T) {
-			p := faultproxy.New(t, addr)
+			p := newProxy(t, addr)
 			p.CutEvery(chatFrames, 25, 3)
 			r := runFaultBench(t, faultConfig(p, workload, false))
 			if p.Taken() == 0 {
@@ -136,7 +146,7 @@ func TestNoReconnectCutFails(t *testing.T) {
 // password, and the report says so.
 func TestReconnectRefusedToken(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
-	p := faultproxy.New(t, addr)
+	p := newProxy(t, addr)
 	p.CutEvery(chatFrames, 20, 1)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.hooks = &testHooks{clockStarted: func(users []*simUser) {
@@ -165,7 +175,7 @@ func TestReconnectRefusedToken(t *testing.T) {
 // after --give-up, which fails the run.
 func TestReconnectGivesUp(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
-	p := faultproxy.New(t, addr)
+	p := newProxy(t, addr)
 	p.DownAfter(chatFrames, 20)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Pairs = 2

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
 )
 
@@ -75,7 +74,7 @@ func TestWebSocketWorkloads(t *testing.T) {
 func TestWebSocketReconnectThroughCuts(t *testing.T) {
 	addr := startWS(t)
 	const cuts = 3
-	p := faultproxy.New(t, addr)
+	p := newProxy(t, addr)
 	p.CutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Transport = TransportWS

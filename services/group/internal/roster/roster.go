@@ -107,10 +107,24 @@ func New(db *sqldb.DB) *Store {
 	return &Store{db: db}
 }
 
-// Migrate brings the schema up to date.
+// Migrate brings the schema up to date, then prepares the statements of
+// the login path (a login reads the user's groups).
 func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, Component, migrations())
+	if err := s.db.Migrate(ctx, Component, migrations()); err != nil {
+		return err
+	}
+	return s.db.PrepareReads(ctx, mineGroupsQuery, mineMembersQuery)
 }
+
+// Mine's queries: the user's groups, then their members.
+const (
+	mineGroupsQuery = `SELECT g.id, g.name, g.descr FROM group_members me
+			JOIN chat_groups g ON g.id = me.group_id
+			WHERE me.user_id = ? ORDER BY g.id`
+	mineMembersQuery = `SELECT m.group_id, m.user_id, m.role, m.joined_at FROM group_members me
+			JOIN group_members m ON m.group_id = me.group_id
+			WHERE me.user_id = ? ORDER BY m.group_id, m.user_id`
+)
 
 // Group is a group's own record.
 type Group struct {
@@ -370,10 +384,11 @@ func (s *Store) Mine(ctx context.Context, user int64) ([]GroupMembers, error) {
 	var out []GroupMembers
 	err := s.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		rows, err := tx.QueryContext(ctx,
-			`SELECT g.id, g.name, g.descr FROM group_members me
-			JOIN chat_groups g ON g.id = me.group_id
-			WHERE me.user_id = ? ORDER BY g.id`, user)
+		groups, err := s.db.ReadTxStmt(ctx, tx, mineGroupsQuery)
+		if err != nil {
+			return err
+		}
+		rows, err := groups.QueryContext(ctx, user)
 		if err != nil {
 			return err
 		}
@@ -394,10 +409,11 @@ func (s *Store) Mine(ctx context.Context, user int64) ([]GroupMembers, error) {
 		if len(out) == 0 {
 			return nil
 		}
-		rows, err = tx.QueryContext(ctx,
-			`SELECT m.group_id, m.user_id, m.role, m.joined_at FROM group_members me
-			JOIN group_members m ON m.group_id = me.group_id
-			WHERE me.user_id = ? ORDER BY m.group_id, m.user_id`, user)
+		members, err := s.db.ReadTxStmt(ctx, tx, mineMembersQuery)
+		if err != nil {
+			return err
+		}
+		rows, err = members.QueryContext(ctx, user)
 		if err != nil {
 			return err
 		}

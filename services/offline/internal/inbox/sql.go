@@ -370,7 +370,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err := s.db.PrepareWrites(ctx, qs...); err != nil {
 		return err
 	}
-	return s.db.PrepareReads(ctx, selectStateQuery, selectEntriesQuery)
+	return s.db.PrepareReads(ctx, selectStateQuery, selectEntriesQuery, selectEntriesLimitQuery)
 }
 
 // chunks calls fn with consecutive [lo, hi) ranges of n rows: on SQLite of
@@ -701,8 +701,16 @@ const (
 	selectEntriesQuery = `SELECT e.seq, COALESCE(e.mid, b.mid), COALESCE(e.sender_id, b.sender_id), COALESCE(e.body, b.body)
 		FROM inbox_entries e LEFT JOIN bodies b ON b.id = e.body_id
 		WHERE e.user_id = ? AND e.seq > ? AND e.seq <= ?
-		ORDER BY e.seq LIMIT ?`
+		ORDER BY e.seq`
+	selectEntriesLimitQuery = selectEntriesQuery + ` LIMIT ?`
 )
+
+// On SQLite selectEntriesQuery has no LIMIT: the rows come in the primary
+// key's order as they are read, and selectEntries stops reading after the
+// page. A "LIMIT ?" made SQLite (3.47 and later: the planner looks at a
+// bound LIMIT's value) recompile the statement on every run, which cost
+// as much as running it. MySQL sends a result set whole (closing the rows
+// reads the rest), so there the LIMIT stays.
 
 // querier runs a fixed read query: the read pool (sqldb.DB) or a read
 // transaction (txQuerier).
@@ -751,14 +759,22 @@ func (s *Store) selectState(ctx context.Context, q querier, user int64) (acked, 
 // seq order, at most limit, stopping before the bodies pass maxBytes (but
 // always returning the first entry there is).
 func (s *Store) selectEntries(ctx context.Context, q querier, user, after, upto int64, limit, maxBytes int) ([]api.InboxMessage, error) {
-	rows, err := q.ReadQuery(ctx, selectEntriesQuery, user, after, upto, limit)
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if s.db.Dialect == sqldb.SQLite {
+		rows, err = q.ReadQuery(ctx, selectEntriesQuery, user, after, upto)
+	} else {
+		rows, err = q.ReadQuery(ctx, selectEntriesLimitQuery, user, after, upto, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read inbox: %w", err)
 	}
 	defer rows.Close()
 	out := []api.InboxMessage{}
 	size := 0
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		var (
 			m        api.InboxMessage
 			mid      []byte
