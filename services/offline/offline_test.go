@@ -256,7 +256,7 @@ func concurrentStores(t *testing.T, ns *server.Server, svcs []*Service, ordered 
 
 		eventually.NoError(t, 10*time.Second, func() error {
 			if len(pl.get(u)) < n {
-				return errors.New(fmt.Sprintf("%d pushes to user %d", n, u))
+				return fmt.Errorf("%d pushes to user %d", n, u)
 			}
 			return nil
 		})

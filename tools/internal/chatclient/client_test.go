@@ -142,7 +142,7 @@ func (c *testClient) waitTexts(want ...string) {
 	c.t.Helper()
 	eventually.NoError(c.t, 20*time.Second, func() error {
 		if len(c.rec.texts()) < len(want) {
-			return errors.New(fmt.Sprintf("%d messages shown", len(want)))
+			return fmt.Errorf("%d messages shown", len(want))
 		}
 		return nil
 	})
@@ -337,7 +337,7 @@ func TestReceiverCutRepeatedly(t *testing.T) {
 	for next := 40; next < n; next += 40 {
 		eventually.NoError(t, 20*time.Second, func() error {
 			if len(b.rec.texts()) < next {
-				return errors.New(fmt.Sprintf("bob shows %d messages", next))
+				return fmt.Errorf("bob shows %d messages", next)
 			}
 			return nil
 		})
