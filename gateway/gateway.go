@@ -31,6 +31,7 @@ import (
 	"github.com/natter-chat/natter/gateway/internal/session"
 	"github.com/natter-chat/natter/gateway/internal/tlsreload"
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/subject"
 	"github.com/natter-chat/natter/shared/wire"
 )
@@ -529,16 +530,15 @@ func (g *Gateway) Ready(context.Context) error {
 }
 
 func (g *Gateway) beatUntilAccepted(ctx context.Context) error {
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	b := backoff.New(100*time.Millisecond, 2*time.Second)
+	for {
 		_, err := g.beat(ctx)
 		if err == nil {
 			return nil
 		}
 		g.log.Warn("user service not reachable yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
+		if !b.Wait(ctx, 0) {
 			return fmt.Errorf("register presence lease: %w", err)
-		case <-time.After(wait):
 		}
 	}
 }
@@ -572,7 +572,8 @@ func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
 			return
 		case <-g.reconcile:
 		}
-		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		b := backoff.New(100*time.Millisecond, 5*time.Second)
+		for {
 			err := g.hub.Reconcile(context.Background())
 			if err == nil {
 				break
@@ -581,7 +582,7 @@ func (g *Gateway) reconcileLoop(stop <-chan struct{}) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(wait):
+			case <-time.After(b.Next()):
 			}
 		}
 	}

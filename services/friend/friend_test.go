@@ -362,7 +362,12 @@ func TestListNamesAndOnline(t *testing.T) {
 				t.Errorf("name %d: bytes % x, want % x", i, got[i].Name, want[i].Name)
 			}
 		}
-		eventually.True(t, 5*time.Second, func() bool { return profileCalls.Load() >= 1 }, "the profiles request")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := profileCalls.Load(); got < 1 {
+				return fmt.Errorf("still waiting for the profiles request: got %v, want >= 1", got)
+			}
+			return nil
+		})
 		if n := profileCalls.Load(); n != 1 {
 			t.Errorf("list of %d friends made %d profiles requests, want 1", len(want), n)
 		}
@@ -441,26 +446,32 @@ func TestQueueGroup(t *testing.T) {
 		}
 		// Stats are counted after each handler returns; poll until all
 		// lists are in.
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			total := 0
 			for _, s := range natstest.Stats(t, e.nc, subject.FriendService, 2) {
 				served := natstest.EndpointRequests(s, subject.FriendList)
 				if served == 0 {
-					return false
+					return errors.New("still waiting for both instances to serve lists")
 				}
 				total += served
 			}
-			return total == n
-		}, "both instances to serve lists")
+			if total != n {
+				return errors.New("still waiting for both instances to serve lists")
+			}
+			return nil
+		})
 
 		now := time.Now().UnixMilli()
 		for i := range n {
 			publishPresence(t, e.nc, api.PresenceEvent{UserID: alice, Online: i%2 == 0, At: now + int64(i)})
 		}
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			a, b := e.svc.PresenceStats(), second.PresenceStats()
-			return a.Events > 0 && b.Events > 0 && a.Events+b.Events == n
-		}, "both instances to take presence events")
+			if !(a.Events > 0 && b.Events > 0 && a.Events+b.Events == n) {
+				return errors.New("still waiting for both instances to take presence events")
+			}
+			return nil
+		})
 	})
 }
 

@@ -2,6 +2,7 @@ package friend_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -86,10 +87,13 @@ func publishRaw(t *testing.T, nc *nats.Conn, body []byte) {
 func settle(t *testing.T, svc *friend.Service, l *noticeLog, events int64) friend.PresenceStats {
 	t.Helper()
 	var st friend.PresenceStats
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		st = svc.PresenceStats()
-		return st.Events == events && st.Pending == 0 && st.Handled == st.Events && int64(l.count()) >= st.Notices
-	}, "the presence fan-out to settle")
+		if !(st.Events == events && st.Pending == 0 && st.Handled == st.Events && int64(l.count()) >= st.Notices) {
+			return errors.New("still waiting for the presence fan-out to settle")
+		}
+		return nil
+	})
 	if n := l.count(); int64(n) != st.Notices {
 		t.Errorf("%d notices received, %d published", n, st.Notices)
 	}
@@ -110,14 +114,14 @@ func TestPresenceFanOut(t *testing.T) {
 
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually.True(t, time.Second, func() bool {
+		eventually.NoError(t, time.Second, func() error {
 			for _, f := range friends {
 				if len(l.of(f)) == 0 {
-					return false
+					return errors.New("still waiting for a notice at each of u's friends")
 				}
 			}
-			return true
-		}, "a notice at each of u's friends")
+			return nil
+		})
 		settle(t, e.svc, l, 1)
 		want := []api.PresenceNotice{{ID: u, Online: true, At: at}}
 		for _, f := range friends {
@@ -155,14 +159,24 @@ func TestPresenceFromLogins(t *testing.T) {
 		e.add(t, u, f)
 		l := watchNotices(t, e.nc)
 		e.login(t, f)
-		eventually.True(t, 5*time.Second, func() bool { return len(l.of(u)) == 1 }, "u to hear f came online")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := len(l.of(u)); got != 1 {
+				return fmt.Errorf("still waiting for u to hear f came online: got %v, want == 1", got)
+			}
+			return nil
+		})
 		if n := l.of(u)[0]; n.ID != f || !n.Online || n.At <= 0 {
 			t.Errorf("notice %+v, want f=%d online", n, f)
 		}
-		if err := e.call(subject.UserLogout, api.LogoutRequest{UserID: f, SessionID: fmt.Sprint("s", f)}, nil); err != nil {
+		if err := e.call(subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: f, SessionID: fmt.Sprint("s", f)}}}, nil); err != nil {
 			t.Fatal(err)
 		}
-		eventually.True(t, 5*time.Second, func() bool { return len(l.of(u)) == 2 }, "u to hear f went offline")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := len(l.of(u)); got != 2 {
+				return fmt.Errorf("still waiting for u to hear f went offline: got %v, want == 2", got)
+			}
+			return nil
+		})
 		if n := l.of(u)[1]; n.ID != f || n.Online {
 			t.Errorf("notice %+v, want f=%d offline", n, f)
 		}
@@ -245,7 +259,12 @@ func TestPresenceThousandFriends(t *testing.T) {
 
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually.True(t, 10*time.Second, func() bool { return l.count() >= len(friends) }, "1000 notices")
+		eventually.NoError(t, 10*time.Second, func() error {
+			if got := l.count(); got < len(friends) {
+				return fmt.Errorf("still waiting for 1000 notices: got %v, want >= len(friends)", got)
+			}
+			return nil
+		})
 		st := settle(t, e.svc, l, 1)
 		want := []api.PresenceNotice{{ID: u, Online: true, At: at}}
 		for _, f := range friends {
@@ -296,7 +315,12 @@ func TestStopFansOutPending(t *testing.T) {
 		l := watchNotices(t, e.nc)
 		at := time.Now().UnixMilli()
 		publishPresence(t, e.nc, api.PresenceEvent{UserID: u, Online: true, At: at})
-		eventually.True(t, 5*time.Second, func() bool { return e.svc.PresenceStats().Pending == 1 }, "the event to be pending")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := e.svc.PresenceStats().Pending; got != 1 {
+				return fmt.Errorf("still waiting for the event to be pending: got %v, want == 1", got)
+			}
+			return nil
+		})
 		if err := e.svc.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -304,6 +328,11 @@ func TestStopFansOutPending(t *testing.T) {
 		if st.Pending != 0 || st.Handled != 1 || st.Notices != 1 {
 			t.Errorf("after Stop: stats %+v, want the event fanned out", st)
 		}
-		eventually.True(t, 5*time.Second, func() bool { return len(l.of(f)) == 1 }, "the notice")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := len(l.of(f)); got != 1 {
+				return fmt.Errorf("still waiting for the notice: got %v, want == 1", got)
+			}
+			return nil
+		})
 	})
 }

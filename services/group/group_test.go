@@ -414,7 +414,12 @@ func TestCreatorLeaves(t *testing.T) {
 		e.join(t, gid, u[3])
 		// u[2] and u[1] join in later milliseconds than u[3].
 		mark := time.Now().UnixMilli()
-		eventually.True(t, time.Second, func() bool { return time.Now().UnixMilli() > mark }, "the next millisecond")
+		eventually.NoError(t, time.Second, func() error {
+			if got := time.Now().UnixMilli(); got <= mark {
+				return fmt.Errorf("still waiting for the next millisecond: got %v, want > mark", got)
+			}
+			return nil
+		})
 		e.join(t, gid, u[2], u[1])
 
 		e.leave(t, gid, u[0])
@@ -558,7 +563,12 @@ func TestSend(t *testing.T) {
 				t.Errorf("inbox of %d: %+v", r, in)
 			}
 		}
-		eventually.True(t, 5*time.Second, func() bool { return p.total() >= 3 }, "3 pushes")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := p.total(); got < 3 {
+				return fmt.Errorf("still waiting for 3 pushes: got %v, want >= 3", got)
+			}
+			return nil
+		})
 		for _, r := range []int64{u[0], u[2], u[3]} {
 			got := p.of(r)
 			if len(got) != 1 || got[0].MID != resp.MID || got[0].Seq != 1 || string(got[0].Body) != string(body) {
@@ -587,7 +597,12 @@ func TestSend(t *testing.T) {
 		}
 		// Nothing else arrives: a last message to everyone marks the end.
 		end := e.mustSend(t, u[0], gid, "end")
-		eventually.True(t, 5*time.Second, func() bool { return len(p.of(u[3])) == 2 }, "the end marker")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := len(p.of(u[3])); got != 2 {
+				return fmt.Errorf("still waiting for the end marker: got %v, want == 2", got)
+			}
+			return nil
+		})
 		if p.total() != 6 {
 			t.Errorf("%d pushes, want 6", p.total())
 		}
@@ -837,7 +852,12 @@ func TestBigGroup(t *testing.T) {
 		p := watch(t, e.nc, ids...)
 		sender := ids[n/2]
 		mid := e.mustSend(t, sender, gid, "hello, everyone")
-		eventually.True(t, 10*time.Second, func() bool { return p.total() >= n-1 }, "1999 pushes")
+		eventually.NoError(t, 10*time.Second, func() error {
+			if got := p.total(); got < n-1 {
+				return fmt.Errorf("still waiting for 1999 pushes: got %v, want >= n-1", got)
+			}
+			return nil
+		})
 		for _, id := range ids {
 			got := p.of(id)
 			switch {

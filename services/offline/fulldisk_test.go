@@ -160,7 +160,7 @@ func TestFullDisk(t *testing.T) {
 
 	// Space returns: stores resume, nothing answered is lost.
 	resize(96 << 20)
-	eventually.True(t, 10*time.Second, func() bool { return s.StoreReady(context.Background()) == nil }, "ready for stores")
+	eventually.NoError(t, 10*time.Second, func() error { return s.StoreReady(context.Background()) })
 	resp, err := store(nc, api.StoreRequest{From: alice, To: []int64{bob}, CID: "after", Body: textBody("room again")})
 	if err != nil {
 		t.Fatalf("store once space is back: %v", err)

@@ -270,7 +270,12 @@ func concurrentStores(t *testing.T, ns *server.Server, svcs []*Service, ordered 
 			t.Errorf("user %d: stored mids differ from the ones answered", u)
 		}
 
-		eventually.True(t, 10*time.Second, func() bool { return len(pl.get(u)) >= n }, fmt.Sprintf("%d pushes to user %d", n, u))
+		eventually.NoError(t, 10*time.Second, func() error {
+			if len(pl.get(u)) < n {
+				return fmt.Errorf("%d pushes to user %d", n, u)
+			}
+			return nil
+		})
 		pushes := pl.get(u)
 		if len(pushes) != n {
 			t.Fatalf("user %d: %d pushes, want %d", u, len(pushes), n)
@@ -303,17 +308,25 @@ func TestBatching(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		first := storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("first")})
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			st := s.storeStats()
-			return st.Accepted == 1 && st.QueueLen == 0
-		}, "the writer to take the first request")
+			if !(st.Accepted == 1 && st.QueueLen == 0) {
+				return errors.New("still waiting for the writer to take the first request")
+			}
+			return nil
+		})
 
 		const n = 200
 		var done []<-chan error
 		for i := range n {
 			done = append(done, storeAsync(nc, api.StoreRequest{From: 2, To: []int64{int64(1 + i%7)}, Body: textBody("queued")}))
 		}
-		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "200 queued requests")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := s.storeStats().QueueLen; got != n {
+				return fmt.Errorf("still waiting for 200 queued requests: got %v, want == n", got)
+			}
+			return nil
+		})
 		release()
 
 		if err := <-first; err != nil {
@@ -338,15 +351,23 @@ func TestQueueFull(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		first := storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("1")})
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			st := s.storeStats()
-			return st.Accepted == 1 && st.QueueLen == 0
-		}, "the writer to take the first request")
+			if !(st.Accepted == 1 && st.QueueLen == 0) {
+				return errors.New("still waiting for the writer to take the first request")
+			}
+			return nil
+		})
 		queued := []<-chan error{
 			storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("2")}),
 			storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("3")}),
 		}
-		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == 2 }, "a full queue")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := s.storeStats().QueueLen; got != 2 {
+				return fmt.Errorf("still waiting for a full queue: got %v, want == 2", got)
+			}
+			return nil
+		})
 
 		_, err := store(nc, api.StoreRequest{From: 1, To: []int64{2}, Body: textBody("4")})
 		if !errors.Is(err, api.ErrBusy) {
@@ -374,23 +395,34 @@ func TestStopAnswersQueued(t *testing.T) {
 		release := holdWriteLock(t, db, 1000)
 
 		done := []<-chan error{storeAsync(nc, api.StoreRequest{From: 1, To: []int64{1000}, Body: textBody("first")})}
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			st := s.storeStats()
-			return st.Accepted == 1 && st.QueueLen == 0
-		}, "the writer to take the first request")
+			if !(st.Accepted == 1 && st.QueueLen == 0) {
+				return errors.New("still waiting for the writer to take the first request")
+			}
+			return nil
+		})
 		const n = 50
 		for i := range n {
 			done = append(done, storeAsync(nc, api.StoreRequest{From: 1, To: []int64{2}, CID: fmt.Sprint(i), Body: textBody("q")}))
 		}
-		eventually.True(t, 5*time.Second, func() bool { return s.storeStats().QueueLen == n }, "queued requests")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := s.storeStats().QueueLen; got != n {
+				return fmt.Errorf("still waiting for queued requests: got %v, want == n", got)
+			}
+			return nil
+		})
 
 		stopped := make(chan error, 1)
 		go func() { stopped <- s.Stop() }()
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			s.gate.RLock()
 			defer s.gate.RUnlock()
-			return s.closed
-		}, "the queue to close")
+			if !s.closed {
+				return errors.New("still waiting for the queue to close")
+			}
+			return nil
+		})
 		release()
 		if err := <-stopped; err != nil {
 			t.Fatalf("stop: %v", err)
@@ -511,7 +543,12 @@ func TestRoundTrip(t *testing.T) {
 			if stored != string(want) {
 				t.Errorf("%s: stored body differs", name)
 			}
-			eventually.True(t, 5*time.Second, func() bool { return len(pl.get(2)) > i }, "the push")
+			eventually.NoError(t, 5*time.Second, func() error {
+				if got := len(pl.get(2)); got <= i {
+					return fmt.Errorf("still waiting for the push: got %v, want > i", got)
+				}
+				return nil
+			})
 			if got := pl.get(2)[i].Body; string(got) != string(want) {
 				t.Errorf("%s: pushed body differs", name)
 			}
@@ -584,14 +621,17 @@ func TestPruner(t *testing.T) {
 		// Entries and then their messages go, each in transactions of
 		// their own.
 		var n int
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			p := fetch(t, nc, 2, 0, 0)
 			err := db.ReadQueryRow(context.Background(), "SELECT (SELECT COUNT(*) FROM inbox_entries) + (SELECT COUNT(*) FROM bodies)").Scan(&n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return len(p.Messages) == 1 && p.Messages[0].Seq == 3 && n == 1
-		}, "acknowledged entries and their messages to be pruned")
+			if !(len(p.Messages) == 1 && p.Messages[0].Seq == 3 && n == 1) {
+				return errors.New("still waiting for acknowledged entries and their messages to be pruned")
+			}
+			return nil
+		})
 	})
 }
 
@@ -738,7 +778,12 @@ func TestStopUnderLoad(t *testing.T) {
 				}
 			})
 		}
-		eventually.True(t, 10*time.Second, func() bool { return s.storeStats().Stored >= 100 }, "some stores")
+		eventually.NoError(t, 10*time.Second, func() error {
+			if got := s.storeStats().Stored; got < 100 {
+				return fmt.Errorf("still waiting for some stores: got %v, want >= 100", got)
+			}
+			return nil
+		})
 		if err := s.Stop(); err != nil {
 			t.Fatal(err)
 		}

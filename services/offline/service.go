@@ -288,35 +288,8 @@ func (s *Service) shutdown() error {
 }
 
 // awaitDelivered waits until every request that reached this connection
-// before micro's Stop has gone through its endpoint handler. micro drains
-// the endpoint subscriptions asynchronously: after Stop returns, requests
-// already received are still being handed to the handlers. A flush makes
-// sure the server has processed the unsubscribes and everything it sent
-// before is in the subscriptions' pending lists; a barrier then runs once
-// every subscription has handled what is ahead of it.
-func (s *Service) awaitDelivered() error {
-	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	if err := s.nc.FlushWithContext(ctx); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil // nothing more will be delivered
-		}
-		return fmt.Errorf("flush: %w", err)
-	}
-	done := make(chan struct{})
-	if err := s.nc.Barrier(func() { close(done) }); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
-		}
-		return fmt.Errorf("barrier: %w", err)
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for endpoint handlers: %w", ctx.Err())
-	}
-}
+// before micro's Stop has gone through its endpoint handler.
+func (s *Service) awaitDelivered() error { return endpoint.AwaitDelivered(s.nc, stopTimeout) }
 
 // endpointStats is micro's StatsHandler: the store endpoint reports its
 // queue and batch counters.

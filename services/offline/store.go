@@ -202,7 +202,7 @@ func (s *Service) handleAck(m micro.Request) {
 		return
 	}
 	if len(req.Acks) == 0 {
-		endpoint.Respond(s.log, m, epAck, struct{}{})
+		endpoint.Respond(s.log, m, epAck, api.Empty{})
 		return
 	}
 	if !s.enqueue(s.partition(req.Acks[0].UserID), &item{m: m, acks: req.Acks, isAck: true}) {
@@ -432,7 +432,7 @@ func (s *Service) publishBatch(p *publisher, c *committed) {
 		}
 		s.metrics.ackRequests.Inc()
 		s.metrics.acks.Add(float64(len(it.acks)))
-		endpoint.Respond(s.log, it.m, epAck, struct{}{})
+		endpoint.Respond(s.log, it.m, epAck, api.Empty{})
 	}
 	if len(c.stores) == 0 {
 		return

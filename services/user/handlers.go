@@ -200,20 +200,6 @@ func (s *Service) kick(uid int64, sessionID string) {
 	}
 }
 
-func (s *Service) logout(ctx context.Context, req *api.LogoutRequest) (*none, error) {
-	if err := checkID("session_id", req.SessionID); err != nil {
-		return nil, err
-	}
-	ended, err := s.store.ReleaseSession(ctx, req.UserID, req.SessionID)
-	if err != nil {
-		return nil, fmt.Errorf("logout: %w", err)
-	}
-	if ended {
-		s.presence(time.Now().UnixMilli(), false, req.UserID)
-	}
-	return &none{}, nil
-}
-
 // logouts releases a gateway's batch of sessions.
 func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*none, error) {
 	if n := len(req.Sessions); n < 1 || n > api.MaxLogouts {

@@ -2,6 +2,7 @@ package user_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,9 +41,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("resume: %+v, %v", resumed, err)
 	}
 
-	eventually.True(t, 5*time.Second, func() bool {
-		return metricstest.Value(t, reg, "natter_request_duration_seconds", map[string]string{"endpoint": "login"}) == 3
-	}, "3 logins answered")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := metricstest.Value(t, reg, "natter_request_duration_seconds", map[string]string{"endpoint": "login"}); got != 3 {
+			return fmt.Errorf("still waiting for 3 logins answered: got %v, want == 3", got)
+		}
+		return nil
+	})
 	for _, c := range []struct {
 		name   string
 		labels map[string]string

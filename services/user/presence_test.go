@@ -78,11 +78,11 @@ func TestPresenceEvents(t *testing.T) {
 		p.none(t)
 
 		// Logout of the replaced session: nothing; of the live one: offline.
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: alice, SessionID: "s1"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: alice, SessionID: "s1"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		p.none(t)
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: alice, SessionID: "s2"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: alice, SessionID: "s2"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if ev := p.next(t, time.Second); ev.UserID != alice || ev.Online {

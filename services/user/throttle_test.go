@@ -19,32 +19,15 @@ import (
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/metricstest"
 	"github.com/natter-chat/natter/shared/natstest"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
-// logBuffer collects a service's log lines for the test to read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newLoggedEnv is newEnv with the service's log in logs.
-func newLoggedEnv(t *testing.T, db *sqldb.DB, cfg user.Config, logs *logBuffer) *env {
+func newLoggedEnv(t *testing.T, db *sqldb.DB, cfg user.Config, logs *logtest.Buffer) *env {
 	t.Helper()
 	ns := natstest.Run(t)
 	e := &env{ns: ns, db: db, nc: natstest.Connect(t, ns), store: account.New(db)}
@@ -85,7 +68,7 @@ func TestLoginThrottle(t *testing.T) {
 		cfg.Registerer = reg
 		cfg.Throttle = user.ThrottleConfig{AccountFailures: 3, AddressFailures: 5,
 			Delay: 300 * time.Millisecond, MaxDelay: 2 * time.Second, Window: time.Hour}
-		var logs logBuffer
+		var logs logtest.Buffer
 		e := newLoggedEnv(t, db, cfg, &logs)
 		e.beat(t, "gw", time.Minute)
 		alice := e.register(t, "alice", "alice-right-pw")
@@ -122,13 +105,16 @@ func TestLoginThrottle(t *testing.T) {
 			t.Errorf("%v logins throttled, want 2", throttledBefore)
 		}
 		// Once the lock is over the right password gets in ...
-		eventually.True(t, 10*time.Second, func() bool {
+		eventually.NoError(t, 10*time.Second, func() error {
 			_, err := e.loginFrom(t, alice, "alice-right-pw", home, "s3")
 			if err != nil && !errors.Is(err, api.ErrLoginThrottled) {
 				t.Fatalf("login after the lock: %v", err)
 			}
-			return err == nil
-		}, "the right password accepted after the lock")
+			if err != nil {
+				return fmt.Errorf("still waiting for the right password accepted after the lock: %w", err)
+			}
+			return nil
+		})
 		// ... and the account's failures are forgotten: three free again.
 		for i := range 3 {
 			if _, err := e.loginFrom(t, alice, fmt.Sprintf("again-%d", i), home, "s4"); !errors.Is(err, api.ErrBadLogin) {
@@ -207,7 +193,7 @@ func TestBruteForce(t *testing.T) {
 			if on {
 				cfg.Throttle = throttle
 			}
-			var logs logBuffer
+			var logs logtest.Buffer
 			e := newLoggedEnv(t, db, cfg, &logs)
 			e.beat(t, "gw", time.Minute)
 			prefix := map[bool]string{false: "off", true: "on"}[on]
@@ -317,7 +303,7 @@ func TestNamesOfExistingAccounts(t *testing.T) {
 			id, _ := res.LastInsertId()
 			ids = append(ids, id)
 		}
-		var logs logBuffer
+		var logs logtest.Buffer
 		e := newLoggedEnv(t, db, testConfig(user.PolicyKick), &logs)
 		e.beat(t, "gw", time.Minute)
 		for i, id := range ids {

@@ -112,7 +112,8 @@ func TestResumeTokens(t *testing.T) {
 
 		// An expired token is refused and cleaned up.
 		ctx := context.Background()
-		if err := e.store.IssueToken(ctx, "deadbeef", bob, "sx", time.Now().Add(-time.Second).UnixMilli()); err != nil {
+		if _, err := e.db.ExecContext(ctx, `INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
+			"deadbeef", bob, "sx", time.Now().Add(-time.Second).UnixMilli()); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, ok, err := e.store.TokenUser(ctx, "deadbeef", bob, time.Now().UnixMilli()); ok || err != nil {

@@ -356,13 +356,13 @@ func TestLoginKick(t *testing.T) {
 		}
 
 		// The kicked session logging out does not end its successor.
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: "s1"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: uid, SessionID: "s1"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.online(t, uid); !slices.Equal(got, []int64{uid}) {
 			t.Fatalf("after the replaced session's logout: online %v, want [%d]", got, uid)
 		}
-		if err := e.call(t, subject.UserLogout, api.LogoutRequest{UserID: uid, SessionID: "s2"}, nil); err != nil {
+		if err := e.call(t, subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: uid, SessionID: "s2"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.online(t, uid); len(got) != 0 {
@@ -389,14 +389,17 @@ func TestLoginReject(t *testing.T) {
 		}
 		// Once gw-a's lease runs out, its session no longer counts.
 		var resp api.LoginResponse
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			var err error
 			resp, err = e.login(t, uid, "pw", "gw-b", "s2")
 			if err != nil && !errors.Is(err, api.ErrSessionLive) {
 				t.Fatal(err)
 			}
-			return err == nil
-		}, "gw-a's lease to run out")
+			if err != nil {
+				return fmt.Errorf("still waiting for gw-a's lease to run out: %w", err)
+			}
+			return nil
+		})
 		// The login replaces s1, unless the lease sweep ended s1 first.
 		if resp.Replaced != "s1" && resp.Replaced != "" {
 			t.Errorf("replaced %q, want s1 (or nothing, after the lease sweep)", resp.Replaced)
@@ -497,25 +500,28 @@ func TestQueueGroup(t *testing.T) {
 		}
 		// Stats are counted after each handler returns; poll until all
 		// lookups are in.
-		eventually.True(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			stats := natstest.Stats(t, e.nc, subject.UserService, 2)
 			total := 0
 			for _, s := range stats {
 				served := natstest.EndpointRequests(s, subject.UserLookup)
 				if served == 0 {
-					return false
+					return errors.New("still waiting for both instances to serve lookups")
 				}
 				total += served
 			}
-			return total == n
-		}, "both instances to serve lookups")
+			if total != n {
+				return errors.New("still waiting for both instances to serve lookups")
+			}
+			return nil
+		})
 	})
 }
 
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
 	info := natstest.Info(t, e.nc, subject.UserService)
-	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 	var got []string
 	for _, ep := range info.Endpoints {
@@ -537,7 +543,7 @@ func TestEndpointInfo(t *testing.T) {
 func TestMalformedRequests(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		e := newEnv(t, db, testConfig(user.PolicyKick))
-		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+		subjects := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 			subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
 		bodies := []string{``, `{not json`, `[1,2]`, `{"user_id":"x","ids":"x","ttl_ms":"x","name":1}`, `null x`}
 		for _, subj := range subjects {
@@ -564,7 +570,7 @@ func TestNoResponseFieldsAnswerEmptyObject(t *testing.T) {
 		subject string
 		req     any
 	}{
-		{subject.UserLogout, api.LogoutRequest{UserID: 1, SessionID: "s"}},
+		{subject.UserLogouts, api.LogoutsRequest{Sessions: []api.SessionRef{{UserID: 1, SessionID: "s"}}}},
 		{subject.UserGatewayLeave, api.GatewayLeave{GatewayID: "gw"}},
 	}
 	for _, r := range reqs {

@@ -166,6 +166,10 @@ var (
 	ErrSendRate = &Error{Code: CodeSendRate, Message: "sending too fast; retry later"}
 )
 
+// Empty is the answer of every endpoint that has nothing to say but
+// success: {}.
+type Empty struct{}
+
 // Errorf returns an *Error with code c and a formatted message.
 func Errorf(c Code, format string, args ...any) *Error {
 	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}

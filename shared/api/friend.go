@@ -18,6 +18,3 @@ type FriendListRequest struct {
 type FriendListResponse struct {
 	Friends []Profile `json:"friends"`
 }
-
-// Empty is the response of endpoints that answer nothing but success.
-type Empty struct{}

@@ -85,14 +85,6 @@ type LoginResponse struct {
 	Missing []string       `json:"missing,omitempty"`
 }
 
-// LogoutRequest releases a session. It only removes the session if it is
-// still the one named: a kicked session logging out does not end its
-// successor.
-type LogoutRequest struct {
-	UserID    int64  `json:"user_id"`
-	SessionID string `json:"session_id"`
-}
-
 // LookupRequest asks for the users with these ids.
 type LookupRequest struct {
 	IDs []int64 `json:"ids"`
@@ -213,7 +205,9 @@ type SessionsResponse struct {
 const MaxSessionsPage = 5000
 
 // LogoutsRequest releases many sessions at once (a gateway batches the
-// sessions of clients that disconnected); each as LogoutRequest.
+// sessions of clients that disconnected). Each is removed only if it is
+// still the one named: a kicked session logging out does not end its
+// successor.
 type LogoutsRequest struct {
 	Sessions []SessionRef `json:"sessions"`
 }

@@ -8,6 +8,7 @@ package cliflag
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -82,18 +83,23 @@ func LogFlags() []cli.Flag {
 	}
 }
 
-// Logger builds the process logger from the log flags.
+// Logger builds the process logger from the log flags, writing to the
+// app's ErrWriter (standard error unless set).
 func Logger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String(LogLevel))); err != nil {
 		return nil, fmt.Errorf("--%s: %w", LogLevel, err)
 	}
 	o := &slog.HandlerOptions{Level: level}
+	var w io.Writer = os.Stderr
+	if c.App != nil && c.App.ErrWriter != nil {
+		w = c.App.ErrWriter // a test reads the log here
+	}
 	switch strings.ToLower(c.String(LogFormat)) {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+		return slog.New(slog.NewTextHandler(w, o)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
 	return nil, fmt.Errorf("--%s: want text or json, got %q", LogFormat, c.String(LogFormat))
 }

@@ -8,10 +8,13 @@
 // generic internal error.
 //
 // Answering from another goroutine than the handler's is only safe on a
-// detached request (see Detach): micro's own request records the outcome of
+// detached request (one that answers by publishing to the reply subject
+// itself, as Add's handlers get): micro's own request records the outcome of
 // Respond/Error in a field its delivery goroutine reads, unlocked, once the
 // handler returns. Add registers a service's endpoints, described by Specs,
-// with every handler detached; Stop stops them and waits for the handlers.
+// with every handler detached; Stop stops them, waits for the requests
+// already delivered to reach their handlers, and waits for the handlers:
+// the one stop every service shares.
 //
 // Add also counts every request's answer and its latency in Metrics, in
 // the detached request itself, so no handler has to; on a Service (see
@@ -70,8 +73,8 @@ func NewRunner(limit int, timeout time.Duration, log *slog.Logger) *Runner {
 
 // Close refuses new work and waits until every handler started so far has
 // returned, then ends the workers. Call it after the micro service is
-// stopped: micro's Stop drains asynchronously, so requests may still
-// arrive; they are answered busy.
+// stopped and its delivered requests handed over (Stop does both); a
+// request that still arrives is answered busy.
 func (r *Runner) Close() {
 	r.mu.Lock()
 	already := r.closed
@@ -157,7 +160,7 @@ type Spec struct {
 	Subject string
 	// Description is published as the endpoint's "description" metadata.
 	Description string
-	// Handler gets detached requests (see Detach).
+	// Handler gets detached requests, safe to answer from any goroutine.
 	Handler micro.Handler
 	// PendingMsgs and PendingBytes bound the requests queued in the
 	// endpoint's subscription; past them NATS drops requests and their
@@ -166,8 +169,9 @@ type Spec struct {
 	PendingMsgs, PendingBytes int
 }
 
-// Add adds the endpoints to svc in order, each handler wrapped in
-// Detach(nc, ...) and, with m not nil, each answer counted in m. On a
+// Add adds the endpoints to svc in order, each handler getting detached
+// requests (answered through nc, safe from any goroutine, JSON encoded by
+// api.Marshal) and, with m not nil, each answer counted in m. On a
 // *Service (AddService) the answers are also what its $SRV.STATS counts;
 // micro's own service counts them wrong (see Service). It returns at the
 // first endpoint it cannot add, leaving the ones before it added: the
@@ -198,22 +202,24 @@ func Add(svc micro.Service, nc *nats.Conn, m *Metrics, specs ...Spec) error {
 	return nil
 }
 
-// Stop stops svc, which makes micro drain the endpoint subscriptions, then
-// closes the runners, which waits for the handlers they run. The drain is
-// asynchronous: a flush of nc in between makes sure every request the
-// server routed here before the unsubscribes is in the subscriptions'
-// queues, most of which are then handled before the runners close; the few
-// still being drained after that are answered busy. svc may be nil (a start
-// that failed before adding it). Stop does not close nc.
+// StopTimeout bounds Stop's wait for the requests already delivered.
+const StopTimeout = 10 * time.Second
+
+// Stop stops svc, which makes micro drain the endpoint subscriptions, waits
+// until every request delivered to nc before that has gone through its
+// endpoint handler (AwaitDelivered), then closes the runners, which waits
+// for the handlers they run: a request that reached this instance before
+// Stop is answered, not refused. svc may be nil (a start that failed before
+// adding it). Stop does not close nc.
 func Stop(svc micro.Service, nc *nats.Conn, runners ...*Runner) error {
 	var errs []error
 	if svc != nil {
 		if err := svc.Stop(); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		errs = append(errs, fmt.Errorf("flush: %w", err))
+		if err := AwaitDelivered(nc, StopTimeout); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, r := range runners {
 		r.Close()
@@ -221,9 +227,41 @@ func Stop(svc micro.Service, nc *nats.Conn, runners ...*Runner) error {
 	return errors.Join(errs...)
 }
 
+// AwaitDelivered waits, at most timeout, until every message that reached
+// nc before the call has gone through its subscription's handler. micro
+// drains the endpoint subscriptions asynchronously: after its Stop returns,
+// requests already received are still being handed to the handlers. A
+// flush makes sure the server has processed the unsubscribes and everything
+// it sent before is in the subscriptions' pending lists; a barrier then
+// runs once every subscription has handled what is ahead of it. A closed
+// connection delivers nothing more: nil.
+func AwaitDelivered(nc *nats.Conn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := nc.FlushWithContext(ctx); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("flush: %w", err)
+	}
+	done := make(chan struct{})
+	if err := nc.Barrier(func() { close(done) }); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("barrier: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for endpoint handlers: %w", ctx.Err())
+	}
+}
+
 // JSON returns a micro handler that decodes the request into Req, runs fn on
-// the runner and answers its result as JSON (or its error). Wrap it in
-// Detach (Add does).
+// the runner and answers its result as JSON (or its error). Give it to
+// Add, whose detached requests let the runner answer.
 func JSON[Req, Resp any](r *Runner, name string, fn func(ctx context.Context, req *Req) (*Resp, error)) micro.Handler {
 	return micro.HandlerFunc(func(m micro.Request) {
 		var req Req
@@ -292,17 +330,11 @@ func ErrorFor(err error) *api.Error {
 	return api.ErrInternal
 }
 
-// Detach wraps h so that it receives requests that answer by publishing to
-// the reply subject through nc themselves, safe from any goroutine, with
-// JSON encoded by api.Marshal. The price, on micro's own service: its
-// stats do not count the errors answered this way, nor the time to the
-// answer (a Service's do, see Add).
-func Detach(nc *nats.Conn, h micro.Handler) micro.Handler {
-	return detach(nc, h, nil)
-}
-
-// detach is Detach, with each request's first answer counted in obs (nil:
-// not counted).
+// detach wraps h so that it receives requests that answer by publishing
+// to the reply subject through nc themselves, safe from any goroutine,
+// each request's first answer counted in obs (nil: not counted). The
+// price, on micro's own service: its stats do not count the errors
+// answered this way, nor the time to the answer (a Service's do, see Add).
 func detach(nc *nats.Conn, h micro.Handler, obs *observer) micro.Handler {
 	if obs == nil {
 		return micro.HandlerFunc(func(m micro.Request) { h.Handle(&detached{Request: m, nc: nc}) })

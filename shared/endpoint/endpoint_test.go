@@ -3,6 +3,7 @@ package endpoint_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/shared/endpoint"
+	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/shared/natstest"
 )
 
@@ -137,5 +139,68 @@ func TestStop(t *testing.T) {
 	}
 	if other.Go(func(context.Context) {}) {
 		t.Error("runner still runs work after Stop")
+	}
+}
+
+// TestStopAnswersDelivered: requests that reached the service before Stop,
+// still queued in its subscription behind a busy handler, are all handled
+// and answered, none refused busy.
+func TestStopAnswersDelivered(t *testing.T) {
+	nc, svc := newService(t, "queued")
+	runner := newRunner(1)
+	release := make(chan struct{})
+	var handled atomic.Int64
+	h := endpoint.JSON(runner, "queued", func(context.Context, *struct{}) (*struct{}, error) {
+		<-release
+		handled.Add(1)
+		return &struct{}{}, nil
+	})
+	if err := endpoint.Add(svc, nc, nil, endpoint.Spec{Name: "queued", Subject: "test.queued", Description: "queues", Handler: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // the server has the subscriptions
+		t.Fatal(err)
+	}
+	client, err := nats.Connect(nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const n = 50
+	inbox := nats.NewInbox()
+	answers, err := client.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := client.PublishRequest("test.queued", inbox, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until every request has reached the service's connection.
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := nc.Stats().InMsgs; got < n {
+			return fmt.Errorf("service connection received %d of %d requests", got, n)
+		}
+		return nil
+	})
+	time.AfterFunc(20*time.Millisecond, func() { close(release) })
+	if err := endpoint.Stop(svc, nc, runner); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		msg, err := answers.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("answer %d of %d: %v", i+1, n, err)
+		}
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+			t.Fatalf("answer %d of %d: error %s %s", i+1, n, code, msg.Header.Get(micro.ErrorHeader))
+		}
+	}
+	if got := handled.Load(); got != n {
+		t.Errorf("handled %d of %d", got, n)
 	}
 }

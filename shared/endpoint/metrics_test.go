@@ -3,6 +3,7 @@ package endpoint_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -49,10 +50,13 @@ func TestMetrics(t *testing.T) {
 	}
 	// An answer is counted once it is sent, so maybe after the caller has
 	// it.
-	eventually.True(t, 5*time.Second, func() bool {
-		return metricstest.Value(t, reg, "natter_request_duration_seconds",
-			map[string]string{"service": "counted", "endpoint": "echo"}) == 5
-	}, "5 latency samples")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := metricstest.Value(t, reg, "natter_request_duration_seconds",
+			map[string]string{"service": "counted", "endpoint": "echo"}); got != 5 {
+			return fmt.Errorf("still waiting for 5 latency samples: got %v, want == 5", got)
+		}
+		return nil
+	})
 	for result, want := range map[string]float64{"ok": 2, "bad_request": 2, "internal": 1} {
 		if got := metricstest.Value(t, reg, "natter_requests_total",
 			map[string]string{"service": "counted", "endpoint": "echo", "result": result}); got != want {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -107,9 +108,12 @@ func TestStatsCountAnswers(t *testing.T) {
 		}
 	}
 	labels := map[string]string{"service": "counted", "endpoint": "echo"}
-	eventually.True(t, 5*time.Second, func() bool {
-		return metricstest.Value(t, reg, "natter_request_duration_seconds", labels) == float64(len(bodies))
-	}, "every answer counted")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := metricstest.Value(t, reg, "natter_request_duration_seconds", labels); got != float64(len(bodies)) {
+			return fmt.Errorf("still waiting for every answer counted: got %v, want == float64(len(bodies))", got)
+		}
+		return nil
+	})
 
 	st := statsOver(t, nc, "counted")
 	if len(st.Endpoints) != 1 || st.Endpoints[0].Name != "echo" {

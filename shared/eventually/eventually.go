@@ -10,16 +10,21 @@ import (
 // pollInterval is how often a condition is checked.
 const pollInterval = 5 * time.Millisecond
 
-// True polls cond until it holds, and fails the test (naming what it waited
-// for) if d passes first.
-func True(t testing.TB, d time.Duration, cond func() bool, what string) {
+// NoError polls check until it returns nil, and fails the test with the
+// last error check returned if d passes first: the failure says what was
+// still wrong, not only what was awaited.
+func NoError(t testing.TB, d time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	for !cond() {
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			t.Fatalf("timed out after %v: %v", d, err)
 		}
 		<-tick.C
 	}

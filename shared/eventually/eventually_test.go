@@ -1,6 +1,7 @@
 package eventually_test
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -9,11 +10,16 @@ import (
 	"github.com/natter-chat/natter/shared/eventually"
 )
 
-func TestTrue(t *testing.T) {
+func TestNoError(t *testing.T) {
 	var n atomic.Int64
-	eventually.True(t, 5*time.Second, func() bool { return n.Add(1) >= 3 }, "the third check")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := n.Add(1); got < 3 {
+			return fmt.Errorf("check %d", got)
+		}
+		return nil
+	})
 	if got := n.Load(); got != 3 {
-		t.Errorf("cond checked %d times, want 3", got)
+		t.Errorf("check ran %d times, want 3", got)
 	}
 }
 
@@ -30,17 +36,24 @@ func (f *fatalTB) Fatalf(format string, args ...any) {
 	panic(f) // like runtime.Goexit: nothing after Fatalf runs
 }
 
-func TestTrueTimesOut(t *testing.T) {
+// TestNoErrorTimesOut: the failure carries the last error, not the first.
+func TestNoErrorTimesOut(t *testing.T) {
 	f := &fatalTB{TB: t}
+	var n atomic.Int64
 	func() {
 		defer func() {
 			if r := recover(); r != nil && r != f {
 				panic(r)
 			}
 		}()
-		eventually.True(f, 20*time.Millisecond, func() bool { return false }, "nothing")
+		eventually.NoError(f, 20*time.Millisecond, func() error {
+			if n.Add(1) == 1 {
+				return errors.New("first")
+			}
+			return errors.New("still nothing")
+		})
 	}()
-	if want := "timed out after 20ms waiting for nothing"; f.msg != want {
+	if want := "timed out after 20ms: still nothing"; f.msg != want {
 		t.Errorf("failed with %q, want %q", f.msg, want)
 	}
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/backoff"
 )
 
 // Connect dials url as client name. Its replies arrive under
@@ -216,18 +218,16 @@ func asyncKind(err error) string {
 // does (a whole cluster booting, a Kubernetes rollout). A refused
 // authorization or a bad option fails at once.
 func ConnectRetry(ctx context.Context, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	pause := 250 * time.Millisecond
+	b := backoff.New(250*time.Millisecond, 5*time.Second)
 	for {
 		nc, err := Connect(url, name, log, extra...)
 		if err == nil || !errors.Is(err, nats.ErrNoServers) {
 			return nc, err
 		}
+		pause := b.Next()
 		log.Warn("nats not reachable yet; retrying", "url", RedactURLs(url), "retry_in", pause, "err", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, pause) {
 			return nil, fmt.Errorf("%w (gave up: %v)", err, context.Cause(ctx))
-		case <-time.After(pause):
 		}
-		pause = min(2*pause, 5*time.Second)
 	}
 }

@@ -2,11 +2,11 @@ package natsconn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natsconn"
 )
 
@@ -55,15 +56,23 @@ func TestObserve(t *testing.T) {
 
 	s.Shutdown()
 	s.WaitForShutdown()
-	eventually.True(t, 10*time.Second, func() bool { return counter(t, reg, "natter_nats_disconnects_total") == 1 },
-		"the disconnect counted")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := counter(t, reg, "natter_nats_disconnects_total"); got != 1 {
+			return fmt.Errorf("still waiting for the disconnect counted: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if err := ready(context.Background()); err == nil || !strings.Contains(err.Error(), "nats connection") {
 		t.Errorf("ready while disconnected: %v", err)
 	}
 
 	runServer(t, port)
-	eventually.True(t, 10*time.Second, func() bool { return counter(t, reg, "natter_nats_reconnects_total") == 1 },
-		"the reconnect counted")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := counter(t, reg, "natter_nats_reconnects_total"); got != 1 {
+			return fmt.Errorf("still waiting for the reconnect counted: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if err := ready(context.Background()); err != nil {
 		t.Errorf("ready after the reconnect: %v", err)
 	}
@@ -190,31 +199,12 @@ func TestRepliesOnTheRoleInbox(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination that the test reads while the
-// connection's goroutines write to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNoSecretInLogs: the password or token of a NATS URL appears in no
 // log line and no error, neither while NATS cannot be reached (the retry
 // loop logs the URL) nor on a reconnect.
 func TestNoSecretInLogs(t *testing.T) {
 	const password, token = "planted-password-7f3a", "planted-token-91c2"
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// Nothing listens: the retry loop logs each attempt.
@@ -271,8 +261,12 @@ func TestNoSecretInLogs(t *testing.T) {
 	}
 	go s2.Start()
 	t.Cleanup(func() { s2.Shutdown(); s2.WaitForShutdown() })
-	eventually.True(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "nats reconnected") },
-		"the reconnect logged")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "nats reconnected") {
+			return errors.New("still waiting for the reconnect logged")
+		}
+		return nil
+	})
 
 	out := logs.String()
 	for _, secret := range []string{password, token} {

@@ -1,9 +1,8 @@
 package natsreq_test
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -61,14 +60,14 @@ func runCluster(t testing.TB, n int) []*server.Server {
 	for i := 1; i < n; i++ {
 		nodes = append(nodes, runNode(t, fmt.Sprintf("n%d", i), -1, "natsreq", routes))
 	}
-	eventually.True(t, waitLong, func() bool {
+	eventually.NoError(t, waitLong, func() error {
 		for _, s := range nodes {
 			if s.NumRoutes() != n-1 {
-				return false
+				return errors.New("still waiting for a full mesh of routes")
 			}
 		}
-		return true
-	}, "a full mesh of routes")
+		return nil
+	})
 	return nodes
 }
 
@@ -215,75 +214,4 @@ func (cs *calls) get(i int) outcome {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return cs.out[i]
-}
-
-// proxy relays TCP connections to a server; down drops them all and
-// refuses new ones until up, so a client loses its connection while the
-// server and everyone else on it stay.
-type proxy struct {
-	t      testing.TB
-	addr   string
-	target string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	p := &proxy{t: t, addr: "127.0.0.1:0", target: target}
-	p.up()
-	t.Cleanup(func() {
-		p.down()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// url is the proxy's address as a NATS URL.
-func (p *proxy) url() string { return "nats://" + p.addr }
-
-// up listens (again, on the same address) and relays.
-func (p *proxy) up() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Go(func() { io.Copy(s, c); s.Close() })
-			p.wg.Go(func() { io.Copy(c, s); c.Close() })
-		}
-	})
-}
-
-// down closes the listener and every relayed connection.
-func (p *proxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

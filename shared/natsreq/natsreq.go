@@ -44,7 +44,6 @@ package natsreq
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +53,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/backoff"
 )
 
 // Defaults for Options fields left zero.
@@ -182,15 +182,15 @@ type call struct {
 	start      time.Duration
 	deadline   time.Duration
 
-	when     time.Duration // next event: attempt timeout, end of a backoff or the deadline
-	index    int           // in Requester.heap; -1 once removed
-	attempts int           // publishes so far
-	tries    int           // attempts counted against maxTries
-	wait     time.Duration // the current attempt's timeout
-	backoff  time.Duration // the next no-responders pause
-	conn     uint64        // the epoch of the connection that carried the last attempt
-	backing  bool          // in a no-responders pause: no attempt outstanding
-	noResp   bool          // the last answer was no-responders
+	when     time.Duration   // next event: attempt timeout, end of a backoff or the deadline
+	index    int             // in Requester.heap; -1 once removed
+	attempts int             // publishes so far
+	tries    int             // attempts counted against maxTries
+	wait     time.Duration   // the current attempt's timeout
+	backoff  backoff.Backoff // the no-responders pauses
+	conn     uint64          // the epoch of the connection that carried the last attempt
+	backing  bool            // in a no-responders pause: no attempt outstanding
+	noResp   bool            // the last answer was no-responders
 }
 
 // New subscribes to a fresh inbox on nc (its prefix is the connection's
@@ -273,7 +273,7 @@ func (r *Requester) start(subject string, data []byte, opts CallOpts, done func(
 		deadline:   now + timeout,
 		index:      -1,
 		wait:       timeout,
-		backoff:    r.opts.Backoff,
+		backoff:    backoff.New(r.opts.Backoff, r.opts.MaxBackoff),
 	}
 	if opts.Idempotent {
 		c.maxTries = r.opts.MaxAttempts
@@ -408,9 +408,8 @@ func (r *Requester) deliver(m *nats.Msg) {
 			r.mu.Unlock() // the answer to an attempt already given up on
 			return
 		}
-		pause := c.backoff/2 + rand.N(c.backoff/2+1) // equal jitter
+		pause := c.backoff.Next()
 		if now+pause < c.deadline {
-			c.backoff = min(2*c.backoff, r.opts.MaxBackoff)
 			c.backing, c.noResp = true, true
 			r.schedule(c, now+pause)
 			r.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/natstest"
 )
@@ -132,12 +133,21 @@ func TestLostNATSNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == before+idem+once },
-		"the service to receive every call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != before+idem+once {
+			return fmt.Errorf("still waiting for the service to receive every call: got %v, want == before+idem+once", got)
+		}
+		return nil
+	})
 	swallow.Store(false)
 	nodes[1].Shutdown()
 
-	eventually.True(t, waitLong, func() bool { return cs.finished(0, idem+once) == idem+once }, "every call to end")
+	eventually.NoError(t, waitLong, func() error {
+		if got := cs.finished(0, idem+once); got != idem+once {
+			return fmt.Errorf("still waiting for every call to end: got %v, want == idem+once", got)
+		}
+		return nil
+	})
 	for i := range idem {
 		o := cs.get(i)
 		if o.err != nil || string(o.msg.Data) != fmt.Sprintf("m%d", i) || o.calls != 1 {
@@ -226,13 +236,26 @@ func TestLostNATSNodeUnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 		if sent == before {
-			eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered >= before-window },
-				"traffic to flow")
+			eventually.NoError(t, waitLong, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if !(answered >= before-window) {
+					return errors.New("still waiting for traffic to flow")
+				}
+				return nil
+			})
 			nodes[1].Shutdown()
 			close(killed)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { mu.Lock(); defer mu.Unlock(); return answered == sent }, "every call to be answered")
+	eventually.NoError(t, waitLong, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered != sent {
+			return errors.New("still waiting for every call to be answered")
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for _, f := range failures {
@@ -307,7 +330,12 @@ func TestNoRespondersThenService(t *testing.T) {
 		}); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return nc.Stats().OutMsgs >= 3 }, "the call to be sent 3 times")
+	eventually.NoError(t, waitLong, func() error {
+		if got := nc.Stats().OutMsgs; got < 3 {
+			return fmt.Errorf("still waiting for the call to be sent 3 times: got %v, want >= 3", got)
+		}
+		return nil
+	})
 	respond(t, natstest.Connect(t, s), "svc.late", nil)
 	if err := <-got; err != nil {
 		t.Fatal(err)
@@ -366,7 +394,12 @@ func TestNotIdempotentSentOnce(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == 1 }, "the service to receive the call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != 1 {
+			return fmt.Errorf("still waiting for the service to receive the call: got %v, want == 1", got)
+		}
+		return nil
+	})
 }
 
 // TestLateReplyDropped: the service answers the first attempt after the
@@ -403,7 +436,12 @@ func TestLateReplyDropped(t *testing.T) {
 	if err := first.Load().Respond([]byte("first")); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, waitLong, func() bool { return r.Stats().Late == 1 }, "the late reply to be dropped")
+	eventually.NoError(t, waitLong, func() error {
+		if got := r.Stats().Late; got != 1 {
+			return fmt.Errorf("still waiting for the late reply to be dropped: got %v, want == 1", got)
+		}
+		return nil
+	})
 	if n := dones.Load(); n != 1 {
 		t.Errorf("done called %d times, want once", n)
 	}
@@ -425,7 +463,12 @@ func TestClose(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually.True(t, waitLong, func() bool { return svc.received() == n }, "the service to hold every call")
+	eventually.NoError(t, waitLong, func() error {
+		if got := svc.received(); got != n {
+			return fmt.Errorf("still waiting for the service to hold every call: got %v, want == n", got)
+		}
+		return nil
+	})
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -504,8 +547,8 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	if err := svcConn.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, s.Addr().String())
-	nc, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	p := faultproxy.New(t, s.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,12 +567,17 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 	if _, err := svc.NextMsg(waitLong); err != nil {
 		t.Fatalf("the first call: %v", err)
 	}
-	p.down()
-	eventually.True(t, waitLong, func() bool { return !nc.IsConnected() }, "the connection to drop")
+	p.Down()
+	eventually.NoError(t, waitLong, func() error {
+		if nc.IsConnected() {
+			return errors.New("still waiting for the connection to drop")
+		}
+		return nil
+	})
 	if err := r.Go("svc.q", []byte("buffered"), natsreq.CallOpts{Idempotent: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	p.up()
+	p.Up()
 	<-reconnected
 	r.Reconnected()
 	// Everything the requester sent is now in svc's queue.
@@ -562,16 +610,21 @@ func TestReconnectResendsOnlyLost(t *testing.T) {
 func TestReconnectBufferFull(t *testing.T) {
 	s := natstest.Run(t)
 	respond(t, natstest.Connect(t, s), "svc.q", nil)
-	p := newProxy(t, s.Addr().String())
-	nc, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(64))
+	p := faultproxy.New(t, s.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(64))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	r := newRequester(t, nc, natsreq.Options{AttemptTimeout: time.Hour, Timeout: time.Hour})
 
-	p.down()
-	eventually.True(t, waitLong, func() bool { return !nc.IsConnected() }, "the connection to drop")
+	p.Down()
+	eventually.NoError(t, waitLong, func() error {
+		if nc.IsConnected() {
+			return errors.New("still waiting for the connection to drop")
+		}
+		return nil
+	})
 	big := []byte(strings.Repeat("x", 100))
 	if err := nc.Publish("filler", big); err != nil { // the buffer is full after it
 		t.Fatal(err)
@@ -588,7 +641,7 @@ func TestReconnectBufferFull(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("an idempotent call: %v", err)
 	}
-	p.up()
+	p.Up()
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}

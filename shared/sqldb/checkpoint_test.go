@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,8 +49,12 @@ func TestSQLiteCheckpointsInBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, 10*time.Second, func() bool { return size() >= before+1<<20 },
-		"the committed megabyte to reach the database file")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := size(); got < before+1<<20 {
+			return fmt.Errorf("still waiting for the committed megabyte to reach the database file: got %v, want >= before+1<<20", got)
+		}
+		return nil
+	})
 	// Close stops the checkpointer (a second Close of a view is harmless).
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

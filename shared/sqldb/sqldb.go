@@ -24,6 +24,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/natter-chat/natter/shared/backoff"
 )
 
 // Dialect says which database is behind a DB.
@@ -603,14 +605,15 @@ func (db *DB) InTxOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (uint64, error) {
 	start := time.Now()
 	var err error
+	// Jittered, so that two conflicting transactions do not retry in step;
+	// the pauses add up to at least the 150 ms the unjittered ones did.
+	b := backoff.New(20*time.Millisecond, 160*time.Millisecond)
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 {
 			db.metrics.retried()
-			select {
-			case <-ctx.Done():
+			if !b.Wait(ctx, 0) {
 				db.metrics.observe(opTx, start, ctx.Err(), "")
 				return 0, ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
 			}
 		}
 		var (

@@ -17,7 +17,6 @@
 //
 //	natter.svc.user.register        create an account
 //	natter.svc.user.login           check a password and claim the session
-//	natter.svc.user.logout          release a session
 //	natter.svc.user.logouts         release many sessions (a gateway's batch)
 //	natter.svc.user.lookup          names of user ids (existence check)
 //	natter.svc.user.gwbeat          a gateway renews its presence lease
@@ -51,7 +50,10 @@
 // Discovery comes from micro: $SRV.PING, $SRV.INFO, $SRV.STATS.
 package subject
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 const prefix = "natter."
 
@@ -67,7 +69,6 @@ const (
 const (
 	UserRegister     = prefix + "svc.user.register"
 	UserLogin        = prefix + "svc.user.login"
-	UserLogout       = prefix + "svc.user.logout"
 	UserLogouts      = prefix + "svc.user.logouts"
 	UserLookup       = prefix + "svc.user.lookup"
 	UserGatewayBeat  = prefix + "svc.user.gwbeat"
@@ -117,4 +118,19 @@ func ParseUser(subj string) (int64, bool) {
 	}
 	uid, err := strconv.ParseInt(subj[len(p):], 10, 64)
 	return uid, err == nil
+}
+
+// ParseService splits a service request subject,
+// natter.svc.<service>.<endpoint>, into its service and endpoint names
+// (OfflineStore: "offline", "store"); ok is false for any other subject.
+func ParseService(subj string) (service, endpoint string, ok bool) {
+	rest, ok := strings.CutPrefix(subj, prefix+"svc.")
+	if !ok {
+		return "", "", false
+	}
+	service, endpoint, ok = strings.Cut(rest, ".")
+	if !ok || service == "" || endpoint == "" {
+		return "", "", false
+	}
+	return service, endpoint, true
 }

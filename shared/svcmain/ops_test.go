@@ -142,10 +142,13 @@ func TestRunOps(t *testing.T) {
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		code, _ := get(t, base+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 
 	nc := natstest.Connect(t, ns)
 	if msg, err := nc.Request("test.echo", []byte(`{"Text":"hi"}`), 5*time.Second); err != nil || !strings.Contains(string(msg.Data), "hi") {
@@ -157,15 +160,15 @@ func TestRunOps(t *testing.T) {
 		`natter_nats_disconnects_total{service="test"} 0`,
 		`go_goroutines `,
 	}
-	eventually.True(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		_, body := get(t, base+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(body, w) {
-				return false
+				return errors.New("still waiting for the request and NATS counters in /metrics")
 			}
 		}
-		return true
-	}, "the request and NATS counters in /metrics")
+		return nil
+	})
 
 	env.DB.Close()
 	code, body := get(t, base+"/readyz")
@@ -186,22 +189,31 @@ func TestRunNATSGone(t *testing.T) {
 	env, stop := startRun(t, "--nats", ns.ClientURL(), "--sqlite", filepath.Join(t.TempDir(), "svc.db"),
 		"--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		code, _ := get(t, base+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 	ns.Shutdown()
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		code, body := get(t, base+"/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "nats")
-	}, "/readyz to fail without NATS")
+		if !(code == http.StatusServiceUnavailable && strings.Contains(body, "nats")) {
+			return errors.New("still waiting for /readyz to fail without NATS")
+		}
+		return nil
+	})
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz without NATS: %d", code)
 	}
-	eventually.True(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		_, body := get(t, base+"/metrics")
-		return strings.Contains(body, `natter_nats_disconnects_total{service="test"} 1`)
-	}, "the disconnect counted")
+		if !strings.Contains(body, `natter_nats_disconnects_total{service="test"} 1`) {
+			return errors.New("still waiting for the disconnect counted")
+		}
+		return nil
+	})
 	// Draining a connection that is reconnecting fails; run still stops.
 	_ = stop()
 }

@@ -1,6 +1,7 @@
 package svcmain
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -43,10 +44,13 @@ func TestRunWaitsForNATS(t *testing.T) {
 	env, stop := startRun(t, "--nats", "nats://127.0.0.1:"+strconv.Itoa(port),
 		"--sqlite", filepath.Join(t.TempDir(), "svc.db"), "--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		code, _ := get(t, base+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass once NATS is up")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass once NATS is up")
+		}
+		return nil
+	})
 	if err := stop(); err != nil {
 		t.Errorf("run: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/dbflag"
@@ -197,18 +198,16 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 // pauses while it cannot be reached (MySQL still starting, say) until ctx
 // ends; a refused login or a bad DSN fails at once.
 func openDB(ctx context.Context, c *cli.Context, log *slog.Logger) (*sqldb.DB, error) {
-	pause := 250 * time.Millisecond
+	b := backoff.New(250*time.Millisecond, 5*time.Second)
 	for {
 		db, err := dbflag.Open(ctx, c)
 		if err == nil || !sqldb.IsUnavailable(err) || ctx.Err() != nil {
 			return db, err
 		}
+		pause := b.Next()
 		log.Warn("database not reachable yet; retrying", "retry_in", pause, "err", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, pause) {
 			return nil, err
-		case <-time.After(pause):
 		}
-		pause = min(2*pause, 5*time.Second)
 	}
 }

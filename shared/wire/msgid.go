@@ -1,5 +1,7 @@
 package wire
 
+import "strconv"
+
 // MsgID is a frame's "msgid". 1-10 are the original system's and keep its
 // meaning exactly; 11 and up are natter's own (full dialect).
 type MsgID int
@@ -37,3 +39,44 @@ const (
 	// elsewhere with the resume token replays what was not acknowledged.
 	Reconnect MsgID = 22
 )
+
+// names are the msgids' names, as the gateway's metrics label them.
+var names = [...]string{
+	Login:        "login",
+	LoginAck:     "login_ack",
+	Loginout:     "loginout",
+	Reg:          "reg",
+	RegAck:       "reg_ack",
+	OneChat:      "one_chat",
+	AddFriend:    "add_friend",
+	CreateGroup:  "create_group",
+	AddGroup:     "add_group",
+	GroupChat:    "group_chat",
+	Ping:         "ping",
+	Pong:         "pong",
+	Ack:          "ack",
+	Reply:        "reply",
+	Kicked:       "kicked",
+	Presence:     "presence",
+	RemoveFriend: "remove_friend",
+	ListFriends:  "list_friends",
+	LeaveGroup:   "leave_group",
+	ListGroups:   "list_groups",
+	ListMembers:  "list_members",
+	Reconnect:    "reconnect",
+}
+
+// MaxMsgID is the highest msgid with a name.
+const MaxMsgID = MsgID(len(names) - 1)
+
+// Known reports whether m is one of the message ids above.
+func (m MsgID) Known() bool { return m > 0 && m <= MaxMsgID && names[m] != "" }
+
+// String is m's name in snake case ("one_chat"), or "msgid(N)" for an
+// unknown one.
+func (m MsgID) String() string {
+	if !m.Known() {
+		return "msgid(" + strconv.Itoa(int(m)) + ")"
+	}
+	return names[m]
+}

@@ -108,7 +108,7 @@ func Roles() []Role {
 		{
 			Name: "gateway", Binary: "natter-gateway",
 			Publish: []string{
-				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+				subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 				subject.UserLookup, subject.UserGatewayBeat, subject.UserGatewayLeave, subject.UserSessions,
 				subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck,
 				subject.FriendAdd, subject.FriendRemove, subject.FriendList,
@@ -125,7 +125,7 @@ func Roles() []Role {
 			Publish: []string{UserSubjects(), subject.Presence,
 				subject.OfflineFetch, subject.FriendList, subject.GroupMine},
 			Subscribe: []string{
-				subject.UserRegister, subject.UserLogin, subject.UserLogout, subject.UserLogouts,
+				subject.UserRegister, subject.UserLogin, subject.UserLogouts,
 				subject.UserLookup, subject.UserProfiles, subject.UserSessions,
 				subject.UserGatewayBeat, subject.UserGatewayLeave, Discovery,
 			},

@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -223,19 +224,19 @@ func checkRolePermissions(t *testing.T, s *manifest.Set, overlay string) {
 		}
 	}
 
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		for _, p := range pubs {
 			if !clients[p.who].violated("publish", p.subj) {
-				return false
+				return errors.New("still waiting for a permission violation for every forbidden publish and subscription")
 			}
 		}
 		for _, sn := range sniffs {
 			if !clients[sn.who].violated("subscription", sn.subj) {
-				return false
+				return errors.New("still waiting for a permission violation for every forbidden publish and subscription")
 			}
 		}
-		return true
-	}, "a permission violation for every forbidden publish and subscription")
+		return nil
+	})
 	for _, sn := range sniffs {
 		if n, _, _ := sn.sub.Pending(); n > 0 {
 			t.Errorf("%s read %d messages on %s", sn.who, n, sn.subj)

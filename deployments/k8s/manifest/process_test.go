@@ -209,10 +209,7 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 	t.Helper()
 	sts := s.Find("StatefulSet", "nats").Value.(*appsv1.StatefulSet)
 	n := int(*sts.Spec.Replicas)
-	routePorts := make([]int, n)
-	for i := range routePorts {
-		routePorts[i] = freePort(t)
-	}
+	routeAddrs := make([]string, n) // each node's cluster address once started
 	routeRE := regexp.MustCompile(`^nats://(?:[^@/]+@)?` + regexp.QuoteMeta(sts.Name) + `-(\d+)\.` + regexp.QuoteMeta(sts.Spec.ServiceName) + `:\d+$`)
 	var (
 		nodes []*server.Server
@@ -223,7 +220,11 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		opts, c, paths := natsConf(t, s, filepath.Join(dir, pod), pod)
 		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 		opts.HTTPHost, opts.HTTPPort = "127.0.0.1", server.RANDOM_PORT
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", routePorts[i]
+		// Every node takes a random cluster port; a node's routes go to
+		// the nodes started before it, and the later ones route to it:
+		// a full mesh without choosing a port another test could take.
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", server.RANDOM_PORT
+		routes := opts.Routes[:0]
 		for _, r := range opts.Routes {
 			m := routeRE.FindStringSubmatch(r.String())
 			if m == nil {
@@ -233,8 +234,12 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 			if idx >= n {
 				t.Fatalf("NATS route %s is no node of the StatefulSet", r.Redacted())
 			}
-			r.Host = fmt.Sprintf("127.0.0.1:%d", routePorts[idx])
+			if idx < i {
+				r.Host = routeAddrs[idx]
+				routes = append(routes, r)
+			}
 		}
+		opts.Routes = routes
 		opts.PidFile = paths(opts.PidFile)
 		opts.NoSigs = true
 		ns, err := server.NewServer(opts)
@@ -267,16 +272,17 @@ func startNATS(t *testing.T, s *manifest.Set, dir string) []string {
 		if _, err := os.Stat(opts.PidFile); err != nil {
 			t.Errorf("%s pid file (for the preStop lame duck signal): %v", pod, err)
 		}
+		routeAddrs[i] = ns.ClusterAddr().String()
 		nodes, urls = append(nodes, ns), append(urls, ns.ClientURL())
 	}
-	eventually.True(t, 20*time.Second, func() bool {
+	eventually.NoError(t, 20*time.Second, func() error {
 		for _, ns := range nodes {
 			if ns.NumRoutes() < n-1 {
-				return false
+				return errors.New("still waiting for a full mesh of NATS routes")
 			}
 		}
-		return true
-	}, "a full mesh of NATS routes")
+		return nil
+	})
 	return urls
 }
 
@@ -318,9 +324,10 @@ func (l *natsLog) violations() []string {
 type pod struct {
 	name      string
 	c         corev1.Container
-	grace     time.Duration // terminationGracePeriodSeconds
-	preStop   time.Duration // a preStop sleep, which the kubelet runs before SIGTERM
-	ports     map[int32]int // container port -> loopback port
+	grace     time.Duration    // terminationGracePeriodSeconds
+	preStop   time.Duration    // a preStop sleep, which the kubelet runs before SIGTERM
+	listens   map[int32]string // container port -> the flag that listens on it (on 127.0.0.1:0)
+	ports     map[int32]string // container port -> the loopback address its process reported
 	cmd       *exec.Cmd
 	log       string
 	exited    chan struct{}
@@ -333,11 +340,21 @@ type pod struct {
 
 var (
 	listenRE = regexp.MustCompile(`^(0\.0\.0\.0)?:(\d+)$`)
+	// listenLog is the message with which a natter process reports the
+	// address a listen flag got ("addr"): the pods listen on port 0, so
+	// no other test can take a port between its choice and its bind.
+	listenLog = map[string]string{
+		"listen":    "gateway listening",
+		"ws-listen": "gateway listening for websocket clients",
+		"http":      "serving /healthz, /readyz and /metrics",
+		"pprof":     "serving Go profiles",
+	}
 )
 
 // startPod starts the Deployment's natter container as a process: its
 // command (the binary of that name), its arguments and exactly its
-// environment, with listen addresses moved to free loopback ports, the
+// environment, with listen addresses moved to loopback port 0 (p.addr reads
+// the address each got from the process's log), the
 // NATS URL pointed at natsURL, mounted paths under dir, and the DSN file
 // holding dsn.
 func startPod(t *testing.T, s *manifest.Set, bin string, d *appsv1.Deployment, name, dir, natsURL string, natsSvc *corev1.Service, dsn string) *pod {
@@ -348,19 +365,22 @@ func startPod(t *testing.T, s *manifest.Set, bin string, d *appsv1.Deployment, n
 		t.Fatalf("Deployment %s: want one natter container", d.Name)
 	}
 	paths := materialize(t, s, spec, c, dir, map[string]string{"natter-mysql/dsn": dsn})
-	p := &pod{name: name, c: c, ports: map[int32]int{}, exited: make(chan struct{}), log: dir + ".log"}
+	p := &pod{name: name, c: c, listens: map[int32]string{}, ports: map[int32]string{}, exited: make(chan struct{}), log: dir + ".log"}
 	p.grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
 		p.preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 	}
-	rewrite := func(v string) string {
+	rewrite := func(flag, v string) string {
 		if m := listenRE.FindStringSubmatch(v); m != nil {
 			port, _ := strconv.Atoi(m[2])
 			if !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return int(cp.ContainerPort) == port }) {
 				t.Errorf("%s: listens on %s, which is no container port", name, v)
 			}
-			p.ports[int32(port)] = freePort(t)
-			return fmt.Sprintf("127.0.0.1:%d", p.ports[int32(port)])
+			if listenLog[flag] == "" {
+				t.Fatalf("%s: --%s=%s: which log line reports its address?", name, flag, v)
+			}
+			p.listens[int32(port)] = flag
+			return "127.0.0.1:0"
 		}
 		if strings.HasPrefix(v, "nats://") {
 			if v != fmt.Sprintf("nats://%s:%d", natsSvc.Name, natsSvc.Spec.Ports[0].Port) {
@@ -376,12 +396,12 @@ func startPod(t *testing.T, s *manifest.Set, bin string, d *appsv1.Deployment, n
 		if !ok {
 			t.Fatalf("%s: argument %q is not --flag=value", name, a)
 		}
-		args = append(args, "--"+flag+"="+rewrite(v))
+		args = append(args, "--"+flag+"="+rewrite(flag, v))
 	}
 	var env []string
 	for _, kv := range resolveEnv(t, s, c, name) {
 		k, v, _ := strings.Cut(kv, "=")
-		env = append(env, k+"="+rewrite(v))
+		env = append(env, k+"="+rewrite(strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "NATTER_")), "_", "-"), v))
 	}
 	logf, err := os.Create(p.log)
 	if err != nil {
@@ -413,14 +433,47 @@ func startPod(t *testing.T, s *manifest.Set, bin string, d *appsv1.Deployment, n
 	return p
 }
 
-// addr is the loopback address of one of the pod's container ports.
+// addr is the loopback address of one of the pod's container ports, as
+// the process reported it once listening (waiting for that line).
 func (p *pod) addr(t *testing.T, port intstr.IntOrString) string {
 	t.Helper()
 	cp, ok := containerPort(p.c, port)
-	if !ok || p.ports[cp] == 0 {
+	if !ok || p.listens[cp] == "" {
 		t.Fatalf("%s: no listener for port %s", p.name, port.String())
 	}
-	return fmt.Sprintf("127.0.0.1:%d", p.ports[cp])
+	if a := p.ports[cp]; a != "" {
+		return a
+	}
+	msg := listenLog[p.listens[cp]]
+	eventually.NoError(t, 90*time.Second, func() error {
+		a, err := p.reported(msg)
+		if err != nil {
+			select {
+			case <-p.exited:
+				t.Fatalf("%s exited: %v", p.name, p.exitErr)
+			default:
+			}
+			return err
+		}
+		p.ports[cp] = a
+		return nil
+	})
+	return p.ports[cp]
+}
+
+// reported is the "addr" of the process's JSON log line with message msg.
+func (p *pod) reported(msg string) (string, error) {
+	out, err := os.ReadFile(p.log)
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(out)) {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == msg && l.Addr != "" {
+			return l.Addr, nil
+		}
+	}
+	return "", fmt.Errorf("%s has not logged %q yet", p.name, msg)
 }
 
 // probeURL is where the kubelet would send a probe.
@@ -437,14 +490,17 @@ func (p *pod) probeURL(t *testing.T, pr *corev1.Probe) string {
 func (p *pod) waitReady(t *testing.T) {
 	t.Helper()
 	ready, live := p.probeURL(t, p.c.ReadinessProbe), p.probeURL(t, p.c.LivenessProbe)
-	eventually.True(t, 90*time.Second, func() bool {
+	eventually.NoError(t, 90*time.Second, func() error {
 		select {
 		case <-p.exited:
 			t.Fatalf("%s exited: %v", p.name, p.exitErr)
 		default:
 		}
-		return httpStatus(ready) == http.StatusOK
-	}, p.name+" ready ("+ready+")")
+		if httpStatus(ready) != http.StatusOK {
+			return errors.New(p.name + " ready (" + ready + ")")
+		}
+		return nil
+	})
 	if code := httpStatus(live); code != http.StatusOK {
 		t.Errorf("%s: liveness %s: %d", p.name, live, code)
 	}
@@ -483,16 +539,6 @@ func (p *pod) waitExit(t *testing.T) {
 	if p.waitError != nil {
 		t.Error(p.waitError)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func httpStatus(url string) int {

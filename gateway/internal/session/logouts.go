@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -57,6 +58,7 @@ func (l *logouts) add(uid int64, sid string, revoke bool) <-chan struct{} {
 func (l *logouts) run(stop <-chan struct{}) {
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
+	pauses := backoff.New(l.interval*10, 5*time.Second)
 	for {
 		select {
 		case <-stop:
@@ -69,9 +71,11 @@ func (l *logouts) run(stop <-chan struct{}) {
 			select { // back off before the next try
 			case <-stop:
 				return
-			case <-time.After(l.interval * 10):
+			case <-time.After(pauses.Next()):
 			}
+			continue
 		}
+		pauses.Reset()
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -88,33 +87,7 @@ const (
 var loginResultNames = [numLoginResults]string{"ok", "invalid", "in_use", "throttled", "error"}
 
 // numMsgIDs covers the msgids named in shared/wire; index 0 counts the rest.
-const numMsgIDs = int(wire.Reconnect) + 1
-
-var msgIDNames = [numMsgIDs]string{
-	0:                 "other",
-	wire.Login:        "login",
-	wire.LoginAck:     "login_ack",
-	wire.Loginout:     "loginout",
-	wire.Reg:          "reg",
-	wire.RegAck:       "reg_ack",
-	wire.OneChat:      "one_chat",
-	wire.AddFriend:    "add_friend",
-	wire.CreateGroup:  "create_group",
-	wire.AddGroup:     "add_group",
-	wire.GroupChat:    "group_chat",
-	wire.Ping:         "ping",
-	wire.Pong:         "pong",
-	wire.Ack:          "ack",
-	wire.Reply:        "reply",
-	wire.Kicked:       "kicked",
-	wire.Presence:     "presence",
-	wire.RemoveFriend: "remove_friend",
-	wire.ListFriends:  "list_friends",
-	wire.LeaveGroup:   "leave_group",
-	wire.ListGroups:   "list_groups",
-	wire.ListMembers:  "list_members",
-	wire.Reconnect:    "reconnect",
-}
+const numMsgIDs = int(wire.MaxMsgID) + 1
 
 // msgIndex is m's slot in the per-msgid counters (0: not a known msgid).
 func msgIndex(m wire.MsgID) int {
@@ -198,12 +171,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Frames received from clients by msgid name (other: unknown msgid or not a JSON object with a msgid)."}, []string{"msgid"})
 	framesOut := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "frames_out_total",
 		Help: "Frames handed to client connections by msgid name."}, []string{"msgid"})
-	for i := range numMsgIDs {
-		if msgIDNames[i] == "" {
-			continue
+	m.framesIn[0], m.framesOut[0] = framesIn.WithLabelValues("other"), framesOut.WithLabelValues("other")
+	for i := 1; i < numMsgIDs; i++ {
+		if id := wire.MsgID(i); id.Known() {
+			m.framesIn[i] = framesIn.WithLabelValues(id.String())
+			m.framesOut[i] = framesOut.WithLabelValues(id.String())
 		}
-		m.framesIn[i] = framesIn.WithLabelValues(msgIDNames[i])
-		m.framesOut[i] = framesOut.WithLabelValues(msgIDNames[i])
 	}
 	for i := range numMsgIDs {
 		if m.framesIn[i] == nil { // a gap in the numbering: counted as other
@@ -228,14 +201,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// splitSubject turns natter.svc.<service>.<endpoint> into its two names.
+// splitSubject turns natter.svc.<service>.<endpoint> into its two names
+// (the metrics' labels); any other subject is service "other".
 func splitSubject(subj string) (service, endpoint string) {
-	rest, ok := strings.CutPrefix(subj, "natter.svc.")
-	if !ok {
-		return "other", subj
+	if service, endpoint, ok := subject.ParseService(subj); ok {
+		return service, endpoint
 	}
-	service, endpoint, _ = strings.Cut(rest, ".")
-	return service, endpoint
+	return "other", subj
 }
 
 // Call is api.Call, timed and counted: for the gateway's own requests

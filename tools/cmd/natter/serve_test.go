@@ -5,26 +5,57 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
-func freePort(t *testing.T) string {
+// startServe runs natter serve with args in this process until the test
+// ends, its gateway and ops endpoints on port 0; it returns the addresses
+// they got, read from its log (a port chosen by the test could be taken by
+// another test's server before serve binds it), and serve's result.
+func startServe(t *testing.T, args ...string) (gwAddr, opsAddr string, stop context.CancelFunc, done <-chan error) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := &logtest.Buffer{}
+	app := newApp()
+	app.ErrWriter = log
+	ch := make(chan error, 1)
+	go func() {
+		ch <- app.RunContext(ctx, append([]string{"natter", "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--bcrypt-cost", "4", "--log-level", "info"}, args...))
+	}()
+	addr := func(msg string) string {
+		re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `"[^\n]*? addr=(\S+)`)
+		var a string
+		eventually.NoError(t, 60*time.Second, func() error {
+			select {
+			case err := <-ch:
+				t.Fatalf("natter serve ended: %v\n%s", err, log.String())
+			default:
+			}
+			m := re.FindStringSubmatch(log.String())
+			if m == nil {
+				return fmt.Errorf("natter serve has not logged %q with its address yet", msg)
+			}
+			a = m[1]
+			return nil
+		})
+		return a
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr("natter serving"), addr("serving /healthz, /readyz and /metrics"), cancel, ch
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -42,24 +73,20 @@ func httpGet(t *testing.T, url string) (int, string) {
 // system is up, and /metrics with every component's metrics on one
 // registry, counting a registration made through the gateway.
 func TestServeOps(t *testing.T) {
-	gwAddr, opsAddr := freePort(t), freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- newApp().RunContext(ctx, []string{"natter", "serve", "--data", t.TempDir(),
-			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
-	}()
+	gwAddr, opsAddr, cancel, done := startServe(t, "--data", t.TempDir())
 	base := "http://" + opsAddr
-	eventually.True(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("natter serve ended: %v", err)
 		default:
 		}
 		code, _ := httpGet(t, base+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
@@ -94,15 +121,15 @@ func TestServeOps(t *testing.T) {
 		`go_goroutines `,
 	}
 	var body string
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		_, body = httpGet(t, base+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(body, w) {
-				return false
+				return errors.New("still waiting for every component's metrics in /metrics")
 			}
 		}
-		return true
-	}, "every component's metrics in /metrics")
+		return nil
+	})
 
 	cancel()
 	select {
@@ -148,29 +175,25 @@ func TestServePrintConfig(t *testing.T) {
 // without the page (docs/configuration.md), rather than refusing --web
 // without an address; --web=true with it is still refused.
 func TestServeWSListenEmpty(t *testing.T) {
-	gwAddr, opsAddr := freePort(t), freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- newApp().RunContext(ctx, []string{"natter", "serve", "--data", t.TempDir(), "--ws-listen", "",
-			"--listen", gwAddr, "--http", opsAddr, "--bcrypt-cost", "4", "--log-level", "error"})
-	}()
-	eventually.True(t, 60*time.Second, func() bool {
+	_, opsAddr, cancel, done := startServe(t, "--data", t.TempDir(), "--ws-listen", "")
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("natter serve --ws-listen '' ended: %v", err)
 		default:
 		}
 		code, _ := httpGet(t, "http://"+opsAddr+"/readyz")
-		return code == http.StatusOK
-	}, "/readyz to pass")
+		if code != http.StatusOK {
+			return errors.New("still waiting for /readyz to pass")
+		}
+		return nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("stop: %v", err)
 	}
 	err := newApp().RunContext(context.Background(), []string{"natter", "serve", "--data", t.TempDir(),
-		"--ws-listen", "", "--web=true", "--listen", freePort(t), "--log-level", "error"})
+		"--ws-listen", "", "--web=true", "--listen", "127.0.0.1:0", "--log-level", "error"})
 	if err == nil {
 		t.Error("--ws-listen '' --web=true: no error")
 	}

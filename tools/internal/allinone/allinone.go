@@ -131,25 +131,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		return nil, err
 	}
 	if s.users, err = user.Start(ctx, nc, s.db, cfg.User, log.With("service", "user")); err != nil {
-		return nil, fmt.Errorf("start user service: %w", err)
+		return nil, err // Start says "start user service: ..."
 	}
 	if nc, err = connect("natter-offline"); err != nil {
 		return nil, err
 	}
 	if s.offline, err = offline.Start(ctx, nc, s.db, cfg.Offline, log.With("service", "offline")); err != nil {
-		return nil, fmt.Errorf("start offline service: %w", err)
+		return nil, err // Start says "start offline service: ..."
 	}
 	if nc, err = connect("natter-friend"); err != nil {
 		return nil, err
 	}
 	if s.friends, err = friend.Start(ctx, nc, s.db, cfg.Friend, log.With("service", "friend")); err != nil {
-		return nil, fmt.Errorf("start friend service: %w", err)
+		return nil, err // Start says "start friend service: ..."
 	}
 	if nc, err = connect("natter-group"); err != nil {
 		return nil, err
 	}
 	if s.groups, err = group.Start(ctx, nc, s.db, cfg.Group, log.With("service", "group")); err != nil {
-		return nil, fmt.Errorf("start group service: %w", err)
+		return nil, err // Start says "start group service: ..."
 	}
 	if nc, err = connect("natter-gateway"); err != nil {
 		return nil, err

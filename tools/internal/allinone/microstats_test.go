@@ -87,7 +87,12 @@ func TestMicroStatsMatchMetrics(t *testing.T) {
 	// An answer is counted just after it is sent: wait until the metrics
 	// have every one (STATS counts each before the metrics do).
 	for svc, n := range sent {
-		eventually.True(t, 5*time.Second, func() bool { return answered(t, reg, svc) == n }, svc+": every answer counted")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if answered(t, reg, svc) != n {
+				return errors.New(svc + ": every answer counted")
+			}
+			return nil
+		})
 	}
 	results := []string{"ok", "bad_request", "not_found", "name_taken", "bad_login", "session_live", "busy", "internal"}
 	for _, svc := range statsServices {

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -178,7 +178,7 @@ func (c *Client) Run(ctx context.Context) error {
 // connection to end, and starts over with backoff.
 func (c *Client) connLoop(ctx context.Context) {
 	var next int
-	backoff := time.Duration(0)
+	b := c.newBackoff()
 	for ctx.Err() == nil {
 		addr := c.cfg.Addrs[next%len(c.cfg.Addrs)]
 		next++
@@ -194,9 +194,9 @@ func (c *Client) connLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = c.nextBackoff(backoff)
-			c.ev.Connection(ConnState{Addr: addr, Err: err, Retry: backoff, Session: c.LoggedIn()})
-			sleep(ctx, backoff)
+			pause := b.Next()
+			c.ev.Connection(ConnState{Addr: addr, Err: err, Retry: pause, Session: c.LoggedIn()})
+			backoff.Sleep(ctx, pause)
 			continue
 		}
 		up := time.Now()
@@ -206,11 +206,11 @@ func (c *Client) connLoop(ctx context.Context) {
 			return
 		}
 		if time.Since(up) > 10*time.Second {
-			backoff = 0 // a connection that worked for a while: retry at once (with jitter)
+			b.Reset() // a connection that worked for a while: retry at once (with jitter)
 		}
-		backoff = c.nextBackoff(backoff)
-		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: backoff, Session: c.LoggedIn()})
-		sleep(ctx, backoff)
+		pause := b.Next()
+		c.ev.Connection(ConnState{Addr: addr, Err: cn.Err(), Retry: pause, Session: c.LoggedIn()})
+		backoff.Sleep(ctx, pause)
 	}
 }
 
@@ -248,24 +248,9 @@ func (c *Client) dropConn(cn *conn) {
 	c.mu.Unlock()
 }
 
-func (c *Client) nextBackoff(d time.Duration) time.Duration {
-	switch {
-	case d == 0:
-		d = c.cfg.MinBackoff
-	default:
-		d = min(2*d, c.cfg.MaxBackoff)
-	}
-	return d/2 + rand.N(d/2+1) // jitter: clients of a dead gateway do not all come back at once
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+// newBackoff returns the reconnect and retry pauses: jittered, so the
+// clients of a dead gateway do not all come back at once.
+func (c *Client) newBackoff() backoff.Backoff { return backoff.New(c.cfg.MinBackoff, c.cfg.MaxBackoff) }
 
 // resume installs a new connection and, if there is a session, logs in
 // again with the resume token (or the password, if the token is refused)

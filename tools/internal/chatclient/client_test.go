@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/faultproxy"
 	"github.com/natter-chat/natter/tools/internal/allinone/allinonetest"
 )
 
@@ -139,8 +140,12 @@ func (c *testClient) do(line string) Result {
 // waitTexts waits until the client has shown exactly want, in order.
 func (c *testClient) waitTexts(want ...string) {
 	c.t.Helper()
-	eventually.True(c.t, 20*time.Second, func() bool { return len(c.rec.texts()) >= len(want) },
-		fmt.Sprintf("%d messages shown", len(want)))
+	eventually.NoError(c.t, 20*time.Second, func() error {
+		if len(c.rec.texts()) < len(want) {
+			return fmt.Errorf("%d messages shown", len(want))
+		}
+		return nil
+	})
 	if got := c.rec.texts(); strings.Join(got, "|") != strings.Join(want, "|") {
 		c.t.Fatalf("shown:\n%q\nwant:\n%q", got, want)
 	}
@@ -222,13 +227,13 @@ func TestChatFriendsAndGroups(t *testing.T) {
 // reconnect with the same cid: the server stores it once.
 func TestLostReplyIsResentOnce(t *testing.T) {
 	addr := startSystem(t)
-	px := newProxy(t, addr)
-	a, b := newClient(t, px.addr), newClient(t, addr)
+	px := faultproxy.New(t, addr)
+	a, b := newClient(t, px.Addr()), newClient(t, addr)
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
 
-	px.cutAfterFrame(`"msg":"once only"`)
+	px.DropAfterFrame(`"msg":"once only"`)
 	r := a.do(fmt.Sprintf("chat:%d:once only", bid))
 	if !r.Duplicate {
 		t.Fatalf("the resent chat was not recognized as a duplicate: %+v", r)
@@ -240,7 +245,7 @@ func TestLostReplyIsResentOnce(t *testing.T) {
 	}
 
 	// creategroup is not safe to repeat: its outcome is reported unknown.
-	px.cutAfterFrame(`"groupname":"maybe"`)
+	px.DropAfterFrame(`"groupname":"maybe"`)
 	cmd, _ := ParseCommand("creategroup:maybe:")
 	if r := a.Do(context.Background(), cmd); !errors.Is(r.Err, ErrOutcomeUnknown) {
 		t.Fatalf("creategroup with a lost reply: %+v", r)
@@ -254,21 +259,24 @@ func TestLostReplyIsResentOnce(t *testing.T) {
 // once, in order; the receiving side resumes after what it showed.
 func TestQueuedWhileDisconnected(t *testing.T) {
 	addr := startSystem(t)
-	pa, pb := newProxy(t, addr), newProxy(t, addr)
-	a, b := newClient(t, pa.addr), newClient(t, pb.addr)
+	pa, pb := faultproxy.New(t, addr), faultproxy.New(t, addr)
+	a, b := newClient(t, pa.Addr()), newClient(t, pb.Addr())
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
 	a.do(fmt.Sprintf("chat:%d:before", bid))
 	b.waitTexts("before")
 
-	pa.down()
-	pb.down()
-	eventually.True(t, 10*time.Second, func() bool {
+	pa.Down()
+	pb.Down()
+	eventually.NoError(t, 10*time.Second, func() error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return a.cur == nil
-	}, "alice notices the lost connection")
+		if a.cur != nil {
+			return errors.New("still waiting for alice notices the lost connection")
+		}
+		return nil
+	})
 	var results []Result
 	var mu sync.Mutex
 	want := []string{"before"}
@@ -284,15 +292,21 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 	if a.Queued() != 5 {
 		t.Fatalf("queued: %d", a.Queued())
 	}
-	pa.up()
-	eventually.True(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) == 5 },
-		"the queued chats are answered")
+	pa.Up()
+	eventually.NoError(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(results) != 5 {
+			return errors.New("still waiting for the queued chats are answered")
+		}
+		return nil
+	})
 	for _, r := range results {
 		if !r.OK() || r.Duplicate {
 			t.Fatalf("queued chat: %+v", r)
 		}
 	}
-	pb.up()
+	pb.Up()
 	b.waitTexts(want...)
 }
 
@@ -300,8 +314,8 @@ func TestQueuedWhileDisconnected(t *testing.T) {
 // coming shows every message once, in order.
 func TestReceiverCutRepeatedly(t *testing.T) {
 	addr := startSystem(t)
-	pb := newProxy(t, addr)
-	a, b := newClient(t, addr), newClient(t, pb.addr)
+	pb := faultproxy.New(t, addr)
+	a, b := newClient(t, addr), newClient(t, pb.Addr())
 	aid, bid := a.register("alice"), b.register("bob")
 	a.login(aid)
 	b.login(bid)
@@ -321,9 +335,13 @@ func TestReceiverCutRepeatedly(t *testing.T) {
 	}
 	// Cut bob's connection each time he has shown another 40 messages.
 	for next := 40; next < n; next += 40 {
-		eventually.True(t, 20*time.Second, func() bool { return len(b.rec.texts()) >= next },
-			fmt.Sprintf("bob shows %d messages", next))
-		pb.cut()
+		eventually.NoError(t, 20*time.Second, func() error {
+			if len(b.rec.texts()) < next {
+				return fmt.Errorf("bob shows %d messages", next)
+			}
+			return nil
+		})
+		pb.Cut()
 	}
 	<-sent
 	b.waitTexts(want...)
@@ -347,11 +365,14 @@ func TestKickedIsNotResumed(t *testing.T) {
 	a.login(aid)
 	a2 := newClient(t, addr)
 	a2.login(aid)
-	eventually.True(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		a.rec.mu.Lock()
 		defer a.rec.mu.Unlock()
-		return len(a.rec.ended) == 1 && errors.Is(a.rec.ended[0], ErrKicked)
-	}, "alice's first client is told it was replaced")
+		if !(len(a.rec.ended) == 1 && errors.Is(a.rec.ended[0], ErrKicked)) {
+			return errors.New("still waiting for alice's first client is told it was replaced")
+		}
+		return nil
+	})
 	if a.LoggedIn() {
 		t.Fatal("the kicked client still thinks it is logged in")
 	}

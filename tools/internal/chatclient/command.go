@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -344,7 +345,7 @@ func (c *Client) send(ctx context.Context, p *pending) {
 			cn.fail(fmt.Errorf("gateway: errno %d: %s", f.Errno, f.Errmsg))
 			continue
 		case wire.Flood:
-			sleep(ctx, time.Second) // dropped unread: send it again, slower
+			backoff.Sleep(ctx, time.Second) // dropped unread: send it again, slower
 			continue
 		case wire.Unavailable:
 			if !p.cmd.resend {
@@ -354,7 +355,7 @@ func (c *Client) send(ctx context.Context, p *pending) {
 			if unavailable < maxUnavailable {
 				unavailable++
 				sent = true
-				sleep(ctx, unavailablePause)
+				backoff.Sleep(ctx, unavailablePause)
 				continue
 			}
 		}

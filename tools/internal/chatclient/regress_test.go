@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/faultproxy"
 )
 
 // These tests came from a review of the client; each failed before its fix.
@@ -154,9 +156,9 @@ func TestLogoutResultAfterSessionEnd(t *testing.T) {
 // client anything deadlocks Run.
 func TestRunFinishesOutboxUnlocked(t *testing.T) {
 	addr := startSystem(t)
-	px := newProxy(t, addr)
+	px := faultproxy.New(t, addr)
 	cfg := DefaultConfig()
-	cfg.Addrs = []string{px.addr}
+	cfg.Addrs = []string{px.Addr()}
 	cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
 	rec := &recorder{}
 	c := New(cfg, rec, testLogger())
@@ -166,7 +168,7 @@ func TestRunFinishesOutboxUnlocked(t *testing.T) {
 	tc := &testClient{Client: c, t: t, rec: rec}
 	id := tc.register("bob")
 	tc.login(id)
-	px.down()
+	px.Down()
 	for {
 		c.mu.Lock()
 		cur := c.cur
@@ -350,12 +352,12 @@ func TestKickAfterAnswerKeepsResult(t *testing.T) {
 // the user did leave.
 func TestLeaveGroupResent(t *testing.T) {
 	addr := startSystem(t)
-	px := newProxy(t, addr)
-	a := newClient(t, px.addr)
+	px := faultproxy.New(t, addr)
+	a := newClient(t, px.Addr())
 	aid := a.register("alice")
 	a.login(aid)
 	g := a.do("creategroup:g:").GroupID
-	px.cutAfterFrame(`"msgid":19`)
+	px.DropAfterFrame(`"msgid":19`)
 	cmd, _ := ParseCommand(fmt.Sprintf("leavegroup:%d", g))
 	r := a.Do(context.Background(), cmd)
 	gs := a.do("groups").Groups
@@ -369,11 +371,11 @@ func TestLeaveGroupResent(t *testing.T) {
 // back to the password and logs in again, only to send loginout again.
 func TestLogoutWithLostReply(t *testing.T) {
 	addr := startSystem(t)
-	px := newProxy(t, addr)
-	a := newClient(t, px.addr)
+	px := faultproxy.New(t, addr)
+	a := newClient(t, px.Addr())
 	aid := a.register("alice")
 	a.login(aid)
-	px.cutAfterFrame(`"msgid":3`)
+	px.DropAfterFrame(`"msgid":3`)
 	r := a.do("loginout")
 	t.Logf("loginout: %+v; resumed sessions: %d", r.Errno, a.rec.resumes())
 	if a.rec.resumes() > 0 {

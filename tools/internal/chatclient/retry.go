@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -34,7 +35,7 @@ func Transient(err error) bool {
 func (c *Client) Retrying(ctx context.Context, bound time.Duration, op func(ctx context.Context) error) error {
 	bctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	var backoff time.Duration
+	b := c.newBackoff()
 	for tries := 1; ; tries++ {
 		tctx, tcancel := context.WithTimeout(bctx, c.cfg.Timeout)
 		err := op(tctx)
@@ -48,8 +49,8 @@ func (c *Client) Retrying(ctx context.Context, bound time.Duration, op func(ctx 
 			}
 			return fmt.Errorf("gave up after %d tries in %v: %w", tries, bound, err)
 		}
-		backoff = c.nextBackoff(backoff)
-		c.log.Info("retrying", "err", err, "wait", backoff)
-		sleep(bctx, backoff)
+		pause := b.Next()
+		c.log.Info("retrying", "err", err, "wait", pause)
+		backoff.Sleep(bctx, pause)
 	}
 }

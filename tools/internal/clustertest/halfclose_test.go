@@ -5,6 +5,7 @@ package clustertest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -98,7 +99,7 @@ func TestClusterHalfClosedClient(t *testing.T) {
 		t.Fatal("cluster.sh env printed no NATTER_CLUSTER_PROMETHEUS_URL")
 	}
 	var targets []string
-	eventually.True(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		var res struct {
 			Data struct {
 				Result []struct {
@@ -109,15 +110,18 @@ func TestClusterHalfClosedClient(t *testing.T) {
 		}
 		targets = nil
 		if err := getJSON(prom+"/api/v1/query?query=up", &res); err != nil {
-			return false
+			return errors.New("still waiting for Prometheus: every natter target up")
 		}
 		for _, s := range res.Data.Result {
 			if strings.HasPrefix(s.Metric["job"], "natter-") && s.Value[1] == "1" {
 				targets = append(targets, s.Metric["instance"])
 			}
 		}
-		return len(targets) == 10 // 2 gateways, 2 of each of the 4 services
-	}, "Prometheus: every natter target up")
+		if len(targets) != 10 {
+			return errors.New("still waiting for Prometheus: every natter target up")
+		}
+		return nil // 2 gateways, 2 of each of the 4 services
+	})
 	var rules struct {
 		Data struct {
 			Groups []struct{ Rules []struct{ Name string } }

@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // forEachDB runs a test on SQLite and on MySQL/MariaDB.
@@ -500,14 +503,17 @@ func TestLegacyLoginAckStaysSmall(t *testing.T) {
 	leg.send(frame{"msgid": 3})
 	leg.send(frame{"msgid": 11})
 	leg.expect(12)
-	eventually(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		leg.send(frame{"msgid": 1, "id": bid, "password": "pw"})
 		f := leg.expect(2)
 		leg.send(frame{"msgid": 3})
 		leg.send(frame{"msgid": 11})
 		leg.expect(12)
-		return f["offlinemsg"] == nil
-	}, "legacy messages were not acknowledged once written")
+		if f["offlinemsg"] != nil {
+			return errors.New("legacy messages were not acknowledged once written")
+		}
+		return nil
+	})
 }
 
 // TestLostKickIsReconciled: a newer login elsewhere whose kick never reached
@@ -564,15 +570,15 @@ func TestMassDisconnectReleasesEverySession(t *testing.T) {
 	}
 	again := dial(t, c.gws[1].Addr(), '\n', "again")
 	for i, id := range ids {
-		eventually(t, 10*time.Second, func() bool {
+		eventually.NoError(t, 10*time.Second, func() error {
 			again.send(frame{"msgid": 1, "id": id, "password": "pw"})
 			f := again.expect(2)
 			if f.num("errno") != 0 {
-				return false
+				return fmt.Errorf("user %d still logged in after disconnecting", i)
 			}
 			again.ok(frame{"msgid": 3})
-			return true
-		}, "user %d still logged in after disconnecting", i)
+			return nil
+		})
 	}
 }
 

@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,32 +11,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file drive the real `natter chat` binary through pipes.
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // chatProc is a running `natter chat`.
 type chatProc struct {
@@ -44,15 +27,15 @@ type chatProc struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	out    *syncBuffer
-	stderr *syncBuffer
+	out    *logtest.Buffer
+	stderr *logtest.Buffer
 	done   chan error
 	from   int // waitFor looks at the output after this offset
 }
 
 func startChat(t *testing.T, name string, env []string, args ...string) *chatProc {
 	t.Helper()
-	p := &chatProc{t: t, name: name, out: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &chatProc{t: t, name: name, out: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(filepath.Join(binaries(t), "natter"), append([]string{"chat"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.stderr
 	p.cmd.Env = append(os.Environ(), env...)
@@ -87,16 +70,16 @@ func (p *chatProc) typeLine(s string) {
 func (p *chatProc) waitFor(s string) string {
 	p.t.Helper()
 	var got string
-	eventually(p.t, 30*time.Second, func() bool {
+	eventually.NoError(p.t, 30*time.Second, func() error {
 		out := p.out.String()[p.from:]
 		i := strings.Index(out, s)
 		if i < 0 {
-			return false
+			return fmt.Errorf("%s: output %q; have:\n%s", p.name, s, p.out.String())
 		}
 		got = out[:i+len(s)]
 		p.from += i + len(s)
-		return true
-	}, "%s: output %q; have:\n%s", p.name, s, p.out.String())
+		return nil
+	})
 	return got
 }
 
@@ -105,16 +88,16 @@ func (p *chatProc) waitMatch(expr string) []string {
 	p.t.Helper()
 	re := regexp.MustCompile(expr)
 	var m []string
-	eventually(p.t, 30*time.Second, func() bool {
+	eventually.NoError(p.t, 30*time.Second, func() error {
 		out := p.out.String()[p.from:]
 		loc := re.FindStringSubmatchIndex(out)
 		if loc == nil {
-			return false
+			return fmt.Errorf("%s: output matching %q; have:\n%s", p.name, expr, p.out.String())
 		}
 		m = re.FindStringSubmatch(out)
 		p.from += loc[1]
-		return true
-	}, "%s: output matching %q; have:\n%s", p.name, expr, p.out.String())
+		return nil
+	})
 	return m
 }
 
@@ -147,9 +130,7 @@ func (p *chatProc) register(name, pw string) int64 {
 // natter serve: register, login, chat both ways, friends, groups, errors,
 // loginout back to the menu, and a new login that shows nothing twice.
 func TestChatClientMenuAndCommands(t *testing.T) {
-	listen := freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	listen := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4").listenAddr(logServes)
 
 	a := startChat(t, "alice", nil, "--addr", listen)
 	b := startChat(t, "bob", nil, "--addr", listen)
@@ -245,9 +226,7 @@ func TestChatClientMenuAndCommands(t *testing.T) {
 // TestChatClientScripted uses the flags for scripts: --register, --user
 // with the password from the environment or a file, --send, --json.
 func TestChatClientScripted(t *testing.T) {
-	listen := freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	listen := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4").listenAddr(logServes)
 	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
 
 	reg := startChat(t, "reg", env, "--register", "alice", "--json")
@@ -304,7 +283,12 @@ func TestChatClientScripted(t *testing.T) {
 	}
 	again := startChat(t, "bob", []string{"NATTER_CHAT_ADDR=" + listen}, "--user", bid, "--password-file", pwFile, "--json")
 	again.waitFor(`"event":"login"`)
-	eventually(t, 10*time.Second, func() bool { return strings.HasSuffix(again.out.String(), "\n") }, "the login line")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if !strings.HasSuffix(again.out.String(), "\n") {
+			return errors.New("the login line")
+		}
+		return nil
+	})
 	if e := firstEvent(t, again.out.String(), "login"); e["pending"] != 0.0 {
 		t.Fatalf("messages shown before SIGINT are pending again: %v", e)
 	}
@@ -345,11 +329,10 @@ func jsonEvents(t *testing.T, out string) []map[string]any {
 // its token, and shows every message exactly once, in order; what bob
 // typed meanwhile reaches alice exactly once.
 func TestChatClientSurvivesKilledGateway(t *testing.T) {
-	natsAddr, gw1, gw2 := freePort(t), freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2)
-	waitListening(t, gw2)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	gw1, natsAddr := srv.listenAddr(logServes), srv.listenAddr(logNATS)
+	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort)
+	gw2 := g2.listenAddr(logTCP)
 
 	a := dial(t, waitListening(t, gw1), '\n', "alice")
 	aid := a.register("alice", "pw")

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestChatScriptedWaitsForGateway: `natter chat --register --id-only` and
@@ -13,14 +16,24 @@ import (
 // the id alone on standard output. With no gateway at all they give up
 // after --connect-timeout, non-zero.
 func TestChatScriptedWaitsForGateway(t *testing.T) {
+	// The client is told the address before anything listens on it: the
+	// one place a test picks a port for a process. The server's log shows
+	// that it is the one listening there.
 	listen := freePort(t)
 	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
 	reg := startChat(t, "reg", env, "--register", "alice", "--id-only")
 	// With --id-only the notices go to standard error.
-	eventually(t, 30*time.Second, func() bool { return strings.Contains(reg.stderr.String(), "cannot reach") },
-		"no refused connection: %s", reg.stderr.String())
+	eventually.NoError(t, 30*time.Second, func() error {
+		if !strings.Contains(reg.stderr.String(), "cannot reach") {
+			return fmt.Errorf("no refused connection: %s", reg.stderr.String())
+		}
+		return nil
+	})
 	// --ws-listen '' turns WebSocket and the page off (docs/configuration.md).
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
+	srv := startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
+	if got := srv.listenAddr(logServes); got != listen {
+		t.Fatalf("natter serve listens on %s, want %s", got, listen)
+	}
 	if err := reg.exit(); err != nil {
 		t.Fatalf("--register after a refused connection: %v\n%s", err, reg.stderr.String())
 	}

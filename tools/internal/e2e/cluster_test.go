@@ -293,17 +293,6 @@ func (c *client) login(id int64, pw string, extra ...any) frame {
 	return f
 }
 
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, what string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: "+what, args...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func chat(to int64, msg string) frame {
 	return frame{"msgid": 6, "toid": to, "msg": msg, "time": "2026-11-21 12:00:00"}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // drainReceiver is a full-dialect client that logs in on a gateway that
@@ -222,15 +223,22 @@ func TestGatewayDrain(t *testing.T) {
 		defer cancel()
 		drained <- a.Drain(ctx)
 	}()
-	eventually(t, 5*time.Second, func() bool { return errors.Is(a.Ready(context.Background()), gateway.ErrDraining) },
-		"A ready during the drain")
-	eventually(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
+		if !errors.Is(a.Ready(context.Background()), gateway.ErrDraining) {
+			return errors.New("A ready during the drain")
+		}
+		return nil
+	})
+	eventually.NoError(t, 5*time.Second, func() error {
 		conn, err := net.Dial("tcp", a.Addr().String())
 		if err == nil {
 			conn.Close()
 		}
-		return err != nil
-	}, "A accepts connections during the drain")
+		if err == nil {
+			return errors.New("A accepts connections during the drain")
+		}
+		return nil
+	})
 
 	// Keep the stream going until every receiver is back, and a while after.
 	allResumed := func() bool {
@@ -255,10 +263,13 @@ func TestGatewayDrain(t *testing.T) {
 	}
 
 	for i, r := range rs {
-		eventually(t, 10*time.Second, func() bool {
+		eventually.NoError(t, 10*time.Second, func() error {
 			last, _, err := r.state()
-			return last == sent[i] || err != nil
-		}, "%s: did not see all %d messages", r.name, sent[i])
+			if !(last == sent[i] || err != nil) {
+				return fmt.Errorf("%s: did not see all %d messages", r.name, sent[i])
+			}
+			return nil
+		})
 		r.mu.Lock()
 		err, rf, closedAt := r.err, r.reconnect, r.closedAt
 		r.mu.Unlock()
@@ -298,12 +309,15 @@ func TestGatewayDrain(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range rs {
-		eventually(t, 5*time.Second, func() bool {
+		eventually.NoError(t, 5*time.Second, func() error {
 			x := dial(t, b.Addr(), '\n', r.name+"-check")
 			defer x.conn.Close()
 			x.send(frame{"msgid": 1, "id": r.id, "password": "pw", "reqid": "chk"})
 			f := x.expect(2)
-			return f.num("lastseq") == sent[i] && f.num("pending") == 0
-		}, "%s: messages left unacknowledged", r.name)
+			if !(f.num("lastseq") == sent[i] && f.num("pending") == 0) {
+				return fmt.Errorf("%s: messages left unacknowledged", r.name)
+			}
+			return nil
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestGatewayProcessDrainsOnSIGTERM runs natter-gateway as a process next
@@ -16,13 +19,11 @@ import (
 // metrics and its NATS connection's; on SIGTERM /readyz turns 503, its clients are told to reconnect
 // and closed over the drain window, and the process exits cleanly.
 func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
-	natsAddr, gw1 := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	gw2, httpAddr := freePort(t), freePort(t)
-	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2, "--http", httpAddr,
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	natsAddr := srv.listenAddr(logNATS)
+	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort, "--http", anyPort,
 		"--drain-window", "3s")
-	addr := waitListening(t, gw2)
+	addr, httpAddr := g.tcpAddr(logTCP), g.listenAddr(logOps)
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + httpAddr + path)
@@ -33,8 +34,13 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	eventually(t, 10*time.Second, func() bool { code, _ := get("/readyz"); return code == http.StatusOK },
-		"natter-gateway not ready")
+	eventually.NoError(t, 10*time.Second, func() error {
+		code, _ := get("/readyz")
+		if code != http.StatusOK {
+			return errors.New("natter-gateway not ready")
+		}
+		return nil
+	})
 
 	const n = 3
 	var cs []*client
@@ -52,8 +58,13 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 	}
 
 	g.cmd.Process.Signal(syscall.SIGTERM)
-	eventually(t, 5*time.Second, func() bool { code, _ := get("/readyz"); return code == http.StatusServiceUnavailable },
-		"natter-gateway still ready after SIGTERM")
+	eventually.NoError(t, 5*time.Second, func() error {
+		code, _ := get("/readyz")
+		if code != http.StatusServiceUnavailable {
+			return errors.New("natter-gateway still ready after SIGTERM")
+		}
+		return nil
+	})
 	for _, cl := range cs {
 		f := cl.expect(22)
 		if f.num("errno") != 113 {
@@ -72,7 +83,7 @@ func TestGatewayProcessDrainsOnSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("natter-gateway did not exit after its drain")
 	}
-	if c, err := net.Dial("tcp", gw2); err == nil {
+	if c, err := net.Dial("tcp", addr.String()); err == nil {
 		c.Close()
 		t.Fatal("natter-gateway still accepts connections after it exited")
 	}

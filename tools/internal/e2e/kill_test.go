@@ -25,11 +25,10 @@ import (
 // sending them again with their cids stores nothing.
 func TestKilledServerKeepsWhatItAcknowledged(t *testing.T) {
 	run := func(t *testing.T, store ...string) {
-		listen := freePort(t)
-		args := append([]string{"serve", "--listen", listen, "--bcrypt-cost", "4",
+		args := append([]string{"serve", "--listen", anyPort, "--bcrypt-cost", "4",
 			"--flood-rate", "100000", "--flood-burst", "100000"}, store...)
 		srv := startProc(t, "natter", args...)
-		addr := waitListening(t, listen)
+		addr := srv.tcpAddr(logServes)
 
 		const senders, perSender = 4, 60
 		b := dial(t, addr, '\n', "b")
@@ -78,8 +77,7 @@ func TestKilledServerKeepsWhatItAcknowledged(t *testing.T) {
 		}
 		srv.stop(syscall.SIGKILL)
 
-		startProc(t, "natter", args...)
-		addr = waitListening(t, listen)
+		addr = startProc(t, "natter", args...).tcpAddr(logServes)
 		b = dial(t, addr, '\n', "b again")
 		if ack := b.login(bid, "pw"); ack.num("pending") != int64(total)-acked {
 			t.Fatalf("after SIGKILL: pending %v, want %d", ack["pending"], int64(total)-acked)

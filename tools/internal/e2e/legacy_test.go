@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/tools/internal/legacymodel"
 )
 
@@ -116,12 +117,15 @@ func TestLegacyWaitingMessages(t *testing.T) {
 			checkModel(t, lc)
 			// "3. quit": the client exits; what it read is acknowledged.
 			lc.Close()
-			eventually(t, 10*time.Second, func() bool {
+			eventually.NoError(t, 10*time.Second, func() error {
 				lc2, ack := legacyLogin(t, c, 0, bid, "pw")
 				defer lc2.Close()
 				offline, _ := ack.Strings("offlinemsg")
-				return len(offline) == 0
-			}, "messages shown to a client that ended cleanly came again")
+				if len(offline) != 0 {
+					return errors.New("messages shown to a client that ended cleanly came again")
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -171,7 +175,7 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 	shown, _ := lc.Chats()
 	checkModel(t, lc)
 
-	eventually(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		// The gateway releases the session once it sees the reset.
 		lc2, err := legacymodel.Dial(c.gws[1].Addr().String())
 		if err != nil {
@@ -181,7 +185,7 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 		lc2.Send(fmt.Sprintf(`{"msgid":1,"id":%d,"password":"pw"}`, bid))
 		ack, _, err := lc2.WaitFor(0, 5*time.Second, func(f legacymodel.Frame) bool { return f.MsgID() == 2 })
 		if err != nil || ack.Num("errno") != 0 {
-			return false
+			return errors.New("login after the crash")
 		}
 		got := waitChats(t, lc2, 10-len(shown), 10*time.Second)
 		all := append(shown, got...)
@@ -197,8 +201,8 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 			}
 		}
 		checkModel(t, lc2)
-		return true
-	}, "login after the crash")
+		return nil
+	})
 }
 
 // TestLegacyLargeFrames: a LOGIN_ACK with 15 friends and a group of many
@@ -268,6 +272,11 @@ func TestLegacyKicked(t *testing.T) {
 	if f.Str("name") != "natter" || !strings.Contains(f.Str("msg"), "logged in elsewhere") {
 		t.Fatalf("kick notice %v", f)
 	}
-	eventually(t, 10*time.Second, func() bool { return lc.Err() != nil }, "the kicked connection was not closed")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if lc.Err() == nil {
+			return errors.New("the kicked connection was not closed")
+		}
+		return nil
+	})
 	checkModel(t, lc)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 var (
@@ -127,10 +131,10 @@ func TestMonitoringQueries(t *testing.T) {
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	exprs := monitoringExprs(t, root)
 
-	listen, opsAddr := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--http", opsAddr, "--data", t.TempDir(),
-		"--ws-listen", "127.0.0.1:0", "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--http", anyPort, "--data", t.TempDir(),
+		"--ws-listen", anyPort, "--bcrypt-cost", "4")
+	srv.listenAddr(logServes)
+	opsAddr := srv.listenAddr(logOps)
 	have := exported(t, "http://"+opsAddr+"/metrics")
 	// A few counters have no series before their first event (listed in
 	// TestMetricsDoc, which requires every other documented metric at
@@ -204,7 +208,7 @@ func TestMonitoringQueries(t *testing.T) {
 	promAddr := freePort(t)
 	cmd := exec.Command(prom, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr)
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -232,10 +236,13 @@ func TestMonitoringQueries(t *testing.T) {
 		return r.Status, r.Error, len(r.Data.Result)
 	}
 	// Two scrapes at least, so that rates have samples.
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		_, _, n := query(`count_over_time(natter_build_info[1m]) >= 3`)
-		return n == 1
-	}, "Prometheus scraping natter serve")
+		if n != 1 {
+			return errors.New("Prometheus scraping natter serve")
+		}
+		return nil
+	})
 	for where, expr := range exprs {
 		if status, errText, _ := query(expr); status != "success" {
 			t.Errorf("%s: Prometheus refuses %s: %s", where, expr, errText)

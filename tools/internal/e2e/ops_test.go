@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // TestGatewayMetrics: after logins and a chat, the gateway's /metrics shows
@@ -65,15 +67,15 @@ func TestGatewayMetrics(t *testing.T) {
 		`natter_gateway_service_request_errors_total{code="bad_login",endpoint="login",service="user"}`: 1,
 	}
 	var m map[string]float64
-	eventually(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		m = og.metrics(t)
 		for k, v := range want {
 			if m[k] != v {
-				return false
+				return fmt.Errorf("metrics: want %v, got %v", want, m)
 			}
 		}
-		return true
-	}, "metrics: want %v, got %v", want, m)
+		return nil
+	})
 	if m[`natter_gateway_service_request_seconds_count{endpoint="gwbeat",service="user"}`] < 1 {
 		t.Errorf("no presence lease renewal counted")
 	}
@@ -120,8 +122,12 @@ func TestMaxConns(t *testing.T) {
 		t.Fatalf("conn_limit closes = %v, want 1", v)
 	}
 	a.conn.Close()
-	eventually(t, 5*time.Second, func() bool { return og.metric(t, `natter_gateway_connections`) == 1 },
-		"the closed connection is still counted")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := og.metric(t, `natter_gateway_connections`); got != 1 {
+			return fmt.Errorf("still waiting for the closed connection is still counted: got %v, want == 1", got)
+		}
+		return nil
+	})
 	d := dial(t, og.g.Addr(), '\n', "d")
 	d.send(frame{"msgid": 11})
 	d.expect(12)
@@ -149,9 +155,12 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	pinger.send(frame{"msgid": 11})
 	pinger.expect(12)
-	eventually(t, 5*time.Second, func() bool {
-		return og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`) == 2
-	}, "idle closes not counted")
+	eventually.NoError(t, 5*time.Second, func() error {
+		if got := og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`); got != 2 {
+			return fmt.Errorf("still waiting for idle closes not counted: got %v, want == 2", got)
+		}
+		return nil
+	})
 }
 
 // TestSlowClientCutOff: a client that does not read is disconnected once

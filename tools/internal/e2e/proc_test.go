@@ -1,19 +1,23 @@
 package e2e
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/shared/dbtest"
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run the real binaries as separate processes.
@@ -65,13 +69,13 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *logtest.Buffer
 	done chan error
 }
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: bin, out: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &proc{t: t, name: bin, out: &logtest.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
@@ -106,26 +110,89 @@ func (p *proc) stop(sig os.Signal) {
 	}
 }
 
+// Listen addresses: the processes listen on port 0 and the tests read the
+// address each listener got from the process's log (a port the test chose
+// and the process bound later could be taken in between by another test's
+// server, which would then answer for it).
+const (
+	anyPort   = "127.0.0.1:0"
+	logTCP    = "gateway listening"                       // --listen
+	logWS     = "gateway listening for websocket clients" // --ws-listen
+	logNATS   = "embedded NATS listen*"                   // natter serve --nats-listen (Info, or a Warn without auth)
+	logOps    = "serving /healthz, /readyz and /metrics"  // --http
+	logServes = "natter serving"                          // natter serve: --listen, once every part is up
+)
+
+// listenAddr waits until p has logged a line with message msg (a final *:
+// starting with it) that carries an addr, and returns that address (the
+// first such line).
+func (p *proc) listenAddr(msg string) string {
+	p.t.Helper()
+	return loggedAddr(p.t, p.name, p.out, msg, func() {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			p.t.Fatalf("%s exited (%v) before logging %q:\n%s", p.name, err, msg, p.out.String())
+		default:
+		}
+	})
+}
+
+// loggedAddr is listenAddr on any process's output; check (if not nil)
+// fails the test when the process is gone.
+func loggedAddr(t *testing.T, name string, out *logtest.Buffer, msg string, check func()) string {
+	t.Helper()
+	pattern := regexp.QuoteMeta(msg)
+	if prefix, ok := strings.CutSuffix(msg, "*"); ok {
+		pattern = regexp.QuoteMeta(prefix) + `[^"]*`
+	}
+	re := regexp.MustCompile(`msg="` + pattern + `"[^\n]*? addr=(\S+)`)
+	var addr string
+	eventually.NoError(t, 60*time.Second, func() error {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			return nil
+		}
+		if check != nil {
+			check()
+		}
+		return fmt.Errorf("%s has not logged %q with its address yet", name, msg)
+	})
+	return addr
+}
+
+// tcpAddr is listenAddr as a net.Addr.
+func (p *proc) tcpAddr(msg string) net.Addr {
+	p.t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", p.listenAddr(msg))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return a
+}
+
 // addrOf waits until addr accepts connections.
 func waitListening(t *testing.T, addr string) net.Addr {
 	t.Helper()
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
-		return err == nil
-	}, "nothing listening on %s", addr)
+		if err != nil {
+			return fmt.Errorf("nothing listening on %s", addr)
+		}
+		return nil
+	})
 	a, _ := net.ResolveTCPAddr("tcp", addr)
 	return a
 }
 
 func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 	run := func(t *testing.T, store ...string) {
-		listen := freePort(t)
-		args := append([]string{"serve", "--listen", listen, "--bcrypt-cost", "4"}, store...)
+		args := append([]string{"serve", "--listen", anyPort, "--bcrypt-cost", "4"}, store...)
 		srv := startProc(t, "natter", args...)
-		addr := waitListening(t, listen)
+		addr := srv.tcpAddr(logServes)
 		a := dial(t, addr, '\n', "a")
 		aid := a.register("阿丽丝", "pw")
 		bid := a.register("bob 😀", "pw")
@@ -136,8 +203,7 @@ func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 		}
 		srv.stop(os.Interrupt)
 
-		startProc(t, "natter", args...)
-		addr = waitListening(t, listen)
+		addr = startProc(t, "natter", args...).tcpAddr(logServes)
 		b := dial(t, addr, '\n', "b")
 		b.login(bid, "pw")
 		for i, m := range []string{"one", "two 你好"} {
@@ -159,22 +225,19 @@ func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 // presence lease expires, while the first gateway's user is unaffected.
 func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	dsn := dbtest.MySQLDSN(t)
-	natsAddr := freePort(t)
-	gw1 := freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--mysql-dsn", dsn,
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--mysql-dsn", dsn,
 		"--bcrypt-cost", "4", "--login-policy", "reject")
-	waitListening(t, gw1)
-	natsURL := "nats://" + natsAddr
+	gw1 := srv.tcpAddr(logServes)
+	natsURL := "nats://" + srv.listenAddr(logNATS)
 	startProc(t, "natter-user", "--nats", natsURL, "--mysql-dsn", dsn, "--bcrypt-cost", "4", "--login-policy", "reject")
 	startProc(t, "natter-offline", "--nats", natsURL, "--mysql-dsn", dsn)
 	startProc(t, "natter-friend", "--nats", natsURL, "--mysql-dsn", dsn)
 	startProc(t, "natter-group", "--nats", natsURL, "--mysql-dsn", dsn)
-	gw2 := freePort(t)
-	g2 := startProc(t, "natter-gateway", "--nats", natsURL, "--listen", gw2, "--presence-ttl", "2s")
-	waitListening(t, gw2)
+	g2 := startProc(t, "natter-gateway", "--nats", natsURL, "--listen", anyPort, "--presence-ttl", "2s")
+	gw2 := g2.tcpAddr(logTCP)
 
-	a := dial(t, waitListening(t, gw1), '\n', "a")
-	b := dial(t, waitListening(t, gw2), '\n', "b")
+	a := dial(t, gw1, '\n', "a")
+	b := dial(t, gw2, '\n', "b")
 	aid := a.register("alice", "pw")
 	bid := b.register("bob", "pw")
 	a.login(aid, "pw")
@@ -196,7 +259,7 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	b.expect(14)
 
 	// While gateway 2 holds bob, the reject policy refuses him elsewhere.
-	b2 := dial(t, waitListening(t, gw1), '\n', "b2")
+	b2 := dial(t, gw1, '\n', "b2")
 	b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
 	if f := b2.expect(2); f.num("errno") != 2 {
 		t.Fatalf("login while online elsewhere: %v", f)
@@ -206,10 +269,13 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	// alice, bob's friend, is told he went offline once the lease expires.
 	a.presence(bid, "offline")
 	t.Logf("alice saw bob offline %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
-	eventually(t, 10*time.Second, func() bool {
+	eventually.NoError(t, 10*time.Second, func() error {
 		b2.send(frame{"msgid": 1, "id": bid, "password": "pw"})
-		return b2.expect(2).num("errno") == 0
-	}, "bob could not log in again after his gateway was killed")
+		if errno := b2.expect(2).num("errno"); errno != 0 {
+			return errors.New("bob could not log in again after his gateway was killed")
+		}
+		return nil
+	})
 	t.Logf("bob logged in again %v after SIGKILL (presence ttl 2s)", time.Since(killed).Round(100*time.Millisecond))
 
 	// Alice never noticed.

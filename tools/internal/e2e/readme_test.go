@@ -38,9 +38,8 @@ func TestReadmeNetcat(t *testing.T) {
 	if end := strings.Index(section, "\n## "); end > 0 {
 		section = section[:end]
 	}
-	listen := freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--ws-listen", "", "--bcrypt-cost", "4")
-	addr := waitListening(t, listen)
+	addr := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--ws-listen", "", "--bcrypt-cost", "4").
+		tcpAddr(logServes)
 
 	clients := map[string]*client{}
 	inBlock, steps := false, 0

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run the real binaries with planted secrets, and
@@ -36,14 +39,14 @@ var planted = []string{plantedURLPassword, plantedURLToken, plantedLiveToken, pl
 type secretProc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *logtest.Buffer
 	done chan struct{}
 	err  error
 }
 
 func runSecretProc(t *testing.T, bin string, args ...string) *secretProc {
 	t.Helper()
-	p := &secretProc{name: bin + " " + strings.Join(args, " "), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &secretProc{name: bin + " " + strings.Join(args, " "), out: &logtest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=debug")
@@ -61,14 +64,17 @@ func runSecretProc(t *testing.T, bin string, args ...string) *secretProc {
 // waitLog waits until the output holds n lines with s.
 func (p *secretProc) waitLog(t *testing.T, s string, n int) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() bool {
+	eventually.NoError(t, 60*time.Second, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("%s ended (%v) before logging %q %d times:\n%s", p.name, p.err, s, n, p.out.String())
 		default:
 		}
-		return strings.Count(p.out.String(), s) >= n
-	}, "%q %d times in the output of %s", s, n, p.name)
+		if got := strings.Count(p.out.String(), s); got < n {
+			return fmt.Errorf("%q %d times in the output of %s", s, n, p.name)
+		}
+		return nil
+	})
 }
 
 // stop ends the process with SIGTERM and returns everything it wrote.
@@ -211,10 +217,9 @@ func TestNoSecretInLogs(t *testing.T) {
 		// Its NATS open to others with the password file's password; a
 		// client registers, logs in with the wrong password and the right
 		// one.
-		listen, natsAddr := freePort(t), freePort(t)
-		p := runSecretProc(t, "natter", "serve", "--listen", listen, "--nats-listen", natsAddr, "--nats-user", "natter",
+		p := runSecretProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--nats-user", "natter",
 			"--nats-password-file", pwFile, "--data", t.TempDir(), "--bcrypt-cost", "4")
-		addr := waitListening(t, listen)
+		addr := waitListening(t, loggedAddr(t, p.name, p.out, logServes, nil))
 		c := dial(t, addr, '\n', "client")
 		id := c.register("planted", plantedChatSecret)
 		c.send(frame{"msgid": 1, "id": id, "password": plantedChatSecret + "-wrong"})
@@ -248,10 +253,10 @@ func TestBusAuthentication(t *testing.T) {
 		t.Errorf("natter serve --nats-listen 0.0.0.0:... without credentials: %v\n%s", err, out)
 	}
 
-	listen, natsAddr := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", listen, "--nats-listen", natsAddr, "--nats-user", "natter",
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--nats-user", "natter",
 		"--nats-password-file", pwFile, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, listen)
+	srv.listenAddr(logServes)
+	natsAddr := srv.listenAddr(logNATS)
 
 	for _, creds := range [][]string{nil, {"--nats-user", "natter", "--nats-password-file", wrongFile}} {
 		args := append([]string{"--nats", "nats://" + natsAddr, "--sqlite", filepath.Join(t.TempDir(), "stray.db")}, creds...)
@@ -264,9 +269,8 @@ func TestBusAuthentication(t *testing.T) {
 		}
 	}
 
-	gw := freePort(t)
-	startProc(t, "natter-gateway", "--listen", gw, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
-	c := dial(t, waitListening(t, gw), '\n', "via the second gateway")
+	gw := startProc(t, "natter-gateway", "--listen", anyPort, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
+	c := dial(t, gw.tcpAddr(logTCP), '\n', "via the second gateway")
 	id := c.register("bus-user", "pw")
 	c.login(id, "pw")
 }

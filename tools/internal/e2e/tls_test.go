@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/wsconn"
 	"github.com/natter-chat/natter/shared/certtest"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file cover TLS for clients: --tls-listen and
@@ -236,8 +238,12 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	second := serialOf(t, files.Cert)
 	both := trust(t, files.CA, ca2)
 	for _, addr := range []net.Addr{g.TLSAddr(), g.WSSAddr()} {
-		eventually(t, 10*time.Second, func() bool { return servedSerial(t, addr.String(), both) == second },
-			"%s still serves the first certificate after the files changed", addr)
+		eventually.NoError(t, 10*time.Second, func() error {
+			if got := servedSerial(t, addr.String(), both); got != second {
+				return fmt.Errorf("%s still serves the first certificate (serial %s) after the files changed", addr, got)
+			}
+			return nil
+		})
 	}
 	// The open connection still works; a new one trusting only the new CA
 	// logs in.
@@ -307,8 +313,12 @@ func TestServeTLSProcess(t *testing.T) {
 	}
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	for _, addr := range []string{secure, wss} {
-		eventually(t, 10*time.Second, func() bool { return servedSerial(t, addr, both) == second },
-			"%s does not serve the renewed certificate after SIGHUP", addr)
+		eventually.NoError(t, 10*time.Second, func() error {
+			if got := servedSerial(t, addr, both); got != second {
+				return fmt.Errorf("%s serves serial %s after SIGHUP, not the renewed certificate's", addr, got)
+			}
+			return nil
+		})
 	}
 	a.send(frame{"msgid": 11})
 	a.expect(12)
@@ -345,8 +355,12 @@ func TestGatewayProcessTLS(t *testing.T) {
 	second := serialOf(t, files.Cert)
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	both := trust(t, files.CA, ca2)
-	eventually(t, 10*time.Second, func() bool { return servedSerial(t, secure, both) == second },
-		"natter-gateway does not serve the renewed certificate after SIGHUP")
+	eventually.NoError(t, 10*time.Second, func() error {
+		if got := servedSerial(t, secure, both); got != second {
+			return fmt.Errorf("natter-gateway serves serial %s after SIGHUP, not the renewed certificate's", got)
+		}
+		return nil
+	})
 	g.stop(syscall.SIGTERM)
 }
 

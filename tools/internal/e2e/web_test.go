@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/shared/logtest"
 )
 
 // The tests in this file run natter's web page (gateway/internal/webui) in
@@ -96,7 +98,7 @@ type browser struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan string
-	stderr *syncBuffer
+	stderr *logtest.Buffer
 	done   chan error
 	mu     sync.Mutex
 	id     int
@@ -104,7 +106,7 @@ type browser struct {
 
 func startBrowser(t *testing.T, env webEnv) *browser {
 	t.Helper()
-	b := &browser{t: t, lines: make(chan string, 16), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &browser{t: t, lines: make(chan string, 16), stderr: &logtest.Buffer{}, done: make(chan error, 1)}
 	b.cmd = exec.Command(env.node, "driver.mjs")
 	b.cmd.Dir = env.dir
 	b.cmd.Env = append(os.Environ(), "NATTER_CHROMIUM="+env.chromium, "NATTER_ARTIFACTS="+env.artifacts)
@@ -266,17 +268,16 @@ type webGateway struct {
 
 func startWebCluster(t *testing.T) *webCluster {
 	t.Helper()
-	natsAddr := freePort(t)
-	c := &webCluster{tcp: freePort(t), ws: freePort(t)}
+	c := &webCluster{}
 	// The page may be loaded from one gateway and connect to another (its
 	// ?ws= list): every port of 127.0.0.1 is an allowed origin.
-	startProc(t, "natter", "serve", "--listen", c.tcp, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4",
-		"--ws-listen", c.ws, "--ws-origins", "127.0.0.1:*", "--web", "--presence-ttl", "2s")
-	waitListening(t, c.tcp)
-	waitListening(t, c.ws)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4",
+		"--ws-listen", anyPort, "--ws-origins", "127.0.0.1:*", "--web", "--presence-ttl", "2s")
+	c.tcp, c.ws = srv.listenAddr(logServes), srv.listenAddr(logWS)
+	natsAddr := srv.listenAddr(logNATS)
 	for i := range c.gw {
-		g := &webGateway{tcp: freePort(t), ws: freePort(t)}
-		g.args = []string{"--nats", "nats://" + natsAddr, "--listen", g.tcp, "--ws-listen", g.ws, "--ws-origins", "127.0.0.1:*", "--web",
+		g := &webGateway{}
+		g.args = []string{"--nats", "nats://" + natsAddr, "--ws-origins", "127.0.0.1:*", "--web",
 			"--presence-ttl", "2s", "--drain-window", "1s"}
 		c.gw[i] = g
 		c.start(t, i)
@@ -284,13 +285,17 @@ func startWebCluster(t *testing.T) *webCluster {
 	return c
 }
 
-// start (re)starts gateway i on its ports.
+// start (re)starts gateway i: first on port 0 (its addresses read from its
+// log), again on the ports it got, which the browsers' pages know.
 func (c *webCluster) start(t *testing.T, i int) {
 	t.Helper()
 	g := c.gw[i]
-	g.p = startProc(t, "natter-gateway", g.args...)
-	waitListening(t, g.tcp)
-	waitListening(t, g.ws)
+	tcp, ws := g.tcp, g.ws
+	if tcp == "" {
+		tcp, ws = anyPort, anyPort
+	}
+	g.p = startProc(t, "natter-gateway", append(g.args, "--listen", tcp, "--ws-listen", ws)...)
+	g.tcp, g.ws = g.p.listenAddr(logTCP), g.p.listenAddr(logWS)
 }
 
 // TestWebPage runs the web page in headless Chromium: browser users

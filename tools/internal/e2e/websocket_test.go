@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/wsconn"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // The tests in this file run clients over WebSocket (gateway --ws-listen).
@@ -296,11 +298,14 @@ func TestWebSocketBadMessages(t *testing.T) {
 	// Nobody else noticed.
 	bystander.send(frame{"msgid": 11, "reqid": 1})
 	bystander.expect(12)
-	eventually(t, 5*time.Second, func() bool {
+	eventually.NoError(t, 5*time.Second, func() error {
 		m := og.metrics(t)
-		return m[`natter_gateway_connections_closed_total{reason="unsupported_data"}`] == 1 &&
-			m[`natter_gateway_connections_closed_total{reason="frame_too_large"}`] == 2
-	}, "close reasons unsupported_data and frame_too_large not counted")
+		if !(m[`natter_gateway_connections_closed_total{reason="unsupported_data"}`] == 1 &&
+			m[`natter_gateway_connections_closed_total{reason="frame_too_large"}`] == 2) {
+			return errors.New("close reasons unsupported_data and frame_too_large not counted")
+		}
+		return nil
+	})
 }
 
 // TestWebSocketLimits: the flood limit, --max-conns and --idle-timeout
@@ -376,9 +381,12 @@ func TestWebSocketLimits(t *testing.T) {
 		if _, err := silent.recvRaw(5 * time.Second); err == nil {
 			t.Fatal("the silent WebSocket got a frame")
 		}
-		eventually(t, 5*time.Second, func() bool {
-			return og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`) == 1
-		}, "idle close not counted")
+		eventually.NoError(t, 5*time.Second, func() error {
+			if got := og.metric(t, `natter_gateway_connections_closed_total{reason="idle"}`); got != 1 {
+				return fmt.Errorf("still waiting for idle close not counted: got %v, want == 1", got)
+			}
+			return nil
+		})
 		pinger.send(frame{"msgid": 11})
 		pinger.expect(12)
 	})
@@ -520,12 +528,12 @@ func TestWebSocketDrain(t *testing.T) {
 // client logs in on the other gateway with its resume token and lastseq
 // and gets everything sent meanwhile, none twice.
 func TestWebSocketClientSurvivesKilledGateway(t *testing.T) {
-	natsAddr, gw1, ws1, gw2, ws2 := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--ws-listen", ws1, "--nats-listen", natsAddr,
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--ws-listen", anyPort, "--nats-listen", anyPort,
 		"--data", t.TempDir(), "--bcrypt-cost", "4")
-	waitListening(t, gw1)
-	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", gw2, "--ws-listen", ws2, "--presence-ttl", "2s")
-	waitListening(t, ws2)
+	srv.listenAddr(logServes)
+	ws1, natsAddr := srv.listenAddr(logWS), srv.listenAddr(logNATS)
+	g2 := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", anyPort, "--ws-listen", anyPort, "--presence-ttl", "2s")
+	ws2 := g2.listenAddr(logWS)
 
 	sender := dialWS(t, "ws://"+ws1+gateway.WSPath, "sender")
 	recv := dialWS(t, "ws://"+ws2+gateway.WSPath, "receiver")

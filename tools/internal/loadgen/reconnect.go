@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/natter-chat/natter/shared/backoff"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -190,10 +190,9 @@ func (s *sessions) keep(u *simUser) {
 // restore gets u's session back on a new connection, to the next address
 // each attempt, with jittered backoff; false: s stopped first.
 func (s *sessions) restore(u *simUser) bool {
-	var backoff time.Duration
+	b := backoff.New(reconnectMinBackoff, reconnectMaxBackoff)
 	for {
-		backoff = nextBackoff(backoff, reconnectMinBackoff, reconnectMaxBackoff)
-		if !sleepCtx(s.ctx, jitter(backoff)) {
+		if !b.Wait(s.ctx, 0) {
 			return false
 		}
 		u.addr = (u.addr + 1) % len(s.cfg.Addrs)
@@ -432,7 +431,7 @@ func (b *outbox) markLost() {
 // acknowledged, until ctx ends.
 func (b *outbox) run(ctx context.Context) {
 	s := b.s
-	var backoff time.Duration
+	pauses := backoff.New(retryMinBackoff, retryMaxBackoff)
 	type answer struct {
 		f   *frame
 		err error
@@ -476,44 +475,16 @@ func (b *outbox) run(ctx context.Context) {
 			}
 			b.pop()
 			b.out.acked(q.n)
-			backoff = 0
+			pauses.Reset()
 		default:
 			s.retriedSend(a.f.Errno)
 			if e := wire.Errno(a.f.Errno); e == wire.NotLoggedIn || e == wire.SessionExpired {
 				// The connection lost its session: log in again.
 				c.fail(fmt.Errorf("errno %d: %s", a.f.Errno, a.f.Errmsg))
 			}
-			backoff = nextBackoff(backoff, retryMinBackoff, retryMaxBackoff)
-			if !sleepCtx(ctx, min(jitter(backoff), time.Until(deadline))) {
+			if !pauses.Wait(ctx, max(time.Until(deadline), time.Nanosecond)) {
 				return
 			}
 		}
-	}
-}
-
-// nextBackoff doubles d from lo up to hi.
-func nextBackoff(d, lo, hi time.Duration) time.Duration {
-	if d == 0 {
-		return lo
-	}
-	return min(2*d, hi)
-}
-
-// jitter is d/2 plus a random part up to d/2: the clients of a gateway
-// that died do not all come back at once.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
-
-// sleepCtx waits d; false: ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -11,14 +11,25 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/shared/faultproxy"
 )
 
 // chatFrames matches the client frames that carry a chat (and only them).
 const chatFrames = `"cid":`
 
+// newProxy is a fault proxy in front of addr whose cuts wait until every
+// connection has had its login reply (a cut that took a resume's own reply
+// would leave its client with a token the server has already rotated, and
+// the client would have to log in with its password).
+func newProxy(t *testing.T, addr string) *faultproxy.Proxy {
+	p := faultproxy.New(t, addr)
+	p.SettleOn(`"token":"`)
+	return p
+}
+
 // faultConfig is a run through p of workload with --reconnect (or not).
-func faultConfig(p *proxy, workload string, reconnect bool) Config {
-	cfg := testConfig(p.addr)
+func faultConfig(p *faultproxy.Proxy, workload string, reconnect bool) Config {
+	cfg := testConfig(p.Addr())
 	cfg.Reconnect = reconnect
 	// Long enough for the cuts on a loaded machine, where a closed loop
 	// sends a few dozen messages a second (a cut waits for every
@@ -67,9 +78,9 @@ func TestReconnectThroughCuts(t *testing.T) {
 			if workload == WorkloadGroup {
 				every = 25
 			}
-			p.cutEvery(chatFrames, every, cuts)
+			p.CutEvery(chatFrames, every, cuts)
 			r := runFaultBench(t, cfg)
-			if got := p.taken(); got != cuts {
+			if got := p.Taken(); got != cuts {
 				t.Fatalf("the proxy cut %d times, want %d (too few messages?)", got, cuts)
 			}
 			if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 || r.GivenUp != 0 {
@@ -116,9 +127,9 @@ func TestNoReconnectCutFails(t *testing.T) {
 	for _, workload := range []string{WorkloadOneToOne, WorkloadGroup} {
 		t.Run(workload, func(t *testing.T) {
 			p := newProxy(t, addr)
-			p.cutEvery(chatFrames, 25, 3)
+			p.CutEvery(chatFrames, 25, 3)
 			r := runFaultBench(t, faultConfig(p, workload, false))
-			if p.taken() == 0 {
+			if p.Taken() == 0 {
 				t.Fatal("the proxy never cut")
 			}
 			if r.OK || r.ConnsLost == 0 || !slices.ContainsFunc(r.Problems(), func(s string) bool {
@@ -139,7 +150,7 @@ func TestNoReconnectCutFails(t *testing.T) {
 func TestReconnectRefusedToken(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	p := newProxy(t, addr)
-	p.cutEvery(chatFrames, 20, 1)
+	p.CutEvery(chatFrames, 20, 1)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.hooks = &testHooks{clockStarted: func(users []*simUser) {
 		for _, u := range users {
@@ -151,10 +162,10 @@ func TestReconnectRefusedToken(t *testing.T) {
 		t.Fatalf("checks failed: %v", r.Problems())
 	}
 	rr := r.ReconnectReport
-	if p.taken() != 1 || rr.PasswordRelogins == 0 || rr.TokensRefused < rr.PasswordRelogins ||
+	if p.Taken() != 1 || rr.PasswordRelogins == 0 || rr.TokensRefused < rr.PasswordRelogins ||
 		rr.Resumed+rr.PasswordRelogins != rr.Reconnects {
 		t.Fatalf("cuts %d, reconnects %d, resumed %d, password relogins %d, tokens refused %d",
-			p.taken(), rr.Reconnects, rr.Resumed, rr.PasswordRelogins, rr.TokensRefused)
+			p.Taken(), rr.Reconnects, rr.Resumed, rr.PasswordRelogins, rr.TokensRefused)
 	}
 	var text bytes.Buffer
 	r.WriteText(&text)
@@ -168,7 +179,7 @@ func TestReconnectRefusedToken(t *testing.T) {
 func TestReconnectGivesUp(t *testing.T) {
 	addr := startSystem(t, func(c *gateway.Config) { c.FloodRate, c.FloodBurst = 1e5, 1e5 })
 	p := newProxy(t, addr)
-	p.downAfter(chatFrames, 20)
+	p.DownAfter(chatFrames, 20)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Pairs = 2
 	cfg.GiveUp, cfg.ReplyTimeout = time.Second, 500*time.Millisecond

@@ -74,11 +74,11 @@ func TestWebSocketReconnectThroughCuts(t *testing.T) {
 	addr := startWS(t)
 	const cuts = 3
 	p := newProxy(t, addr)
-	p.cutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
+	p.CutEveryReply(`"re":6,`, 10, cuts) // the REPLY to a ONE_CHAT (every tenth: a loaded machine sends few)
 	cfg := faultConfig(p, WorkloadOneToOne, true)
 	cfg.Transport = TransportWS
 	r := runFaultBench(t, cfg)
-	if got := p.taken(); got != cuts {
+	if got := p.Taken(); got != cuts {
 		t.Fatalf("the proxy cut %d times, want %d (too few messages?)", got, cuts)
 	}
 	if !r.OK || r.Lost != 0 || r.Duplicates != 0 || r.Reordered != 0 || r.SeqErrors != 0 || r.GivenUp != 0 {

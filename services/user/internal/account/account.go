@@ -28,7 +28,7 @@ var (
 	ErrNameTaken = errors.New("name taken")
 	// ErrNotFound: no user with that id.
 	ErrNotFound = errors.New("user not found")
-	// ErrSessionLive: ClaimSession under PolicyReject while another session
+	// ErrSessionLive: a claim (ClaimSessions) under PolicyReject while another session
 	// of the user is live.
 	ErrSessionLive = errors.New("session live elsewhere")
 	// ErrTokenUsed: a resume's claim found its token gone (another resume
@@ -164,17 +164,6 @@ func migrations() []sqldb.Migration {
 			) ENGINE=InnoDB`,
 		},
 	}}
-}
-
-// IssueToken stores a resume token's hash for userID's session sessionID,
-// valid until expiresAt (unix ms).
-func (s *Store) IssueToken(ctx context.Context, tokenHash string, userID int64, sessionID string, expiresAt int64) error {
-	if _, err := s.db.ExecContext(ctx,
-		`INSERT INTO resume_tokens (token_hash, user_id, session_id, expires_at) VALUES (?, ?, ?, ?)`,
-		tokenHash, userID, sessionID, expiresAt); err != nil {
-		return fmt.Errorf("issue token for %d: %w", userID, err)
-	}
-	return nil
 }
 
 // TokenUser checks that tokenHash is userID's and unexpired at now, and
@@ -469,32 +458,7 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]User, error) {
 	return users, nil
 }
 
-// ClaimSession makes sessionID on gatewayID the session of userID, as of now
-// (unix ms). A previous session is live iff its gateway's lease expires after
-// now; under PolicyReject a live one with another session id makes the claim
-// fail with ErrSessionLive (claiming sessionID again, as a retried login does,
-// succeeds). Otherwise the claim replaces whatever was there and returns the
-// previous session id when there was one with a different id (live or not),
-// so the caller can tell it to close.
-//
-// In MySQL the user's session row is locked (SELECT ... FOR UPDATE) for the
-// transaction, so concurrent claims of one user serialize; the lease is read
-// without a lock, so logins through one gateway do not queue on its lease
-// row. Claims racing on a user with no row yet may deadlock on the gap lock;
-// InTx retries them.
-//
-// wasLive reports whether the user already had a live session (a retried
-// claim of the same session counts as live): if not, the user just came
-// online.
-func (s *Store) ClaimSession(ctx context.Context, userID int64, sessionID, gatewayID string, now int64, policy Policy) (replaced string, wasLive bool, err error) {
-	c := &Claim{UserID: userID, SessionID: sessionID, GatewayID: gatewayID, Now: now, Policy: policy}
-	if err := s.ClaimSessions(ctx, []*Claim{c}); err != nil {
-		return "", false, err
-	}
-	return c.Replaced, c.WasLive, c.Err
-}
-
-// Claim is one login's claim of its user's session (see ClaimSession) and
+// Claim is one login's claim of its user's session (see ClaimSessions) and
 // the write of its resume token, done together.
 type Claim struct {
 	UserID    int64
@@ -521,6 +485,22 @@ type Claim struct {
 // the same user sees the earlier one): many logins cost one commit. A claim
 // refused by the policy gets Err ErrSessionLive and changes nothing; the
 // error returned is the transaction's, and then no claim took effect.
+//
+// A claim makes SessionID on GatewayID the session of UserID, as of Now
+// (unix ms). A previous session is live iff its gateway's lease expires after
+// Now; under PolicyReject a live one with another session id makes the claim
+// fail with ErrSessionLive (claiming the same session again, as a retried
+// login does, succeeds). Otherwise the claim replaces whatever was there and
+// sets Replaced to the previous session id when there was one with a
+// different id (live or not), so the caller can tell it to close. WasLive
+// reports whether the user already had a live session (a retried claim of
+// the same session counts as live): if not, the user just came online.
+//
+// In MySQL the user's session row is locked (SELECT ... FOR UPDATE) for the
+// transaction, so concurrent claims of one user serialize; the lease is read
+// without a lock, so logins through one gateway do not queue on its lease
+// row. Claims racing on a user with no row yet may deadlock on the gap lock;
+// InTx retries them.
 func (s *Store) ClaimSessions(ctx context.Context, claims []*Claim) error {
 	q := s.claimQueries()
 	// MySQL: READ COMMITTED, so that reading a user's missing session row
@@ -659,25 +639,9 @@ func (s *Store) leaseLive(ctx context.Context, tx *sql.Tx, gatewayID string, now
 	return expiresAt > now, nil
 }
 
-// ReleaseSession ends userID's session if it is still sessionID; a session
-// that was replaced releasing itself leaves its successor alone.
-// It reports whether it ended one (the user went offline).
-func (s *Store) ReleaseSession(ctx context.Context, userID int64, sessionID string) (bool, error) {
-	res, err := s.db.ExecContext(ctx,
-		`DELETE FROM sessions WHERE user_id = ? AND session_id = ?`, userID, sessionID)
-	if err != nil {
-		return false, fmt.Errorf("release session of %d: %w", userID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("release session of %d: %w", userID, err)
-	}
-	return n > 0, nil
-}
-
-// ReleaseSessions ends each session that is still its user's (as
-// ReleaseSession does, for many at once, in one transaction) and returns the
-// users whose session ended.
+// ReleaseSessions ends each session that is still its user's, in one
+// transaction (a session that was replaced releasing itself leaves its
+// successor alone), and returns the users whose session ended.
 func (s *Store) ReleaseSessions(ctx context.Context, refs []SessionRef) ([]int64, error) {
 	if len(refs) == 0 {
 		return nil, nil

@@ -139,11 +139,11 @@ func TestClaimSession(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				uid := int64(100 + i)
 				if tt.prev != nil {
-					if _, _, err := s.ClaimSession(ctx, uid, tt.prev.session, tt.prev.gateway, 0, account.PolicyKick); err != nil {
+					if _, _, err := claimSession(ctx, s, uid, tt.prev.session, tt.prev.gateway, 0, account.PolicyKick); err != nil {
 						t.Fatal(err)
 					}
 				}
-				replaced, _, err := s.ClaimSession(ctx, uid, "s2", "gw-b", tt.now, tt.policy)
+				replaced, _, err := claimSession(ctx, s, uid, "s2", "gw-b", tt.now, tt.policy)
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("claim: got error %v, want %v", err, tt.err)
 				}
@@ -158,23 +158,23 @@ func TestClaimSession(t *testing.T) {
 	})
 }
 
-func TestReleaseSession(t *testing.T) {
+func TestReleaseSessions(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		s := newStore(t, db)
-		if _, _, err := s.ClaimSession(ctx, 1, "old", "gw", 0, account.PolicyKick); err != nil {
+		if _, _, err := claimSession(ctx, s, 1, "old", "gw", 0, account.PolicyKick); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.ClaimSession(ctx, 1, "new", "gw", 0, account.PolicyKick); err != nil {
+		if _, _, err := claimSession(ctx, s, 1, "new", "gw", 0, account.PolicyKick); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.ReleaseSession(ctx, 1, "old"); err != nil {
+		if _, err := s.ReleaseSessions(ctx, []account.SessionRef{{UserID: 1, SessionID: "old"}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := sessionRows(t, db, 1); n != 1 {
 			t.Fatalf("releasing the replaced session ended its successor")
 		}
-		if _, err := s.ReleaseSession(ctx, 1, "new"); err != nil {
+		if _, err := s.ReleaseSessions(ctx, []account.SessionRef{{UserID: 1, SessionID: "new"}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := sessionRows(t, db, 1); n != 0 {
@@ -199,7 +199,7 @@ func TestGatewayLeaveAndOnline(t *testing.T) {
 			gw  string
 		}{{1, "gw-a"}, {2, "gw-a"}, {3, "gw-b"}, {4, "gw-dead"}, {5, "gw-never"}}
 		for _, c := range claims {
-			if _, _, err := s.ClaimSession(ctx, c.uid, fmt.Sprint("s", c.uid), c.gw, now, account.PolicyKick); err != nil {
+			if _, _, err := claimSession(ctx, s, c.uid, fmt.Sprint("s", c.uid), c.gw, now, account.PolicyKick); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -268,7 +268,7 @@ func TestCleanup(t *testing.T) {
 			{6, "gw-old", cutoff + 100000, false}, // started late, still on a dead gateway
 		}
 		for _, c := range claims {
-			if _, _, err := s.ClaimSession(ctx, c.uid, "s", c.gw, c.started, account.PolicyKick); err != nil {
+			if _, _, err := claimSession(ctx, s, c.uid, "s", c.gw, c.started, account.PolicyKick); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -312,7 +312,7 @@ func TestClaimRace(t *testing.T) {
 				replaced := make([]string, n)
 				for i := range n {
 					wg.Go(func() {
-						replaced[i], _, errs[i] = s.ClaimSession(ctx, uid, fmt.Sprint("s", i), fmt.Sprint("gw-", i%2), now, policy)
+						replaced[i], _, errs[i] = claimSession(ctx, s, uid, fmt.Sprint("s", i), fmt.Sprint("gw-", i%2), now, policy)
 					})
 				}
 				wg.Wait()
