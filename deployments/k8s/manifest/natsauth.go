@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/natter-chat/natter/shared/natsconn"
+	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -27,8 +28,11 @@ type Role struct {
 	// subscribe to (NATS wildcards allowed).
 	Publish, Subscribe []string
 	// Responds lets the role answer the requests it receives
-	// (allow_responses: a reply subject may be published to once, within
-	// two minutes of the request): every micro service needs it.
+	// (allow_responses: a reply subject may be published to up to
+	// natsreq.DefaultMaxAttempts times, within two minutes of the
+	// request): every micro service needs it. Not once: a requester re-sends
+	// an unanswered idempotent request on the same reply subject, and both
+	// copies may be answered (the server counts answers per reply subject).
 	Responds bool
 }
 
@@ -210,7 +214,9 @@ func AuthConf() string {
 # inbox prefix of its own (_INBOX.<role>, set by shared/natsconn from the
 # binary's name) and may subscribe to that one only: no role can read
 # another's replies. Services answer through allow_responses (a reply
-# subject of a request they received, once, within 2 minutes) and
+# subject of a request they received, up to 3 times - a requester may
+# re-send an unanswered request on the same reply subject - within 2
+# minutes) and
 # subscribe to $SRV.> for micro discovery. ops may ask the services for
 # discovery and statistics; sys, in the system account, the servers for
 # their monitoring data; both read replies on _INBOX.ops only (nats
@@ -247,7 +253,7 @@ func writeUser(b *strings.Builder, r Role, pad string) {
 	fmt.Fprintf(b, "%s    publish: { allow: %s }\n", pad, confList(r.Publish, len(pad)+4))
 	fmt.Fprintf(b, "%s    subscribe: { allow: %s }\n", pad, confList(r.Subscribe, len(pad)+4))
 	if r.Responds {
-		fmt.Fprintf(b, "%s    allow_responses: true\n", pad)
+		fmt.Fprintf(b, "%s    allow_responses: { max: %d, expires: \"2m\" }\n", pad, natsreq.DefaultMaxAttempts)
 	}
 	fmt.Fprintf(b, "%s  }\n%s}\n", pad, pad)
 }
