@@ -4,7 +4,7 @@ import "unicode/utf8"
 
 // JSON as the client protocol writes it: the bytes of encoding/json with
 // HTML escaping off (api.Marshal), appended to a caller's buffer. The
-// gateway's hot-path codec writes its frames with these too.
+// gateway's hot-path codec and shared/api's store codec write with these too.
 
 const hexDigits = "0123456789abcdef"
 
