@@ -112,50 +112,73 @@ func DefaultConfig() Config {
 // TLS reports whether the configuration has a TLS listener.
 func (c Config) TLS() bool { return c.TLSListen != "" || c.WSSListen != "" }
 
-// Validate checks the configuration.
+// Validate reports every problem of the configuration, each naming its
+// flag.
 func (c Config) Validate() error {
-	switch {
-	case c.Listen == "" && c.WSListen == "" && !c.TLS():
-		return errors.New("no client listener: give --listen, --tls-listen, --ws-listen or --wss-listen")
-	case c.TLS() && (c.TLSCert == "" || c.TLSKey == ""):
-		return errors.New("--tls-listen and --wss-listen need a certificate: give --tls-cert and --tls-key")
-	case (c.TLSCert == "") != (c.TLSKey == ""):
-		return errors.New("--tls-cert and --tls-key go together: give both")
-	case c.TLSCert != "" && !c.TLS():
-		return errors.New("--tls-cert and --tls-key are for the TLS listeners: give --tls-listen or --wss-listen")
-	case c.TLSReloadInterval < 0:
-		return fmt.Errorf("tls reload interval %s: want 0 (on SIGHUP only) or more", c.TLSReloadInterval)
-	case c.MaxFrame < 1024:
-		return fmt.Errorf("max frame %d: want at least 1024 bytes", c.MaxFrame)
-	case c.PresenceTTL < 2*time.Second:
-		return fmt.Errorf("presence ttl %s: want at least 2s", c.PresenceTTL)
-	case c.WriteLimit < 2*c.MaxFrame:
-		return fmt.Errorf("write limit %d bytes: want at least twice the max frame (%d)", c.WriteLimit, 2*c.MaxFrame)
-	case c.WriteTimeout <= 0 || c.RequestTimeout <= 0 || c.AckInterval <= 0:
-		return errors.New("timeouts and intervals must be positive")
-	case c.FloodRate <= 0 || c.FloodBurst < 1:
-		return errors.New("flood rate and burst must be positive")
-	case c.IdleTimeout < 0:
-		return fmt.Errorf("idle timeout %s: want 0 (never) or more", c.IdleTimeout)
-	case c.MaxConns < 0:
-		return fmt.Errorf("max conns %d: want 0 (no limit) or more", c.MaxConns)
-	case c.LegacyGap < 0 || c.LegacyGap > time.Second:
-		return fmt.Errorf("legacy gap %s: want 0 to 1s", c.LegacyGap)
-	case c.DrainWindow < 0:
-		return fmt.Errorf("drain window %s: want 0 or more", c.DrainWindow)
-	case c.Web && c.WSListen == "" && c.WSSListen == "":
-		return errors.New("the web page is served on the WebSocket addresses: --web needs --ws-listen or --wss-listen")
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Listen == "" && c.WSListen == "" && !c.TLS() {
+		bad("no client listener: give --listen, --tls-listen, --ws-listen or --wss-listen")
+	}
+	if c.TLS() && (c.TLSCert == "" || c.TLSKey == "") {
+		bad("--tls-listen and --wss-listen need a certificate: give --tls-cert and --tls-key")
+	} else if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("--tls-cert and --tls-key go together: give both")
+	}
+	if c.TLSCert != "" && !c.TLS() {
+		bad("--tls-cert and --tls-key are for the TLS listeners: give --tls-listen or --wss-listen")
+	}
+	if c.TLSReloadInterval < 0 {
+		bad("--tls-reload-interval %s: want 0 (on SIGHUP only) or more", c.TLSReloadInterval)
+	}
+	if c.MaxFrame < 1024 {
+		bad("--max-frame %d: want at least 1024 bytes", c.MaxFrame)
+	}
+	if c.PresenceTTL < 2*time.Second {
+		bad("--presence-ttl %s: want at least 2s", c.PresenceTTL)
+	}
+	if c.WriteLimit < 2*c.MaxFrame {
+		bad("--write-limit %d: want at least twice --max-frame (%d bytes)", c.WriteLimit, 2*c.MaxFrame)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"write-timeout", c.WriteTimeout}, {"request-timeout", c.RequestTimeout}, {"ack-interval", c.AckInterval}} {
+		if d.v <= 0 {
+			bad("--%s %s: want more than 0", d.flag, d.v)
+		}
+	}
+	if c.FloodRate <= 0 {
+		bad("--flood-rate %v: want more than 0", c.FloodRate)
+	}
+	if c.FloodBurst < 1 {
+		bad("--flood-burst %d: want at least 1", c.FloodBurst)
+	}
+	if c.IdleTimeout < 0 {
+		bad("--idle-timeout %s: want 0 (never) or more", c.IdleTimeout)
+	}
+	if c.MaxConns < 0 {
+		bad("--max-conns %d: want 0 (no limit) or more", c.MaxConns)
+	}
+	if c.LegacyGap < 0 || c.LegacyGap > time.Second {
+		bad("--legacy-gap %s: want 0 to 1s", c.LegacyGap)
+	}
+	if c.DrainWindow < 0 {
+		bad("--drain-window %s: want 0 or more", c.DrainWindow)
+	}
+	if c.Web && c.WSListen == "" && c.WSSListen == "" {
+		bad("the web page is served on the WebSocket addresses: --web needs --ws-listen or --wss-listen")
 	}
 	if err := distinctAddrs(map[string]string{"listen": c.Listen, "tls-listen": c.TLSListen,
 		"ws-listen": c.WSListen, "wss-listen": c.WSSListen}); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	for _, p := range c.WSOrigins {
 		if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) != p || p == "" {
-			return fmt.Errorf("ws origin pattern %q: want a host pattern such as chat.example.com, *.example.com or https://*.example.com", p)
+			bad("--ws-origins pattern %q: want a host pattern such as chat.example.com, *.example.com or https://*.example.com", p)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // CheckTLSFiles loads the certificate and key files of a configuration

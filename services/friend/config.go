@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/cliflag"
 )
 
 // Limits of the configuration.
@@ -42,18 +44,18 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every invalid field of c.
+// Validate reports every invalid field of c, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("concurrency %d: want at least 1", c.Concurrency))
+		errs = append(errs, fmt.Errorf("concurrency %d (from --%s): want at least 1", c.Concurrency, cliflag.DBConns))
 	}
 	if c.RequestTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout))
+		errs = append(errs, fmt.Errorf("--%s %v: want more than 0", cliflag.RequestTimeout, c.RequestTimeout))
 	}
 	if c.CoalesceWindow <= 0 || c.CoalesceWindow > MaxCoalesceWindow {
-		errs = append(errs, fmt.Errorf("presence coalesce window %v: want more than 0 and at most %v",
-			c.CoalesceWindow, MaxCoalesceWindow))
+		errs = append(errs, fmt.Errorf("--%s %v: want more than 0 and at most %v",
+			flagPresenceCoalesce, c.CoalesceWindow, MaxCoalesceWindow))
 	}
 	return errors.Join(errs...)
 }

@@ -194,24 +194,36 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*friend.Config)
-		ok     bool
+		flag   string // the flag the error names; "": valid
 	}{
-		{"default", func(*friend.Config) {}, true},
-		{"no concurrency", func(c *friend.Config) { c.Concurrency = 0 }, false},
-		{"no timeout", func(c *friend.Config) { c.RequestTimeout = 0 }, false},
-		{"no window", func(c *friend.Config) { c.CoalesceWindow = 0 }, false},
-		{"negative window", func(c *friend.Config) { c.CoalesceWindow = -time.Second }, false},
-		{"longest window", func(c *friend.Config) { c.CoalesceWindow = friend.MaxCoalesceWindow }, true},
-		{"window too long", func(c *friend.Config) { c.CoalesceWindow = friend.MaxCoalesceWindow + 1 }, false},
+		{"default", func(*friend.Config) {}, ""},
+		{"no concurrency", func(c *friend.Config) { c.Concurrency = 0 }, "--db-conns"},
+		{"no timeout", func(c *friend.Config) { c.RequestTimeout = 0 }, "--request-timeout 0s"},
+		{"no window", func(c *friend.Config) { c.CoalesceWindow = 0 }, "--presence-coalesce 0s"},
+		{"negative window", func(c *friend.Config) { c.CoalesceWindow = -time.Second }, "--presence-coalesce -1s"},
+		{"longest window", func(c *friend.Config) { c.CoalesceWindow = friend.MaxCoalesceWindow }, ""},
+		{"window too long", func(c *friend.Config) { c.CoalesceWindow = friend.MaxCoalesceWindow + 1 }, "--presence-coalesce"},
 	}
+	all := friend.DefaultConfig()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := friend.DefaultConfig()
 			tt.modify(&cfg)
-			if err := cfg.Validate(); (err == nil) != tt.ok {
-				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			err := cfg.Validate()
+			if (err == nil) != (tt.flag == "") || err != nil && !strings.Contains(err.Error(), tt.flag) {
+				t.Errorf("Validate() = %v, want an error naming %q", err, tt.flag)
 			}
 		})
+		if tt.flag != "" && !strings.Contains(tt.name, "negative") {
+			tt.modify(&all)
+		}
+	}
+	// Every problem at once is reported at once.
+	err := all.Validate()
+	for _, tt := range tests {
+		if tt.flag != "" && (err == nil || !strings.Contains(err.Error(), strings.Fields(tt.flag)[0])) {
+			t.Errorf("all bad: Validate() = %v, want it to name %s", err, tt.flag)
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter/shared/cliflag"
 )
 
 // Defaults of DefaultConfig.
@@ -54,17 +56,18 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every field of c that is out of range.
+// Validate reports every field of c that is out of range, each naming its
+// flag.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
-		errs = append(errs, fmt.Errorf("concurrency %d: want 1-%d", c.Concurrency, maxConcurrency))
+		errs = append(errs, fmt.Errorf("concurrency %d (from --%s): want 1-%d", c.Concurrency, cliflag.DBConns, maxConcurrency))
 	}
 	if c.RequestTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout))
+		errs = append(errs, fmt.Errorf("--%s %v: want more than 0", cliflag.RequestTimeout, c.RequestTimeout))
 	}
 	if c.CacheGroups < 1 || c.CacheGroups > maxCacheGroups {
-		errs = append(errs, fmt.Errorf("cache groups %d: want 1-%d", c.CacheGroups, maxCacheGroups))
+		errs = append(errs, fmt.Errorf("--%s %d: want 1-%d", FlagCacheGroups, c.CacheGroups, maxCacheGroups))
 	}
 	return errors.Join(errs...)
 }

@@ -284,24 +284,32 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*Config)
-		ok     bool
+		flag   string // what the error names; "": valid
 	}{
-		{"default", func(*Config) {}, true},
-		{"no concurrency", func(c *Config) { c.Concurrency = 0 }, false},
-		{"too much concurrency", func(c *Config) { c.Concurrency = maxConcurrency + 1 }, false},
-		{"no timeout", func(c *Config) { c.RequestTimeout = 0 }, false},
-		{"negative timeout", func(c *Config) { c.RequestTimeout = -time.Second }, false},
-		{"no cache", func(c *Config) { c.CacheGroups = 0 }, false},
-		{"cache of one", func(c *Config) { c.CacheGroups = 1 }, true},
+		{"default", func(*Config) {}, ""},
+		{"no concurrency", func(c *Config) { c.Concurrency = 0 }, "--db-conns"},
+		{"too much concurrency", func(c *Config) { c.Concurrency = maxConcurrency + 1 }, "--db-conns"},
+		{"no timeout", func(c *Config) { c.RequestTimeout = 0 }, "--request-timeout 0s"},
+		{"negative timeout", func(c *Config) { c.RequestTimeout = -time.Second }, "--request-timeout -1s"},
+		{"no cache", func(c *Config) { c.CacheGroups = 0 }, "--group-cache 0"},
+		{"cache of one", func(c *Config) { c.CacheGroups = 1 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.modify(&cfg)
-			if err := cfg.Validate(); (err == nil) != tt.ok {
-				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			err := cfg.Validate()
+			if (err == nil) != (tt.flag == "") || err != nil && !strings.Contains(err.Error(), tt.flag) {
+				t.Errorf("Validate() = %v, want an error naming %q", err, tt.flag)
 			}
 		})
+	}
+	// Every problem at once is reported at once.
+	err := Config{}.Validate()
+	for _, flag := range []string{"--db-conns", "--request-timeout 0s", "--group-cache 0"} {
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("zero config: Validate() = %v, want it to name %s", err, flag)
+		}
 	}
 	ns := natstest.Run(t)
 	if _, err := Start(context.Background(), natstest.Connect(t, ns), dbtest.SQLite(t), Config{}, logtest.New(t, slog.LevelWarn)); err == nil {

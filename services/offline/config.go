@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/shared/api"
+	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/sqldb"
 )
 
@@ -141,30 +142,32 @@ func (c Config) withDefaults(d sqldb.Dialect) Config {
 	return c
 }
 
-// Validate reports every field that is out of range. Zero means the default
-// and is always valid.
+// Validate reports every field that is out of range, each naming its flag.
+// Zero means the default and is always valid.
 func (c Config) Validate() error {
 	var errs []error
-	nonNeg := func(name string, v time.Duration) {
+	nonNeg := func(flag string, v time.Duration) {
 		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, v))
+			errs = append(errs, fmt.Errorf("--%s %v: want 0 (the default) or more", flag, v))
 		}
 	}
-	inRange := func(name string, v, hi int) {
+	inRange := func(flag string, v, hi int) {
 		if v < 0 || v > hi {
-			errs = append(errs, fmt.Errorf("%s must be between 1 and %d (0 for the default), got %d", name, hi, v))
+			errs = append(errs, fmt.Errorf("--%s %d: want 1-%d (0 for the default)", flag, v, hi))
 		}
 	}
-	nonNeg("retention", c.Retention)
-	nonNeg("prune interval", c.PruneEvery)
-	nonNeg("request timeout", c.RequestTimeout)
-	inRange("batch size", c.BatchSize, maxBatchSize)
-	inRange("queue limit", c.QueueLimit, 1<<24)
-	inRange("writers", c.Writers, maxWriters)
-	inRange("concurrency", c.Concurrency, 1<<16)
-	inRange("max recipients", c.MaxRecipients, maxMaxRecipients)
+	nonNeg(flagRetention, c.Retention)
+	nonNeg(flagPruneEvery, c.PruneEvery)
+	nonNeg(cliflag.RequestTimeout, c.RequestTimeout)
+	inRange(flagBatchSize, c.BatchSize, maxBatchSize)
+	inRange(flagQueueLimit, c.QueueLimit, 1<<24)
+	inRange(flagWriters, c.Writers, maxWriters)
+	if c.Concurrency < 0 || c.Concurrency > 1<<16 {
+		errs = append(errs, fmt.Errorf("concurrency %d (from --%s): want 1-%d (0 for the default)", c.Concurrency, cliflag.DBConns, 1<<16))
+	}
+	inRange(flagMaxRecipients, c.MaxRecipients, maxMaxRecipients)
 	if c.SenderBurst > 0 && c.SenderBurst < api.MaxBodyLen {
-		errs = append(errs, fmt.Errorf("sender burst must be at least the largest body (%d bytes), got %d", api.MaxBodyLen, c.SenderBurst))
+		errs = append(errs, fmt.Errorf("--%s %d: want at least the largest body (%d bytes), or 0 for the default", flagSenderBurst, c.SenderBurst, api.MaxBodyLen))
 	}
 	return errors.Join(errs...)
 }

@@ -728,19 +728,33 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("zero config: %v", err)
 	}
-	for _, c := range []Config{
-		{Retention: -time.Second},
-		{PruneEvery: -1},
-		{BatchSize: -1},
-		{BatchSize: maxBatchSize + 1},
-		{QueueLimit: -5},
-		{Writers: maxWriters + 1},
-		{Concurrency: -1},
-		{RequestTimeout: -time.Second},
-		{MaxRecipients: -1},
+	for _, tc := range []struct {
+		c    Config
+		flag string // what the error names
+	}{
+		{Config{Retention: -time.Second}, "--retention -1s"},
+		{Config{PruneEvery: -1}, "--prune-every -1ns"},
+		{Config{BatchSize: -1}, "--batch-size -1"},
+		{Config{BatchSize: maxBatchSize + 1}, fmt.Sprintf("--batch-size %d", maxBatchSize+1)},
+		{Config{QueueLimit: -5}, "--queue-limit -5"},
+		{Config{Writers: maxWriters + 1}, fmt.Sprintf("--writers %d", maxWriters+1)},
+		{Config{Concurrency: -1}, "--db-conns"},
+		{Config{RequestTimeout: -time.Second}, "--request-timeout -1s"},
+		{Config{MaxRecipients: -1}, "--max-recipients -1"},
+		{Config{SenderBurst: 1}, "--sender-burst 1"},
 	} {
-		if err := c.Validate(); err == nil {
-			t.Errorf("%+v: valid", c)
+		if err := tc.c.Validate(); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%+v: Validate() = %v, want an error naming %q", tc.c, err, tc.flag)
+		}
+	}
+	// Every problem at once is reported at once.
+	all := Config{Retention: -1, PruneEvery: -1, BatchSize: -1, QueueLimit: -1, Writers: -1, Concurrency: -1,
+		RequestTimeout: -1, MaxRecipients: -1, SenderBurst: 1}
+	err := all.Validate()
+	for _, flag := range []string{"--retention", "--prune-every", "--batch-size", "--queue-limit", "--writers",
+		"--db-conns", "--request-timeout", "--max-recipients", "--sender-burst"} {
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("all bad: Validate() = %v, want it to name %s", err, flag)
 		}
 	}
 	ns := natstest.Run(t)

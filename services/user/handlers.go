@@ -20,9 +20,6 @@ import (
 	"github.com/natter-chat/natter/shared/subject"
 )
 
-// none is the answer of endpoints with nothing to say: {}.
-type none struct{}
-
 func (s *Service) register(ctx context.Context, req *api.RegisterRequest) (_ *api.RegisterResponse, err error) {
 	defer func() { s.metrics.register(err) }()
 	if err := api.CheckName(req.Name, MaxNameRunes); err != nil {
@@ -201,7 +198,7 @@ func (s *Service) kick(uid int64, sessionID string) {
 }
 
 // logouts releases a gateway's batch of sessions.
-func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*none, error) {
+func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*api.Empty, error) {
 	if n := len(req.Sessions); n < 1 || n > api.MaxLogouts {
 		return nil, api.Errorf(api.CodeBadRequest, "sessions must list 1-%d sessions, got %d", api.MaxLogouts, n)
 	}
@@ -224,7 +221,7 @@ func (s *Service) logouts(ctx context.Context, req *api.LogoutsRequest) (*none, 
 		return nil, fmt.Errorf("logouts: %w", err)
 	}
 	s.presence(time.Now().UnixMilli(), false, ended...)
-	return &none{}, nil
+	return &api.Empty{}, nil
 }
 
 func (s *Service) lookup(ctx context.Context, req *api.LookupRequest) (*api.LookupResponse, error) {
@@ -301,7 +298,7 @@ func (s *Service) gatewayBeat(ctx context.Context, req *api.GatewayBeat) (*api.G
 	return &api.GatewayBeatResponse{New: created}, nil
 }
 
-func (s *Service) gatewayLeave(ctx context.Context, req *api.GatewayLeave) (*none, error) {
+func (s *Service) gatewayLeave(ctx context.Context, req *api.GatewayLeave) (*api.Empty, error) {
 	if err := checkID("gateway_id", req.GatewayID); err != nil {
 		return nil, err
 	}
@@ -311,7 +308,7 @@ func (s *Service) gatewayLeave(ctx context.Context, req *api.GatewayLeave) (*non
 	}
 	s.presence(time.Now().UnixMilli(), false, users...)
 	s.log.Info("gateway left", "gateway_id", req.GatewayID, "sessions", len(users))
-	return &none{}, nil
+	return &api.Empty{}, nil
 }
 
 // presenceChunk bounds one presence message (about 40 bytes an event) well

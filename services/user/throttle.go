@@ -2,6 +2,7 @@ package user
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,19 +49,28 @@ func DefaultThrottle() ThrottleConfig {
 	return ThrottleConfig{AccountFailures: 5, AddressFailures: 50, Delay: time.Second, MaxDelay: 15 * time.Minute, Window: time.Hour}
 }
 
-// Validate reports the first invalid field.
+// Validate reports every invalid field, each naming its flag.
 func (c ThrottleConfig) Validate() error {
-	switch {
-	case c.AccountFailures < 0 || c.AddressFailures < 0:
-		return fmt.Errorf("login throttle: free failures must not be negative (account %d, address %d)", c.AccountFailures, c.AddressFailures)
-	case c.AccountFailures == 0 && c.AddressFailures == 0:
-		return nil // off
-	case c.Delay <= 0 || c.MaxDelay < c.Delay:
-		return fmt.Errorf("login throttle: want 0 < delay (%v) <= max delay (%v)", c.Delay, c.MaxDelay)
-	case c.Window < c.MaxDelay:
-		return fmt.Errorf("login throttle: the failure window (%v) must be at least the max delay (%v)", c.Window, c.MaxDelay)
+	var errs []error
+	if c.AccountFailures < 0 {
+		errs = append(errs, fmt.Errorf("--%s %d: want 0 or more", flagAccountFailures, c.AccountFailures))
 	}
-	return nil
+	if c.AddressFailures < 0 {
+		errs = append(errs, fmt.Errorf("--%s %d: want 0 or more", flagAddressFailures, c.AddressFailures))
+	}
+	if len(errs) > 0 || c.AccountFailures == 0 && c.AddressFailures == 0 {
+		return errors.Join(errs...) // nil: off
+	}
+	if c.Delay <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: want more than 0", flagLoginDelay, c.Delay))
+	}
+	if c.MaxDelay < c.Delay {
+		errs = append(errs, fmt.Errorf("--%s %v: want at least --%s (%v)", flagLoginMaxDelay, c.MaxDelay, flagLoginDelay, c.Delay))
+	}
+	if c.Window < c.MaxDelay {
+		errs = append(errs, fmt.Errorf("--%s %v: want at least --%s (%v)", flagFailureWindow, c.Window, flagLoginMaxDelay, c.MaxDelay))
+	}
+	return errors.Join(errs...)
 }
 
 // next is a key's record after a failure at now: the failures counted

@@ -1,6 +1,7 @@
 package user
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -43,18 +44,27 @@ func TestThrottleNext(t *testing.T) {
 
 func TestThrottleValidate(t *testing.T) {
 	for _, tc := range []struct {
-		c  ThrottleConfig
-		ok bool
+		c    ThrottleConfig
+		want []string // the flags the error names; none: valid
 	}{
-		{DefaultThrottle(), true},
-		{ThrottleConfig{}, true}, // off
-		{ThrottleConfig{AccountFailures: -1}, false},
-		{ThrottleConfig{AccountFailures: 5, Delay: 0, MaxDelay: time.Second, Window: time.Hour}, false},
-		{ThrottleConfig{AccountFailures: 5, Delay: time.Minute, MaxDelay: time.Second, Window: time.Hour}, false},
-		{ThrottleConfig{AddressFailures: 5, Delay: time.Second, MaxDelay: time.Hour, Window: time.Minute}, false},
+		{DefaultThrottle(), nil},
+		{ThrottleConfig{}, nil}, // off
+		{ThrottleConfig{AccountFailures: -1, AddressFailures: -2}, []string{"--login-account-failures -1", "--login-address-failures -2"}},
+		{ThrottleConfig{AccountFailures: 5, Delay: 0, MaxDelay: time.Second, Window: time.Hour}, []string{"--login-delay 0s"}},
+		{ThrottleConfig{AccountFailures: 5, Delay: time.Minute, MaxDelay: time.Second, Window: time.Hour}, []string{"--login-max-delay 1s"}},
+		{ThrottleConfig{AddressFailures: 5, Delay: time.Second, MaxDelay: time.Hour, Window: time.Minute}, []string{"--login-failure-window 1m0s"}},
+		{ThrottleConfig{AddressFailures: 5, Delay: -time.Second, MaxDelay: -time.Minute, Window: -time.Hour},
+			[]string{"--login-delay -1s", "--login-max-delay -1m0s", "--login-failure-window -1h0m0s"}},
 	} {
-		if err := tc.c.Validate(); (err == nil) != tc.ok {
-			t.Errorf("%+v: %v, want ok %v", tc.c, err, tc.ok)
+		err := tc.c.Validate()
+		if (err == nil) != (len(tc.want) == 0) {
+			t.Errorf("%+v: %v, want an error naming %q", tc.c, err, tc.want)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: %v, want it to name %q", tc.c, err, w)
+			}
 		}
 	}
 }

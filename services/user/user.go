@@ -9,6 +9,7 @@ package user
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"github.com/natter-chat/natter/services/user/internal/account"
 	"github.com/natter-chat/natter/services/user/internal/names"
 	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -84,24 +86,26 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid field of c.
+// Validate reports every invalid field of c, each naming its flag.
 func (c Config) Validate() error {
+	var errs []error
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
-		return fmt.Errorf("bcrypt cost %d out of range %d-%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+		errs = append(errs, fmt.Errorf("--%s %d: want %d-%d", flagBcryptCost, c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
 	}
 	if _, err := c.policy(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if c.Concurrency < 1 {
-		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+		errs = append(errs, fmt.Errorf("concurrency %d (from --%s): want at least 1", c.Concurrency, cliflag.DBConns))
 	}
 	if c.ResumeTTL != 0 && c.ResumeTTL < time.Minute {
-		return fmt.Errorf("resume token ttl %v: want at least 1m (0 for the default)", c.ResumeTTL)
+		errs = append(errs, fmt.Errorf("--%s %v: want at least 1m (0 for the default)", flagResumeTTL, c.ResumeTTL))
 	}
 	if c.RequestTimeout <= 0 {
-		return fmt.Errorf("request timeout %v: want a positive duration", c.RequestTimeout)
+		errs = append(errs, fmt.Errorf("--%s %v: want more than 0", cliflag.RequestTimeout, c.RequestTimeout))
 	}
-	return c.Throttle.Validate()
+	errs = append(errs, c.Throttle.Validate())
+	return errors.Join(errs...)
 }
 
 func (c Config) policy() (account.Policy, error) {
@@ -111,7 +115,7 @@ func (c Config) policy() (account.Policy, error) {
 	case PolicyReject:
 		return account.PolicyReject, nil
 	}
-	return 0, fmt.Errorf("login policy %q: want %s or %s", c.LoginPolicy, PolicyKick, PolicyReject)
+	return 0, fmt.Errorf("--%s %q: want %s or %s", flagLoginPolicy, c.LoginPolicy, PolicyKick, PolicyReject)
 }
 
 // Service is a running user service.

@@ -126,30 +126,44 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*user.Config)
-		ok     bool
+		flag   string // what the error names; "": valid
 	}{
-		{"valid", func(*user.Config) {}, true},
-		{"empty policy means kick", func(c *user.Config) { c.LoginPolicy = "" }, true},
-		{"reject", func(c *user.Config) { c.LoginPolicy = user.PolicyReject }, true},
-		{"unknown policy", func(c *user.Config) { c.LoginPolicy = "ignore" }, false},
-		{"cost too low", func(c *user.Config) { c.BcryptCost = bcrypt.MinCost - 1 }, false},
-		{"cost too high", func(c *user.Config) { c.BcryptCost = bcrypt.MaxCost + 1 }, false},
-		{"no concurrency", func(c *user.Config) { c.Concurrency = 0 }, false},
-		{"no timeout", func(c *user.Config) { c.RequestTimeout = 0 }, false},
-		{"default throttle", func(c *user.Config) { c.Throttle = user.DefaultThrottle() }, true},
+		{"valid", func(*user.Config) {}, ""},
+		{"empty policy means kick", func(c *user.Config) { c.LoginPolicy = "" }, ""},
+		{"reject", func(c *user.Config) { c.LoginPolicy = user.PolicyReject }, ""},
+		{"unknown policy", func(c *user.Config) { c.LoginPolicy = "ignore" }, `--login-policy "ignore"`},
+		{"cost too low", func(c *user.Config) { c.BcryptCost = bcrypt.MinCost - 1 }, "--bcrypt-cost 3"},
+		{"cost too high", func(c *user.Config) { c.BcryptCost = bcrypt.MaxCost + 1 }, "--bcrypt-cost 32"},
+		{"no concurrency", func(c *user.Config) { c.Concurrency = 0 }, "--db-conns"},
+		{"no timeout", func(c *user.Config) { c.RequestTimeout = 0 }, "--request-timeout 0s"},
+		{"short resume ttl", func(c *user.Config) { c.ResumeTTL = time.Second }, "--resume-ttl 1s"},
+		{"default throttle", func(c *user.Config) { c.Throttle = user.DefaultThrottle() }, ""},
 		{"throttle window shorter than its lock", func(c *user.Config) {
 			c.Throttle = user.DefaultThrottle()
 			c.Throttle.Window = time.Minute
-		}, false},
+		}, "--login-failure-window 1m0s"},
+		{"negative throttle", func(c *user.Config) { c.Throttle.AddressFailures = -1 }, "--login-address-failures -1"},
 	}
+	all := testConfig(user.PolicyKick)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(user.PolicyKick)
 			tt.modify(&cfg)
-			if err := cfg.Validate(); (err == nil) != tt.ok {
-				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			err := cfg.Validate()
+			if (err == nil) != (tt.flag == "") || err != nil && !strings.Contains(err.Error(), tt.flag) {
+				t.Errorf("Validate() = %v, want an error naming %q", err, tt.flag)
 			}
 		})
+	}
+	// Every problem at once is reported at once.
+	all.LoginPolicy, all.BcryptCost, all.Concurrency, all.RequestTimeout, all.ResumeTTL = "ignore", 0, 0, 0, time.Second
+	all.Throttle = user.DefaultThrottle()
+	all.Throttle.Window = time.Minute
+	err := all.Validate()
+	for _, flag := range []string{"--login-policy", "--bcrypt-cost", "--db-conns", "--request-timeout", "--resume-ttl", "--login-failure-window"} {
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("all bad: Validate() = %v, want it to name %s", err, flag)
+		}
 	}
 }
 

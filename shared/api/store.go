@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/shared/wire"
 )
 
 // The store codec: how a gateway or the group service asks the offline
@@ -40,7 +42,7 @@ func AppendStoreRequest(dst []byte, from int64, to []int64, cid string, body []b
 	dst = append(dst, ']')
 	if cid != "" {
 		dst = append(dst, `,"cid":`...)
-		dst = appendString(dst, cid)
+		dst = wire.AppendString(dst, cid)
 	}
 	dst = append(dst, `,"body":`...)
 	dst = append(dst, body...)
@@ -220,59 +222,4 @@ func DecodeStoreAnswer(msg *nats.Msg) (StoreResponse, error) {
 		return StoreResponse{}, e
 	}
 	return DecodeStoreResponse(msg.Data)
-}
-
-// appendString appends s as a JSON string, escaped as encoding/json
-// escapes it with HTML escaping off (Marshal).
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

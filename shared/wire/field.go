@@ -1,9 +1,10 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 )
 
 // Object is a decoded frame: its fields, still encoded. Keeping values raw
@@ -82,26 +83,41 @@ func (o Object) OptString(field string) (s string, ok bool, err error) {
 	return s, err == nil, err
 }
 
-// Set stores v, JSON-encoded, under field.
-func (o Object) Set(field string, v any) {
-	o[field] = Marshal(v)
+// SetString stores s, JSON-encoded, under field.
+func (o Object) SetString(field, s string) {
+	o[field] = AppendString(nil, s)
 }
 
-// Encode returns the object as JSON with its keys in sorted order (as the
-// original system's ordered map wrote them).
+// SetInt stores n under field.
+func (o Object) SetInt(field string, n int64) {
+	o[field] = strconv.AppendInt(nil, n, 10)
+}
+
+// Encode returns the object as compact JSON with its keys in sorted order
+// (as the original system's ordered map wrote them) and nothing
+// HTML-escaped: the bytes api.Marshal writes for the same map. Its values
+// must be valid JSON, as Parse and the setters leave them; a missing (nil)
+// value is written as null.
 func (o Object) Encode() []byte {
-	// Values came from json.Unmarshal or Set, so they are valid JSON.
-	return Marshal(map[string]json.RawMessage(o))
-}
-
-// Marshal encodes v as compact JSON without escaping <, > and & (clients
-// see exactly the characters that were sent). Map keys come out sorted.
-func Marshal(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		panic(fmt.Sprintf("wire: encode %T: %v", v, err))
+	keys := make([]string, 0, len(o))
+	n := 2
+	for k, v := range o {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 4
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+	slices.Sort(keys)
+	b := make([]byte, 1, n)
+	b[0] = '{'
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(AppendString(b, k), ':')
+		if v := o[k]; len(v) == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = AppendCompact(b, v)
+		}
+	}
+	return append(b, '}')
 }

@@ -118,7 +118,7 @@ func TestObjectFields(t *testing.T) {
 
 func TestEncodeSortedNoHTMLEscape(t *testing.T) {
 	o, _ := Parse([]byte(`{"z":1,"a":"<b>&"}`))
-	o.Set("m", "你好")
+	o.SetString("m", "你好")
 	if got, want := string(o.Encode()), `{"a":"<b>&","m":"你好","z":1}`; got != want {
 		t.Fatalf("Encode = %s, want %s", got, want)
 	}
@@ -182,8 +182,8 @@ func BenchmarkEncodePush(b *testing.B) {
 	body := []byte(`{"msgid":6,"id":1,"name":"alice","toid":2,"msg":"hello there, how are you today?","time":"2026-11-21 12:00:00"}`)
 	for b.Loop() {
 		o, _ := Parse(body)
-		o.Set("mid", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
-		o.Set("seq", 12345)
+		o.SetString("mid", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+		o.SetInt("seq", 12345)
 		_ = o.Encode()
 	}
 }

@@ -147,7 +147,7 @@ func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name stri
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, key)
+		dst = wire.AppendString(dst, key)
 		dst = append(dst, ':')
 		switch e {
 		case addID:
@@ -155,7 +155,7 @@ func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name stri
 		case addMsgID:
 			dst = strconv.AppendInt(dst, int64(msgid), 10)
 		case addName:
-			dst = appendString(dst, name)
+			dst = wire.AppendString(dst, name)
 		case addTime:
 			dst = append(dst, '"')
 			dst = appendDateTime(dst, now)
@@ -163,7 +163,7 @@ func AppendChatBody(dst []byte, f *Frame, msgid wire.MsgID, uid int64, name stri
 		default:
 			m := &f.members[e]
 			if m.flags&valSpace != 0 {
-				dst = appendCompact(dst, f.value(m))
+				dst = wire.AppendCompact(dst, f.value(m))
 			} else {
 				dst = append(dst, f.value(m)...)
 			}

@@ -229,7 +229,7 @@ func TestPush(t *testing.T) {
 func TestLegacyPushCutsLongChats(t *testing.T) {
 	var f Frame
 	for _, text := range []string{strings.Repeat("long ", 300), strings.Repeat("长", 500), strings.Repeat("\x01", 300)} {
-		frame := []byte(`{"toid":2,"msg":` + string(appendString(nil, text)) + `}`)
+		frame := []byte(`{"toid":2,"msg":` + string(wire.AppendString(nil, text)) + `}`)
 		if err := Scan(frame, &f); err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@
 // caller's buffer, allocating nothing.
 //
 // Every encoder writes exactly the bytes of the generic path (wire.Parse,
-// wire.Object's setters and Encode, wire.Marshal of a map: keys sorted,
+// wire.Object's setters and Encode, api.Marshal of a map: keys sorted,
 // values compacted, no HTML escaping), and every reader accepts and refuses
 // exactly what wire.Parse and wire.Object's readers do, with the same
 // wire.FieldError texts. The tests hold each function against a reference

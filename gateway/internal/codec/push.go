@@ -11,7 +11,7 @@ import (
 // AppendPush appends to dst the full-dialect frame (without terminator)
 // that delivers a stored message: body (as the offline service keeps it)
 // with "mid" and "seq" set, keys sorted: the bytes of wire.Parse(body),
-// Set("mid", mid), Set("seq", seq), Encode(). msgid is the body's "msgid"
+// SetString("mid", mid), SetInt("seq", seq), Encode(). msgid is the body's "msgid"
 // (0 when it has no integer one), for the frame counters.
 //
 // A body in the shape the gateway stores (compact, keys sorted, given once,
@@ -29,8 +29,8 @@ func AppendPush(dst, body []byte, mid string, seq int64) (out []byte, msgid wire
 		return dst, 0, err
 	}
 	id, _ := o.Int("msgid")
-	o.Set("mid", mid)
-	o.Set("seq", seq)
+	o.SetString("mid", mid)
+	o.SetInt("seq", seq)
 	return append(dst, o.Encode()...), wire.MsgID(id), nil
 }
 
@@ -139,7 +139,7 @@ var pushKeys = [2][]byte{[]byte("mid"), []byte("seq")}
 func appendPushField(dst []byte, which int, mid string, seq int64) []byte {
 	if which == 0 {
 		dst = append(dst, `"mid":`...)
-		return appendString(dst, mid)
+		return wire.AppendString(dst, mid)
 	}
 	dst = append(dst, `"seq":`...)
 	return strconv.AppendInt(dst, seq, 10)
@@ -190,7 +190,7 @@ func fitChat(o wire.Object) []byte {
 		msg = ""
 	}
 	fit := func(o wire.Object) []byte {
-		o.Set("msg", CutMarker)
+		o.SetString("msg", CutMarker)
 		base := len(o.Encode()) // the frame with only the marker as text
 		room := LegacyMaxFrame - base
 		if room < 0 {
@@ -206,7 +206,7 @@ func fitChat(o wire.Object) []byte {
 			for n > 0 && n < len(msg) && !utf8.RuneStart(msg[n]) {
 				n--
 			}
-			o.Set("msg", msg[:n]+CutMarker)
+			o.SetString("msg", msg[:n]+CutMarker)
 			if enc := o.Encode(); len(enc) <= LegacyMaxFrame {
 				return enc
 			}
@@ -227,6 +227,6 @@ func fitChat(o wire.Object) []byte {
 		return enc
 	}
 	slim = wire.Object{"msgid": o["msgid"]}
-	slim.Set("msg", CutMarker)
+	slim.SetString("msg", CutMarker)
 	return slim.Encode()
 }

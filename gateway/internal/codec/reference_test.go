@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,8 +15,25 @@ import (
 
 // The reference: every frame built the generic way, as the session built
 // it before this package (gateway/internal/session: handlers.go, social.go,
-// deliver.go, legacy.go, session.go), with wire.Parse, wire.Object and
-// wire.Marshal of maps. Each codec function is held against it.
+// deliver.go, legacy.go, session.go), with wire.Parse, wire.Object's readers and
+// maps encoded by encoding/json (api.Marshal), not by wire's own encoder.
+// Each codec function is held against it.
+
+// refMarshal is api.Marshal of a value that always encodes.
+func refMarshal(v any) []byte {
+	b, err := api.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("reference: encode %T: %v", v, err))
+	}
+	return b
+}
+
+// refSet stores v, encoded by api.Marshal, under field.
+func refSet(o wire.Object, field string, v any) { o[field] = refMarshal(v) }
+
+// refEncode is api.Marshal of the object's map: keys sorted, values
+// compacted, nothing HTML-escaped.
+func refEncode(o wire.Object) []byte { return refMarshal(map[string]json.RawMessage(o)) }
 
 var refControlFields = []string{"reqid", "cid", "mid", "seq", "dialect", "lastseq", "password", "token"}
 
@@ -65,13 +83,13 @@ func refChatBody(o wire.Object, msgid wire.MsgID, uid int64, name string, now ti
 	for _, f := range refControlFields {
 		delete(o, f)
 	}
-	o.Set("msgid", msgid)
-	o.Set("id", uid)
-	o.Set("name", name)
+	refSet(o, "msgid", msgid)
+	refSet(o, "id", uid)
+	refSet(o, "name", name)
 	{ // the server's clock, always: a sender cannot forge what a client shows
-		o.Set("time", now.Format(time.DateTime))
+		refSet(o, "time", now.Format(time.DateTime))
 	}
-	return o.Encode()
+	return refEncode(o)
 }
 
 // refPush is emitLocked's full-dialect frame.
@@ -81,9 +99,9 @@ func refPush(body []byte, mid string, seq int64) ([]byte, wire.MsgID, error) {
 		return nil, 0, err
 	}
 	id, _ := o.Int("msgid")
-	o.Set("mid", mid)
-	o.Set("seq", seq)
-	return o.Encode(), wire.MsgID(id), nil
+	refSet(o, "mid", mid)
+	refSet(o, "seq", seq)
+	return refEncode(o), wire.MsgID(id), nil
 }
 
 // refLegacyPush is emitLocked's legacy frame.
@@ -113,7 +131,7 @@ func refAppendRecord(dst, frame []byte) []byte {
 
 // refFitChat is legacy.go's fitChat, with one fix (see below).
 func refFitChat(o wire.Object) []byte {
-	enc := o.Encode()
+	enc := refEncode(o)
 	if len(enc) <= refLegacyMaxFrame {
 		return enc
 	}
@@ -122,8 +140,8 @@ func refFitChat(o wire.Object) []byte {
 		msg = ""
 	}
 	fit := func(o wire.Object) []byte {
-		o.Set("msg", refCutMarker)
-		base := len(o.Encode())
+		refSet(o, "msg", refCutMarker)
+		base := len(refEncode(o))
 		room := refLegacyMaxFrame - base
 		if room < 0 {
 			return nil
@@ -136,11 +154,11 @@ func refFitChat(o wire.Object) []byte {
 			for n > 0 && n < len(msg) && !utf8.RuneStart(msg[n]) {
 				n--
 			}
-			o.Set("msg", msg[:n]+refCutMarker)
-			if enc := o.Encode(); len(enc) <= refLegacyMaxFrame {
+			refSet(o, "msg", msg[:n]+refCutMarker)
+			if enc := refEncode(o); len(enc) <= refLegacyMaxFrame {
 				return enc
 			}
-			n -= max(1, (len(o.Encode())-refLegacyMaxFrame)/6)
+			n -= max(1, (len(refEncode(o))-refLegacyMaxFrame)/6)
 		}
 		return nil
 	}
@@ -157,8 +175,8 @@ func refFitChat(o wire.Object) []byte {
 		return enc
 	}
 	slim = wire.Object{"msgid": o["msgid"]}
-	slim.Set("msg", refCutMarker)
-	return slim.Encode()
+	refSet(slim, "msg", refCutMarker)
+	return refEncode(slim)
 }
 
 type refRawJSON []byte
@@ -187,7 +205,7 @@ func refReply(r *Reply) []byte {
 		if len(r.ReqID) > 0 {
 			m["reqid"] = refRawJSON(r.ReqID)
 		}
-		return wire.Marshal(m)
+		return refMarshal(m)
 	}
 	m := map[string]any{"errno": r.Errno, "errmsg": r.Errmsg}
 	switch r.Re {
@@ -206,7 +224,7 @@ func refReply(r *Reply) []byte {
 	if len(r.ReqID) > 0 && !r.Legacy {
 		m["reqid"] = refRawJSON(r.ReqID)
 	}
-	return wire.Marshal(m)
+	return refMarshal(m)
 }
 
 // refPong is handle's answer to a PING.
@@ -215,7 +233,7 @@ func refPong(reqid []byte) []byte {
 	if len(reqid) > 0 {
 		m["reqid"] = refRawJSON(reqid)
 	}
-	return wire.Marshal(m)
+	return refMarshal(m)
 }
 
 // objectText is o with its values as strings, for comparisons.

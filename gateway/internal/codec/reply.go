@@ -40,7 +40,7 @@ type Reply struct {
 //     "re" (left out when Re is 0 or wire.Reply); "errno" and "errmsg";
 //     "reqid" in the full dialect. The extra fields are not written.
 //
-// Keys are sorted as wire.Marshal writes a map's. ReqID must be a JSON
+// Keys are sorted as api.Marshal writes a map's. ReqID must be a JSON
 // value, as Frame.Raw returns; it is written compacted.
 func AppendReply(dst []byte, r *Reply) []byte {
 	if r.Errno == wire.OK {
@@ -73,7 +73,7 @@ func AppendReply(dst []byte, r *Reply) []byte {
 		msgid = wire.Kicked
 	}
 	dst = append(dst, `{"errmsg":`...)
-	dst = appendString(dst, r.Errmsg)
+	dst = wire.AppendString(dst, r.Errmsg)
 	dst = appendIntField(dst, "errno", int64(r.Errno))
 	dst = appendIntField(dst, "msgid", int64(msgid))
 	if msgid == wire.Reply && r.Re != 0 && r.Re != wire.Reply {
@@ -99,5 +99,5 @@ func appendReqID(dst, reqid []byte) []byte {
 	if len(reqid) == 0 {
 		return dst
 	}
-	return appendCompact(append(dst, `,"reqid":`...), reqid)
+	return wire.AppendCompact(append(dst, `,"reqid":`...), reqid)
 }

@@ -15,10 +15,18 @@ func (s *Session) terminate(b []byte) []byte {
 }
 
 // send queues a frame built from m, which has a "msgid" of type wire.MsgID.
-// last closes the connection after it.
+// last closes the connection after it. A frame that cannot be encoded (a
+// bug: m holds only numbers, strings and the services' answers) is not
+// sent; the connection is closed with an internal error instead.
 func (s *Session) send(m map[string]any, last bool) bool {
 	id, _ := m["msgid"].(wire.MsgID)
-	return s.sendFrame(s.terminate(wire.Marshal(m)), id, last)
+	f, err := api.Marshal(m)
+	if err != nil {
+		s.log().Error("frame not sent; closing", "msgid", id, "err", err)
+		s.sendClosing(0, wire.Internal, "internal error")
+		return false
+	}
+	return s.sendFrame(s.terminate(f), id, last)
 }
 
 // sendFrame queues an encoded frame and counts it.

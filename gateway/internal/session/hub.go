@@ -187,7 +187,11 @@ func (h *Hub) ended(s *Session) {
 func (h *Hub) refuse(conn net.Conn) {
 	h.m.closed[netconn.ReasonConnLimit].Inc()
 	h.log.Debug("connection refused: server full", "remote", conn.RemoteAddr().String(), "max_conns", h.opts.MaxConns)
-	f := append(wire.Marshal(map[string]any{"msgid": wire.Reconnect, "errno": wire.ServerFull, "errmsg": "server full"}), wire.TermNewline)
+	o := wire.Object{}
+	o.SetInt("msgid", int64(wire.Reconnect))
+	o.SetInt("errno", int64(wire.ServerFull))
+	o.SetString("errmsg", "server full")
+	f := append(o.Encode(), wire.TermNewline)
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	if _, err := conn.Write(f); err == nil {
 		h.m.framesOut[wire.Reconnect].Inc()

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/natter-chat/natter/gateway/internal/netconn"
@@ -19,14 +20,25 @@ const legacyMaxFrame = netconn.RecordSize - 1
 // does not). Lists are left out when empty, elements are JSON-encoded
 // strings, as the original client parses them. It returns the frame and the
 // offline messages it carries.
-func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.Group, msgs []api.InboxMessage) ([]byte, []api.InboxMessage) {
+func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.Group, msgs []api.InboxMessage) ([]byte, []api.InboxMessage, error) {
 	ack := map[string]any{"msgid": wire.LoginAck, "errno": wire.OK, "id": uid, "name": name}
-	fits := func() bool { return len(wire.Marshal(ack)) <= legacyMaxFrame }
+	fits := func() (bool, error) {
+		b, err := api.Marshal(ack)
+		return len(b) <= legacyMaxFrame, err
+	}
 	var fs []string
 	for _, f := range friendObjects(friends) {
-		fs = append(fs, string(wire.Marshal(f)))
+		enc, err := api.Marshal(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode friend: %w", err)
+		}
+		fs = append(fs, string(enc))
 		ack["friends"] = fs
-		if !fits() {
+		ok, err := fits()
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode login ack: %w", err)
+		}
+		if !ok {
 			fs = fs[:len(fs)-1]
 			break
 		}
@@ -39,18 +51,27 @@ func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.
 	var gs []string
 	for _, g := range groups {
 		obj := groupObject(g)
-		users := legacyStrings(obj["users"].([]map[string]any))
+		users, err := legacyStrings(obj["users"].([]map[string]any))
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode group %d: %w", g.ID, err)
+		}
+		var enc []byte
 		placed := false
 		// A member costs at least 40 bytes: no more than 25 can fit.
 		for n := min(len(users), 25); n >= 0 && !placed; n-- {
 			obj["users"] = users[:n]
-			ack["groups"] = append(gs, string(wire.Marshal(obj)))
-			placed = fits()
+			if enc, err = api.Marshal(obj); err != nil {
+				return nil, nil, fmt.Errorf("encode group %d: %w", g.ID, err)
+			}
+			ack["groups"] = append(gs, string(enc))
+			if placed, err = fits(); err != nil {
+				return nil, nil, fmt.Errorf("encode login ack: %w", err)
+			}
 		}
 		if !placed {
 			break
 		}
-		gs = append(gs, string(wire.Marshal(obj)))
+		gs = append(gs, string(enc))
 	}
 	if len(gs) == 0 {
 		delete(ack, "groups")
@@ -61,7 +82,11 @@ func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.
 	n := 0
 	for _, m := range msgs {
 		ack["offlinemsg"] = append(offline, string(m.Body))
-		if !fits() {
+		ok, err := fits()
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode login ack: %w", err)
+		}
+		if !ok {
 			break
 		}
 		offline = append(offline, string(m.Body))
@@ -72,7 +97,11 @@ func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.
 	} else {
 		ack["offlinemsg"] = offline
 	}
-	return wire.Marshal(ack), msgs[:n]
+	frame, err := api.Marshal(ack)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode login ack: %w", err)
+	}
+	return frame, msgs[:n], nil
 }
 
 // legacyNotice is a frame the original client shows as it shows a chat:
@@ -80,20 +109,24 @@ func legacyLoginAck(uid int64, name string, friends []api.Profile, groups []api.
 // on its own.
 func legacyNotice(text string) []byte {
 	o := wire.Object{}
-	o.Set("msgid", wire.OneChat)
-	o.Set("id", 0)
-	o.Set("name", "natter")
-	o.Set("msg", text)
-	o.Set("time", time.Now().Format(time.DateTime))
+	o.SetInt("msgid", int64(wire.OneChat))
+	o.SetInt("id", 0)
+	o.SetString("name", "natter")
+	o.SetString("msg", text)
+	o.SetString("time", time.Now().Format(time.DateTime))
 	return o.Encode()
 }
 
 // legacyStrings encodes each element as a JSON string of its own, as the
 // original's LOGIN_ACK carries friends, groups and their users.
-func legacyStrings(objs []map[string]any) []string {
+func legacyStrings(objs []map[string]any) ([]string, error) {
 	out := make([]string, len(objs))
 	for i, o := range objs {
-		out[i] = string(wire.Marshal(o))
+		b, err := api.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(b)
 	}
-	return out
+	return out, nil
 }

@@ -260,7 +260,12 @@ func (s *Session) sendLoginAck(r loginReq, resp api.LoginResponse, friends []api
 // messages still to replay. Call with s.mu held.
 func (s *Session) sendLegacyLoginAckLocked(uid int64, name string, friends []api.Profile, groups []api.Group,
 	msgs []api.InboxMessage) []api.InboxMessage {
-	frame, carried := legacyLoginAck(uid, name, friends, groups, msgs)
+	frame, carried, err := legacyLoginAck(uid, name, friends, groups, msgs)
+	if err != nil {
+		s.log().Error("login ack not sent; closing", "err", err)
+		s.sendClosingAs(true, wire.Login, wire.Internal, "internal error")
+		return nil
+	}
 	f := s.terminate(frame)
 	var ok bool
 	switch {

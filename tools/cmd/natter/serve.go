@@ -110,10 +110,12 @@ func serve(c *cli.Context) (err error) {
 		cfg.Friend.Concurrency = cfg.DBConns
 		cfg.Group.Concurrency = cfg.DBConns
 	}
+	var errs []error // every problem of every part at once
 	for _, v := range []interface{ Validate() error }{cfg.NATS, cfg.Gateway, cfg.User, cfg.Offline, cfg.Friend, cfg.Group} {
-		if err := v.Validate(); err != nil {
-			return err
-		}
+		errs = append(errs, v.Validate())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if err := cfg.Gateway.CheckTLSFiles(); err != nil {
 		return err

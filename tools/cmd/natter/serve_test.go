@@ -198,3 +198,16 @@ func TestServeWSListenEmpty(t *testing.T) {
 		t.Error("--ws-listen '' --web=true: no error")
 	}
 }
+
+// TestServeConfigErrors: natter serve reports the bad values of all its
+// parts at once, each with its flag, before it starts anything.
+func TestServeConfigErrors(t *testing.T) {
+	err := newApp().RunContext(context.Background(), []string{"natter", "serve", "--data", t.TempDir(),
+		"--listen", "127.0.0.1:0", "--log-level", "error",
+		"--max-frame", "10", "--bcrypt-cost", "99", "--batch-size", "-1", "--presence-coalesce", "0s", "--group-cache", "0"})
+	for _, want := range []string{"--max-frame 10", "--bcrypt-cost 99", "--batch-size -1", "--presence-coalesce 0s", "--group-cache 0"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("natter serve: %v, want an error naming %q", err, want)
+		}
+	}
+}

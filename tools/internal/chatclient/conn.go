@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -229,7 +230,11 @@ func (c *conn) close() {
 
 // send writes one frame.
 func (c *conn) send(v any) error {
-	b := append(wire.Marshal(v), '\n')
+	b, err := api.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	b = append(b, '\n')
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))

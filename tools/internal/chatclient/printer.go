@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/wire"
 )
 
@@ -37,7 +38,14 @@ func (p *Printer) event(name string, fields map[string]any) {
 	fields["event"] = name
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.w.Write(append(wire.Marshal(fields), '\n'))
+	b, err := api.Marshal(fields)
+	if err != nil { // a bug: fields are numbers and strings
+		o := wire.Object{}
+		o.SetString("event", name)
+		o.SetString("error", "encode: "+err.Error())
+		b = o.Encode()
+	}
+	p.w.Write(append(b, '\n'))
 }
 
 // Textf prints a line of text (text mode only).
@@ -69,7 +77,7 @@ func (p *Printer) Message(m Message) {
 		if err := json.Unmarshal(m.Raw, &o); err != nil {
 			o = wire.Object{}
 		}
-		o.Set("event", "message")
+		o.SetString("event", "message")
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.w.Write(append(o.Encode(), '\n'))
