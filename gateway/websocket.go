@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -22,10 +23,26 @@ import (
 // WSPath is where the WebSocket endpoint is served.
 const WSPath = wsconn.Path
 
-// clientKeepAlive is the TCP keepalive of client sockets, TCP and
-// WebSocket alike: dead peers are found in about a minute.
+// Client sockets' TCP keepalive: the first probe after keepAliveIdle plus
+// up to keepAliveSpread of idleness, then every keepAliveInterval, dead
+// after keepAliveCount unanswered: dead peers are found in 60-75 s.
+const (
+	keepAliveIdle     = 30 * time.Second
+	keepAliveSpread   = 15 * time.Second
+	keepAliveInterval = 10 * time.Second
+	keepAliveCount    = 3
+)
+
+// clientKeepAlive is the TCP keepalive of a client socket, its idle time
+// drawn anew for each call. Connections that came together (the logins of
+// a resume storm) would otherwise probe together, every 10 s: 100,000 idle
+// connections on one machine sent their probes in bursts that overflowed
+// the kernel's per-CPU receive backlog (net.core.netdev_max_backlog, 1,000
+// packets) on loopback, and connections whose probes were dropped three
+// times in a row were aborted ("read: connection timed out").
 func clientKeepAlive() net.KeepAliveConfig {
-	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}
+	return net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle + rand.N(keepAliveSpread),
+		Interval: keepAliveInterval, Count: keepAliveCount}
 }
 
 // wsServer is the gateway's HTTP server on Config.WSListen (or, with TLS,
@@ -48,10 +65,22 @@ type wsServer struct {
 	conns   sync.WaitGroup // upgraded connections, until their close handshake ends
 }
 
+// keepAliveListener gives each connection it accepts its own keepalive
+// (clientKeepAlive).
+type keepAliveListener struct{ net.Listener }
+
+func (l keepAliveListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(clientKeepAlive())
+	}
+	return c, err
+}
+
 // listenWS listens on addr, with TLS when tlsConf is not nil (the HTTP
 // server runs each connection's handshake).
 func listenWS(addr string, tlsConf *tls.Config, cfg Config, hub *session.Hub, m *session.Metrics, log *slog.Logger) (*wsServer, error) {
-	lc := net.ListenConfig{KeepAliveConfig: clientKeepAlive()}
+	lc := net.ListenConfig{KeepAlive: -1} // set per connection (keepAliveListener)
 	raw, err := lc.Listen(context.Background(), "tcp", addr)
 	name := "websocket"
 	if tlsConf != nil {
@@ -60,7 +89,7 @@ func listenWS(addr string, tlsConf *tls.Config, cfg Config, hub *session.Hub, m 
 	if err != nil {
 		return nil, fmt.Errorf("listen %s (%s): %w", addr, name, err)
 	}
-	var ln net.Listener = netconn.NewListener(raw, name, log)
+	var ln net.Listener = netconn.NewListener(keepAliveListener{raw}, name, log)
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
