@@ -154,6 +154,18 @@ func checkReply(t *testing.T, r *Reply) {
 	}
 }
 
+// refusedOf is a list of refused members drawn from seq: none, one or
+// several, some of them large.
+func refusedOf(seq int64) []int64 {
+	switch seq % 7 {
+	case 1:
+		return []int64{seq}
+	case 2:
+		return []int64{1, seq, 1 << 62}
+	}
+	return nil
+}
+
 // checkAll runs every check that applies to frame.
 func checkAll(t *testing.T, f *Frame, frame []byte, uid int64, name, mid string, seq int64) {
 	t.Helper()
@@ -169,7 +181,8 @@ func checkAll(t *testing.T, f *Frame, frame []byte, uid int64, name, mid string,
 		for _, errno := range []wire.Errno{wire.OK, wire.BadField} {
 			for _, legacy := range []bool{false, true} {
 				checkReply(t, &Reply{Re: re, Errno: errno, Errmsg: name, ReqID: f.Raw("reqid"), Legacy: legacy,
-					MID: mid, HasMID: seq%2 == 0, Duplicate: seq%3 == 0, Seq: seq, HasSeq: seq%5 == 0})
+					MID: mid, HasMID: seq%2 == 0, Duplicate: seq%3 == 0, Seq: seq, HasSeq: seq%5 == 0,
+					Refused: refusedOf(seq)})
 			}
 		}
 	}

@@ -200,6 +200,9 @@ func refReply(r *Reply) []byte {
 		if r.HasSeq {
 			extra["seq"] = r.Seq
 		}
+		if len(r.Refused) > 0 {
+			extra["refused"] = r.Refused
+		}
 		m := map[string]any{"msgid": wire.Reply, "re": r.Re, "errno": wire.OK, "errmsg": ""}
 		maps.Copy(m, extra)
 		if len(r.ReqID) > 0 {

@@ -20,12 +20,15 @@ type Reply struct {
 
 	// Extra fields of a success: "mid" when HasMID (a stored chat),
 	// "duplicate": true when Duplicate (a chat stored before under the
-	// same cid), "seq" when HasSeq (an acknowledgement).
+	// same cid), "seq" when HasSeq (an acknowledgement), "refused" when
+	// Refused is not empty (the members of a group whose inbox was full:
+	// the message was stored for the others, not for them).
 	MID       string
 	HasMID    bool
 	Duplicate bool
 	Seq       int64
 	HasSeq    bool
+	Refused   []int64
 }
 
 // AppendReply appends to dst the frame (without terminator) answering a
@@ -57,6 +60,16 @@ func AppendReply(dst []byte, r *Reply) []byte {
 		}
 		dst = append(dst, `,"msgid":14,"re":`...)
 		dst = strconv.AppendInt(dst, int64(r.Re), 10)
+		if len(r.Refused) > 0 {
+			dst = append(dst, `,"refused":[`...)
+			for i, id := range r.Refused {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = strconv.AppendInt(dst, id, 10)
+			}
+			dst = append(dst, ']')
+		}
 		dst = appendReqID(dst, r.ReqID)
 		if r.HasSeq {
 			dst = appendIntField(dst, "seq", r.Seq)

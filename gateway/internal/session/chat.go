@@ -206,7 +206,8 @@ func (s *Session) answerStore(r chatReq, resp api.StoreResponse, err error) {
 		s.sendError(r.msgid, r.reqid, errno, text, false)
 		return
 	}
-	s.sendReply(&codec.Reply{Re: r.msgid, ReqID: r.reqid, MID: resp.MID, HasMID: true, Duplicate: resp.Duplicate && !r.ownCID})
+	s.sendReply(&codec.Reply{Re: r.msgid, ReqID: r.reqid, MID: resp.MID, HasMID: true,
+		Duplicate: resp.Duplicate && !r.ownCID, Refused: resp.Refused})
 }
 
 // lookupThenStore checks that a chat's recipient exists, then stores it.
