@@ -321,10 +321,14 @@ func OpenSQLite(path string) (*DB, error) {
 		}
 	}
 	// synchronous NORMAL: commits write the WAL, the sync follows outside
-	// the connection (durable.go).
+	// the connection (durable.go). cache_spill off: a transaction's pages
+	// reach the WAL only at its commit, which walwrite_linux.go's one
+	// write per commit relies on (a transaction larger than the cache
+	// grows it instead).
+	gatherWALWrites()
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate" +
-		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB) + "&_pragma=wal_autocheckpoint(0)"
+		fmt.Sprintf("&_pragma=cache_size(%d)", -writerCacheKiB) + "&_pragma=cache_spill(0)&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
