@@ -950,8 +950,17 @@ class Page {
       done: (f) => {
         if (f.error) set("failed", `not sent: ${f.error}`);
         else if (f.errno !== E.OK) set("failed", `not sent: ${f.errmsg || "error " + f.errno}`);
+        else if (f.refused && f.refused.length) set("sent", `sent; not stored for ${this.memberNames(c.id, f.refused)}: inbox full`);
         else set("sent", "sent");
       } });
+  }
+
+  // memberNames names the users ids of group gid, as far as its member
+  // list knows them.
+  memberNames(gid, ids) {
+    const g = this.groups.get(gid);
+    const byID = new Map((g ? g.users : []).map((u) => [u.id, u.name]));
+    return ids.map((id) => byID.get(id) || `user ${id}`).join(", ");
   }
 }
 
