@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -55,7 +56,12 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) string {
+// unusedPort is a port nothing listens on now, for a process that cannot
+// listen on port 0 and report the port it got (nginx): another process
+// can take it before that process binds it, so the caller checks that
+// its process is the one listening there, and starts it again on
+// another port when the port was taken (startNginx).
+func unusedPort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +69,108 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// heldPort is a port of 127.0.0.1 that the test holds for its whole life
+// (nothing else can take it): a bound socket that does not listen, so a
+// connection to it is refused, until listen makes it a listener.
+type heldPort struct {
+	fd   int
+	addr string
+}
+
+func holdPort(t *testing.T) *heldPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	h := &heldPort{fd: fd, addr: fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)}
+	t.Cleanup(func() {
+		if h.fd >= 0 {
+			syscall.Close(h.fd)
+		}
+	})
+	return h
+}
+
+// refusedAddr is an address where connections are refused for the whole
+// test: a port the test holds without listening on it.
+func refusedAddr(t *testing.T) string { return holdPort(t).addr }
+
+// listen turns the held port into a listener (closed with the test).
+func (h *heldPort) listen(t *testing.T) net.Listener {
+	t.Helper()
+	if err := syscall.Listen(h.fd, 128); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(h.fd), h.addr)
+	h.fd = -1
+	ln, err := net.FileListener(f) // a copy of the descriptor
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// forward relays every connection ln accepts to target, until the test
+// ends.
+func forward(t *testing.T, ln net.Listener, target string) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open, done := map[net.Conn]bool{}, false
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				mu.Lock()
+				if done {
+					mu.Unlock()
+					c.Close()
+					s.Close()
+					return
+				}
+				open[c], open[s] = true, true
+				mu.Unlock()
+				var pair sync.WaitGroup
+				pair.Go(func() { io.Copy(s, c); s.(*net.TCPConn).CloseWrite() })
+				io.Copy(c, s)
+				c.(*net.TCPConn).CloseWrite()
+				pair.Wait()
+				c.Close()
+				s.Close()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		done = true
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 }
 
 type proc struct {
@@ -117,14 +225,15 @@ func (p *proc) stop(sig os.Signal) {
 const (
 	anyPort   = "127.0.0.1:0"
 	logTCP    = "gateway listening"                       // --listen
-	logWS     = "gateway listening for websocket clients" // --ws-listen
+	logWS     = "gateway listening for websocket clients" // --ws-listen (or --wss-listen)
+	logTLS    = "gateway listening for TLS clients"       // --tls-listen
 	logNATS   = "embedded NATS listen*"                   // natter serve --nats-listen (Info, or a Warn without auth)
 	logOps    = "serving /healthz, /readyz and /metrics"  // --http
 	logServes = "natter serving"                          // natter serve: --listen, once every part is up
 )
 
 // listenAddr waits until p has logged a line with message msg (a final *:
-// starting with it) that carries an addr, and returns that address (the
+// starting with it) that carries an addr (or address), and returns that address (the
 // first such line).
 func (p *proc) listenAddr(msg string) string {
 	p.t.Helper()
@@ -146,7 +255,7 @@ func loggedAddr(t *testing.T, name string, out *logtest.Buffer, msg string, chec
 	if prefix, ok := strings.CutSuffix(msg, "*"); ok {
 		pattern = regexp.QuoteMeta(prefix) + `[^"]*`
 	}
-	re := regexp.MustCompile(`msg="` + pattern + `"[^\n]*? addr=(\S+)`)
+	re := regexp.MustCompile(`msg="` + pattern + `"[^\n]*? (?:addr|address)=(\S+)`) // address: Prometheus's key
 	var addr string
 	eventually.NoError(t, 60*time.Second, func() error {
 		if m := re.FindStringSubmatch(out.String()); m != nil {

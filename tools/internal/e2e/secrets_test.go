@@ -136,7 +136,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(plantedFileSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	closed := freePort(t) // nothing listens here
+	closed := refusedAddr(t) // nothing listens here
 	deadURLs := fmt.Sprintf("nats://natter:%s@%s,nats://%s@%s", plantedURLPassword, closed, plantedURLToken, closed)
 	dsn := fmt.Sprintf("natter:%s@tcp(%s)/natter", plantedDSNPassword, closed)
 
@@ -247,8 +247,13 @@ func TestBusAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out, err := exec.Command(filepath.Join(binaries(t), "natter"), "serve", "--nats-listen", "0.0.0.0:"+portOf(t, freePort(t)),
+	// Port 0: were the refusal gone, the server would listen on a port of
+	// its own (and be stopped by the timeout), not on one another test
+	// holds.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "natter"), "serve", "--nats-listen", "0.0.0.0:0",
 		"--data", t.TempDir()).CombinedOutput()
+	cancel()
 	if err == nil || !strings.Contains(string(out), "needs authentication") {
 		t.Errorf("natter serve --nats-listen 0.0.0.0:... without credentials: %v\n%s", err, out)
 	}

@@ -272,15 +272,12 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 // SIGHUP, and returns it with its addresses.
 func tlsServe(t *testing.T, files certtest.Files, extra ...string) (srv *proc, plain, secure, wss string) {
 	t.Helper()
-	plain, secure, wss = freePort(t), freePort(t), freePort(t)
-	args := append([]string{"serve", "--listen", plain, "--tls-listen", secure, "--wss-listen", wss, "--ws-listen", "",
+	args := append([]string{"serve", "--listen", anyPort, "--tls-listen", anyPort, "--wss-listen", anyPort, "--ws-listen", "",
 		"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-reload-interval", "0",
 		"--data", t.TempDir(), "--bcrypt-cost", "4"}, extra...)
 	srv = startProc(t, "natter", args...)
-	waitListening(t, plain)
-	waitListening(t, secure)
-	waitListening(t, wss)
-	return srv, plain, secure, wss
+	// --ws-listen '': the one WebSocket listener is wss.
+	return srv, srv.listenAddr(logServes), srv.listenAddr(logTLS), srv.listenAddr(logWS)
 }
 
 // TestServeTLSProcess runs natter serve with --tls-listen and
@@ -329,14 +326,13 @@ func TestServeTLSProcess(t *testing.T) {
 // natter serve: a TLS client and a client of natter serve chat, and SIGHUP
 // reloads the certificate.
 func TestGatewayProcessTLS(t *testing.T) {
-	natsAddr, gw1 := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	addr1 := waitListening(t, gw1)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	addr1, natsAddr := srv.tcpAddr(logServes), srv.listenAddr(logNATS)
 	files := certtest.Write(t, "localhost", "127.0.0.1")
-	secure := freePort(t)
-	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", "", "--tls-listen", secure,
+	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", "", "--tls-listen", anyPort,
 		"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-reload-interval", "0")
-	tlsAddr := waitListening(t, secure)
+	tlsAddr := g.tcpAddr(logTLS)
+	secure := tlsAddr.String()
 
 	conf := trust(t, files.CA)
 	a, _ := dialTLS(t, tlsAddr, conf, '\n', "a-tls")
