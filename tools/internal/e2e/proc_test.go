@@ -233,8 +233,8 @@ const (
 )
 
 // listenAddr waits until p has logged a line with message msg (a final *:
-// starting with it) that carries an addr (or address), and returns that address (the
-// first such line).
+// starting with it) that carries an addr (or address), and returns that
+// address (the first such line).
 func (p *proc) listenAddr(msg string) string {
 	p.t.Helper()
 	return loggedAddr(p.t, p.name, p.out, msg, func() {
@@ -245,6 +245,29 @@ func (p *proc) listenAddr(msg string) string {
 		default:
 		}
 	})
+}
+
+// listening waits until p has logged each of msgs (listen messages), or
+// has exited: then it returns the exit.
+func (p *proc) listening(msgs ...string) error {
+	p.t.Helper()
+	var exit error
+	eventually.NoError(p.t, 60*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			exit = fmt.Errorf("%s exited: %v", p.name, err)
+			return nil
+		default:
+		}
+		for _, m := range msgs {
+			if !strings.Contains(p.out.String(), `msg="`+m+`"`) {
+				return fmt.Errorf("%s has not logged %q yet", p.name, m)
+			}
+		}
+		return nil
+	})
+	return exit
 }
 
 // loggedAddr is listenAddr on any process's output; check (if not nil)
