@@ -159,8 +159,7 @@ func TestBadInputIsContained(t *testing.T) {
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
 	b := dial(t, c.gws[0].Addr(), '\n', "b")
 	aid := a.register("alice", "pw")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	bid := b.signUp("bob", "pw")
 
 	cases := []struct {
 		name  string
@@ -308,8 +307,7 @@ func TestDuplicateLoginKick(t *testing.T) {
 func TestDuplicateLoginReject(t *testing.T) {
 	c := newCluster(t, clusterOpts{policy: "reject"})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
 	a2.send(frame{"msgid": 1, "id": aid, "password": "pw"})
 	if f := a2.expect(2); f.num("errno") != 2 || f.str("errmsg") != "this account is using, input another!" {
@@ -522,11 +520,9 @@ func TestLegacyLoginAckStaysSmall(t *testing.T) {
 func TestLostKickIsReconciled(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	b := dial(t, c.gws[0].Addr(), '\n', "b")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	b.signUp("bob", "pw")
 	// The lost kick: the user service records a newer session for alice,
 	// and nothing tells the gateway.
 	if _, err := c.db.ExecContext(context.Background(), "UPDATE sessions SET session_id = 'replaced-elsewhere' WHERE user_id = ?", aid); err != nil {

@@ -211,8 +211,7 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 func TestLegacyLargeFrames(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[0].Addr(), '\n', "full")
-	bid := full.register("bob-with-a-long-name", "pw")
-	full.login(bid, "pw")
+	bid := full.signUp("bob-with-a-long-name", "pw")
 	var friends []int64
 	for i := range 15 {
 		f := dial(t, c.gws[1].Addr(), '\n', fmt.Sprintf("f%d", i))

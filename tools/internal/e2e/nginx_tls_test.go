@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -91,17 +90,7 @@ func TestNginxTLSTemplates(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	cfg := gateway.DefaultConfig()
 	cfg.Listen, cfg.WSListen, cfg.Web = "127.0.0.1:0", "127.0.0.1:0", true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Stop(ctx)
-	})
+	g := startGateway(t, c.conn(), cfg)
 
 	files := certtest.Write(t, "localhost", "127.0.0.1")
 	// Root's nginx drops to nobody, who must read the key (a test
@@ -133,31 +122,20 @@ func TestNginxTLSTemplates(t *testing.T) {
 	secureAddr, _ := net.ResolveTCPAddr("tcp", secure)
 	plainAddr, _ := net.ResolveTCPAddr("tcp", plain)
 	a, _ := dialTLS(t, secureAddr, trusted, '\n', "a-tls-nginx")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	a.signUp("alice", "pw")
 	b := dial(t, plainAddr, '\n', "b-plain-nginx")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
-	a.send(chat(bid, "through nginx's tls"))
-	a.expect(14)
-	if f := b.expect(6); f.str("msg") != "through nginx's tls" {
-		t.Fatalf("plain client got %v", f)
-	}
+	bid := b.signUp("bob", "pw")
+	a.chatTo(b, bid, "through nginx's tls")
 
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: trusted}, Timeout: 5 * time.Second}
-	ws, err := wsconn.Dial(ctx, "wss://localhost:"+portOf(t, wss)+gateway.WSPath, &websocket.DialOptions{HTTPClient: hc})
+	ws, err := wsconn.Dial(t.Context(), "wss://localhost:"+portOf(t, wss)+gateway.WSPath, &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		t.Fatalf("wss through nginx: %v", err)
 	}
 	t.Cleanup(func() { ws.Close() })
 	w := &client{t: t, name: "wss-nginx", conn: ws, r: bufio.NewReader(ws), term: '\n'}
-	wid := w.register("carol", "pw")
-	w.login(wid, "pw")
-	a.send(chat(wid, "to wss through nginx"))
-	a.expect(14)
-	if f := w.expect(6); f.str("msg") != "to wss through nginx" {
-		t.Fatalf("wss client got %v", f)
-	}
+	wid := w.signUp("carol", "pw")
+	a.chatTo(w, wid, "to wss through nginx")
 	resp, err := hc.Get("https://localhost:" + portOf(t, wss) + "/")
 	if err != nil {
 		t.Fatalf("page over https through nginx: %v", err)

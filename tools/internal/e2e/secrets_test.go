@@ -276,8 +276,7 @@ func TestBusAuthentication(t *testing.T) {
 
 	gw := startProc(t, "natter-gateway", "--listen", anyPort, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
 	c := dial(t, gw.tcpAddr(logTCP), '\n', "via the second gateway")
-	id := c.register("bus-user", "pw")
-	c.login(id, "pw")
+	c.signUp("bus-user", "pw")
 }
 
 func portOf(t *testing.T, addr string) string {

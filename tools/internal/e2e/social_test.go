@@ -115,8 +115,7 @@ func TestGroupChatAcrossGateways(t *testing.T) {
 
 		// A non-member cannot send; an unknown group is an error.
 		out := dial(t, c.gws[1].Addr(), '\n', "out")
-		oid := out.register("outsider", "pw")
-		out.login(oid, "pw")
+		out.signUp("outsider", "pw")
 		out.send(frame{"msgid": 10, "groupid": gid, "msg": "let me in"})
 		if r := out.expect(14); r.num("errno") != 115 {
 			t.Fatalf("non-member send: %v", r)
@@ -286,8 +285,7 @@ func parseStrings(t *testing.T, v any) []map[string]any {
 func TestLegacyClientBytes(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[1].Addr(), '\n', "full")
-	fid := full.register("frank", "pw")
-	full.login(fid, "pw")
+	fid := full.signUp("frank", "pw")
 
 	l := legacyClient{dial(t, c.gws[0].Addr(), 0, "legacy")}
 	l.send(`{"msgid":4,"name":"lisa","password":"pw"}`)

@@ -412,8 +412,7 @@ func TestWebPage(t *testing.T) {
 
 		// carol, a raw TCP full-dialect client, chats with alice.
 		carol := dial(t, waitListening(t, c.tcp), '\n', "carol")
-		cid := carol.register("carol", "pw-c")
-		carol.login(cid, "pw-c")
+		cid := carol.signUp("carol", "pw-c")
 		carol.ok(frame{"msgid": 7, "friendid": alice.id})
 		carol.ok(frame{"msgid": 6, "toid": alice.id, "msg": "hello from TCP", "reqid": 1})
 		uc := fmt.Sprint("u", cid)
@@ -540,8 +539,7 @@ func TestWebPage(t *testing.T) {
 		frank.do(t, "login", map[string]any{"id": frank.id, "password": "pw-f"}, nil)
 
 		grace := dial(t, waitListening(t, c.tcp), '\n', "grace")
-		gid := grace.register("grace", "pw-g")
-		grace.login(gid, "pw-g")
+		gid := grace.signUp("grace", "pw-g")
 		grace.ok(frame{"msgid": 7, "friendid": frank.id})
 		ug := fmt.Sprint("u", gid)
 		var want []string
