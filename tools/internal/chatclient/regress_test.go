@@ -157,11 +157,8 @@ func TestLogoutResultAfterSessionEnd(t *testing.T) {
 func TestRunFinishesOutboxUnlocked(t *testing.T) {
 	addr := startSystem(t)
 	px := faultproxy.New(t, addr)
-	cfg := DefaultConfig()
-	cfg.Addrs = []string{px.Addr()}
-	cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
 	rec := &recorder{}
-	c := New(cfg, rec, testLogger())
+	c := New(testConfig(px.Addr()), rec, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
@@ -237,24 +234,11 @@ func TestLogoutWhileMessagesArrive(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	b.do("loginout")
-	b.rec.mu.Lock()
-	seen := map[int64]bool{}
-	for _, m := range b.rec.msgs {
-		seen[m.Seq] = true
-	}
-	maxSeq := b.rec.msgs[len(b.rec.msgs)-1].Seq
-	b.rec.mu.Unlock()
+	seen, _, maxSeq := b.rec.shown()
 	b2 := newClient(t, addr)
 	s := b2.login(bid)
 	time.Sleep(2 * time.Second)
-	b2.rec.mu.Lock()
-	dup := 0
-	for _, m := range b2.rec.msgs {
-		if seen[m.Seq] {
-			dup++
-		}
-	}
-	b2.rec.mu.Unlock()
+	dup := b2.rec.reshown(seen)
 	t.Logf("bob showed up to seq %d before loginout; new login pending=%d, re-shown %d", maxSeq, s.Pending, dup)
 	if dup > 0 {
 		t.Errorf("%d message(s) shown before loginout were shown again after the next login", dup)
@@ -282,24 +266,11 @@ func TestLogoutDuringReplay(t *testing.T) {
 	}
 	s := b.login(bid)
 	b.do("loginout")
-	b.rec.mu.Lock()
-	seen := map[int64]bool{}
-	for _, m := range b.rec.msgs {
-		seen[m.Seq] = true
-	}
-	shown := len(b.rec.msgs)
-	b.rec.mu.Unlock()
+	seen, shown, _ := b.rec.shown()
 	b2 := newClient(t, addr)
 	s2 := b2.login(bid)
 	time.Sleep(3 * time.Second)
-	b2.rec.mu.Lock()
-	dup := 0
-	for _, m := range b2.rec.msgs {
-		if seen[m.Seq] {
-			dup++
-		}
-	}
-	b2.rec.mu.Unlock()
+	dup := b2.rec.reshown(seen)
 	t.Logf("first login pending=%d, shown %d before loginout answered; next login pending=%d, re-shown %d", s.Pending, shown, s2.Pending, dup)
 	if dup > 0 {
 		t.Errorf("%d message(s) shown before loginout were shown again after the next login", dup)
