@@ -294,6 +294,16 @@ func (c *client) signUp(name, pw string) int64 {
 	return id
 }
 
+// signUpWithPeer registers name and peer, both with password pw, and logs
+// name in; it returns both ids.
+func (c *client) signUpWithPeer(name, peer, pw string) (id, peerID int64) {
+	c.t.Helper()
+	id = c.register(name, pw)
+	peerID = c.register(peer, pw)
+	c.login(id, pw)
+	return id, peerID
+}
+
 // chatTo sends msg to user toID, whose client is to: the sender gets its
 // ack, to gets the message.
 func (c *client) chatTo(to *client, toID int64, msg string) {

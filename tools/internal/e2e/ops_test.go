@@ -27,9 +27,7 @@ func TestGatewayMetrics(t *testing.T) {
 
 	a := dial(t, og.g.Addr(), '\n', "a")
 	b := dial(t, og.g.Addr(), '\n', "b")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 	b.login(bid, "pw")
 	a.send(chat(bid, "hi"))
 	a.expect(14)

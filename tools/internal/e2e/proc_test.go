@@ -326,9 +326,7 @@ func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 		srv := startProc(t, "natter", args...)
 		addr := srv.tcpAddr(logServes)
 		a := dial(t, addr, '\n', "a")
-		aid := a.register("阿丽丝", "pw")
-		bid := a.register("bob 😀", "pw")
-		a.login(aid, "pw")
+		_, bid := a.signUpWithPeer("阿丽丝", "bob 😀", "pw")
 		for _, m := range []string{"one", "two 你好"} {
 			a.send(chat(bid, m))
 			a.expect(14)
@@ -370,10 +368,8 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 
 	a := dial(t, gw1, '\n', "a")
 	b := dial(t, gw2, '\n', "b")
-	aid := a.register("alice", "pw")
-	bid := b.register("bob", "pw")
-	a.login(aid, "pw")
-	b.login(bid, "pw")
+	aid := a.signUp("alice", "pw")
+	bid := b.signUp("bob", "pw")
 	a.ok(frame{"msgid": 7, "friendid": bid})
 	for i := 1; i <= 20; i++ { // spread over both instances of each service
 		a.send(chat(bid, fmt.Sprint("a", i)))
@@ -411,9 +407,5 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	t.Logf("bob logged in again %v after SIGKILL (presence ttl 2s)", time.Since(killed).Round(100*time.Millisecond))
 
 	// Alice never noticed.
-	a.send(chat(bid, "still there?"))
-	a.expect(14)
-	if got := b2.expect(6); got.str("msg") != "still there?" {
-		t.Fatalf("bob got %v", got)
-	}
+	a.chatTo(b2, bid, "still there?")
 }

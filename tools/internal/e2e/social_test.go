@@ -185,9 +185,7 @@ func common(a, b []string) []string {
 func TestFriendsAndPresence(t *testing.T) {
 	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
 		a := dial(t, c.gws[0].Addr(), '\n', "a")
-		aid := a.register("alice", "pw")
-		bid := a.register("bob", "pw")
-		a.login(aid, "pw")
+		aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 		a.send(frame{"msgid": 7, "friendid": aid})
 		if r := a.expect(14); r.num("errno") != 101 {
 			t.Fatalf("befriend yourself: %v", r)
