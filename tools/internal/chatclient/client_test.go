@@ -150,6 +150,14 @@ func (c *testClient) register(name string) int64 {
 	return id
 }
 
+// signUp registers name and logs it in; it returns the id.
+func (c *testClient) signUp(name string) int64 {
+	c.t.Helper()
+	id := c.register(name)
+	c.login(id)
+	return id
+}
+
 func (c *testClient) login(id int64) *Session {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -212,9 +212,8 @@ func TestRunFinishesOutboxUnlocked(t *testing.T) {
 func TestOddFieldsInAPushAreHarmless(t *testing.T) {
 	addr := startSystem(t)
 	a, b := newClient(t, addr), newClient(t, addr)
-	aid, bid := a.register("alice"), b.register("bob")
-	a.login(aid)
-	b.login(bid)
+	a.signUp("alice")
+	bid := b.signUp("bob")
 	cmd, _ := ParseCommand(fmt.Sprintf("chat:%d:poison", bid))
 	cmd.req["errno"] = "boom" // any client may add fields; they reach the recipient
 	if r := a.Do(context.Background(), cmd); !r.OK() {
@@ -241,9 +240,8 @@ func TestOddFieldsInAPushAreHarmless(t *testing.T) {
 func TestLogoutWhileMessagesArrive(t *testing.T) {
 	addr := startSystem(t)
 	a, b := newClient(t, addr), newClient(t, addr)
-	aid, bid := a.register("alice"), b.register("bob")
-	a.login(aid)
-	b.login(bid)
+	a.signUp("alice")
+	bid := b.signUp("bob")
 	const n = 600
 	go func() {
 		for i := range n {
