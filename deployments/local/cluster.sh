@@ -430,9 +430,32 @@ ws_ping() {
 # shellcheck disable=SC2016
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
-# ready COMPONENT: the component answers as it should.
+# owns_ports COMPONENT: each of the component's ports is listened on by
+# the component's own process, and by nothing else: a process that took
+# a port before the component could bind it would otherwise answer the
+# probes for it. (/proc/net/tcp{,6}: the local port in hex, state 0A is
+# LISTEN, the socket's inode; /proc/PID/fd links to socket:[INODE].)
+owns_ports() {
+	local c=$1 pid p inodes i
+	pid=$(comp_pid "$c") || return 1
+	local -A mine=()
+	for i in $(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n'); do
+		mine[$i]=1
+	done
+	for p in $(comp_ports "$c"); do
+		inodes=$(awk -v port=":$(printf '%04X' "$p")" \
+			'$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+		[[ -n $inodes ]] || return 1
+		for i in $inodes; do
+			[[ -n ${mine[$i]:-} ]] || return 1
+		done
+	done
+}
+
+# ready COMPONENT: the component answers as it should, on ports of its own.
 ready() {
 	local c=$1
+	owns_ports "$c" || return 1
 	case $(comp_kind "$c") in
 	nats) [[ $(http_status "http://127.0.0.1:$(port_http "$c")/healthz") == 200 ]] ;;
 	mysql) [[ -n ${MYSQLADMIN:-} ]] && "$MYSQLADMIN" --no-defaults "--socket=$STATE/mysql/mysqld.sock" -uroot --connect-timeout=2 ping >/dev/null 2>&1 ;;

@@ -95,6 +95,17 @@ func testOptions() Options {
 
 func testLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// dialTCP connects to addr; the connection is closed with the test.
+func dialTCP(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
 // server starts a transport ("loop" or "stream") on a loopback listener and
 // serves every accepted connection with the handler h returns.
 func server(t *testing.T, kind string, opts Options, h func() Handler) (addr string, conns chan *Conn) {
@@ -183,11 +194,7 @@ func TestFrameTooLarge(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, kind string) {
 		h := newEcho(0)
 		addr, _ := server(t, kind, testOptions(), func() Handler { return h })
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTCP(t, addr)
 		c.Write([]byte("{\"ok\":1}\n" + strings.Repeat("x", 3000)))
 		got, _ := io.ReadAll(c)
 		if string(got) != "re:{\"ok\":1}\nrefused\n" {
@@ -207,12 +214,8 @@ func TestSlowClient(t *testing.T) {
 		opts.WriteLimit = 32 << 10
 		h := newEcho(0)
 		addr, conns := server(t, kind, opts, func() Handler { return h })
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		c := dialTCP(t, addr)
+		c.SetReadBuffer(4 << 10)
 		sc := <-conns
 		frame := bytes.Repeat([]byte("y"), 1000)
 		sent := 0
@@ -237,11 +240,7 @@ func TestWriteCoalesced(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, kind string) {
 		h := newEcho(0)
 		addr, conns := server(t, kind, testOptions(), func() Handler { return h })
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTCP(t, addr)
 		sc := <-conns
 		for i := range 200 {
 			sc.Send([]byte(fmt.Sprintf("%d\n", i)))
@@ -263,11 +262,7 @@ func TestIdleSweep(t *testing.T) {
 		opts.IdleTimeout = 50 * time.Millisecond
 		h := newEcho(0)
 		addr, conns := server(t, kind, opts, func() Handler { return h })
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		dialTCP(t, addr)
 		sc := <-conns
 		sc.Sweep(time.Now())
 		if sc.Closing() {
@@ -323,11 +318,7 @@ func TestRecords(t *testing.T) {
 			t.Run(end, func(t *testing.T) {
 				h := newEcho(0)
 				addr, conns := server(t, kind, testOptions(), func() Handler { return h })
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+				c := dialTCP(t, addr)
 				sc := <-conns
 				sc.SetRecords(true)
 				if !sc.Records() {
@@ -338,7 +329,7 @@ func TestRecords(t *testing.T) {
 				}
 				time.Sleep(200 * time.Millisecond) // they pile up unread
 				if end == "reset" {
-					c.(*net.TCPConn).SetLinger(0)
+					c.SetLinger(0)
 					c.Close()
 					if e := h.waitEnd(t); e.Confirmed[7] != 0 || !e.Unconfirmed {
 						t.Fatalf("after a reset: %+v", e)
@@ -396,11 +387,7 @@ func TestPauseResume(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, kind string) {
 		h := &pauser{echo: *newEcho(0)}
 		addr, _ := server(t, kind, testOptions(), func() Handler { return h })
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTCP(t, addr)
 		var all strings.Builder
 		for i := range 200 {
 			fmt.Fprintf(&all, "%d\n", i)

@@ -7,26 +7,44 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/shared/ops"
 )
 
-// TestChecks is ready once started, and names what fails: the database
-// closed, the embedded NATS stopped. Every component registers its metrics
-// on the one registry.
-func TestChecks(t *testing.T) {
+// testConfig is the default configuration in a test directory with the
+// gateway on a port of its own, the cheapest bcrypt cost and a metrics
+// registry of its own.
+func testConfig(t *testing.T) (Config, *prometheus.Registry) {
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.User.BcryptCost = bcrypt.MinCost
 	reg := ops.NewRegistry()
 	cfg.Registerer = reg
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return cfg, reg
+}
+
+// startSystem starts cfg, a minute at most; the caller stops it.
+func startSystem(t *testing.T, cfg Config) *System {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sys, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sys
+}
+
+// TestChecks is ready once started, and names what fails: the database
+// closed, the embedded NATS stopped. Every component registers its metrics
+// on the one registry.
+func TestChecks(t *testing.T) {
+	cfg, reg := testConfig(t)
+	sys := startSystem(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -2,7 +2,6 @@ package allinone
 
 import (
 	"context"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,12 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/natter-chat/natter/shared/ops"
 )
 
 // docRow is one metric of docs/metrics.md's tables.
@@ -73,18 +68,9 @@ var notYetInitialised = map[string]string{
 // are initialised), and every label value exported is named in the
 // document.
 func TestMetricsDoc(t *testing.T) {
-	cfg := DefaultConfig(t.TempDir())
-	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg, reg := testConfig(t)
 	cfg.Gateway.WSListen = "127.0.0.1:0"
-	cfg.User.BcryptCost = bcrypt.MinCost
-	reg := ops.NewRegistry()
-	cfg.Registerer = reg
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sys, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sys := startSystem(t, cfg)
 	defer sys.Stop(context.Background())
 	fams, err := reg.Gather()
 	if err != nil {

@@ -4,19 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/shared/metricstest"
-	"github.com/natter-chat/natter/shared/ops"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
@@ -31,18 +28,11 @@ var statsServices = []string{subject.FriendService, subject.GroupService}
 // NATS, as `nats micro stats` does, and holds it against the Prometheus
 // metrics of the same run: per endpoint the same requests and errors.
 func TestMicroStatsMatchMetrics(t *testing.T) {
-	cfg := DefaultConfig(t.TempDir())
-	cfg.Gateway.Listen = "127.0.0.1:0"
-	cfg.User.BcryptCost = bcrypt.MinCost
-	reg := ops.NewRegistry()
-	cfg.Registerer = reg
+	cfg, reg := testConfig(t)
+	sys := startSystem(t, cfg)
+	defer sys.Stop(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sys, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Stop(context.Background())
 	nc, err := nats.Connect("", nats.InProcessServer(sys.ns))
 	if err != nil {
 		t.Fatal(err)

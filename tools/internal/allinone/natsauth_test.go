@@ -2,7 +2,6 @@ package allinone
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,13 +90,10 @@ func TestEmbeddedNATSAuth(t *testing.T) {
 				cfg.NATS.TLSCert, cfg.NATS.TLSKey = certs.Cert, certs.Key
 				tlsOpts = []nats.Option{nats.RootCAs(certs.CA)}
 			}
+			sys := startSystem(t, cfg)
+			defer sys.Stop(context.Background())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			sys, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sys.Stop(context.Background())
 			url := sys.ns.ClientURL()
 
 			connect := func(a cliflag.NATSAuth, extra ...nats.Option) (*nats.Conn, error) {

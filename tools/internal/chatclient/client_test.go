@@ -36,6 +36,34 @@ func (r *recorder) Message(m Message) {
 	r.msgs = append(r.msgs, m)
 }
 
+// shown is the seqs of the messages shown so far, how many there are, and
+// the last one's seq.
+func (r *recorder) shown() (seqs map[int64]bool, n int, last int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seqs = map[int64]bool{}
+	for _, m := range r.msgs {
+		seqs[m.Seq] = true
+	}
+	if len(r.msgs) > 0 {
+		last = r.msgs[len(r.msgs)-1].Seq
+	}
+	return seqs, len(r.msgs), last
+}
+
+// reshown counts the messages shown whose seq is in seqs.
+func (r *recorder) reshown(seqs map[int64]bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if seqs[m.Seq] {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *recorder) LoggedIn(*Session) {}
 
 func (r *recorder) Presence(id int64, state string) {
@@ -87,9 +115,21 @@ type testClient struct {
 // newClient starts a Client on addrs, stopped at the end of the test.
 func newClient(t *testing.T, addrs ...string) *testClient {
 	t.Helper()
+	return startClient(t, testConfig(addrs...))
+}
+
+// testConfig is the default configuration on addrs with the short backoff
+// and timeout of the tests.
+func testConfig(addrs ...string) Config {
 	cfg := DefaultConfig()
 	cfg.Addrs = addrs
 	cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
+	return cfg
+}
+
+// startClient starts a Client with cfg, stopped at the end of the test.
+func startClient(t *testing.T, cfg Config) *testClient {
+	t.Helper()
 	rec := &recorder{}
 	c := New(cfg, rec, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,6 +147,14 @@ func (c *testClient) register(name string) int64 {
 	if err != nil {
 		c.t.Fatalf("register %s: %v", name, err)
 	}
+	return id
+}
+
+// signUp registers name and logs it in; it returns the id.
+func (c *testClient) signUp(name string) int64 {
+	c.t.Helper()
+	id := c.register(name)
+	c.login(id)
 	return id
 }
 

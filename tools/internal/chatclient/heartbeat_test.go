@@ -1,7 +1,6 @@
 package chatclient
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -16,17 +15,9 @@ import (
 func TestHeartbeatKeepsIdleConnection(t *testing.T) {
 	addr := allinonetest.Start(t, func(c *gateway.Config) { c.IdleTimeout = 400 * time.Millisecond })
 	start := func(heartbeat time.Duration) *testClient {
-		cfg := DefaultConfig()
-		cfg.Addrs = []string{addr}
-		cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
+		cfg := testConfig(addr)
 		cfg.Heartbeat = heartbeat
-		rec := &recorder{}
-		c := New(cfg, rec, testLogger())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); c.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		return &testClient{Client: c, t: t, rec: rec}
+		return startClient(t, cfg)
 	}
 	pinging, silent := start(100*time.Millisecond), start(0)
 	pinging.login(pinging.register("pinger"))

@@ -23,21 +23,32 @@ type fakeGW struct {
 	logins atomic.Int64
 	mu     sync.Mutex
 	acks   []int64
-	// onLogin answers a LOGIN: w writes a frame.
-	onLogin func(req map[string]any, w func(any))
+	// onLogin answers a LOGIN, onChat (if not nil) a chat (msgid 6): w
+	// writes frames, in one write.
+	onLogin, onChat func(req map[string]any, w func(...any))
+	close           func() // the listener and every connection
 }
 
-func newFakeGW(t *testing.T, onLogin func(req map[string]any, w func(any))) *fakeGW {
+func newFakeGW(t *testing.T, onLogin func(req map[string]any, w func(...any))) *fakeGW {
+	return newFakeGWChat(t, onLogin, nil)
+}
+
+// newFakeGWChat is newFakeGW with chats answered by onChat.
+func newFakeGWChat(t *testing.T, onLogin, onChat func(req map[string]any, w func(...any))) *fakeGW {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &fakeGW{addr: ln.Addr().String(), onLogin: onLogin}
+	g := &fakeGW{addr: ln.Addr().String(), onLogin: onLogin, onChat: onChat}
 	var conns sync.Map
-	t.Cleanup(func() {
-		ln.Close()
-		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-	})
+	var once sync.Once
+	g.close = func() {
+		once.Do(func() {
+			ln.Close()
+			conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		})
+	}
+	t.Cleanup(g.close)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -48,10 +59,14 @@ func newFakeGW(t *testing.T, onLogin func(req map[string]any, w func(any))) *fak
 			go func() {
 				defer c.Close()
 				var wmu sync.Mutex
-				w := func(v any) {
-					b, _ := json.Marshal(v)
+				w := func(vs ...any) {
+					var b []byte
+					for _, v := range vs {
+						j, _ := json.Marshal(v)
+						b = append(append(b, j...), '\n')
+					}
 					wmu.Lock()
-					c.Write(append(b, '\n'))
+					c.Write(b)
 					wmu.Unlock()
 				}
 				sc := bufio.NewScanner(c)
@@ -62,6 +77,12 @@ func newFakeGW(t *testing.T, onLogin func(req map[string]any, w func(any))) *fak
 					case 1:
 						g.logins.Add(1)
 						g.onLogin(req, w)
+					case 6:
+						if g.onChat != nil {
+							g.onChat(req, w)
+							continue
+						}
+						w(map[string]any{"msgid": 14, "re": req["msgid"], "errno": 0, "reqid": req["reqid"]})
 					case 13:
 						g.mu.Lock()
 						g.acks = append(g.acks, int64(req["seq"].(float64)))
@@ -94,7 +115,7 @@ func push(seq int64) map[string]any {
 // replay has the same gap, nothing after it is ever shown.
 func TestSkippedSeqIsAccepted(t *testing.T) {
 	inbox := []int64{1, 2, 4, 5} // 3 was skipped by the server
-	g := newFakeGW(t, func(req map[string]any, w func(any)) {
+	g := newFakeGW(t, func(req map[string]any, w func(...any)) {
 		last, _ := req["lastseq"].(float64)
 		w(loginAck(req, int64(last)))
 		for _, s := range inbox {
@@ -115,7 +136,7 @@ func TestSkippedSeqIsAccepted(t *testing.T) {
 // installs the session: the caller was told the login failed, yet the client
 // is logged in (and a new Login says "already logged in").
 func TestLateLoginAckIsRefused(t *testing.T) {
-	g := newFakeGW(t, func(req map[string]any, w func(any)) {
+	g := newFakeGW(t, func(req map[string]any, w func(...any)) {
 		time.Sleep(500 * time.Millisecond)
 		w(loginAck(req, 0))
 		w(push(1))
@@ -141,7 +162,7 @@ func TestLateLoginAckIsRefused(t *testing.T) {
 
 // The loginout's result is delivered before the session is ended.
 func TestLogoutResultAfterSessionEnd(t *testing.T) {
-	g := newFakeGW(t, func(req map[string]any, w func(any)) { w(loginAck(req, 0)) })
+	g := newFakeGW(t, func(req map[string]any, w func(...any)) { w(loginAck(req, 0)) })
 	c := newClient(t, g.addr)
 	c.login(7)
 	cmd, _ := ParseCommand("loginout")
@@ -157,11 +178,8 @@ func TestLogoutResultAfterSessionEnd(t *testing.T) {
 func TestRunFinishesOutboxUnlocked(t *testing.T) {
 	addr := startSystem(t)
 	px := faultproxy.New(t, addr)
-	cfg := DefaultConfig()
-	cfg.Addrs = []string{px.Addr()}
-	cfg.MinBackoff, cfg.MaxBackoff, cfg.Timeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
 	rec := &recorder{}
-	c := New(cfg, rec, testLogger())
+	c := New(testConfig(px.Addr()), rec, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
@@ -194,9 +212,8 @@ func TestRunFinishesOutboxUnlocked(t *testing.T) {
 func TestOddFieldsInAPushAreHarmless(t *testing.T) {
 	addr := startSystem(t)
 	a, b := newClient(t, addr), newClient(t, addr)
-	aid, bid := a.register("alice"), b.register("bob")
-	a.login(aid)
-	b.login(bid)
+	a.signUp("alice")
+	bid := b.signUp("bob")
 	cmd, _ := ParseCommand(fmt.Sprintf("chat:%d:poison", bid))
 	cmd.req["errno"] = "boom" // any client may add fields; they reach the recipient
 	if r := a.Do(context.Background(), cmd); !r.OK() {
@@ -223,9 +240,8 @@ func TestOddFieldsInAPushAreHarmless(t *testing.T) {
 func TestLogoutWhileMessagesArrive(t *testing.T) {
 	addr := startSystem(t)
 	a, b := newClient(t, addr), newClient(t, addr)
-	aid, bid := a.register("alice"), b.register("bob")
-	a.login(aid)
-	b.login(bid)
+	a.signUp("alice")
+	bid := b.signUp("bob")
 	const n = 600
 	go func() {
 		for i := range n {
@@ -237,24 +253,11 @@ func TestLogoutWhileMessagesArrive(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	b.do("loginout")
-	b.rec.mu.Lock()
-	seen := map[int64]bool{}
-	for _, m := range b.rec.msgs {
-		seen[m.Seq] = true
-	}
-	maxSeq := b.rec.msgs[len(b.rec.msgs)-1].Seq
-	b.rec.mu.Unlock()
+	seen, _, maxSeq := b.rec.shown()
 	b2 := newClient(t, addr)
 	s := b2.login(bid)
 	time.Sleep(2 * time.Second)
-	b2.rec.mu.Lock()
-	dup := 0
-	for _, m := range b2.rec.msgs {
-		if seen[m.Seq] {
-			dup++
-		}
-	}
-	b2.rec.mu.Unlock()
+	dup := b2.rec.reshown(seen)
 	t.Logf("bob showed up to seq %d before loginout; new login pending=%d, re-shown %d", maxSeq, s.Pending, dup)
 	if dup > 0 {
 		t.Errorf("%d message(s) shown before loginout were shown again after the next login", dup)
@@ -282,24 +285,11 @@ func TestLogoutDuringReplay(t *testing.T) {
 	}
 	s := b.login(bid)
 	b.do("loginout")
-	b.rec.mu.Lock()
-	seen := map[int64]bool{}
-	for _, m := range b.rec.msgs {
-		seen[m.Seq] = true
-	}
-	shown := len(b.rec.msgs)
-	b.rec.mu.Unlock()
+	seen, shown, _ := b.rec.shown()
 	b2 := newClient(t, addr)
 	s2 := b2.login(bid)
 	time.Sleep(3 * time.Second)
-	b2.rec.mu.Lock()
-	dup := 0
-	for _, m := range b2.rec.msgs {
-		if seen[m.Seq] {
-			dup++
-		}
-	}
-	b2.rec.mu.Unlock()
+	dup := b2.rec.reshown(seen)
 	t.Logf("first login pending=%d, shown %d before loginout answered; next login pending=%d, re-shown %d", s.Pending, shown, s2.Pending, dup)
 	if dup > 0 {
 		t.Errorf("%d message(s) shown before loginout were shown again after the next login", dup)
@@ -312,36 +302,19 @@ func TestLogoutDuringReplay(t *testing.T) {
 func TestKickAfterAnswerKeepsResult(t *testing.T) {
 	bad := 0
 	for i := 0; i < 20; i++ {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				var req map[string]any
-				json.Unmarshal(sc.Bytes(), &req)
-				switch req["msgid"].(float64) {
-				case 1:
-					b, _ := json.Marshal(loginAck(req, 0))
-					c.Write(append(b, '\n'))
-				case 6:
-					r, _ := json.Marshal(map[string]any{"msgid": 14, "re": 6, "errno": 0, "mid": "m1", "reqid": req["reqid"]})
-					k, _ := json.Marshal(map[string]any{"msgid": 15, "errno": 108, "errmsg": "logged in elsewhere"})
-					c.Write(append(append(append(r, '\n'), k...), '\n'))
-				}
-			}
-		}()
-		c := newClient(t, ln.Addr().String())
+		g := newFakeGWChat(t, func(req map[string]any, w func(...any)) { w(loginAck(req, 0)) },
+			func(req map[string]any, w func(...any)) {
+				w(map[string]any{"msgid": 14, "re": 6, "errno": 0, "mid": "m1", "reqid": req["reqid"]},
+					map[string]any{"msgid": 15, "errno": 108, "errmsg": "logged in elsewhere"})
+			})
+		c := newClient(t, g.addr)
 		c.login(7)
 		cmd, _ := ParseCommand("chat:2:hi")
 		r := c.Do(context.Background(), cmd)
 		if r.Err != nil {
 			bad++
 		}
-		ln.Close()
+		g.close()
 	}
 	if bad > 0 {
 		t.Errorf("%d/20 chats the server stored were reported as %v", bad, ErrNotLoggedIn)

@@ -32,6 +32,8 @@ type harness struct {
 	script string
 	bin    string
 	env    []string
+	dir    string // NATTER_CLUSTER_DIR
+	base   int    // NATTER_CLUSTER_BASE_PORT
 	addr   string // nginx
 }
 
@@ -66,6 +68,83 @@ func freeBase(t *testing.T) int {
 	return 0
 }
 
+// newHarness is a cluster.sh harness for t in a directory of the test's,
+// with the binaries of $NATTER_BIN (else ./bin) and env added to the
+// environment; the cluster is taken down at the end (after the tail of
+// every log and, with status, the status table when the test failed).
+func newHarness(t *testing.T, status bool, env ...string) *harness {
+	t.Helper()
+	h := &harness{t: t, root: repoRoot(t)}
+	h.script = filepath.Join(h.root, "deployments", "local", "cluster.sh")
+	h.bin = os.Getenv("NATTER_BIN")
+	if h.bin == "" {
+		h.bin = filepath.Join(h.root, "bin")
+	}
+	if _, err := os.Stat(filepath.Join(h.bin, "natter-gateway")); err != nil {
+		t.Fatalf("binaries missing in %s (make build): %v", h.bin, err)
+	}
+	h.dir = filepath.Join(t.TempDir(), "cluster")
+	h.env = append(append(os.Environ(),
+		"NATTER_CLUSTER_DIR="+h.dir,
+		"NATTER_BIN="+h.bin,
+		"NATTER_CLUSTER_USER_ARGS=--bcrypt-cost 4",
+	), env...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			if status {
+				out, _ := h.clusterErr("status")
+				t.Logf("cluster at failure:\n%s", out)
+			}
+			logs, _ := filepath.Glob(filepath.Join(h.dir, "log", "*.log"))
+			for _, l := range logs {
+				t.Logf("--- tail of %s:\n%s", filepath.Base(l), tail(l, 30))
+			}
+		}
+		if out, err := h.clusterErr("down"); err != nil {
+			t.Errorf("cluster.sh down: %v\n%s", err, out)
+		}
+	})
+	return h
+}
+
+// up brings the cluster up on a free range of ports (freeBase). A port
+// taken by another process between the check and its component's start
+// fails cluster.sh up (its check of the ports, or the component cannot
+// bind and exits; its readiness probes also check that each port is a
+// listener of the component's own process, so nothing else answers for
+// it): the cluster is taken down and brought up again on another range,
+// 3 times at most. Restarted components keep their ports.
+func (h *harness) up() {
+	h.t.Helper()
+	for attempt := 1; ; attempt++ {
+		h.base = freeBase(h.t)
+		out, err := h.clusterErr("up")
+		if err == nil {
+			return
+		}
+		taken := strings.Contains(out, "ports in use by something else") || h.logsSay("address already in use")
+		if !taken || attempt == 3 {
+			h.t.Fatalf("cluster.sh up (ports from %d, attempt %d): %v\n%s", h.base, attempt, err, out)
+		}
+		h.t.Logf("cluster.sh up: a port from %d was taken meanwhile; again on other ports", h.base)
+		if out, err := h.clusterErr("down"); err != nil {
+			h.t.Fatalf("cluster.sh down: %v\n%s", err, out)
+		}
+		os.RemoveAll(filepath.Join(h.dir, "log"))
+	}
+}
+
+// logsSay reports whether a component's log contains s (in lower case).
+func (h *harness) logsSay(s string) bool {
+	logs, _ := filepath.Glob(filepath.Join(h.dir, "log", "*.log"))
+	for _, l := range logs {
+		if b, _ := os.ReadFile(l); bytes.Contains(bytes.ToLower(b), []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *harness) cluster(args ...string) string {
 	h.t.Helper()
 	out, err := h.clusterErr(args...)
@@ -78,7 +157,7 @@ func (h *harness) cluster(args ...string) string {
 func (h *harness) clusterErr(args ...string) (string, error) {
 	cmd := exec.Command(h.script, args...)
 	cmd.Dir = h.root
-	cmd.Env = h.env
+	cmd.Env = append(h.env, "NATTER_CLUSTER_BASE_PORT="+strconv.Itoa(h.base))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -165,39 +244,10 @@ func TestClusterFaults(t *testing.T) {
 			t.Fatalf("%s is needed (.ci/run installs it): %v", tool, err)
 		}
 	}
-	h := &harness{t: t, root: repoRoot(t)}
-	h.script = filepath.Join(h.root, "deployments", "local", "cluster.sh")
-	h.bin = os.Getenv("NATTER_BIN")
-	if h.bin == "" {
-		h.bin = filepath.Join(h.root, "bin")
-	}
-	if _, err := os.Stat(filepath.Join(h.bin, "natter-gateway")); err != nil {
-		t.Fatalf("binaries missing in %s (make build): %v", h.bin, err)
-	}
-	dir := t.TempDir()
-	h.env = append(os.Environ(),
-		"NATTER_CLUSTER_DIR="+filepath.Join(dir, "cluster"),
-		"NATTER_CLUSTER_BASE_PORT="+strconv.Itoa(freeBase(t)),
-		"NATTER_BIN="+h.bin,
-		"NATTER_CLUSTER_USER_ARGS=--bcrypt-cost 4",
-		// Bench users send up to 20 frames/s each; nothing here is a flood.
-		"NATTER_CLUSTER_GATEWAY_ARGS=--drain-window 5s",
-	)
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := h.clusterErr("status")
-			t.Logf("cluster at failure:\n%s", out)
-			logs, _ := filepath.Glob(filepath.Join(dir, "cluster", "log", "*.log"))
-			for _, l := range logs {
-				t.Logf("--- tail of %s:\n%s", filepath.Base(l), tail(l, 30))
-			}
-		}
-		if out, err := h.clusterErr("down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-	})
+	// Bench users send up to 20 frames/s each; nothing here is a flood.
+	h := newHarness(t, true, "NATTER_CLUSTER_GATEWAY_ARGS=--drain-window 5s")
 	start := time.Now()
-	h.cluster("up")
+	h.up()
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Second))
 	for _, line := range strings.Split(h.cluster("env"), "\n") {
 		if v, ok := strings.CutPrefix(line, "NATTER_CLUSTER_ADDR="); ok {

@@ -8,10 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,37 +22,11 @@ import (
 // through nginx's stream proxy (proxy_half_close), and Prometheus scrapes
 // every natter process with natter's alerting rules loaded.
 func TestClusterHalfClosedClient(t *testing.T) {
-	h := &harness{t: t, root: repoRoot(t)}
-	h.script = filepath.Join(h.root, "deployments", "local", "cluster.sh")
-	h.bin = os.Getenv("NATTER_BIN")
-	if h.bin == "" {
-		h.bin = filepath.Join(h.root, "bin")
-	}
-	if _, err := os.Stat(filepath.Join(h.bin, "natter-gateway")); err != nil {
-		t.Fatalf("binaries missing in %s (make build): %v", h.bin, err)
-	}
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Fatal("bash is needed")
 	}
-	dir := t.TempDir()
-	h.env = append(os.Environ(),
-		"NATTER_CLUSTER_DIR="+filepath.Join(dir, "cluster"),
-		"NATTER_CLUSTER_BASE_PORT="+strconv.Itoa(freeBase(t)),
-		"NATTER_BIN="+h.bin,
-		"NATTER_CLUSTER_USER_ARGS=--bcrypt-cost 4",
-	)
-	t.Cleanup(func() {
-		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(dir, "cluster", "log", "*.log"))
-			for _, l := range logs {
-				t.Logf("--- tail of %s:\n%s", filepath.Base(l), tail(l, 20))
-			}
-		}
-		if out, err := h.clusterErr("down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-	})
-	h.cluster("up")
+	h := newHarness(t, false)
+	h.up()
 	env := map[string]string{}
 	for _, line := range strings.Split(h.cluster("env"), "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {

@@ -27,10 +27,8 @@ func TestChatAcrossGateways(t *testing.T) {
 	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
 		a := dial(t, c.gws[0].Addr(), '\n', "a")
 		b := dial(t, c.gws[1].Addr(), '\n', "b")
-		aid := a.register("alice", "pw-a")
-		bid := b.register("bob", "pw-b")
-		a.login(aid, "pw-a")
-		b.login(bid, "pw-b")
+		aid := a.signUp("alice", "pw-a")
+		bid := b.signUp("bob", "pw-b")
 
 		// A sender's time is not what the recipient sees: the server's clock
 		// is (a forged time could pass for a second line of a terminal).
@@ -62,9 +60,7 @@ func TestChatAcrossGateways(t *testing.T) {
 func TestOfflineMessagesInOrderExactlyOnce(t *testing.T) {
 	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
 		a := dial(t, c.gws[0].Addr(), '\n', "a")
-		aid := a.register("alice", "pw")
-		bid := a.register("bob", "pw")
-		a.login(aid, "pw")
+		_, bid := a.signUpWithPeer("alice", "bob", "pw")
 		for i := 1; i <= 3; i++ {
 			a.send(chat(bid, fmt.Sprintf("m%d", i)))
 			a.expect(14)
@@ -106,9 +102,7 @@ func TestOfflineMessagesInOrderExactlyOnce(t *testing.T) {
 func TestMessagesDuringReplayKeepOrder(t *testing.T) {
 	c := newCluster(t, clusterOpts{floodRate: 100000, writeLimit: 128 << 10})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	_, bid := a.signUpWithPeer("alice", "bob", "pw")
 	// Far more than the write queue holds (64 frames here): the replay is
 	// paced by the reader instead of cutting it off as slow.
 	const before, during = 3000, 300
@@ -159,8 +153,7 @@ func TestBadInputIsContained(t *testing.T) {
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
 	b := dial(t, c.gws[0].Addr(), '\n', "b")
 	aid := a.register("alice", "pw")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	bid := b.signUp("bob", "pw")
 
 	cases := []struct {
 		name  string
@@ -260,9 +253,7 @@ func TestFloodIsRefused(t *testing.T) {
 func TestClientMessageIDDeduplicates(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	_, bid := a.signUpWithPeer("alice", "bob", "pw")
 	m := chat(bid, "once")
 	m["cid"] = "client-1"
 	a.send(m)
@@ -283,9 +274,7 @@ func TestClientMessageIDDeduplicates(t *testing.T) {
 func TestDuplicateLoginKick(t *testing.T) {
 	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
 		a := dial(t, c.gws[0].Addr(), '\n', "a")
-		aid := a.register("alice", "pw")
-		bid := a.register("bob", "pw")
-		a.login(aid, "pw")
+		aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 		a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
 		a2.login(aid, "pw")
 		if f := a.expect(15); f.num("errno") != 108 {
@@ -297,19 +286,14 @@ func TestDuplicateLoginKick(t *testing.T) {
 		// Messages now reach only the new session.
 		b := dial(t, c.gws[0].Addr(), '\n', "b")
 		b.login(bid, "pw")
-		b.send(chat(aid, "to the new one"))
-		b.expect(14)
-		if got := a2.expect(6); got.str("msg") != "to the new one" {
-			t.Fatalf("a2 got %v", got)
-		}
+		b.chatTo(a2, aid, "to the new one")
 	})
 }
 
 func TestDuplicateLoginReject(t *testing.T) {
 	c := newCluster(t, clusterOpts{policy: "reject"})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	a2 := dial(t, c.gws[1].Addr(), '\n', "a2")
 	a2.send(frame{"msgid": 1, "id": aid, "password": "pw"})
 	if f := a2.expect(2); f.num("errno") != 2 || f.str("errmsg") != "this account is using, input another!" {
@@ -389,9 +373,7 @@ func TestRacingLoginsEndWithOneSession(t *testing.T) {
 func TestStoppingAGatewayAffectsOnlyItsUsers(t *testing.T) {
 	c := newCluster(t, clusterOpts{policy: "reject"})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 	b := dial(t, c.gws[1].Addr(), '\n', "b")
 	b.login(bid, "pw")
 
@@ -405,16 +387,8 @@ func TestStoppingAGatewayAffectsOnlyItsUsers(t *testing.T) {
 	}
 	b2 := dial(t, c.gws[0].Addr(), '\n', "b2")
 	b2.login(bid, "pw")
-	a.send(chat(bid, "you moved"))
-	a.expect(14)
-	if got := b2.expect(6); got.str("msg") != "you moved" {
-		t.Fatalf("bob got %v", got)
-	}
-	b2.send(chat(aid, "yes"))
-	b2.expect(14)
-	if got := a.expect(6); got.str("msg") != "yes" {
-		t.Fatalf("alice got %v", got)
-	}
+	a.chatTo(b2, bid, "you moved")
+	b2.chatTo(a, aid, "yes")
 }
 
 // TestDialectChosenAtLogin: the dialect field overrides the framing; the
@@ -467,9 +441,7 @@ func TestDialectChosenAtLogin(t *testing.T) {
 func TestLegacyLoginAckStaysSmall(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[0].Addr(), '\n', "full")
-	aid := full.register("alice", "pw")
-	bid := full.register("bob", "pw")
-	full.login(aid, "pw")
+	_, bid := full.signUpWithPeer("alice", "bob", "pw")
 	const n = 30
 	for i := 1; i <= n; i++ {
 		full.send(chat(bid, fmt.Sprintf("message number %02d", i)))
@@ -522,11 +494,9 @@ func TestLegacyLoginAckStaysSmall(t *testing.T) {
 func TestLostKickIsReconciled(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	b := dial(t, c.gws[0].Addr(), '\n', "b")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	b.signUp("bob", "pw")
 	// The lost kick: the user service records a newer session for alice,
 	// and nothing tells the gateway.
 	if _, err := c.db.ExecContext(context.Background(), "UPDATE sessions SET session_id = 'replaced-elsewhere' WHERE user_id = ?", aid); err != nil {

@@ -335,9 +335,7 @@ func TestChatClientSurvivesKilledGateway(t *testing.T) {
 	gw2 := g2.listenAddr(logTCP)
 
 	a := dial(t, waitListening(t, gw1), '\n', "alice")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 	bob := startChat(t, "bob", []string{"NATTER_PASSWORD=pw"},
 		"--addr", gw2+","+gw1, "--user", fmt.Sprint(bid), "--json", "--max-backoff", "1s")
 	bob.waitFor(`"event":"login"`)

@@ -16,11 +16,12 @@ import (
 // the id alone on standard output. With no gateway at all they give up
 // after --connect-timeout, non-zero.
 func TestChatScriptedWaitsForGateway(t *testing.T) {
-	// The client is told the address before anything listens on it: the
-	// one place a test picks a port for a process. The server's log shows
-	// that it is the one listening there.
-	listen := freePort(t)
-	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + listen}
+	// The client is told the address before anything listens on it: a
+	// port the test holds without listening (connections refused), which
+	// later listens and relays to natter serve on a port of its own. No
+	// other process can take the port in between.
+	held := holdPort(t)
+	env := []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + held.addr}
 	reg := startChat(t, "reg", env, "--register", "alice", "--id-only")
 	// With --id-only the notices go to standard error.
 	eventually.NoError(t, 30*time.Second, func() error {
@@ -30,10 +31,8 @@ func TestChatScriptedWaitsForGateway(t *testing.T) {
 		return nil
 	})
 	// --ws-listen '' turns WebSocket and the page off (docs/configuration.md).
-	srv := startProc(t, "natter", "serve", "--listen", listen, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
-	if got := srv.listenAddr(logServes); got != listen {
-		t.Fatalf("natter serve listens on %s, want %s", got, listen)
-	}
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4", "--ws-listen", "")
+	forward(t, held.listen(t), srv.listenAddr(logServes))
 	if err := reg.exit(); err != nil {
 		t.Fatalf("--register after a refused connection: %v\n%s", err, reg.stderr.String())
 	}
@@ -47,7 +46,7 @@ func TestChatScriptedWaitsForGateway(t *testing.T) {
 	}
 
 	// Nothing listening, ever: a bounded wait, then a clear failure.
-	gone := freePort(t)
+	gone := refusedAddr(t)
 	start := time.Now()
 	never := startChat(t, "never", []string{"NATTER_PASSWORD=pw", "NATTER_CHAT_ADDR=" + gone},
 		"--user", id, "--send", "friends", "--connect-timeout", "1s")

@@ -122,8 +122,6 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 	if o.floodRate > 0 {
 		cfg.FloodRate, cfg.FloodBurst = o.floodRate, int(o.floodRate)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	nc := c.conn()
 	if o.gwInbox != "" {
 		var err error
@@ -132,17 +130,26 @@ func (c *cluster) addGateway(o clusterOpts) *gateway.Gateway {
 		}
 		c.t.Cleanup(nc.Close)
 	}
-	g, err := gateway.Start(ctx, nc, cfg, testLogger(c.t))
+	g := startGateway(c.t, nc, cfg)
+	c.gws = append(c.gws, g)
+	c.gwConns = append(c.gwConns, nc)
+	return g
+}
+
+// startGateway starts a gateway on nc with cfg; it stops with the test.
+func startGateway(t testing.TB, nc *nats.Conn, cfg gateway.Config) *gateway.Gateway {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g, err := gateway.Start(ctx, nc, cfg, testLogger(t))
 	if err != nil {
-		c.t.Fatalf("gateway: %v", err)
+		t.Fatalf("gateway: %v", err)
 	}
-	c.t.Cleanup(func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		g.Stop(ctx)
 	})
-	c.gws = append(c.gws, g)
-	c.gwConns = append(c.gwConns, nc)
 	return g
 }
 
@@ -277,6 +284,35 @@ func (c *client) register(name, pw string) int64 {
 		c.t.Fatalf("register %s: %v", name, f)
 	}
 	return f.num("id")
+}
+
+// signUp registers name and logs the new account in; it returns its id.
+func (c *client) signUp(name, pw string) int64 {
+	c.t.Helper()
+	id := c.register(name, pw)
+	c.login(id, pw)
+	return id
+}
+
+// signUpWithPeer registers name and peer, both with password pw, and logs
+// name in; it returns both ids.
+func (c *client) signUpWithPeer(name, peer, pw string) (id, peerID int64) {
+	c.t.Helper()
+	id = c.register(name, pw)
+	peerID = c.register(peer, pw)
+	c.login(id, pw)
+	return id, peerID
+}
+
+// chatTo sends msg to user toID, whose client is to: the sender gets its
+// ack, to gets the message.
+func (c *client) chatTo(to *client, toID int64, msg string) {
+	c.t.Helper()
+	c.send(chat(toID, msg))
+	c.expect(14)
+	if f := to.expect(6); f.str("msg") != msg {
+		c.t.Fatalf("%s got %v, want %q from %s", to.name, f, msg, c.name)
+	}
 }
 
 func (c *client) login(id int64, pw string, extra ...any) frame {

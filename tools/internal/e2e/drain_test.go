@@ -171,8 +171,7 @@ func TestGatewayDrain(t *testing.T) {
 	a, b := og.g, c.gws[0]
 
 	s := dial(t, b.Addr(), '\n', "sender")
-	sid := s.register("sender", "pw")
-	s.login(sid, "pw")
+	s.signUp("sender", "pw")
 
 	const n = 6
 	var rs []*drainReceiver

@@ -41,17 +41,7 @@ func startOpsGateway(t *testing.T, c *cluster, tweak func(*gateway.Config)) *ops
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatalf("gateway: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Stop(ctx)
-	})
+	g := startGateway(t, c.conn(), cfg)
 	o.AddCheck("gateway", g.Ready)
 	return &opsGateway{g: g, ops: o, url: "http://" + o.Addr().String()}
 }

@@ -104,9 +104,7 @@ func TestLegacyWaitingMessages(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			c := newCluster(t, clusterOpts{})
 			full := dial(t, c.gws[0].Addr(), '\n', "full")
-			aid := full.register("alice", "pw")
-			bid := full.register("bob", "pw")
-			full.login(aid, "pw")
+			_, bid := full.signUpWithPeer("alice", "bob", "pw")
 			sendChats(t, full, bid, "waiting message number", n)
 
 			lc, ack := legacyLogin(t, c, 1, bid, "pw")
@@ -138,9 +136,7 @@ func TestLegacyBurst(t *testing.T) {
 		t.Run(fmt.Sprintf("pause %s", pause), func(t *testing.T) {
 			c := newCluster(t, clusterOpts{})
 			full := dial(t, c.gws[0].Addr(), '\n', "full")
-			aid := full.register("alice", "pw")
-			bid := full.register("bob", "pw")
-			full.login(aid, "pw")
+			_, bid := full.signUpWithPeer("alice", "bob", "pw")
 			lc, _ := legacyLogin(t, c, 0, bid, "pw")
 			lc.Pause(pause) // before its next read
 			for i := 1; i <= 50; i++ {
@@ -164,9 +160,7 @@ func TestLegacyBurst(t *testing.T) {
 func TestLegacyCrashRedelivers(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[0].Addr(), '\n', "full")
-	aid := full.register("alice", "pw")
-	bid := full.register("bob", "pw")
-	full.login(aid, "pw")
+	_, bid := full.signUpWithPeer("alice", "bob", "pw")
 	lc, _ := legacyLogin(t, c, 0, bid, "pw")
 	lc.Pause(time.Hour)
 	sendChats(t, full, bid, "unread", 10)
@@ -211,8 +205,7 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 func TestLegacyLargeFrames(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[0].Addr(), '\n', "full")
-	bid := full.register("bob-with-a-long-name", "pw")
-	full.login(bid, "pw")
+	bid := full.signUp("bob-with-a-long-name", "pw")
 	var friends []int64
 	for i := range 15 {
 		f := dial(t, c.gws[1].Addr(), '\n', fmt.Sprintf("f%d", i))

@@ -74,9 +74,7 @@ func TestLoginIsOneRequest(t *testing.T) {
 		}
 
 		b := dial(t, c.gws[1].Addr(), '\n', "b")
-		bid := b.register("bob", "pw")
-		aid := b.register("alice", "pw")
-		b.login(bid, "pw")
+		bid, aid := b.signUpWithPeer("bob", "alice", "pw")
 		b.ok(frame{"msgid": 7, "friendid": aid})
 		gid := b.createGroup("crew", "")
 		b.ok(chat(aid, "while you were out"))

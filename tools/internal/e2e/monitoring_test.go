@@ -205,9 +205,8 @@ func TestMonitoringQueries(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freePort(t)
 	cmd := exec.Command(prom, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr)
+		"--web.listen-address="+anyPort)
 	out := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -220,6 +219,7 @@ func TestMonitoringQueries(t *testing.T) {
 			t.Logf("prometheus output:\n%s", out.String())
 		}
 	})
+	promAddr := loggedAddr(t, "prometheus", out, "Listening on", nil)
 	query := func(expr string) (status, errText string, n int) {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(expr))
 		if err != nil {

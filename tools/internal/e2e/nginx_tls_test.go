@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/wsconn"
 	"github.com/natter-chat/natter/shared/certtest"
+	"github.com/natter-chat/natter/shared/eventually"
 )
 
 // fillTemplate renders an nginx template of deployments/nginx: every
@@ -88,118 +90,52 @@ func TestNginxTLSTemplates(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	cfg := gateway.DefaultConfig()
 	cfg.Listen, cfg.WSListen, cfg.Web = "127.0.0.1:0", "127.0.0.1:0", true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Stop(ctx)
-	})
+	g := startGateway(t, c.conn(), cfg)
 
 	files := certtest.Write(t, "localhost", "127.0.0.1")
-	prefix := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	plain, secure, wss := freePort(t), freePort(t), freePort(t)
-	stream := fillTemplate(t, "natter-stream.conf.template", map[string]string{
-		"LISTEN": plain, "CONNECT_TIMEOUT": "1s", "PROXY_TIMEOUT": "90s", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
-		"GATEWAY_SERVERS": "    server " + g.Addr().String() + " max_fails=3 fail_timeout=10s;",
-	}) + fillTemplate(t, "natter-stream-tls.conf.template", map[string]string{
-		"LISTEN": secure, "CONNECT_TIMEOUT": "1s", "PROXY_TIMEOUT": "90s", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
-		"GATEWAY_SERVERS": "    server " + g.Addr().String() + " max_fails=3 fail_timeout=10s;",
-		"TLS_CERT":        files.Cert, "TLS_KEY": files.Key,
-	})
-	web := fillTemplate(t, "natter-websocket-tls.conf.template", map[string]string{
-		"LISTEN": wss, "CONNECT_TIMEOUT": "1s", "READ_TIMEOUT": "1h", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
-		"GATEWAY_SERVERS": "    server " + g.WSAddr().String() + " max_fails=0;",
-		"TLS_CERT":        files.Cert, "TLS_KEY": files.Key,
-	})
-	streamConf, httpConf := filepath.Join(prefix, "stream.conf"), filepath.Join(prefix, "http.conf")
-	for p, s := range map[string]string{streamConf: stream, httpConf: web} {
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	whole := fillTemplate(t, "nginx.conf.template", map[string]string{
-		"LOAD_MODULES": mods, "PID_FILE": filepath.Join(prefix, "nginx.pid"), "ERROR_LOG": filepath.Join(prefix, "error.log"),
-		"WORKER_SHUTDOWN_TIMEOUT": "1s", "WORKER_RLIMIT_NOFILE": "1024", "WORKER_CONNECTIONS": "512",
-		"STREAM_CONF": streamConf, "HTTP_CONF": httpConf, "PREFIX": prefix,
-	})
-	// One worker: the machine is small; root's nginx drops to nobody, who
-	// must read the key (a test directory, a test key).
-	whole = strings.Replace(whole, "worker_processes auto;", "worker_processes 1;", 1)
-	conf := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(whole), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Root's nginx drops to nobody, who must read the key (a test
+	// directory, a test key).
 	for _, f := range []string{files.Cert, files.Key, filepath.Dir(files.Key)} {
 		os.Chmod(f, 0o755)
 	}
-	args := []string{"-p", prefix + "/", "-e", filepath.Join(prefix, "error.log"), "-c", conf}
-	if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
+	var plain, secure, wss string
+	conf := func(prefix string) (stream, http string) {
+		plain, secure, wss = unusedPort(t), unusedPort(t), unusedPort(t)
+		stream = fillTemplate(t, "natter-stream.conf.template", map[string]string{
+			"LISTEN": plain, "CONNECT_TIMEOUT": "1s", "PROXY_TIMEOUT": "90s", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
+			"GATEWAY_SERVERS": "    server " + g.Addr().String() + " max_fails=3 fail_timeout=10s;",
+		}) + fillTemplate(t, "natter-stream-tls.conf.template", map[string]string{
+			"LISTEN": secure, "CONNECT_TIMEOUT": "1s", "PROXY_TIMEOUT": "90s", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
+			"GATEWAY_SERVERS": "    server " + g.Addr().String() + " max_fails=3 fail_timeout=10s;",
+			"TLS_CERT":        files.Cert, "TLS_KEY": files.Key,
+		})
+		http = fillTemplate(t, "natter-websocket-tls.conf.template", map[string]string{
+			"LISTEN": wss, "CONNECT_TIMEOUT": "1s", "READ_TIMEOUT": "1h", "ACCESS_LOG": filepath.Join(prefix, "access.log"),
+			"GATEWAY_SERVERS": "    server " + g.WSAddr().String() + " max_fails=0;",
+			"TLS_CERT":        files.Cert, "TLS_KEY": files.Key,
+		})
+		return stream, http
 	}
-	// nginx's output goes to a file (a pipe would be held open by its
-	// workers); its process group (master and workers) is killed at the
-	// end.
-	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
-	logFile, err := os.Create(filepath.Join(prefix, "output.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		if t.Failed() {
-			o, _ := os.ReadFile(filepath.Join(prefix, "output.log"))
-			b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", o, b)
-		}
-	})
-	for _, a := range []string{plain, secure, wss} {
-		waitListening(t, a)
-	}
+	startNginx(t, bin, mods, conf)
 
 	trusted := trust(t, files.CA)
 	secureAddr, _ := net.ResolveTCPAddr("tcp", secure)
 	plainAddr, _ := net.ResolveTCPAddr("tcp", plain)
 	a, _ := dialTLS(t, secureAddr, trusted, '\n', "a-tls-nginx")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	a.signUp("alice", "pw")
 	b := dial(t, plainAddr, '\n', "b-plain-nginx")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
-	a.send(chat(bid, "through nginx's tls"))
-	a.expect(14)
-	if f := b.expect(6); f.str("msg") != "through nginx's tls" {
-		t.Fatalf("plain client got %v", f)
-	}
+	bid := b.signUp("bob", "pw")
+	a.chatTo(b, bid, "through nginx's tls")
 
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: trusted}, Timeout: 5 * time.Second}
-	ws, err := wsconn.Dial(ctx, "wss://localhost:"+portOf(t, wss)+gateway.WSPath, &websocket.DialOptions{HTTPClient: hc})
+	ws, err := wsconn.Dial(t.Context(), "wss://localhost:"+portOf(t, wss)+gateway.WSPath, &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		t.Fatalf("wss through nginx: %v", err)
 	}
 	t.Cleanup(func() { ws.Close() })
 	w := &client{t: t, name: "wss-nginx", conn: ws, r: bufio.NewReader(ws), term: '\n'}
-	wid := w.register("carol", "pw")
-	w.login(wid, "pw")
-	a.send(chat(wid, "to wss through nginx"))
-	a.expect(14)
-	if f := w.expect(6); f.str("msg") != "to wss through nginx" {
-		t.Fatalf("wss client got %v", f)
-	}
+	wid := w.signUp("carol", "pw")
+	a.chatTo(w, wid, "to wss through nginx")
 	resp, err := hc.Get("https://localhost:" + portOf(t, wss) + "/")
 	if err != nil {
 		t.Fatalf("page over https through nginx: %v", err)
@@ -212,5 +148,95 @@ func TestNginxTLSTemplates(t *testing.T) {
 	if conn, err := tls.Dial("tcp", secure, trust(t, certtest.Write(t, "localhost").CA)); err == nil {
 		conn.Close()
 		t.Fatal("nginx's TLS listener accepted a client that trusts another CA")
+	}
+}
+
+// startNginx runs nginx (bin, with the stream module line mods) on the
+// nginx.conf template, its stream and http blocks from conf, which picks
+// the ports nginx is to listen on (nginx cannot report a port of its
+// own). nginx writes its pid file only once it has bound every listener,
+// so the pid file with its pid shows that the nginx started here is the
+// one listening there; when a port was taken meanwhile (nginx exits:
+// address already in use) it starts again on new ports, 5 times at most.
+// Its process group (master and workers) is killed at the end.
+func startNginx(t *testing.T, bin, mods string, conf func(prefix string) (stream, http string)) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		prefix := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stream, web := conf(prefix)
+		streamConf, httpConf := filepath.Join(prefix, "stream.conf"), filepath.Join(prefix, "http.conf")
+		for p, s := range map[string]string{streamConf: stream, httpConf: web} {
+			if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pidFile := filepath.Join(prefix, "nginx.pid")
+		whole := fillTemplate(t, "nginx.conf.template", map[string]string{
+			"LOAD_MODULES": mods, "PID_FILE": pidFile, "ERROR_LOG": filepath.Join(prefix, "error.log"),
+			"WORKER_SHUTDOWN_TIMEOUT": "1s", "WORKER_RLIMIT_NOFILE": "1024", "WORKER_CONNECTIONS": "512",
+			"STREAM_CONF": streamConf, "HTTP_CONF": httpConf, "PREFIX": prefix,
+		})
+		// One worker: the machine is small.
+		whole = strings.Replace(whole, "worker_processes auto;", "worker_processes 1;", 1)
+		confFile := filepath.Join(prefix, "nginx.conf")
+		if err := os.WriteFile(confFile, []byte(whole), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-p", prefix + "/", "-e", filepath.Join(prefix, "error.log"), "-c", confFile}
+		if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
+			t.Fatalf("nginx -t: %v\n%s", err, out)
+		}
+		// nginx's output goes to a file (a pipe would be held open by its
+		// workers).
+		cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
+		logFile, err := os.Create(filepath.Join(prefix, "output.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		err = cmd.Start()
+		logFile.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		logs := func() string {
+			o, _ := os.ReadFile(filepath.Join(prefix, "output.log"))
+			b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+			return fmt.Sprintf("nginx output:\n%s\nerror.log:\n%s", o, b)
+		}
+		t.Cleanup(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			exited <- nil
+			if t.Failed() {
+				t.Log(logs())
+			}
+		})
+		var exit error
+		eventually.NoError(t, 60*time.Second, func() error {
+			select {
+			case exit = <-exited:
+				exited <- exit
+				return nil
+			default:
+			}
+			if b, _ := os.ReadFile(pidFile); strings.TrimSpace(string(b)) != strconv.Itoa(cmd.Process.Pid) {
+				return fmt.Errorf("nginx (pid %d) has not written its pid file: its listeners are not all bound", cmd.Process.Pid)
+			}
+			return nil
+		})
+		if exit == nil {
+			return
+		}
+		if !strings.Contains(logs(), "Address already in use") || attempt == 5 {
+			t.Fatalf("nginx exited (%v) on start, attempt %d\n%s", exit, attempt, logs())
+		}
+		t.Logf("nginx: a port was taken meanwhile (%v); again on other ports", exit)
 	}
 }

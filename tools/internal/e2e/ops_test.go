@@ -27,9 +27,7 @@ func TestGatewayMetrics(t *testing.T) {
 
 	a := dial(t, og.g.Addr(), '\n', "a")
 	b := dial(t, og.g.Addr(), '\n', "b")
-	aid := a.register("alice", "pw")
-	bid := a.register("bob", "pw")
-	a.login(aid, "pw")
+	aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 	b.login(bid, "pw")
 	a.send(chat(bid, "hi"))
 	a.expect(14)
@@ -192,11 +190,7 @@ func TestSlowClientCutOff(t *testing.T) {
 		s.expect(14)
 	}
 	t.Logf("cut off after %d messages of %d bytes", sent, len(big))
-	s.send(chat(okID, "still here"))
-	s.expect(14)
-	if f := ok.expect(6); f.str("msg") != "still here" {
-		t.Fatalf("the other client got %v", f)
-	}
+	s.chatTo(ok, okID, "still here")
 	again := dial(t, og.g.Addr(), '\n', "slow-again")
 	if ack := again.login(slowID, "pw"); ack.num("lastseq")+ack.num("pending") != int64(sent) {
 		t.Fatalf("slow client's inbox after the cut: %v, want %d messages", ack, sent)

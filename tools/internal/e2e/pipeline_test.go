@@ -15,10 +15,8 @@ func TestPipelinedChatsKeepOrder(t *testing.T) {
 	c := newCluster(t, clusterOpts{floodRate: 100000})
 	a := dial(t, c.gws[0].Addr(), '\n', "a")
 	b := dial(t, c.gws[1].Addr(), '\n', "b")
-	aid := a.register("alice", "pw")
-	bid := b.register("bob", "pw")
-	a.login(aid, "pw")
-	b.login(bid, "pw")
+	a.signUp("alice", "pw")
+	bid := b.signUp("bob", "pw")
 	const n = 1000
 	go func() {
 		for i := 1; i <= n; i++ {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -55,7 +56,12 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) string {
+// unusedPort is a port nothing listens on now, for a process that cannot
+// listen on port 0 and report the port it got (nginx): another process
+// can take it before that process binds it, so the caller checks that
+// its process is the one listening there, and starts it again on
+// another port when the port was taken (startNginx).
+func unusedPort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +69,108 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// heldPort is a port of 127.0.0.1 that the test holds for its whole life
+// (nothing else can take it): a bound socket that does not listen, so a
+// connection to it is refused, until listen makes it a listener.
+type heldPort struct {
+	fd   int
+	addr string
+}
+
+func holdPort(t *testing.T) *heldPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	h := &heldPort{fd: fd, addr: fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)}
+	t.Cleanup(func() {
+		if h.fd >= 0 {
+			syscall.Close(h.fd)
+		}
+	})
+	return h
+}
+
+// refusedAddr is an address where connections are refused for the whole
+// test: a port the test holds without listening on it.
+func refusedAddr(t *testing.T) string { return holdPort(t).addr }
+
+// listen turns the held port into a listener (closed with the test).
+func (h *heldPort) listen(t *testing.T) net.Listener {
+	t.Helper()
+	if err := syscall.Listen(h.fd, 128); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(h.fd), h.addr)
+	h.fd = -1
+	ln, err := net.FileListener(f) // a copy of the descriptor
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// forward relays every connection ln accepts to target, until the test
+// ends.
+func forward(t *testing.T, ln net.Listener, target string) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open, done := map[net.Conn]bool{}, false
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				mu.Lock()
+				if done {
+					mu.Unlock()
+					c.Close()
+					s.Close()
+					return
+				}
+				open[c], open[s] = true, true
+				mu.Unlock()
+				var pair sync.WaitGroup
+				pair.Go(func() { io.Copy(s, c); s.(*net.TCPConn).CloseWrite() })
+				io.Copy(c, s)
+				c.(*net.TCPConn).CloseWrite()
+				pair.Wait()
+				c.Close()
+				s.Close()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		done = true
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 }
 
 type proc struct {
@@ -117,15 +225,16 @@ func (p *proc) stop(sig os.Signal) {
 const (
 	anyPort   = "127.0.0.1:0"
 	logTCP    = "gateway listening"                       // --listen
-	logWS     = "gateway listening for websocket clients" // --ws-listen
+	logWS     = "gateway listening for websocket clients" // --ws-listen (or --wss-listen)
+	logTLS    = "gateway listening for TLS clients"       // --tls-listen
 	logNATS   = "embedded NATS listen*"                   // natter serve --nats-listen (Info, or a Warn without auth)
 	logOps    = "serving /healthz, /readyz and /metrics"  // --http
 	logServes = "natter serving"                          // natter serve: --listen, once every part is up
 )
 
 // listenAddr waits until p has logged a line with message msg (a final *:
-// starting with it) that carries an addr, and returns that address (the
-// first such line).
+// starting with it) that carries an addr (or address), and returns that
+// address (the first such line).
 func (p *proc) listenAddr(msg string) string {
 	p.t.Helper()
 	return loggedAddr(p.t, p.name, p.out, msg, func() {
@@ -138,6 +247,29 @@ func (p *proc) listenAddr(msg string) string {
 	})
 }
 
+// listening waits until p has logged each of msgs (listen messages), or
+// has exited: then it returns the exit.
+func (p *proc) listening(msgs ...string) error {
+	p.t.Helper()
+	var exit error
+	eventually.NoError(p.t, 60*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			exit = fmt.Errorf("%s exited: %v", p.name, err)
+			return nil
+		default:
+		}
+		for _, m := range msgs {
+			if !strings.Contains(p.out.String(), `msg="`+m+`"`) {
+				return fmt.Errorf("%s has not logged %q yet", p.name, m)
+			}
+		}
+		return nil
+	})
+	return exit
+}
+
 // loggedAddr is listenAddr on any process's output; check (if not nil)
 // fails the test when the process is gone.
 func loggedAddr(t *testing.T, name string, out *logtest.Buffer, msg string, check func()) string {
@@ -146,7 +278,7 @@ func loggedAddr(t *testing.T, name string, out *logtest.Buffer, msg string, chec
 	if prefix, ok := strings.CutSuffix(msg, "*"); ok {
 		pattern = regexp.QuoteMeta(prefix) + `[^"]*`
 	}
-	re := regexp.MustCompile(`msg="` + pattern + `"[^\n]*? addr=(\S+)`)
+	re := regexp.MustCompile(`msg="` + pattern + `"[^\n]*? (?:addr|address)=(\S+)`) // address: Prometheus's key
 	var addr string
 	eventually.NoError(t, 60*time.Second, func() error {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
@@ -194,9 +326,7 @@ func TestServeRestartKeepsAccountsAndMessages(t *testing.T) {
 		srv := startProc(t, "natter", args...)
 		addr := srv.tcpAddr(logServes)
 		a := dial(t, addr, '\n', "a")
-		aid := a.register("阿丽丝", "pw")
-		bid := a.register("bob 😀", "pw")
-		a.login(aid, "pw")
+		_, bid := a.signUpWithPeer("阿丽丝", "bob 😀", "pw")
 		for _, m := range []string{"one", "two 你好"} {
 			a.send(chat(bid, m))
 			a.expect(14)
@@ -238,10 +368,8 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 
 	a := dial(t, gw1, '\n', "a")
 	b := dial(t, gw2, '\n', "b")
-	aid := a.register("alice", "pw")
-	bid := b.register("bob", "pw")
-	a.login(aid, "pw")
-	b.login(bid, "pw")
+	aid := a.signUp("alice", "pw")
+	bid := b.signUp("bob", "pw")
 	a.ok(frame{"msgid": 7, "friendid": bid})
 	for i := 1; i <= 20; i++ { // spread over both instances of each service
 		a.send(chat(bid, fmt.Sprint("a", i)))
@@ -279,9 +407,5 @@ func TestSeparateProcessesAndKilledGateway(t *testing.T) {
 	t.Logf("bob logged in again %v after SIGKILL (presence ttl 2s)", time.Since(killed).Round(100*time.Millisecond))
 
 	// Alice never noticed.
-	a.send(chat(bid, "still there?"))
-	a.expect(14)
-	if got := b2.expect(6); got.str("msg") != "still there?" {
-		t.Fatalf("bob got %v", got)
-	}
+	a.chatTo(b2, bid, "still there?")
 }

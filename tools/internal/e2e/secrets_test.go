@@ -103,22 +103,33 @@ func noSecrets(t *testing.T, what, out string) {
 }
 
 // startTokenNATS runs a nats-server on 127.0.0.1:port (0: any) that takes
-// clients with token.
+// clients with token. A port given is one a client already knows, which
+// the server before this one left: another process may have taken it
+// since, so the start is tried again for 30 s at most.
 func startTokenNATS(t *testing.T, port int, token string) *server.Server {
 	t.Helper()
 	if port == 0 {
 		port = -1
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, Authorization: token})
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, Authorization: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if s.ReadyForConnections(10 * time.Second) {
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+			return s
+		}
+		s.Shutdown()
+		s.WaitForShutdown()
+		if port < 0 || time.Now().After(deadline) {
+			t.Fatalf("nats-server on port %d not ready", port)
+		}
+		t.Logf("nats-server: port %d is taken; trying again", port)
+		time.Sleep(500 * time.Millisecond)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
 }
 
 // TestNoSecretInLogs runs natter serve, natter-gateway and the four
@@ -136,7 +147,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(plantedFileSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	closed := freePort(t) // nothing listens here
+	closed := refusedAddr(t) // nothing listens here
 	deadURLs := fmt.Sprintf("nats://natter:%s@%s,nats://%s@%s", plantedURLPassword, closed, plantedURLToken, closed)
 	dsn := fmt.Sprintf("natter:%s@tcp(%s)/natter", plantedDSNPassword, closed)
 
@@ -196,8 +207,19 @@ func TestNoSecretInLogs(t *testing.T) {
 			p.waitLog(t, started, 1)
 			ns.Shutdown()
 			ns.WaitForShutdown()
-			startTokenNATS(t, port, plantedLiveToken)
+			back := startTokenNATS(t, port, plantedLiveToken)
 			p.waitLog(t, "nats reconnected", 1)
+			// Reconnected to this server, not to another on its port.
+			clients := 1
+			if users != nil {
+				clients = 2
+			}
+			eventually.NoError(t, 30*time.Second, func() error {
+				if n := back.NumClients(); n < clients {
+					return fmt.Errorf("the restarted nats-server has %d clients, want %d", n, clients)
+				}
+				return nil
+			})
 			noSecrets(t, bin+" connected", p.stop(t))
 			if users != nil {
 				noSecrets(t, "natter-user beside "+bin, users.stop(t))
@@ -247,8 +269,13 @@ func TestBusAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out, err := exec.Command(filepath.Join(binaries(t), "natter"), "serve", "--nats-listen", "0.0.0.0:"+portOf(t, freePort(t)),
+	// Port 0: were the refusal gone, the server would listen on a port of
+	// its own (and be stopped by the timeout), not on one another test
+	// holds.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "natter"), "serve", "--nats-listen", "0.0.0.0:0",
 		"--data", t.TempDir()).CombinedOutput()
+	cancel()
 	if err == nil || !strings.Contains(string(out), "needs authentication") {
 		t.Errorf("natter serve --nats-listen 0.0.0.0:... without credentials: %v\n%s", err, out)
 	}
@@ -271,8 +298,7 @@ func TestBusAuthentication(t *testing.T) {
 
 	gw := startProc(t, "natter-gateway", "--listen", anyPort, "--nats", "nats://"+natsAddr, "--nats-user", "natter", "--nats-password-file", pwFile)
 	c := dial(t, gw.tcpAddr(logTCP), '\n', "via the second gateway")
-	id := c.register("bus-user", "pw")
-	c.login(id, "pw")
+	c.signUp("bus-user", "pw")
 }
 
 func portOf(t *testing.T, addr string) string {

@@ -115,8 +115,7 @@ func TestGroupChatAcrossGateways(t *testing.T) {
 
 		// A non-member cannot send; an unknown group is an error.
 		out := dial(t, c.gws[1].Addr(), '\n', "out")
-		oid := out.register("outsider", "pw")
-		out.login(oid, "pw")
+		out.signUp("outsider", "pw")
 		out.send(frame{"msgid": 10, "groupid": gid, "msg": "let me in"})
 		if r := out.expect(14); r.num("errno") != 115 {
 			t.Fatalf("non-member send: %v", r)
@@ -186,9 +185,7 @@ func common(a, b []string) []string {
 func TestFriendsAndPresence(t *testing.T) {
 	forEachDB(t, clusterOpts{}, func(t *testing.T, c *cluster) {
 		a := dial(t, c.gws[0].Addr(), '\n', "a")
-		aid := a.register("alice", "pw")
-		bid := a.register("bob", "pw")
-		a.login(aid, "pw")
+		aid, bid := a.signUpWithPeer("alice", "bob", "pw")
 		a.send(frame{"msgid": 7, "friendid": aid})
 		if r := a.expect(14); r.num("errno") != 101 {
 			t.Fatalf("befriend yourself: %v", r)
@@ -286,8 +283,7 @@ func parseStrings(t *testing.T, v any) []map[string]any {
 func TestLegacyClientBytes(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	full := dial(t, c.gws[1].Addr(), '\n', "full")
-	fid := full.register("frank", "pw")
-	full.login(fid, "pw")
+	fid := full.signUp("frank", "pw")
 
 	l := legacyClient{dial(t, c.gws[0].Addr(), 0, "legacy")}
 	l.send(`{"msgid":4,"name":"lisa","password":"pw"}`)

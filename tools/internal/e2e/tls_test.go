@@ -106,17 +106,7 @@ func tlsGateway(t *testing.T, c *cluster, files certtest.Files, reload time.Dura
 	cfg.Web = true
 	cfg.TLSCert, cfg.TLSKey = files.Cert, files.Key
 	cfg.TLSReloadInterval = reload
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g, err := gateway.Start(ctx, c.conn(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatalf("gateway: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Stop(ctx)
-	})
+	g := startGateway(t, c.conn(), cfg)
 	return g
 }
 
@@ -131,31 +121,20 @@ func TestTLSListeners(t *testing.T) {
 	conf := trust(t, files.CA)
 
 	a, _ := dialTLS(t, g.TLSAddr(), conf, '\n', "a-tls")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	b := dial(t, g.Addr(), '\n', "b-plain")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	bid := b.signUp("bob", "pw")
 	a.send(chat(bid, "over tls"))
 	a.expect(14)
 	if f := b.expect(6); f.str("msg") != "over tls" || f.num("id") != aid {
 		t.Fatalf("plain client got %v", f)
 	}
-	b.send(chat(aid, "in clear"))
-	b.expect(14)
-	if f := a.expect(6); f.str("msg") != "in clear" {
-		t.Fatalf("tls client got %v", f)
-	}
+	b.chatTo(a, aid, "in clear")
 
 	// The legacy dialect (NUL-terminated frames) over TLS.
 	l, _ := dialTLS(t, g.TLSAddr(), conf, 0, "legacy-tls")
-	lid := l.register("carol", "pw")
-	l.login(lid, "pw")
-	a.send(chat(lid, "to the legacy dialect"))
-	a.expect(14)
-	if f := l.expect(6); f.str("msg") != "to the legacy dialect" {
-		t.Fatalf("legacy tls client got %v", f)
-	}
+	lid := l.signUp("carol", "pw")
+	a.chatTo(l, lid, "to the legacy dialect")
 	l.send(chat(aid, "from the legacy dialect")) // no reply in the legacy dialect
 	if f := a.expect(6); f.str("msg") != "from the legacy dialect" {
 		t.Fatalf("tls client got %v", f)
@@ -171,13 +150,8 @@ func TestTLSListeners(t *testing.T) {
 	}
 	t.Cleanup(func() { ws.Close() })
 	w := &client{t: t, name: "wss", conn: ws, r: bufio.NewReader(ws), term: '\n'}
-	wid := w.register("dave", "pw")
-	w.login(wid, "pw")
-	a.send(chat(wid, "to wss"))
-	a.expect(14)
-	if f := w.expect(6); f.str("msg") != "to wss" {
-		t.Fatalf("wss client got %v", f)
-	}
+	wid := w.signUp("dave", "pw")
+	a.chatTo(w, wid, "to wss")
 	resp, err := hc.Get("https://localhost:" + port(g.WSSAddr()) + "/")
 	if err != nil {
 		t.Fatalf("page over https: %v", err)
@@ -231,8 +205,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	if served != first {
 		t.Fatalf("served serial %s, want %s", served, first)
 	}
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 
 	ca2 := renew(t, files, "second")
 	second := serialOf(t, files.Cert)
@@ -272,15 +245,12 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 // SIGHUP, and returns it with its addresses.
 func tlsServe(t *testing.T, files certtest.Files, extra ...string) (srv *proc, plain, secure, wss string) {
 	t.Helper()
-	plain, secure, wss = freePort(t), freePort(t), freePort(t)
-	args := append([]string{"serve", "--listen", plain, "--tls-listen", secure, "--wss-listen", wss, "--ws-listen", "",
+	args := append([]string{"serve", "--listen", anyPort, "--tls-listen", anyPort, "--wss-listen", anyPort, "--ws-listen", "",
 		"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-reload-interval", "0",
 		"--data", t.TempDir(), "--bcrypt-cost", "4"}, extra...)
 	srv = startProc(t, "natter", args...)
-	waitListening(t, plain)
-	waitListening(t, secure)
-	waitListening(t, wss)
-	return srv, plain, secure, wss
+	// --ws-listen '': the one WebSocket listener is wss.
+	return srv, srv.listenAddr(logServes), srv.listenAddr(logTLS), srv.listenAddr(logWS)
 }
 
 // TestServeTLSProcess runs natter serve with --tls-listen and
@@ -293,16 +263,10 @@ func TestServeTLSProcess(t *testing.T) {
 	tlsAddr, _ := net.ResolveTCPAddr("tcp", secure)
 	plainAddr, _ := net.ResolveTCPAddr("tcp", plain)
 	a, _ := dialTLS(t, tlsAddr, conf, '\n', "a-tls")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	a.signUp("alice", "pw")
 	b := dial(t, plainAddr, '\n', "b-plain")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
-	a.send(chat(bid, "over tls"))
-	a.expect(14)
-	if f := b.expect(6); f.str("msg") != "over tls" {
-		t.Fatalf("plain client got %v", f)
-	}
+	bid := b.signUp("bob", "pw")
+	a.chatTo(b, bid, "over tls")
 
 	first := serialOf(t, files.Cert)
 	ca2 := renew(t, files, "second")
@@ -329,27 +293,20 @@ func TestServeTLSProcess(t *testing.T) {
 // natter serve: a TLS client and a client of natter serve chat, and SIGHUP
 // reloads the certificate.
 func TestGatewayProcessTLS(t *testing.T) {
-	natsAddr, gw1 := freePort(t), freePort(t)
-	startProc(t, "natter", "serve", "--listen", gw1, "--nats-listen", natsAddr, "--data", t.TempDir(), "--bcrypt-cost", "4")
-	addr1 := waitListening(t, gw1)
+	srv := startProc(t, "natter", "serve", "--listen", anyPort, "--nats-listen", anyPort, "--data", t.TempDir(), "--bcrypt-cost", "4")
+	addr1, natsAddr := srv.tcpAddr(logServes), srv.listenAddr(logNATS)
 	files := certtest.Write(t, "localhost", "127.0.0.1")
-	secure := freePort(t)
-	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", "", "--tls-listen", secure,
+	g := startProc(t, "natter-gateway", "--nats", "nats://"+natsAddr, "--listen", "", "--tls-listen", anyPort,
 		"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-reload-interval", "0")
-	tlsAddr := waitListening(t, secure)
+	tlsAddr := g.tcpAddr(logTLS)
+	secure := tlsAddr.String()
 
 	conf := trust(t, files.CA)
 	a, _ := dialTLS(t, tlsAddr, conf, '\n', "a-tls")
-	aid := a.register("alice", "pw")
-	a.login(aid, "pw")
+	aid := a.signUp("alice", "pw")
 	b := dial(t, addr1, '\n', "b-plain")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
-	b.send(chat(aid, "to the tls gateway"))
-	b.expect(14)
-	if f := a.expect(6); f.str("msg") != "to the tls gateway" {
-		t.Fatalf("tls client got %v", f)
-	}
+	b.signUp("bob", "pw")
+	b.chatTo(a, aid, "to the tls gateway")
 
 	ca2 := renew(t, files, "second")
 	second := serialOf(t, files.Cert)
@@ -436,8 +393,7 @@ func TestChatAndBenchOverTLS(t *testing.T) {
 	aid := reg("alice", append([]string{"--addr", secure}, tlsArgs...)...)
 	plainAddr, _ := net.ResolveTCPAddr("tcp", plain)
 	b := dial(t, plainAddr, '\n', "b-plain")
-	bid := b.register("bob", "pw")
-	b.login(bid, "pw")
+	bid := b.signUp("bob", "pw")
 	if out, err := run(pw, append([]string{"chat", "--addr", secure, "--user", aid, "--send",
 		"chat:" + strconv.FormatInt(bid, 10) + ":sent by natter chat over tls"}, tlsArgs...)...); err != nil {
 		t.Fatalf("natter chat --send over tls: %v\n%s", err, out)

@@ -286,16 +286,36 @@ func startWebCluster(t *testing.T) *webCluster {
 }
 
 // start (re)starts gateway i: first on port 0 (its addresses read from its
-// log), again on the ports it got, which the browsers' pages know.
+// log), again on the ports it got, which the browsers' pages know. Between
+// the stop and the restart another process may have taken one of them
+// (another test's listener, an outgoing connection): a restart that exits
+// with "address already in use" is tried again, for 30 s at most, and the
+// gateway's own log must show it listening on the ports it had, so that
+// the process the pages reach is the one started here.
 func (c *webCluster) start(t *testing.T, i int) {
 	t.Helper()
 	g := c.gw[i]
-	tcp, ws := g.tcp, g.ws
-	if tcp == "" {
-		tcp, ws = anyPort, anyPort
+	if g.tcp == "" {
+		g.p = startProc(t, "natter-gateway", append(g.args, "--listen", anyPort, "--ws-listen", anyPort)...)
+		g.tcp, g.ws = g.p.listenAddr(logTCP), g.p.listenAddr(logWS)
+		return
 	}
-	g.p = startProc(t, "natter-gateway", append(g.args, "--listen", tcp, "--ws-listen", ws)...)
-	g.tcp, g.ws = g.p.listenAddr(logTCP), g.p.listenAddr(logWS)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g.p = startProc(t, "natter-gateway", append(g.args, "--listen", g.tcp, "--ws-listen", g.ws)...)
+		err := g.p.listening(logTCP, logWS)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(g.p.out.String(), "address already in use") || time.Now().After(deadline) {
+			t.Fatalf("gateway %d restarted on %s and %s: %v\n%s", i, g.tcp, g.ws, err, g.p.out.String())
+		}
+		t.Logf("gateway %d: a port was taken since it stopped (%v); starting it again", i, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if tcp, ws := g.p.listenAddr(logTCP), g.p.listenAddr(logWS); tcp != g.tcp || ws != g.ws {
+		t.Fatalf("gateway %d restarted on %s and %s, want %s and %s", i, tcp, ws, g.tcp, g.ws)
+	}
 }
 
 // TestWebPage runs the web page in headless Chromium: browser users
@@ -392,8 +412,7 @@ func TestWebPage(t *testing.T) {
 
 		// carol, a raw TCP full-dialect client, chats with alice.
 		carol := dial(t, waitListening(t, c.tcp), '\n', "carol")
-		cid := carol.register("carol", "pw-c")
-		carol.login(cid, "pw-c")
+		cid := carol.signUp("carol", "pw-c")
 		carol.ok(frame{"msgid": 7, "friendid": alice.id})
 		carol.ok(frame{"msgid": 6, "toid": alice.id, "msg": "hello from TCP", "reqid": 1})
 		uc := fmt.Sprint("u", cid)
@@ -520,8 +539,7 @@ func TestWebPage(t *testing.T) {
 		frank.do(t, "login", map[string]any{"id": frank.id, "password": "pw-f"}, nil)
 
 		grace := dial(t, waitListening(t, c.tcp), '\n', "grace")
-		gid := grace.register("grace", "pw-g")
-		grace.login(gid, "pw-g")
+		gid := grace.signUp("grace", "pw-g")
 		grace.ok(frame{"msgid": 7, "friendid": frank.id})
 		ug := fmt.Sprint("u", gid)
 		var want []string

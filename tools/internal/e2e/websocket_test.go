@@ -456,6 +456,39 @@ func TestWebSocketOrigins(t *testing.T) {
 	}
 }
 
+// sendNumbered sends messages "m<from>" to "m<to>" to user rid, each
+// acknowledged.
+func (c *client) sendNumbered(rid int64, from, to int) {
+	c.t.Helper()
+	for i := from; i <= to; i++ {
+		c.send(chat(rid, fmt.Sprint("m", i)))
+		c.expect(14)
+	}
+}
+
+// expectNumbered reads the chats sendNumbered sent, "m<from>" to "m<to>",
+// which are also their seqs.
+func (c *client) expectNumbered(from, to int) {
+	c.t.Helper()
+	for i, got := range c.recvChats(6, to-from+1) {
+		if want := int64(from + i); got.num("seq") != want || got.str("msg") != fmt.Sprint("m", want) {
+			c.t.Fatalf("%s got %v, want seq %d", c.name, got, want)
+		}
+	}
+}
+
+// resumeWS logs user rid in again on a new WebSocket to url, with its
+// resume token and lastseq; the ack must count pending messages waiting.
+func resumeWS(t *testing.T, url string, rid int64, token string, lastseq, pending int64) *client {
+	t.Helper()
+	c := dialWS(t, url, "receiver (moved)")
+	c.send(frame{"msgid": 1, "id": rid, "token": token, "lastseq": lastseq})
+	if ack := c.expect(2); ack.num("errno") != 0 || ack.num("lastseq") != lastseq || ack.num("pending") != pending {
+		t.Fatalf("resume on %s with lastseq %d: %v, want %d pending", url, lastseq, ack, pending)
+	}
+	return c
+}
+
 // TestWebSocketDrain: a draining gateway sends RECONNECT to its WebSocket
 // clients after what was queued for them; the client resumes on the other
 // gateway with its token and lastseq, and gets every message once, in
@@ -468,19 +501,8 @@ func TestWebSocketDrain(t *testing.T) {
 	sid, rid := sender.register("sender", "pw"), recv.register("receiver", "pw")
 	sender.login(sid, "pw")
 	token := recv.login(rid, "pw").str("token")
-	send := func(from, to int) {
-		for i := from; i <= to; i++ {
-			sender.send(chat(rid, fmt.Sprint("m", i)))
-			sender.expect(14)
-		}
-	}
-	expect := func(cl *client, from, to int) {
-		for i, got := range cl.recvChats(6, to-from+1) {
-			if want := int64(from + i); got.num("seq") != want || got.str("msg") != fmt.Sprint("m", want) {
-				t.Fatalf("got %v, want seq %d", got, want)
-			}
-		}
-	}
+	send := func(from, to int) { sender.sendNumbered(rid, from, to) }
+	expect := func(cl *client, from, to int) { cl.expectNumbered(from, to) }
 	send(1, 5)
 	expect(recv, 1, 5)
 	recv.ok(frame{"msgid": 13, "seq": 5, "reqid": 1})
@@ -507,11 +529,7 @@ func TestWebSocketDrain(t *testing.T) {
 	}
 
 	send(9, 12)
-	moved := dialWS(t, wsURL(gws[1].g), "receiver (moved)")
-	moved.send(frame{"msgid": 1, "id": rid, "token": token, "lastseq": 8})
-	if ack := moved.expect(2); ack.num("errno") != 0 || ack.num("lastseq") != 8 || ack.num("pending") != 4 {
-		t.Fatalf("resume on the other gateway: %v", ack)
-	}
+	moved := resumeWS(t, wsURL(gws[1].g), rid, token, 8, 4)
 	expect(moved, 9, 12)
 	send(13, 14)
 	expect(moved, 13, 14)
@@ -540,19 +558,8 @@ func TestWebSocketClientSurvivesKilledGateway(t *testing.T) {
 	sid, rid := sender.register("sender", "pw"), recv.register("receiver", "pw")
 	sender.login(sid, "pw")
 	token := recv.login(rid, "pw").str("token")
-	send := func(from, to int) {
-		for i := from; i <= to; i++ {
-			sender.send(chat(rid, fmt.Sprint("m", i)))
-			sender.expect(14)
-		}
-	}
-	expect := func(cl *client, from, to int) {
-		for i, got := range cl.recvChats(6, to-from+1) {
-			if want := int64(from + i); got.num("seq") != want || got.str("msg") != fmt.Sprint("m", want) {
-				t.Fatalf("got %v, want seq %d", got, want)
-			}
-		}
-	}
+	send := func(from, to int) { sender.sendNumbered(rid, from, to) }
+	expect := func(cl *client, from, to int) { cl.expectNumbered(from, to) }
 	send(1, 10)
 	expect(recv, 1, 10)
 	recv.send(frame{"msgid": 13, "seq": 6}) // acknowledged up to 6; 7-10 seen but not acknowledged
@@ -562,11 +569,7 @@ func TestWebSocketClientSurvivesKilledGateway(t *testing.T) {
 		t.Fatal("the WebSocket of a killed gateway stayed open")
 	}
 	send(11, 20)
-	moved := dialWS(t, "ws://"+ws1+gateway.WSPath, "receiver (moved)")
-	moved.send(frame{"msgid": 1, "id": rid, "token": token, "lastseq": 10})
-	if ack := moved.expect(2); ack.num("errno") != 0 || ack.num("lastseq") != 10 || ack.num("pending") != 10 {
-		t.Fatalf("resume after the kill: %v", ack)
-	}
+	moved := resumeWS(t, "ws://"+ws1+gateway.WSPath, rid, token, 10, 10)
 	expect(moved, 11, 20)
 	send(21, 22)
 	expect(moved, 21, 22)

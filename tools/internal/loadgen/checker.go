@@ -165,15 +165,7 @@ func (cv *Conversation) Acked(n int64) {
 	c := cv.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := cv.state(n)
-	if st == nil || *st&(stAcked|stFailed) != 0 {
-		c.n.unexpected++
-		return
-	}
-	*st |= stAcked
-	c.n.acked++
-	c.n.unreplied--
-	if *st&stReceived == 0 {
+	if st := cv.state(n); c.replyLocked(st, stAcked, 0) && *st&stReceived == 0 {
 		c.n.undelivered++
 	}
 }
@@ -186,15 +178,7 @@ func (cv *Conversation) Failed(n int64, errno int) (settled bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := cv.state(n)
-	if st == nil || *st&(stAcked|stFailed) != 0 {
-		c.n.unexpected++
-		return false
-	}
-	*st |= stFailed
-	c.n.failed++
-	c.n.unreplied--
-	c.errnos[errno]++
-	return cv.settle(st)
+	return c.replyLocked(st, stFailed, errno) && cv.settle(st)
 }
 
 // GiveUp records that the sender gave up on message n (reconnect mode:
@@ -202,11 +186,35 @@ func (cv *Conversation) Failed(n int64, errno int) (settled bool) {
 // lost, but it fails the run. It reports whether n stopped being
 // outstanding now.
 func (cv *Conversation) GiveUp(n int64) (settled bool) {
-	c := cv.c
+	cv.c.givenUp()
+	return cv.Failed(n, ErrnoGivenUp)
+}
+
+// replyLocked records the reply to a message whose state is st (nil: no
+// such message): stAcked, or stFailed with errno. False: the reply was
+// unexpected (no such message, or it had its reply already). c.mu is
+// held.
+func (c *Checker) replyLocked(st *msgState, reply msgState, errno int) bool {
+	if st == nil || *st&(stAcked|stFailed) != 0 {
+		c.n.unexpected++
+		return false
+	}
+	*st |= reply
+	c.n.unreplied--
+	if reply == stAcked {
+		c.n.acked++
+	} else {
+		c.n.failed++
+		c.errnos[errno]++
+	}
+	return true
+}
+
+// givenUp counts a message the sender gave up on.
+func (c *Checker) givenUp() {
 	c.mu.Lock()
 	c.n.givenUp++
 	c.mu.Unlock()
-	return cv.Failed(n, ErrnoGivenUp)
 }
 
 // Received records the arrival at time at of message n, sent at sentAt, with
@@ -307,6 +315,14 @@ type groupMsg struct {
 	left int32    // recipients that do not have it yet
 }
 
+// state is m's state; nil for no message.
+func (m *groupMsg) state() *msgState {
+	if m == nil {
+		return nil
+	}
+	return &m.st
+}
+
 // GroupConversation starts the accounting of one sender's messages to a
 // group with the given number of recipients (the members but the sender).
 func (c *Checker) GroupConversation(recipients int) *GroupConversation {
@@ -346,15 +362,9 @@ func (gc *GroupConversation) Acked(n int64) {
 	c := gc.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := gc.msg(n)
-	if m == nil || m.st&(stAcked|stFailed) != 0 {
-		c.n.unexpected++
-		return
+	if m := gc.msg(n); c.replyLocked(m.state(), stAcked, 0) {
+		c.n.undelivered += int64(m.left)
 	}
-	m.st |= stAcked
-	c.n.acked++
-	c.n.unreplied--
-	c.n.undelivered += int64(m.left)
 }
 
 // Failed records that sending message n failed with errno; it reports
@@ -363,25 +373,14 @@ func (gc *GroupConversation) Failed(n int64, errno int) (settled bool) {
 	c := gc.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := gc.msg(n)
-	if m == nil || m.st&(stAcked|stFailed) != 0 {
-		c.n.unexpected++
-		return false
-	}
-	m.st |= stFailed
-	c.n.failed++
-	c.n.unreplied--
-	c.errnos[errno]++
-	return settle(&m.st)
+	st := gc.msg(n).state()
+	return c.replyLocked(st, stFailed, errno) && settle(st)
 }
 
 // GiveUp records that the sender gave up on message n; see
 // Conversation.GiveUp.
 func (gc *GroupConversation) GiveUp(n int64) (settled bool) {
-	c := gc.c
-	c.mu.Lock()
-	c.n.givenUp++
-	c.mu.Unlock()
+	gc.c.givenUp()
 	return gc.Failed(n, ErrnoGivenUp)
 }
 

@@ -260,18 +260,10 @@ func (s *groupSender) gaveUp(n int64) {
 
 // onReply records the server's answer to message n.
 func (s *groupSender) onReply(n int64, f *frame, err error) {
-	errno := ErrnoTransport
-	if err == nil {
-		if f.Errno == int(wire.OK) {
-			s.conv.Acked(n)
-			return
-		}
-		errno = f.Errno
-		if errno == int(wire.Flood) {
-			s.m.o.flood.Store(true)
-		}
-	}
-	if s.conv.Failed(n, errno) {
+	errno, ok := replyErrno(f, err, &s.m.o.flood)
+	if ok {
+		s.conv.Acked(n)
+	} else if s.conv.Failed(n, errno) {
 		s.outstanding.Add(-1)
 	}
 }

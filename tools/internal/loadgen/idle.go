@@ -87,36 +87,27 @@ func (r *IdleReport) Problems() []string {
 // before the connections are made, once they are and at the end.
 func Idle(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	cfg = cfg.withDefaults()
-	if err := checkFileLimit(cfg.Conns + cfg.SetupConcurrency); err != nil {
+	var gw *RSS
+	m, err := startMassRun(ctx, cfg, cfg.Conns, func() error {
+		if cfg.GatewayPID > 0 {
+			before, err := readRSS(cfg.GatewayPID)
+			if err != nil {
+				return fmt.Errorf("gateway pid %d: %w", cfg.GatewayPID, err)
+			}
+			gw = &RSS{PID: cfg.GatewayPID, Before: before}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	var gw *RSS
-	if cfg.GatewayPID > 0 {
-		before, err := readRSS(cfg.GatewayPID)
-		if err != nil {
-			return nil, fmt.Errorf("gateway pid %d: %w", cfg.GatewayPID, err)
-		}
-		gw = &RSS{PID: cfg.GatewayPID, Before: before}
-	}
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.hardTimeout(), ErrHardTimeout)
-	defer cancel()
-	run := newRunID()
-	d := newDialer(cfg, cfg.Conns+cfg.SetupConcurrency)
-	meter := &stepMeter{}
-	stopProgress := startStepProgress(cfg.Progress, meter)
-	defer stopProgress()
-
-	meter.begin("register", "users", cfg.Conns)
-	regStart := time.Now()
-	accts, err := registerUsers(ctx, d, cfg.Addrs, userNames(run, cfg.Conns), cfg.Password, cfg.SetupConcurrency, meter)
-	if err != nil {
-		return nil, fmt.Errorf("setup: %w", err)
-	}
+	defer m.close()
+	ctx, run, d, meter, accts, stopProgress := m.ctx, m.run, m.d, m.meter, m.accts, m.stopProgress
 	ir := &IdleReport{
 		Conns:         cfg.Conns,
 		PingIntervalS: cfg.PingInterval.Seconds(),
 		Concurrency:   cfg.SetupConcurrency,
-		RegisterS:     time.Since(regStart).Seconds(),
+		RegisterS:     m.registerS,
 		GatewayRSS:    gw,
 		ClientCPU:     -1,
 	}
@@ -180,6 +171,51 @@ func Idle(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 	r.OK = len(ir.Problems()) == 0
 	return r, nil
+}
+
+// massRun is the start Idle and Storm share: the open-file limit checked,
+// the hard timeout on ctx, a dialer, the step meter with its progress
+// line, and the run's users registered.
+type massRun struct {
+	ctx          context.Context
+	cancel       context.CancelFunc
+	run          string
+	d            *dialer
+	meter        *stepMeter
+	stopProgress func()
+	accts        []account
+	registerS    float64 // seconds the registration took
+}
+
+// startMassRun starts a run over users users; before, if not nil, runs
+// once the file limit is checked. The caller closes it.
+func startMassRun(ctx context.Context, cfg Config, users int, before func() error) (*massRun, error) {
+	if err := checkFileLimit(users + cfg.SetupConcurrency); err != nil {
+		return nil, err
+	}
+	if before != nil {
+		if err := before(); err != nil {
+			return nil, err
+		}
+	}
+	m := &massRun{run: newRunID(), d: newDialer(cfg, users+cfg.SetupConcurrency), meter: &stepMeter{}}
+	m.ctx, m.cancel = context.WithTimeoutCause(ctx, cfg.hardTimeout(), ErrHardTimeout)
+	m.stopProgress = startStepProgress(cfg.Progress, m.meter)
+	m.meter.begin("register", "users", users)
+	start := time.Now()
+	accts, err := registerUsers(m.ctx, m.d, cfg.Addrs, userNames(m.run, users), cfg.Password, cfg.SetupConcurrency, m.meter)
+	if err != nil {
+		m.close()
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	m.accts, m.registerS = accts, time.Since(start).Seconds()
+	return m, nil
+}
+
+// close stops the progress line and cancels the run's context.
+func (m *massRun) close() {
+	m.stopProgress()
+	m.cancel()
 }
 
 // stopped marks r as stopped early by ctx and returns it with the reason.

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"strings"
@@ -15,20 +14,12 @@ import (
 // runConnBench runs a connection workload and logs its reports.
 func runConnBench(t *testing.T, cfg Config) *Report {
 	t.Helper()
-	var progress bytes.Buffer
-	cfg.Progress = &progress
-	r, err := Run(context.Background(), cfg, testLogger())
-	if err != nil {
-		t.Fatalf("bench: %v", err)
-	}
-	var text, js bytes.Buffer
-	if err := r.WriteText(&text); err != nil {
-		t.Fatal(err)
-	}
+	r, progress, text := runReported(t, cfg)
+	var js bytes.Buffer
 	if err := r.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("progress:\n%s\n%s\n%s", progress.String(), text.String(), js.String())
+	t.Logf("progress:\n%s\n%s\n%s", progress, text, js.String())
 	var m map[string]any
 	if err := json.Unmarshal(js.Bytes(), &m); err != nil {
 		t.Fatalf("JSON report: %v", err)

@@ -296,37 +296,16 @@ func (m *stepMeter) snapshot() stepSnapshot {
 }
 
 // startStepProgress writes a progress line about m to w every second until
-// the returned stop function is called (which waits for the writer; calling
-// it again does nothing). With w nil it does nothing.
+// the returned stop function is called (startLines). With w nil it does
+// nothing.
 func startStepProgress(w io.Writer, m *stepMeter) (stop func()) {
-	if w == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		start := time.Now()
-		prev, prevAt, cpu := m.snapshot(), start, newCPUMeter()
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				cur := m.snapshot()
-				var cores float64
-				cores, cpu = cpu.since()
-				fmt.Fprintln(w, stepLine(now.Sub(start), prev, cur, now.Sub(prevAt), cores))
-				prev, prevAt = cur, now
-			}
-		}
+	start, prev := time.Now(), m.snapshot()
+	return startLines(w, func(now, prevAt time.Time, cores float64) string {
+		cur := m.snapshot()
+		line := stepLine(now.Sub(start), prev, cur, now.Sub(prevAt), cores)
+		prev = cur
+		return line
 	})
-	var once sync.Once
-	return func() {
-		once.Do(func() { close(done) })
-		wg.Wait()
-	}
 }
 
 // stepLine formats one progress line of a connection workload from two

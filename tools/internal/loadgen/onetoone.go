@@ -161,22 +161,31 @@ func (p *pair) gaveUp(n int64) {
 
 // onReply records the server's answer to message n.
 func (p *pair) onReply(n int64, f *frame, err error) {
-	errno := ErrnoTransport
-	if err == nil {
-		if f.Errno == int(wire.OK) {
-			p.conv.Acked(n)
-			return
-		}
-		errno = f.Errno
-		if errno == int(wire.Flood) {
-			p.o.flood.Store(true)
-		}
+	errno, ok := replyErrno(f, err, &p.o.flood)
+	if ok {
+		p.conv.Acked(n)
+		return
 	}
 	if p.conv.Failed(n, errno) {
 		p.outstanding.Add(-1)
 	}
 	p.errored.Store(true)
 	p.markSettled(n)
+}
+
+// replyErrno reads the server's answer to a chat (f, or err when the
+// connection failed: ErrnoTransport): ok, or the errno it failed with. A
+// refusal for flooding sets flood.
+func replyErrno(f *frame, err error, flood *atomic.Bool) (errno int, ok bool) {
+	switch {
+	case err != nil:
+		return ErrnoTransport, false
+	case f.Errno == int(wire.OK):
+		return 0, true
+	case f.Errno == int(wire.Flood):
+		flood.Store(true)
+	}
+	return f.Errno, false
 }
 
 // onPush records a message arriving at the receiver; it runs on the

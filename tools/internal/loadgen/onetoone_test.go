@@ -30,20 +30,27 @@ func testConfig(addr string) Config {
 	return cfg
 }
 
-func runBench(t *testing.T, cfg Config) *Report {
+// runReported runs cfg's workload; it returns the report, the progress
+// lines and the text report.
+func runReported(t *testing.T, cfg Config) (r *Report, progress, text string) {
 	t.Helper()
-	var progress bytes.Buffer
-	cfg.Progress = &progress
+	var p, txt bytes.Buffer
+	cfg.Progress = &p
 	r, err := Run(context.Background(), cfg, testLogger())
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	var text bytes.Buffer
-	if err := r.WriteText(&text); err != nil {
+	if err := r.WriteText(&txt); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("progress:\n%s\n%s", progress.String(), text.String())
-	if !strings.Contains(progress.String(), "measure") {
+	return r, p.String(), txt.String()
+}
+
+func runBench(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	r, progress, text := runReported(t, cfg)
+	t.Logf("progress:\n%s\n%s", progress, text)
+	if !strings.Contains(progress, "measure") {
 		t.Errorf("no progress line from the measured window")
 	}
 	return r

@@ -201,10 +201,28 @@ func (m cpuMeter) since() (cores float64, now cpuMeter) {
 }
 
 // startProgress writes a progress line to w every second until the returned
-// stop function is called (which waits for the writer goroutine; calling it
-// again does nothing); extra, if not nil, adds to the line. With w nil it
-// does nothing.
+// stop function is called (startLines); extra, if not nil, adds to the
+// line. With w nil it does nothing.
 func startProgress(w io.Writer, chk *Checker, tl timeline, extra func() string) (stop func()) {
+	prev := chk.Progress()
+	return startLines(w, func(now, prevAt time.Time, cores float64) string {
+		cur := chk.Progress()
+		mid := prevAt.Add(now.Sub(prevAt) / 2) // the phase the second was mostly in
+		line := progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt), cores)
+		if extra != nil {
+			line += extra()
+		}
+		prev = cur
+		return line
+	})
+}
+
+// startLines writes a line to w every second until the returned stop
+// function is called (which waits for the writer; calling it again does
+// nothing): line gets the time of the tick, that of the one before (at
+// first, the start) and the CPU cores the process used in between. With w
+// nil it does nothing.
+func startLines(w io.Writer, line func(now, prev time.Time, cores float64) string) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
@@ -213,22 +231,16 @@ func startProgress(w io.Writer, chk *Checker, tl timeline, extra func() string) 
 	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		prev, prevAt, cpu := chk.Progress(), time.Now(), newCPUMeter()
+		prevAt, cpu := time.Now(), newCPUMeter()
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-t.C:
-				cur := chk.Progress()
 				var cores float64
 				cores, cpu = cpu.since()
-				mid := prevAt.Add(now.Sub(prevAt) / 2) // the phase the second was mostly in
-				line := progressLine(now.Sub(tl.start), tl.phase(mid), prev, cur, now.Sub(prevAt), cores)
-				if extra != nil {
-					line += extra()
-				}
-				fmt.Fprintln(w, line)
-				prev, prevAt = cur, now
+				fmt.Fprintln(w, line(now, prevAt, cores))
+				prevAt = now
 			}
 		}
 	})

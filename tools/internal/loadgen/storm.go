@@ -52,27 +52,16 @@ func (r *StormReport) Problems() []string {
 func Storm(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	cfg = cfg.withDefaults()
 	resume := cfg.Workload == WorkloadResumeStorm
-	if err := checkFileLimit(cfg.Users + cfg.SetupConcurrency); err != nil {
+	m, err := startMassRun(ctx, cfg, cfg.Users, nil)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.hardTimeout(), ErrHardTimeout)
-	defer cancel()
-	run := newRunID()
-	d := newDialer(cfg, cfg.Users+cfg.SetupConcurrency)
-	meter := &stepMeter{}
-	stopProgress := startStepProgress(cfg.Progress, meter)
-	defer stopProgress()
-
-	meter.begin("register", "users", cfg.Users)
-	regStart := time.Now()
-	accts, err := registerUsers(ctx, d, cfg.Addrs, userNames(run, cfg.Users), cfg.Password, cfg.SetupConcurrency, meter)
-	if err != nil {
-		return nil, fmt.Errorf("setup: %w", err)
-	}
+	defer m.close()
+	ctx, run, d, meter, accts, stopProgress := m.ctx, m.run, m.d, m.meter, m.accts, m.stopProgress
 	sr := &StormReport{
 		Users:       cfg.Users,
 		Concurrency: cfg.Concurrency,
-		RegisterS:   time.Since(regStart).Seconds(),
+		RegisterS:   m.registerS,
 		ClientCPU:   -1,
 	}
 	opts := loginOpts{d: d, addrs: cfg.Addrs, concurrency: cfg.Concurrency, meter: meter, log: log}
