@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/urfave/cli/v2"
 
@@ -41,10 +40,9 @@ func cliContext(t *testing.T, args ...string) *cli.Context {
 
 // echoService is a micro service with one counted endpoint, test.echo.
 type echoService struct {
-	t      *testing.T
-	env    Env
-	micro  micro.Service
-	runner *endpoint.Runner
+	t        *testing.T
+	env      Env
+	instance *endpoint.Instance
 }
 
 func startEcho(t *testing.T, env Env) (*echoService, error) {
@@ -52,25 +50,24 @@ func startEcho(t *testing.T, env Env) (*echoService, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := micro.AddService(env.NC, micro.Config{Name: "echo", Version: "1.0.0", QueueGroup: "echo"})
-	if err != nil {
-		return nil, err
-	}
-	s := &echoService{t: t, env: env, micro: ms, runner: endpoint.NewRunner(2, 5*time.Second, env.Log)}
+	s := &echoService{t: t, env: env}
+	runner := endpoint.NewRunner(2, 5*time.Second, env.Log)
 	type msg struct{ Text string }
-	err = endpoint.Add(ms, env.NC, m, endpoint.Spec{Name: "echo", Subject: "test.echo", Description: "echo",
-		Handler: endpoint.JSON(s.runner, "echo", func(_ context.Context, r *msg) (*msg, error) { return r, nil })})
+	s.instance, err = endpoint.Start(context.Background(), env.NC,
+		endpoint.InstanceConfig{Name: "echo", Log: env.Log, Metrics: m, Runners: []*endpoint.Runner{runner}},
+		endpoint.Spec{Name: "echo", Subject: "test.echo", Description: "echo",
+			Handler: endpoint.JSON(runner, "echo", func(_ context.Context, r *msg) (*msg, error) { return r, nil })})
 	if err != nil {
 		return nil, err
 	}
-	return s, env.NC.Flush()
+	return s, nil
 }
 
 func (s *echoService) Stop() error {
 	if !s.env.Ops.Draining() {
 		s.t.Error("service stopped before readiness was turned off")
 	}
-	return endpoint.Stop(s.micro, s.env.NC, s.runner)
+	return s.instance.Stop()
 }
 
 // startRun runs run with args in the background; it returns the service's
