@@ -36,17 +36,7 @@ func testLog(t *testing.T) *slog.Logger {
 // the test ends (before the connection closes).
 func start(t *testing.T, ns *server.Server, db *sqldb.DB, cfg Config) *Service {
 	t.Helper()
-	nc := natstest.Connect(t, ns)
-	s, err := Start(context.Background(), nc, db, cfg, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return s
+	return natstest.StartService(t, ns, Start, db, cfg, testLog(t))
 }
 
 func call(nc *nats.Conn, subj string, req, resp any) error {
@@ -705,23 +695,8 @@ func TestBadRequests(t *testing.T) {
 func TestMicroInfo(t *testing.T) {
 	ns := natstest.Run(t)
 	start(t, ns, dbtest.SQLite(t), Config{})
-	info := natstest.Info(t, natstest.Connect(t, ns), subject.OfflineService)
-	got := map[string]string{}
-	for _, e := range info.Endpoints {
-		got[e.Subject] = e.QueueGroup
-		if e.Metadata["description"] == "" {
-			t.Errorf("endpoint %s has no description", e.Name)
-		}
-	}
-	want := map[string]string{
-		subject.OfflineStore:     subject.OfflineService,
-		subject.OfflineStoreMany: subject.OfflineService,
-		subject.OfflineFetch:     subject.OfflineService,
-		subject.OfflineAck:       subject.OfflineService,
-	}
-	if info.Name != subject.OfflineService || !maps.Equal(got, want) {
-		t.Errorf("info %+v", info)
-	}
+	natstest.CheckEndpoints(t, natstest.Connect(t, ns), subject.OfflineService,
+		subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -58,16 +58,7 @@ func newEnv(t *testing.T, db *sqldb.DB, cfg user.Config) *env {
 // start runs another service instance on its own connection.
 func (e *env) start(t *testing.T, cfg user.Config) *user.Service {
 	t.Helper()
-	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return svc
+	return natstest.StartService(t, e.ns, user.Start, e.db, cfg, logtest.New(t, slog.LevelDebug))
 }
 
 func (e *env) call(t *testing.T, subj string, req, resp any) error {
@@ -534,24 +525,8 @@ func TestQueueGroup(t *testing.T) {
 
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
-	info := natstest.Info(t, e.nc, subject.UserService)
-	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
-		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
-	var got []string
-	for _, ep := range info.Endpoints {
-		got = append(got, ep.Subject)
-		if ep.QueueGroup != subject.UserService {
-			t.Errorf("%s: queue group %q, want %q", ep.Subject, ep.QueueGroup, subject.UserService)
-		}
-		if ep.Metadata["description"] == "" {
-			t.Errorf("%s: no description", ep.Subject)
-		}
-	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("endpoints %v, want %v", got, want)
-	}
+	natstest.CheckEndpoints(t, e.nc, subject.UserService, subject.UserRegister, subject.UserLogin, subject.UserLogouts,
+		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave)
 }
 
 func TestMalformedRequests(t *testing.T) {

@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"encoding/json"
+	"maps"
 	"testing"
 	"time"
 
@@ -27,6 +28,32 @@ func Info(t testing.TB, nc *nats.Conn, service string) micro.Info {
 	var info micro.Info
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
+	}
+	return info
+}
+
+// CheckEndpoints asks the micro service named service for its info
+// (Info) and checks that it has a version and a description, and
+// endpoints on exactly subjects, each in the queue group named service
+// and with a description. It returns the info.
+func CheckEndpoints(t testing.TB, nc *nats.Conn, service string, subjects ...string) micro.Info {
+	t.Helper()
+	info := Info(t, nc, service)
+	if info.Name != service || info.Version == "" || info.Description == "" {
+		t.Errorf("%s: info %+v, want its name, a version and a description", service, info.ServiceIdentity)
+	}
+	got, want := map[string]string{}, map[string]string{}
+	for _, ep := range info.Endpoints {
+		got[ep.Subject] = ep.QueueGroup
+		if ep.Metadata["description"] == "" {
+			t.Errorf("%s: endpoint %s has no description", service, ep.Name)
+		}
+	}
+	for _, s := range subjects {
+		want[s] = service
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: endpoints (subject: queue group) %v, want %v", service, got, want)
 	}
 	return info
 }

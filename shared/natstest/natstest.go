@@ -1,9 +1,12 @@
 // Package natstest runs an in-process nats-server on a random port for
 // tests, and gives tests what they do on it: connections and subscriptions
-// that end with the test, and micro discovery ($SRV.INFO, $SRV.STATS).
+// that end with the test, services started on them (StartService), and
+// micro discovery ($SRV.INFO, $SRV.STATS).
 package natstest
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -63,4 +66,23 @@ func Subscribe(t testing.TB, nc *nats.Conn, subj string, cb nats.MsgHandler) *na
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// StartService starts a service with start (user.Start, offline.Start,
+// ...) on a connection of its own to s, with db, cfg and log, and stops it
+// when the test ends, before that connection closes. A failed start or stop
+// fails the test.
+func StartService[DB, C any, S interface{ Stop() error }](t testing.TB, s *server.Server,
+	start func(context.Context, *nats.Conn, DB, C, *slog.Logger) (S, error), db DB, cfg C, log *slog.Logger) S {
+	t.Helper()
+	svc, err := start(context.Background(), Connect(t, s), db, cfg, log)
+	if err != nil {
+		t.Fatalf("natstest: start service: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := svc.Stop(); err != nil {
+			t.Errorf("natstest: stop service: %v", err)
+		}
+	})
+	return svc
 }

@@ -272,43 +272,41 @@ func (r rowsStmt) text(n int) string {
 	return b.String()
 }
 
+// skipConflicts is the insert r that skips (SQLite: ON CONFLICT DO
+// NOTHING) a row whose unique key is stored already.
+func (r rowsStmt) skipConflicts() rowsStmt {
+	r.tail += " ON CONFLICT DO NOTHING"
+	return r
+}
+
 // The multi-row statements. SQLite prepares them once for each of
 // sqliteChunks; MySQL gets their text for each chunk (its parameters are
 // interpolated by the driver: one round trip each, nothing to prepare).
 var (
-	// insertEntriesSQLite inserts inbox entries (user_id, seq, mid,
-	// sender_id, cid, body, body_id), skipping a row whose cid is stored
-	// already: the writer counts the rows inserted.
-	insertEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
-		group: "(?,?,?,?,?,?,?,?)", width: 8,
-		tail: " ON CONFLICT DO NOTHING",
-	}
-	// insertEntriesMySQL inserts inbox entries; a stored cid fails it.
+	// insertEntriesMySQL inserts inbox entries (user_id, seq, mid,
+	// sender_id, cid, body, body_id, cum_bytes); a stored cid fails it.
 	insertEntriesMySQL = rowsStmt{
 		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
 		group: "(?,?,?,?,?,?,?,?)", width: 8,
 	}
+	// insertEntriesSQLite skips a row whose cid is stored already: the
+	// writer counts the rows inserted.
+	insertEntriesSQLite = insertEntriesMySQL.skipConflicts()
 	// insertGroupEntriesSQLite and insertGroupEntriesMySQL insert the
 	// entries of group messages: user_id, seq, body_id, cum_bytes (nothing
 	// else to bind); SQLite skips a seq stored already (the writer counts).
-	insertGroupEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
-		group: "(?,?,?,?)", width: 4,
-		tail: " ON CONFLICT DO NOTHING",
-	}
 	insertGroupEntriesMySQL = rowsStmt{
 		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
 		group: "(?,?,?,?)", width: 4,
 	}
+	insertGroupEntriesSQLite = insertGroupEntriesMySQL.skipConflicts()
 	// insertBodiesSQLite inserts group bodies with the ids the writer
 	// chose (id, mid, sender_id, cid, body, refs), skipping a body whose
 	// cid is stored already.
 	insertBodiesSQLite = rowsStmt{
 		head:  "INSERT INTO bodies (id, mid, sender_id, cid, body, refs) VALUES ",
 		group: "(?,?,?,?,?,?)", width: 6,
-		tail: " ON CONFLICT DO NOTHING",
-	}
+	}.skipConflicts()
 	// lookupEntryCIDsMySQL and lookupBodyCIDsMySQL return the stored
 	// one-to-one and group messages among (sender_id, cid) pairs.
 	lookupEntryCIDsMySQL = rowsStmt{
