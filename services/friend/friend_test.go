@@ -441,18 +441,7 @@ func TestQueueGroup(t *testing.T) {
 		// Stats are counted after each handler returns; poll until all
 		// lists are in.
 		eventually.NoError(t, 5*time.Second, func() error {
-			total := 0
-			for _, s := range natstest.Stats(t, e.nc, subject.FriendService, 2) {
-				served := natstest.EndpointRequests(s, subject.FriendList)
-				if served == 0 {
-					return errors.New("still waiting for both instances to serve lists")
-				}
-				total += served
-			}
-			if total != n {
-				return errors.New("still waiting for both instances to serve lists")
-			}
-			return nil
+			return natstest.SharedRequests(t, e.nc, subject.FriendService, subject.FriendList, 2, n)
 		})
 
 		now := time.Now().UnixMilli()

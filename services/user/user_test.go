@@ -506,19 +506,7 @@ func TestQueueGroup(t *testing.T) {
 		// Stats are counted after each handler returns; poll until all
 		// lookups are in.
 		eventually.NoError(t, 5*time.Second, func() error {
-			stats := natstest.Stats(t, e.nc, subject.UserService, 2)
-			total := 0
-			for _, s := range stats {
-				served := natstest.EndpointRequests(s, subject.UserLookup)
-				if served == 0 {
-					return errors.New("still waiting for both instances to serve lookups")
-				}
-				total += served
-			}
-			if total != n {
-				return errors.New("still waiting for both instances to serve lookups")
-			}
-			return nil
+			return natstest.SharedRequests(t, e.nc, subject.UserService, subject.UserLookup, 2, n)
 		})
 	})
 }

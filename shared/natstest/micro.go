@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -90,13 +91,27 @@ func Stats(t testing.TB, nc *nats.Conn, service string, want int) []micro.Stats 
 	return stats
 }
 
-// EndpointRequests returns how many requests the endpoint on subject had
-// served when s was taken (0 for no such endpoint).
-func EndpointRequests(s micro.Stats, subject string) int {
-	for _, ep := range s.Endpoints {
-		if ep.Subject == subject {
-			return ep.NumRequests
+// SharedRequests asks the instances of the micro service named service
+// for their stats (Stats) and reports an error unless each has served
+// requests on the endpoint on subject and together n. Stats count a
+// request once it is answered: poll it (eventually.NoError).
+func SharedRequests(t testing.TB, nc *nats.Conn, service, subject string, instances, n int) error {
+	t.Helper()
+	total := 0
+	for i, s := range Stats(t, nc, service, instances) {
+		served := 0
+		for _, ep := range s.Endpoints {
+			if ep.Subject == subject {
+				served = ep.NumRequests
+			}
 		}
+		if served == 0 {
+			return fmt.Errorf("%s: instance %d of %d has served no request yet", subject, i+1, instances)
+		}
+		total += served
 	}
-	return 0
+	if total != n {
+		return fmt.Errorf("%s: %d of %d requests served", subject, total, n)
+	}
+	return nil
 }

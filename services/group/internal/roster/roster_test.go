@@ -14,15 +14,7 @@ import (
 
 func newStore(t *testing.T, db *sqldb.DB) *Store {
 	t.Helper()
-	s := New(db)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	// A second migration (another instance starting) changes nothing.
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return dbtest.Migrated(t, New(db))
 }
 
 func version(t *testing.T, s *Store, group int64) int64 {
