@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/metricstest"
 	"github.com/natter-chat/natter/shared/natstest"
 )
 
@@ -112,21 +112,6 @@ func startRun(t *testing.T, args ...string) (Env, func() error) {
 	return env, stop
 }
 
-// get returns the status and body of url.
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, string(body)
-}
-
 // TestRunOps serves /healthz, /readyz and /metrics on --http: ready once
 // the service has started, the requests it answered in the metrics (with
 // the NATS connection's and the process's), not ready once the database
@@ -136,11 +121,11 @@ func TestRunOps(t *testing.T) {
 	env, stop := startRun(t, "--nats", ns.ClientURL(), "--sqlite", filepath.Join(t.TempDir(), "svc.db"),
 		"--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
-	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, body := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, _ := get(t, base+"/readyz")
+		code, _ := metricstest.Get(t, base+"/readyz")
 		if code != http.StatusOK {
 			return errors.New("still waiting for /readyz to pass")
 		}
@@ -158,7 +143,7 @@ func TestRunOps(t *testing.T) {
 		`go_goroutines `,
 	}
 	eventually.NoError(t, 5*time.Second, func() error {
-		_, body := get(t, base+"/metrics")
+		_, body := metricstest.Get(t, base+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(body, w) {
 				return errors.New("still waiting for the request and NATS counters in /metrics")
@@ -168,7 +153,7 @@ func TestRunOps(t *testing.T) {
 	})
 
 	env.DB.Close()
-	code, body := get(t, base+"/readyz")
+	code, body := metricstest.Get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
 		t.Errorf("/readyz with the database closed: %d %s", code, body)
 	}
@@ -187,7 +172,7 @@ func TestRunNATSGone(t *testing.T) {
 		"--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, _ := get(t, base+"/readyz")
+		code, _ := metricstest.Get(t, base+"/readyz")
 		if code != http.StatusOK {
 			return errors.New("still waiting for /readyz to pass")
 		}
@@ -195,17 +180,17 @@ func TestRunNATSGone(t *testing.T) {
 	})
 	ns.Shutdown()
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, body := get(t, base+"/readyz")
+		code, body := metricstest.Get(t, base+"/readyz")
 		if !(code == http.StatusServiceUnavailable && strings.Contains(body, "nats")) {
 			return errors.New("still waiting for /readyz to fail without NATS")
 		}
 		return nil
 	})
-	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz without NATS: %d", code)
 	}
 	eventually.NoError(t, 5*time.Second, func() error {
-		_, body := get(t, base+"/metrics")
+		_, body := metricstest.Get(t, base+"/metrics")
 		if !strings.Contains(body, `natter_nats_disconnects_total{service="test"} 1`) {
 			return errors.New("still waiting for the disconnect counted")
 		}
