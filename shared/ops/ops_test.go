@@ -119,3 +119,22 @@ func TestBuildInfo(t *testing.T) {
 	}
 	t.Error("no natter_build_info")
 }
+
+// TestStarting: the check fails until its part has started; Shutdown
+// without Listen closes nothing.
+func TestStarting(t *testing.T) {
+	s := New(nil, slog.New(slog.DiscardHandler))
+	started := s.Starting("part")
+	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Errorf("before start: Ready() = %v, want starting", err)
+	}
+	started()
+	if err := s.Ready(context.Background()); err != nil {
+		t.Errorf("after start: Ready() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx, time.Second); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}

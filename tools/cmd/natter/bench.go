@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -216,11 +214,11 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			stopPprof, err := cliflag.StartPprof(c, log)
+			ctx, proc, err := cliflag.StartProcess(c, log)
 			if err != nil {
 				return err
 			}
-			defer stopPprof()
+			defer proc.Stop()
 			sources, err := loadgen.ParseSources(c.String("source-addrs"))
 			if err != nil {
 				return err
@@ -272,11 +270,9 @@ func benchCommand() *cli.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			// The first signal stops the run (which still drains and
 			// reports); a second one ends the process.
-			context.AfterFunc(ctx, stop)
+			context.AfterFunc(ctx, proc.StopSignals)
 			report, runErr := loadgen.Run(ctx, cfg, log)
 			if report != nil {
 				write := report.WriteText
