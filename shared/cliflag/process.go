@@ -12,10 +12,12 @@ import (
 )
 
 // Process is what every long-running natter binary (the services, the
-// gateway, natter serve) runs beside its work: Go profiles on --pprof
-// (StartPprof) and the signals that end it (SIGINT, SIGTERM) or, if it
-// asks for them (Hangups), reload it (SIGHUP).
+// gateway, natter serve, natter bench) starts with: the logger the flags
+// ask for (Logger), Go profiles on --pprof (StartPprof) and the signals
+// that end it (SIGINT, SIGTERM) or, if it asks for them (Hangups), reload
+// it (SIGHUP).
 type Process struct {
+	log         *slog.Logger
 	stopPprof   func()
 	stopSignals context.CancelFunc
 
@@ -23,16 +25,24 @@ type Process struct {
 	hup chan os.Signal
 }
 
-// StartProcess starts the profiles and returns a context that ends at the
-// first SIGINT or SIGTERM. Stop the Process when the binary's work is done.
-func StartProcess(c *cli.Context, log *slog.Logger) (context.Context, *Process, error) {
+// StartProcess builds the logger, starts the profiles and returns a
+// context that ends at the first SIGINT or SIGTERM. Stop the Process when
+// the binary's work is done.
+func StartProcess(c *cli.Context) (context.Context, *Process, error) {
+	log, err := Logger(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	stopPprof, err := StartPprof(c, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	return ctx, &Process{stopPprof: stopPprof, stopSignals: stop}, nil
+	return ctx, &Process{log: log, stopPprof: stopPprof, stopSignals: stop}, nil
 }
+
+// Log is the process's logger.
+func (p *Process) Log() *slog.Logger { return p.log }
 
 // Hangups returns the channel that the SIGHUPs sent to the process arrive
 // on from now on (without it, SIGHUP ends the process).

@@ -1,7 +1,6 @@
 package cliflag_test
 
 import (
-	"log/slog"
 	"syscall"
 	"testing"
 	"time"
@@ -13,7 +12,7 @@ import (
 // running; a SIGTERM ends the context.
 func TestProcessSignals(t *testing.T) {
 	c := flagContext(t, cliflag.LogFlags())
-	ctx, proc, err := cliflag.StartProcess(c, slog.New(slog.DiscardHandler))
+	ctx, proc, err := cliflag.StartProcess(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,16 +92,12 @@ func Main(app *cli.App) {
 // Run serves the service that start starts, as NATS client name
 // (natter-<service>), until SIGINT or SIGTERM.
 func Run(c *cli.Context, name string, start StartFunc) error {
-	log, err := cliflag.Logger(c)
-	if err != nil {
-		return err
-	}
-	ctx, proc, err := cliflag.StartProcess(c, log)
+	ctx, proc, err := cliflag.StartProcess(c)
 	if err != nil {
 		return err
 	}
 	defer proc.Stop()
-	return run(ctx, c, name, log, start)
+	return run(ctx, c, name, proc.Log(), start)
 }
 
 func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, start StartFunc) (err error) {

@@ -51,10 +51,6 @@ func main() {
 			if done, err := cliflag.HandlePrintConfig(c); done {
 				return err
 			}
-			log, err := cliflag.Logger(c)
-			if err != nil {
-				return err
-			}
 			cfg := gateway.ConfigFromFlags(c)
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -66,12 +62,12 @@ func main() {
 			if err != nil {
 				return err
 			}
-			ctx, proc, err := cliflag.StartProcess(c, log)
+			ctx, proc, err := cliflag.StartProcess(c)
 			if err != nil {
 				return err
 			}
 			defer proc.Stop()
-			return run(ctx, proc.StopSignals, proc.Hangups(), c, cfg, natsOpts, log)
+			return run(ctx, proc.StopSignals, proc.Hangups(), c, cfg, natsOpts, proc.Log())
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

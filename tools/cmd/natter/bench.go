@@ -210,15 +210,12 @@ func benchCommand() *cli.Command {
 		Description: benchDescription,
 		Flags:       flags,
 		Action: func(c *cli.Context) error {
-			log, err := cliflag.Logger(c)
-			if err != nil {
-				return err
-			}
-			ctx, proc, err := cliflag.StartProcess(c, log)
+			ctx, proc, err := cliflag.StartProcess(c)
 			if err != nil {
 				return err
 			}
 			defer proc.Stop()
+			log := proc.Log()
 			sources, err := loadgen.ParseSources(c.String("source-addrs"))
 			if err != nil {
 				return err

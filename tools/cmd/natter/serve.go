@@ -62,10 +62,6 @@ func serve(c *cli.Context) (err error) {
 	if done, err := cliflag.HandlePrintConfig(c); done {
 		return err
 	}
-	log, err := cliflag.Logger(c)
-	if err != nil {
-		return err
-	}
 	dsn, err := cliflag.MySQLDSNFromFlags(c)
 	if err != nil {
 		return err
@@ -115,11 +111,12 @@ func serve(c *cli.Context) (err error) {
 	if err := cfg.Gateway.CheckTLSFiles(); err != nil {
 		return err
 	}
-	ctx, proc, err := cliflag.StartProcess(c, log)
+	ctx, proc, err := cliflag.StartProcess(c)
 	if err != nil {
 		return err
 	}
 	defer proc.Stop()
+	log := proc.Log()
 	hup := proc.Hangups() // SIGHUP reloads the TLS certificate
 
 	o, err := cliflag.StartOps(c, log)
