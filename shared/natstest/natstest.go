@@ -18,15 +18,27 @@ import (
 // the test ends.
 func Run(t testing.TB) *server.Server {
 	t.Helper()
-	opts := &server.Options{
-		Host:   "127.0.0.1",
-		Port:   -1,
-		NoLog:  true,
-		NoSigs: true,
+	return RunOptions(t, &server.Options{
 		// Fast detection of dead clients, like the deployments use.
 		PingInterval: 2 * time.Second,
 		MaxPingsOut:  2,
+	})
+}
+
+// RunOptions starts a nats-server with opts (users, a cluster, ...) and
+// shuts it down when the test ends. It listens on loopback unless
+// opts.Host says otherwise, on a random port unless opts.Port is set
+// (never on 4222, the port 0 stands for), and neither logs nor takes
+// signals.
+func RunOptions(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
 	}
+	if opts.Port == 0 {
+		opts.Port = -1
+	}
+	opts.NoLog, opts.NoSigs = true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("natstest: new server: %v", err)

@@ -213,16 +213,7 @@ func TestRunNkey(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.RunOptions(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
 
 	dbPath := filepath.Join(t.TempDir(), "svc.db")
 	env, stop := startRun(t, "--nats", ns.ClientURL(), "--nats-nkey-file", seedFile, "--sqlite", dbPath)
