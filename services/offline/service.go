@@ -315,14 +315,19 @@ func (s *Service) fetch(ctx context.Context, req *api.FetchRequest) (*api.FetchR
 
 // pruneLoop prunes every PruneEvery until ctx ends.
 func (s *Service) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PruneEvery)
+	every(ctx, s.cfg.PruneEvery, func() { s.pruneOnce(ctx) })
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.pruneOnce(ctx)
+			fn()
 		}
 	}
 }
