@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/offline"
@@ -903,13 +902,7 @@ func TestBadRequests(t *testing.T) {
 		e := newEnv(t, db)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				m, err := e.nc.Request(tc.subject, []byte(tc.payload), 10*time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := api.ErrorFromHeader(m.Header); !errors.Is(err, api.ErrBadRequest) {
-					t.Errorf("answered %v (code %q), want bad_request", err, m.Header.Get(micro.ErrorCodeHeader))
-				}
+				natstest.CheckRefused(t, e.nc, tc.subject, tc.payload, api.ErrBadRequest)
 			})
 		}
 		// Still serving.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
@@ -663,21 +662,7 @@ func TestBadRequests(t *testing.T) {
 		nc := natstest.Connect(t, ns)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				var err error
-				if json.Valid([]byte(tc.payload)) {
-					err = call(nc, tc.subject, json.RawMessage(tc.payload), nil)
-				} else {
-					// api.Call cannot send invalid JSON; read the error
-					// headers the way it does.
-					var m *nats.Msg
-					m, err = nc.Request(tc.subject, []byte(tc.payload), 10*time.Second)
-					if err == nil && m.Header.Get(micro.ErrorCodeHeader) != "" {
-						err = &api.Error{Code: api.Code(m.Header.Get(micro.ErrorCodeHeader)), Message: m.Header.Get(micro.ErrorHeader)}
-					}
-				}
-				if !errors.Is(err, api.ErrBadRequest) {
-					t.Errorf("got %v, want bad request", err)
-				}
+				natstest.CheckRefused(t, nc, tc.subject, tc.payload, api.ErrBadRequest)
 			})
 		}
 		// Still serving, and nothing was stored.

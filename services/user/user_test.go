@@ -526,13 +526,7 @@ func TestMalformedRequests(t *testing.T) {
 		for _, subj := range subjects {
 			for _, body := range bodies {
 				t.Run(subj+" "+body, func(t *testing.T) {
-					msg, err := e.nc.Request(subj, []byte(body), 5*time.Second)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, api.ErrBadRequest) {
-						t.Errorf("answered %v (code %q), want bad_request", err, msg.Header.Get(micro.ErrorCodeHeader))
-					}
+					natstest.CheckRefused(t, e.nc, subj, body, api.ErrBadRequest)
 				})
 			}
 		}

@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"testing"
@@ -9,10 +10,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natter-chat/natter/shared/api"
 )
 
-// discoveryTimeout bounds the wait for a micro discovery answer.
-const discoveryTimeout = 5 * time.Second
+const (
+	// discoveryTimeout bounds the wait for a micro discovery answer.
+	discoveryTimeout = 5 * time.Second
+	// requestTimeout bounds the wait for a service's answer.
+	requestTimeout = 10 * time.Second
+)
 
 // Info asks the micro service named service for its info ($SRV.INFO) and
 // returns the first answer.
@@ -114,4 +121,17 @@ func SharedRequests(t testing.TB, nc *nats.Conn, service, subject string, instan
 		return fmt.Errorf("%s: %d of %d requests served", subject, total, n)
 	}
 	return nil
+}
+
+// CheckRefused sends body to subject on nc and checks that it is answered
+// with an error that is want (api.ErrBadRequest, say).
+func CheckRefused(t testing.TB, nc *nats.Conn, subject, body string, want error) {
+	t.Helper()
+	msg, err := nc.Request(subject, []byte(body), requestTimeout)
+	if err != nil {
+		t.Fatalf("%s %q: %v", subject, body, err)
+	}
+	if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, want) {
+		t.Errorf("%s %q: answered %v (code %q), want %v", subject, body, err, msg.Header.Get(micro.ErrorCodeHeader), want)
+	}
 }
