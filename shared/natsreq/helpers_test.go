@@ -198,3 +198,15 @@ func (cs *calls) get(i int) outcome {
 	defer cs.mu.Unlock()
 	return cs.out[i]
 }
+
+// answerTo is a callback of Requester.Go that sends the answer's data, or
+// the error's text, on got.
+func answerTo(got chan<- string) func(*nats.Msg, error) {
+	return func(m *nats.Msg, err error) {
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(m.Data)
+	}
+}
