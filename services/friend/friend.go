@@ -26,10 +26,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/services/friend/internal/friendship"
-	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -43,32 +41,23 @@ const (
 	epList   = "list"
 )
 
-const (
-	// startFlushTimeout bounds the wait for the server to confirm the
-	// subscriptions at start.
-	startFlushTimeout = 5 * time.Second
-	// stopTimeout bounds the wait for the presence subscription to drain.
-	stopTimeout = 10 * time.Second
-)
+// stopTimeout bounds the wait for the presence subscription to drain.
+const stopTimeout = 10 * time.Second
 
 // Service is a running friend service.
 type Service struct {
-	nc      *nats.Conn
-	req     *natsreq.Requester // requests to the user service
-	store   *friendship.Store
-	cfg     Config
-	log     *slog.Logger
-	micro   micro.Service
-	runner  *endpoint.Runner
-	metrics *metrics
+	nc       *nats.Conn
+	req      *natsreq.Requester // requests to the user service
+	store    *friendship.Store
+	cfg      Config
+	log      *slog.Logger
+	instance *endpoint.Instance
+	runner   *endpoint.Runner
 
 	presence     *presence
 	presenceSub  *nats.Subscription
 	stopPresence context.CancelFunc
 	presenceLoop sync.WaitGroup
-
-	stopOnce sync.Once
-	stopErr  error
 }
 
 // Start migrates the database, starts the presence fan-out, registers the
@@ -76,24 +65,32 @@ type Service struct {
 // endpoints answer once it returns. The caller owns nc and db and closes
 // them after Stop. ctx bounds the start-up only.
 func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("start friend service: %w", err)
-	}
-	m, err := newMetrics(cfg.Registerer)
+	s, err := startService(ctx, nc, db, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("start friend service: %w", err)
 	}
-	store := friendship.New(db.WithMetrics(m.db))
+	return s, nil
+}
+
+func startService(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := endpoint.NewServiceMetrics(cfg.Registerer, subject.FriendService)
+	if err != nil {
+		return nil, err
+	}
+	store := friendship.New(db.WithMetrics(m.DB))
 	pres := newPresence(nc, store, cfg, log)
-	if err := m.watchPresence(pres); err != nil {
-		return nil, fmt.Errorf("start friend service: %w", err)
+	if err := m.Register(presenceMetrics(pres)...); err != nil {
+		return nil, err
 	}
 	if err := store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("start friend service: %w", err)
+		return nil, err
 	}
 	req, err := natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("start friend service: %w", err)
+		return nil, err
 	}
 	natsreq.OnReconnect(nc, req)
 	s := &Service{
@@ -103,51 +100,23 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		cfg:      cfg,
 		log:      log,
 		runner:   endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
-		metrics:  m,
 		presence: pres,
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopPresence = cancel
 	s.presenceLoop.Go(func() { s.presence.run(pctx) })
 
-	if err := s.register(); err != nil {
-		s.shutdown()
-		return nil, fmt.Errorf("start friend service: %w", err)
-	}
-	sub, err := nc.QueueSubscribe(subject.Presence, subject.FriendService, s.presence.receive)
-	if err != nil {
-		s.shutdown()
-		return nil, fmt.Errorf("start friend service: subscribe %s: %w", subject.Presence, err)
-	}
-	s.presenceSub = sub
-	// Once the server has the subscriptions, requests and events reach this
-	// instance. If NATS is away, they are sent when it is back.
-	fctx, fcancel := context.WithTimeout(ctx, startFlushTimeout)
-	defer fcancel()
-	if err := nc.FlushWithContext(fctx); err != nil {
-		log.Warn("friend service: subscriptions not confirmed by the server", "err", err)
-	}
-	log.Info("friend service started", "service_id", s.micro.Info().ID, "concurrency", cfg.Concurrency,
-		"presence_coalesce", cfg.CoalesceWindow, "db", db.Dialect.String())
-	return s, nil
-}
-
-// register adds the micro service and its endpoints.
-func (s *Service) register() error {
-	ms, err := endpoint.AddService(s.nc, micro.Config{
+	s.instance, err = endpoint.Start(ctx, nc, endpoint.InstanceConfig{
 		Name:        subject.FriendService,
-		Version:     buildinfo.Release,
 		Description: "natter friendships (mutual), friend lists with online state, presence notices to online friends",
-		QueueGroup:  subject.FriendService,
-		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
-			s.log.Error("friend service nats error", "subject", e.Subject, "err", e.Description)
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("add micro service: %w", err)
-	}
-	s.micro = ms
-	return endpoint.Add(ms, s.nc, s.metrics.endpoints,
+		Log:         log,
+		Metrics:     m.Endpoints,
+		Runners:     []*endpoint.Runner{s.runner},
+		LogAttrs:    []any{"concurrency", cfg.Concurrency, "presence_coalesce", cfg.CoalesceWindow, "db", db.Dialect.String()},
+		Subscribe:   s.subscribePresence,
+		BeforeStop:  s.stopPresenceFanout,
+		AfterStop:   func() { s.req.Close() }, // after the requests it serves have ended
+	},
 		endpoint.Spec{Name: epAdd, Subject: subject.FriendAdd,
 			Description: "befriend a user; friendship is mutual and adding twice changes nothing: {user_id, friend_id} -> {}; errors bad_request (ids not positive, yourself), not_found (no such friend), busy (user service unavailable: retry)",
 			Handler:     endpoint.JSON(s.runner, epAdd, s.add)},
@@ -158,39 +127,41 @@ func (s *Service) register() error {
 			Description: "a user's friends in id order with name and online state: {user_id} -> {friends: [{id, name, online}]}; errors bad_request, busy (user service unavailable: retry)",
 			Handler:     endpoint.JSON(s.runner, epList, s.list)},
 	)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// subscribePresence takes the user service's presence events, shared with
+// the other instances (queue group "friend").
+func (s *Service) subscribePresence() error {
+	sub, err := s.nc.QueueSubscribe(subject.Presence, subject.FriendService, s.presence.receive)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subject.Presence, err)
+	}
+	s.presenceSub = sub
+	return nil
 }
 
 // Stop drains the presence subscription, fans out the presence events still
-// pending once, stops taking requests (micro Stop drains the endpoint
-// subscriptions) and waits for the requests being handled. It does not
-// close the NATS connection or the database. The few requests still being
-// drained once Stop stops waiting for them are answered busy. Calling Stop
-// again returns the first call's result.
-func (s *Service) Stop() error {
-	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
-	return s.stopErr
-}
+// pending once, stops taking requests (the endpoint subscriptions drain)
+// and waits for the requests being handled. It does not close the NATS
+// connection or the database. The few requests still being drained once
+// Stop stops waiting for them are answered busy. Calling Stop again
+// returns the first call's result.
+func (s *Service) Stop() error { return s.instance.Stop() }
 
-func (s *Service) shutdown() error {
-	var errs []error
+// stopPresenceFanout drains the presence subscription and lets the loop
+// fan out what is pending once more before it returns.
+func (s *Service) stopPresenceFanout() error {
+	var err error
 	if s.presenceSub != nil {
-		if err := s.drainPresence(); err != nil {
-			errs = append(errs, fmt.Errorf("stop friend service: %w", err))
-		}
+		err = s.drainPresence()
 	}
-	// The loop fans out what is pending once more, then returns.
 	s.stopPresence()
 	s.presenceLoop.Wait()
-	if err := endpoint.Stop(s.micro, s.nc, s.runner); err != nil {
-		errs = append(errs, fmt.Errorf("stop friend service: %w", err))
-	}
-	if len(errs) == 0 {
-		s.log.Info("friend service stopped")
-	}
-	if s.req != nil {
-		s.req.Close() // after the requests it serves have ended
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // drainPresence unsubscribes from presence events and waits until every

@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 
@@ -62,32 +61,14 @@ func (e *env) startUser(t *testing.T) *user.Service {
 	t.Helper()
 	cfg := user.DefaultConfig()
 	cfg.BcryptCost = bcrypt.MinCost
-	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop user service: %v", err)
-		}
-	})
-	return svc
+	return natstest.StartService(t, e.ns, user.Start, e.db, cfg, logtest.New(t, slog.LevelDebug))
 }
 
 // start runs a friend service instance on its own connection, stopped when
 // the test ends (before the connection closes).
 func (e *env) start(t *testing.T, cfg friend.Config) *friend.Service {
 	t.Helper()
-	svc, err := friend.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return svc
+	return natstest.StartService(t, e.ns, friend.Start, e.db, cfg, logtest.New(t, slog.LevelDebug))
 }
 
 func (e *env) call(subj string, req, resp any) error {
@@ -426,13 +407,7 @@ func TestMalformedRequests(t *testing.T) {
 		for _, subj := range subjects {
 			for _, body := range bodies {
 				t.Run(subj+" "+body, func(t *testing.T) {
-					msg, err := e.nc.Request(subj, []byte(body), 5*time.Second)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, api.ErrBadRequest) {
-						t.Errorf("answered %v (code %q), want bad_request", err, msg.Header.Get(micro.ErrorCodeHeader))
-					}
+					natstest.CheckRefused(t, e.nc, subj, body, api.ErrBadRequest)
 				})
 			}
 		}
@@ -459,18 +434,7 @@ func TestQueueGroup(t *testing.T) {
 		// Stats are counted after each handler returns; poll until all
 		// lists are in.
 		eventually.NoError(t, 5*time.Second, func() error {
-			total := 0
-			for _, s := range natstest.Stats(t, e.nc, subject.FriendService, 2) {
-				served := natstest.EndpointRequests(s, subject.FriendList)
-				if served == 0 {
-					return errors.New("still waiting for both instances to serve lists")
-				}
-				total += served
-			}
-			if total != n {
-				return errors.New("still waiting for both instances to serve lists")
-			}
-			return nil
+			return natstest.SharedRequests(t, e.nc, subject.FriendService, subject.FriendList, 2, n)
 		})
 
 		now := time.Now().UnixMilli()
@@ -489,26 +453,7 @@ func TestQueueGroup(t *testing.T) {
 
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig())
-	info := natstest.Info(t, e.nc, subject.FriendService)
-	if info.Name != subject.FriendService || info.Version == "" || info.Description == "" {
-		t.Errorf("info %+v", info.ServiceIdentity)
-	}
-	want := []string{subject.FriendAdd, subject.FriendRemove, subject.FriendList}
-	var got []string
-	for _, ep := range info.Endpoints {
-		got = append(got, ep.Subject)
-		if ep.QueueGroup != subject.FriendService {
-			t.Errorf("%s: queue group %q, want %q", ep.Subject, ep.QueueGroup, subject.FriendService)
-		}
-		if ep.Metadata["description"] == "" {
-			t.Errorf("%s: no description", ep.Subject)
-		}
-	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("endpoints %v, want %v", got, want)
-	}
+	natstest.CheckEndpoints(t, e.nc, subject.FriendService, subject.FriendAdd, subject.FriendRemove, subject.FriendList)
 }
 
 // TestStartInvalidConfig refuses to start, and leaves nothing behind.

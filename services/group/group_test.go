@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/offline"
@@ -53,26 +52,10 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{ns: ns, db: db, nc: natstest.Connect(t, ns)}
 	ucfg := user.DefaultConfig()
 	ucfg.BcryptCost = bcrypt.MinCost
-	us, err := user.Start(context.Background(), natstest.Connect(t, ns), db, ucfg, logtest.New(t, slog.LevelWarn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := us.Stop(); err != nil {
-			t.Errorf("stop user service: %v", err)
-		}
-	})
+	natstest.StartService(t, ns, user.Start, db, ucfg, logtest.New(t, slog.LevelWarn))
 	ocfg := offline.DefaultConfig()
 	ocfg.RequestTimeout = 20 * time.Second
-	os, err := offline.Start(context.Background(), natstest.Connect(t, ns), db, ocfg, logtest.New(t, slog.LevelWarn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.Stop(); err != nil {
-			t.Errorf("stop offline service: %v", err)
-		}
-	})
+	natstest.StartService(t, ns, offline.Start, db, ocfg, logtest.New(t, slog.LevelWarn))
 	e.grp = e.startGroup(t, testConfig())
 	return e
 }
@@ -81,16 +64,7 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 // when the test ends (before the connection closes).
 func (e *env) startGroup(t testing.TB, cfg Config) *Service {
 	t.Helper()
-	s, err := Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelWarn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop group service: %v", err)
-		}
-	})
-	return s
+	return natstest.StartService(t, e.ns, Start, e.db, cfg, logtest.New(t, slog.LevelWarn))
 }
 
 func (e *env) call(subj string, req, resp any) error {
@@ -928,13 +902,7 @@ func TestBadRequests(t *testing.T) {
 		e := newEnv(t, db)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				m, err := e.nc.Request(tc.subject, []byte(tc.payload), 10*time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := api.ErrorFromHeader(m.Header); !errors.Is(err, api.ErrBadRequest) {
-					t.Errorf("answered %v (code %q), want bad_request", err, m.Header.Get(micro.ErrorCodeHeader))
-				}
+				natstest.CheckRefused(t, e.nc, tc.subject, tc.payload, api.ErrBadRequest)
 			})
 		}
 		// Still serving.
@@ -949,22 +917,8 @@ func TestBadRequests(t *testing.T) {
 // descriptions.
 func TestMicroInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t))
-	info := natstest.Info(t, e.nc, subject.GroupService)
-	got := map[string]string{}
-	for _, ep := range info.Endpoints {
-		got[ep.Subject] = ep.QueueGroup
-		if ep.Metadata["description"] == "" {
-			t.Errorf("endpoint %s has no description", ep.Name)
-		}
-	}
-	want := map[string]string{}
-	for _, s := range []string{subject.GroupCreate, subject.GroupJoin, subject.GroupLeave,
-		subject.GroupMine, subject.GroupMembers, subject.GroupSend} {
-		want[s] = subject.GroupService
-	}
-	if info.Name != subject.GroupService || info.Description == "" || !maps.Equal(got, want) {
-		t.Errorf("info %+v", info)
-	}
+	natstest.CheckEndpoints(t, e.nc, subject.GroupService, subject.GroupCreate, subject.GroupJoin, subject.GroupLeave,
+		subject.GroupMine, subject.GroupMembers, subject.GroupSend)
 
 	// The send endpoint reports the member cache in $SRV.STATS.
 	u := e.users(t, "u", 2)

@@ -1,20 +1,16 @@
 package group
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/shared/endpoint"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
 // metrics are the group service's Prometheus metrics, labelled
 // service="group".
 type metrics struct {
-	endpoints *endpoint.Metrics
-	db        *sqldb.Metrics
+	endpoint.ServiceMetrics
 
 	created    prometheus.Counter
 	membership *prometheus.CounterVec
@@ -25,15 +21,17 @@ type metrics struct {
 // newMetrics registers the service's metrics on reg (nil: a registry of
 // their own, counted but not served), the member cache's read from cache.
 func newMetrics(reg prometheus.Registerer, cache *memberCache) (*metrics, error) {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	sm, err := endpoint.NewServiceMetrics(reg, subject.GroupService)
+	if err != nil {
+		return nil, err
 	}
 	labels := prometheus.Labels{"service": subject.GroupService}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
 	}
 	m := &metrics{
-		created: counter("natter_group_created_total", "Groups created."),
+		ServiceMetrics: sm,
+		created:        counter("natter_group_created_total", "Groups created."),
 		membership: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "natter_group_membership_changes_total",
 			Help:        "Members who joined (change join) or left (change leave) a group.",
@@ -58,16 +56,7 @@ func newMetrics(reg prometheus.Registerer, cache *memberCache) (*metrics, error)
 			Help: "Groups whose member lists are cached.",
 		}, func() float64 { return float64(cache.len()) }),
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register group metrics: %w", err)
-		}
-	}
-	var err error
-	if m.endpoints, err = endpoint.NewMetrics(reg, subject.GroupService); err != nil {
-		return nil, err
-	}
-	if m.db, err = sqldb.NewMetrics(reg, subject.GroupService); err != nil {
+	if err := m.Register(cs...); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -20,13 +20,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/services/group/internal/roster"
-	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/natsreq"
 	"github.com/natter-chat/natter/shared/sqldb"
@@ -62,14 +60,11 @@ type Service struct {
 
 	metrics *metrics
 
-	micro micro.Service
+	instance *endpoint.Instance
 	// runner runs the database-bound handlers; sendRunner the sends, which
 	// mostly wait for the offline service.
 	runner     *endpoint.Runner
 	sendRunner *endpoint.Runner
-
-	stopOnce sync.Once
-	stopErr  error
 }
 
 // CacheStats is the data of the send endpoint in $SRV.STATS.
@@ -86,21 +81,29 @@ type CacheStats struct {
 // flushes, so the endpoints answer once it returns. The caller owns nc and db
 // and closes them after Stop. ctx bounds the start-up only.
 func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
+	s, err := startService(ctx, nc, db, cfg, log)
+	if err != nil {
 		return nil, fmt.Errorf("start group service: %w", err)
+	}
+	return s, nil
+}
+
+func startService(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cache := newMemberCache(cfg.CacheGroups)
 	m, err := newMetrics(cfg.Registerer, cache)
 	if err != nil {
-		return nil, fmt.Errorf("start group service: %w", err)
+		return nil, err
 	}
-	store := roster.New(db.WithMetrics(m.db))
+	store := roster.New(db.WithMetrics(m.DB))
 	if err := store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("start group service: %w", err)
+		return nil, err
 	}
 	req, err := natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("start group service: %w", err)
+		return nil, err
 	}
 	natsreq.OnReconnect(nc, req)
 	s := &Service{
@@ -114,26 +117,21 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		runner:     endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log),
 		sendRunner: endpoint.NewRunner(cfg.Concurrency*sendConcurrencyFactor, cfg.RequestTimeout, log),
 	}
-	ms, err := endpoint.AddService(nc, micro.Config{
+	s.instance, err = endpoint.Start(ctx, nc, endpoint.InstanceConfig{
 		Name:        subject.GroupService,
-		Version:     buildinfo.Release,
 		Description: "natter groups: create, join, leave, member lists, and group chat stored for every other member through the offline service",
-		QueueGroup:  subject.GroupService,
 		StatsHandler: func(e *micro.Endpoint) any {
 			if e.Name != epSend {
 				return nil
 			}
 			return s.cacheStats()
 		},
-		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
-			log.Error("group service nats error", "subject", e.Subject, "err", e.Description)
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start group service: %w", err)
-	}
-	s.micro = ms
-	err = endpoint.Add(ms, nc, m.endpoints,
+		Log:       log,
+		Metrics:   m.Endpoints,
+		Runners:   []*endpoint.Runner{s.runner, s.sendRunner},
+		LogAttrs:  []any{"concurrency", cfg.Concurrency, "cache_groups", cfg.CacheGroups, "db", db.Dialect.String()},
+		AfterStop: func() { s.req.Close() }, // after the requests it serves have ended
+	},
 		endpoint.Spec{Name: epCreate, Subject: subject.GroupCreate,
 			Description: "create a group, the user its creator: {user_id, name (1-50 characters), desc (0-200)} -> {group_id}; errors bad_request",
 			Handler:     endpoint.JSON(s.runner, epCreate, s.create)},
@@ -154,38 +152,17 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			Handler:     endpoint.JSON(s.sendRunner, epSend, s.send), PendingMsgs: sendPendingMsgs, PendingBytes: sendPendingBytes},
 	)
 	if err != nil {
-		s.shutdown()
-		return nil, fmt.Errorf("start group service: %w", err)
+		return nil, err
 	}
-	// Once Start returns, the server knows the endpoints. If NATS is away,
-	// the subscriptions are sent when it is back.
-	if err := nc.Flush(); err != nil {
-		log.Warn("group service: flush subscriptions", "err", err)
-	}
-	log.Info("group service started", "service_id", ms.Info().ID, "concurrency", cfg.Concurrency,
-		"cache_groups", cfg.CacheGroups, "db", db.Dialect.String())
 	return s, nil
 }
 
-// Stop stops taking requests (micro Stop drains the endpoint subscriptions)
-// and waits for the requests being handled. It does not close the NATS
-// connection or the database. The few requests still being drained once
-// Stop stops waiting for them are answered api.ErrBusy. Calling Stop again
-// returns the first call's result.
-func (s *Service) Stop() error {
-	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
-	return s.stopErr
-}
-
-func (s *Service) shutdown() error {
-	err := endpoint.Stop(s.micro, s.nc, s.runner, s.sendRunner)
-	s.req.Close() // after the requests it serves have ended
-	if err != nil {
-		return fmt.Errorf("stop group service: %w", err)
-	}
-	s.log.Info("group service stopped")
-	return nil
-}
+// Stop stops taking requests (the endpoint subscriptions drain) and waits
+// for the requests being handled. It does not close the NATS connection or
+// the database. The few requests still being drained once Stop stops
+// waiting for them are answered api.ErrBusy. Calling Stop again returns
+// the first call's result.
+func (s *Service) Stop() error { return s.instance.Stop() }
 
 func (s *Service) cacheStats() CacheStats {
 	return CacheStats{

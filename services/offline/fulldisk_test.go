@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
@@ -136,18 +137,7 @@ func TestFullDisk(t *testing.T) {
 	login(api.LoginRequest{UserID: alice, Password: "password"})
 	token = login(api.LoginRequest{UserID: bob, ResumeToken: token}).ResumeToken
 	register("carol")
-	seen := map[string]bool{}
-	var last int64
-	for after := int64(0); ; {
-		page := fetch(t, nc, bob, after, 0)
-		if len(page.Messages) == 0 {
-			break
-		}
-		for _, m := range page.Messages {
-			seen[m.MID] = true
-		}
-		after, last = page.Messages[len(page.Messages)-1].Seq, page.Last
-	}
+	seen, last := fetchAll(t, nc, bob)
 	if len(seen) != len(stored) {
 		t.Errorf("fetched %d messages, %d stored", len(seen), len(stored))
 	}
@@ -167,20 +157,28 @@ func TestFullDisk(t *testing.T) {
 	}
 	stored[resp.MID] = true
 	login(api.LoginRequest{UserID: bob, ResumeToken: token})
-	clear(seen)
-	for after := int64(0); ; {
-		page := fetch(t, nc, bob, after, 0)
-		if len(page.Messages) == 0 {
-			break
-		}
-		for _, m := range page.Messages {
-			seen[m.MID] = true
-		}
-		after = page.Messages[len(page.Messages)-1].Seq
-	}
+	seen, _ = fetchAll(t, nc, bob)
 	for mid := range stored {
 		if !seen[mid] {
 			t.Errorf("message %s answered as stored is gone", mid)
 		}
+	}
+}
+
+// fetchAll fetches user's whole inbox, page by page: the mids in it and
+// its last seq.
+func fetchAll(t *testing.T, nc *nats.Conn, user int64) (map[string]bool, int64) {
+	t.Helper()
+	seen := map[string]bool{}
+	var last int64
+	for after := int64(0); ; {
+		page := fetch(t, nc, user, after, 0)
+		if len(page.Messages) == 0 {
+			return seen, last
+		}
+		for _, m := range page.Messages {
+			seen[m.MID] = true
+		}
+		after, last = page.Messages[len(page.Messages)-1].Seq, page.Last
 	}
 }

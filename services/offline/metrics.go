@@ -1,22 +1,19 @@
 package offline
 
 import (
-	"fmt"
 	"maps"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/shared/endpoint"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
 // metrics are the offline service's Prometheus metrics, labelled
 // service="offline".
 type metrics struct {
-	endpoints *endpoint.Metrics
-	db        *sqldb.Metrics
+	endpoint.ServiceMetrics
 
 	// The store outcomes: each counted once, in storeStats, which
 	// $SRV.STATS reports too.
@@ -50,8 +47,9 @@ const (
 // full whether stores are refused for want of space, free the space left
 // (NaN: not known).
 func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64, st *storeStats, full, free func() float64) (*metrics, error) {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	sm, err := endpoint.NewServiceMetrics(reg, subject.OfflineService)
+	if err != nil {
+		return nil, err
 	}
 	labels := prometheus.Labels{"service": subject.OfflineService}
 	counter := func(name, help string) prometheus.Counter {
@@ -65,10 +63,11 @@ func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64, st *s
 	}
 	const refusedHelp = "Store requests refused, by reason: inbox_full (the recipient's inbox, or every recipient's, holds its limit), send_rate (the sender passed its byte rate), storage_full (no space left; retry later)."
 	m := &metrics{
-		stored:        outcome("natter_offline_messages_stored_total", "Chat messages stored (each once, whatever its number of recipients).", &st.stored, nil),
-		duplicates:    outcome("natter_offline_duplicates_total", "Store requests answered as duplicates (a sender's retry of a stored cid).", &st.duplicates, nil),
-		storeFailures: outcome("natter_offline_store_failures_total", "Store requests answered with an error after they were queued (nothing stored; the sender retries).", &st.failed, nil),
-		storeBusy:     outcome("natter_offline_store_busy_total", "Store requests answered busy: the queue was full or the service stopping.", &st.busy, nil),
+		ServiceMetrics: sm,
+		stored:         outcome("natter_offline_messages_stored_total", "Chat messages stored (each once, whatever its number of recipients).", &st.stored, nil),
+		duplicates:     outcome("natter_offline_duplicates_total", "Store requests answered as duplicates (a sender's retry of a stored cid).", &st.duplicates, nil),
+		storeFailures:  outcome("natter_offline_store_failures_total", "Store requests answered with an error after they were queued (nothing stored; the sender retries).", &st.failed, nil),
+		storeBusy:      outcome("natter_offline_store_busy_total", "Store requests answered busy: the queue was full or the service stopping.", &st.busy, nil),
 		refused: map[string]prometheus.Collector{
 			refusedInboxFull:   outcome("natter_offline_store_refused_total", refusedHelp, &st.inboxFull, prometheus.Labels{"reason": refusedInboxFull}),
 			refusedSendRate:    outcome("natter_offline_store_refused_total", refusedHelp, &st.sendRate, prometheus.Labels{"reason": refusedSendRate}),
@@ -109,18 +108,9 @@ func newMetrics(reg prometheus.Registerer, queueLen, syncs func() float64, st *s
 		Help:        "SQLite: bytes left on the database's filesystem at the last check (NaN on MySQL).",
 		ConstLabels: labels,
 	}, free)
-	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
+	if err := m.Register(m.stored, m.duplicates, m.entries, m.pushed, m.pushErrors,
 		m.storeFailures, m.storeBusy, m.batchSize, m.ackRequests, m.acks, m.pruned, m.writerBusy, queue, walSyncs,
-		m.refused[refusedInboxFull], m.refused[refusedSendRate], m.refused[refusedStorageFull], fullGauge, freeGauge} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register offline metrics: %w", err)
-		}
-	}
-	var err error
-	if m.endpoints, err = endpoint.NewMetrics(reg, subject.OfflineService); err != nil {
-		return nil, err
-	}
-	if m.db, err = sqldb.NewMetrics(reg, subject.OfflineService); err != nil {
+		m.refused[refusedInboxFull], m.refused[refusedSendRate], m.refused[refusedStorageFull], fullGauge, freeGauge); err != nil {
 		return nil, err
 	}
 	return m, nil

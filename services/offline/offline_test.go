@@ -18,7 +18,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/dbtest"
@@ -36,17 +35,7 @@ func testLog(t *testing.T) *slog.Logger {
 // the test ends (before the connection closes).
 func start(t *testing.T, ns *server.Server, db *sqldb.DB, cfg Config) *Service {
 	t.Helper()
-	nc := natstest.Connect(t, ns)
-	s, err := Start(context.Background(), nc, db, cfg, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return s
+	return natstest.StartService(t, ns, Start, db, cfg, testLog(t))
 }
 
 func call(nc *nats.Conn, subj string, req, resp any) error {
@@ -673,21 +662,7 @@ func TestBadRequests(t *testing.T) {
 		nc := natstest.Connect(t, ns)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				var err error
-				if json.Valid([]byte(tc.payload)) {
-					err = call(nc, tc.subject, json.RawMessage(tc.payload), nil)
-				} else {
-					// api.Call cannot send invalid JSON; read the error
-					// headers the way it does.
-					var m *nats.Msg
-					m, err = nc.Request(tc.subject, []byte(tc.payload), 10*time.Second)
-					if err == nil && m.Header.Get(micro.ErrorCodeHeader) != "" {
-						err = &api.Error{Code: api.Code(m.Header.Get(micro.ErrorCodeHeader)), Message: m.Header.Get(micro.ErrorHeader)}
-					}
-				}
-				if !errors.Is(err, api.ErrBadRequest) {
-					t.Errorf("got %v, want bad request", err)
-				}
+				natstest.CheckRefused(t, nc, tc.subject, tc.payload, api.ErrBadRequest)
 			})
 		}
 		// Still serving, and nothing was stored.
@@ -705,23 +680,8 @@ func TestBadRequests(t *testing.T) {
 func TestMicroInfo(t *testing.T) {
 	ns := natstest.Run(t)
 	start(t, ns, dbtest.SQLite(t), Config{})
-	info := natstest.Info(t, natstest.Connect(t, ns), subject.OfflineService)
-	got := map[string]string{}
-	for _, e := range info.Endpoints {
-		got[e.Subject] = e.QueueGroup
-		if e.Metadata["description"] == "" {
-			t.Errorf("endpoint %s has no description", e.Name)
-		}
-	}
-	want := map[string]string{
-		subject.OfflineStore:     subject.OfflineService,
-		subject.OfflineStoreMany: subject.OfflineService,
-		subject.OfflineFetch:     subject.OfflineService,
-		subject.OfflineAck:       subject.OfflineService,
-	}
-	if info.Name != subject.OfflineService || !maps.Equal(got, want) {
-		t.Errorf("info %+v", info)
-	}
+	natstest.CheckEndpoints(t, natstest.Connect(t, ns), subject.OfflineService,
+		subject.OfflineStore, subject.OfflineStoreMany, subject.OfflineFetch, subject.OfflineAck)
 }
 
 func TestConfigValidate(t *testing.T) {

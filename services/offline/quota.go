@@ -142,14 +142,5 @@ func (st *storage) watch(ctx context.Context) {
 	if _, ok := st.db.FreeBytes(); !ok {
 		return
 	}
-	t := time.NewTicker(spaceCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			st.check()
-		}
-	}
+	every(ctx, spaceCheckEvery, st.check)
 }

@@ -35,7 +35,6 @@ import (
 
 	"github.com/natter-chat/natter/services/offline/internal/inbox"
 	"github.com/natter-chat/natter/shared/api"
-	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
@@ -58,26 +57,18 @@ const (
 	otherPendingBytes = 16 << 20
 )
 
-const (
-	// stopTimeout bounds the wait for requests already delivered to this
-	// connection to pass the endpoint handlers.
-	stopTimeout = 10 * time.Second
-	// startFlushTimeout bounds the wait for the server to confirm the
-	// endpoint subscriptions at start.
-	startFlushTimeout = 5 * time.Second
-	// pruneTimeout bounds one prune.
-	pruneTimeout = 10 * time.Minute
-)
+// pruneTimeout bounds one prune.
+const pruneTimeout = 10 * time.Minute
 
 // Service is a running offline service.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	nc      *nats.Conn
-	store   *inbox.Store
-	micro   micro.Service
-	runner  *endpoint.Runner
-	metrics *metrics
+	cfg      Config
+	log      *slog.Logger
+	nc       *nats.Conn
+	store    *inbox.Store
+	instance *endpoint.Instance
+	runner   *endpoint.Runner
+	metrics  *metrics
 
 	// gate guards the writers' queues against a send after close:
 	// handlers send under the read lock, Stop closes under the write lock.
@@ -89,9 +80,6 @@ type Service struct {
 	writing     sync.WaitGroup // the writers and their publishers
 	pruner      sync.WaitGroup
 	cancelPrune context.CancelFunc
-
-	stopOnce sync.Once
-	stopErr  error
 
 	stats   storeStats
 	rates   *senderRates
@@ -137,8 +125,16 @@ type StoreStats struct {
 // and registers the micro service on nc. The caller keeps nc and db and
 // closes them after Stop.
 func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
+	s, err := startService(ctx, nc, db, cfg, log)
+	if err != nil {
 		return nil, fmt.Errorf("start offline service: %w", err)
+	}
+	return s, nil
+}
+
+func startService(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cfg = cfg.withDefaults(db.Dialect)
 	s := &Service{
@@ -172,13 +168,13 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			return 0
 		}, s.storage.freeBytes)
 	if err != nil {
-		return nil, fmt.Errorf("start offline service: %w", err)
+		return nil, err
 	}
 	s.metrics = m
-	s.store = inbox.New(db.WithMetrics(m.db), log)
+	s.store = inbox.New(db.WithMetrics(m.DB), log)
 	s.store.SetLimits(inbox.Limits{Count: max(cfg.InboxMaxMessages, 0), Bytes: max(cfg.InboxMaxBytes, 0)})
 	if err := s.store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("start offline service: %w", err)
+		return nil, err
 	}
 	s.runner = endpoint.NewRunner(cfg.Concurrency, cfg.RequestTimeout, log)
 	for _, w := range s.writers {
@@ -190,21 +186,22 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	s.pruner.Go(func() { s.pruneLoop(pruneCtx) })
 	s.pruner.Go(func() { s.storage.watch(pruneCtx) })
 
-	if err := s.register(); err != nil {
-		s.shutdown()
-		return nil, fmt.Errorf("start offline service: %w", err)
+	s.instance, err = endpoint.Start(ctx, nc, endpoint.InstanceConfig{
+		Name:         subject.OfflineService,
+		Description:  "durable per-user inbox: stores chat messages before their senders are answered, until recipients acknowledge them",
+		StatsHandler: s.endpointStats,
+		Log:          log,
+		Metrics:      m.Endpoints,
+		Runners:      []*endpoint.Runner{s.runner},
+		LogAttrs: []any{"batch_size", cfg.BatchSize, "queue_limit", cfg.QueueLimit, "writers", cfg.Writers,
+			"retention", cfg.Retention, "inbox_max_messages", cfg.InboxMaxMessages, "inbox_max_bytes", cfg.InboxMaxBytes,
+			"sender_rate", cfg.SenderRate, "sender_burst", cfg.SenderBurst, "store_min_free", cfg.StoreMinFree},
+		Delivered: s.closeWriters,
+		AfterStop: s.stopPruner,
+	}, s.specs()...)
+	if err != nil {
+		return nil, err
 	}
-	// Once the server has the subscriptions, requests reach this instance.
-	fctx, fcancel := context.WithTimeout(ctx, startFlushTimeout)
-	defer fcancel()
-	if err := nc.FlushWithContext(fctx); err != nil {
-		// Not fatal: a reconnecting connection re-sends its subscriptions.
-		log.Warn("offline service: subscriptions not confirmed by the server", "err", err)
-	}
-	log.Info("offline service started", "service_id", s.micro.Info().ID,
-		"batch_size", cfg.BatchSize, "queue_limit", cfg.QueueLimit, "writers", cfg.Writers,
-		"retention", cfg.Retention, "inbox_max_messages", cfg.InboxMaxMessages, "inbox_max_bytes", cfg.InboxMaxBytes,
-		"sender_rate", cfg.SenderRate, "sender_burst", cfg.SenderBurst, "store_min_free", cfg.StoreMinFree)
 	return s, nil
 }
 
@@ -220,76 +217,51 @@ func (s *Service) StoreReady(context.Context) error {
 // errStorageFull is StoreReady's answer while the storage is full.
 var errStorageFull = errors.New("storage full: stores refused until space is freed")
 
-// register adds the micro service and its endpoints.
-func (s *Service) register() error {
-	svc, err := micro.AddService(s.nc, micro.Config{
-		Name:         subject.OfflineService,
-		Version:      buildinfo.Release,
-		Description:  "durable per-user inbox: stores chat messages before their senders are answered, until recipients acknowledge them",
-		QueueGroup:   subject.OfflineService,
-		StatsHandler: s.endpointStats,
-	})
-	if err != nil {
-		return fmt.Errorf("add micro service: %w", err)
-	}
-	s.micro = svc
-	// Every endpoint is answered from goroutines other than micro's, so
-	// every handler gets detached requests (endpoint.Add detaches them).
-	return endpoint.Add(svc, s.nc, s.metrics.endpoints,
-		endpoint.Spec{Name: epStore, Subject: subject.OfflineStore,
+// specs are the service's endpoints. Every endpoint is answered from
+// goroutines other than its delivery goroutine, so every handler gets
+// detached requests (endpoint.Add detaches them).
+func (s *Service) specs() []endpoint.Spec {
+	return []endpoint.Spec{
+		{Name: epStore, Subject: subject.OfflineStore,
 			Description: "store a chat message in its recipients' inboxes; answered after the commit",
 			Handler:     micro.HandlerFunc(s.handleStore), PendingMsgs: storePendingMsgs, PendingBytes: storePendingBytes},
-		endpoint.Spec{Name: epStoreMany, Subject: subject.OfflineStoreMany,
+		{Name: epStoreMany, Subject: subject.OfflineStoreMany,
 			Description: "store several chat messages of one sender (a gateway's pipelined chats), each as store does, in order for each recipient; answered once every one is committed or refused, the results in the request's order",
 			Handler:     micro.HandlerFunc(s.handleStoreMany), PendingMsgs: otherPendingMsgs, PendingBytes: storePendingBytes},
-		endpoint.Spec{Name: epFetch, Subject: subject.OfflineFetch,
+		{Name: epFetch, Subject: subject.OfflineFetch,
 			Description: "read a page of an inbox after a seq (after < 0: after the acknowledged seq)",
 			Handler:     endpoint.JSON(s.runner, epFetch, s.fetch), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
-		endpoint.Spec{Name: epAck, Subject: subject.OfflineAck,
+		{Name: epAck, Subject: subject.OfflineAck,
 			Description: "acknowledge inboxes cumulatively up to a seq; answered after the commit",
 			Handler:     micro.HandlerFunc(s.handleAck), PendingMsgs: otherPendingMsgs, PendingBytes: otherPendingBytes},
-	)
+	}
 }
 
 // Stop stops taking requests, stores and answers every store request
 // already received, waits for running fetches and acks and stops the
 // writers and the pruner. It does not close the NATS connection or the
 // database. Stop is safe to call more than once.
-func (s *Service) Stop() error {
-	s.stopOnce.Do(func() { s.stopErr = s.shutdown() })
-	return s.stopErr
-}
+func (s *Service) Stop() error { return s.instance.Stop() }
 
-func (s *Service) shutdown() error {
-	var errs []error
-	if s.micro != nil {
-		if err := s.micro.Stop(); err != nil {
-			errs = append(errs, fmt.Errorf("stop micro service: %w", err))
-		}
-		if err := s.awaitDelivered(); err != nil {
-			// Handlers that still run find the queue closed and answer busy.
-			s.log.Warn("stop: requests still arriving", "err", err)
-		}
-	}
+// closeWriters closes the writers' queues once every request delivered
+// before Stop has passed its handler (a handler that still runs finds the
+// queue closed and answers busy) and waits for the writers and their
+// publishers, which store and answer what is queued first.
+func (s *Service) closeWriters() {
 	s.gate.Lock()
 	s.closed = true
 	for _, w := range s.writers {
 		close(w.queue)
 	}
 	s.gate.Unlock()
-	s.writing.Wait() // they empty the queues first
-	s.runner.Close()
-	s.cancelPrune()
-	s.pruner.Wait()
-	if len(errs) == 0 {
-		s.log.Info("offline service stopped")
-	}
-	return errors.Join(errs...)
+	s.writing.Wait()
 }
 
-// awaitDelivered waits until every request that reached this connection
-// before micro's Stop has gone through its endpoint handler.
-func (s *Service) awaitDelivered() error { return endpoint.AwaitDelivered(s.nc, stopTimeout) }
+// stopPruner stops the pruner and the storage watch.
+func (s *Service) stopPruner() {
+	s.cancelPrune()
+	s.pruner.Wait()
+}
 
 // endpointStats is micro's StatsHandler: the store endpoint reports its
 // queue and batch counters.
@@ -343,14 +315,19 @@ func (s *Service) fetch(ctx context.Context, req *api.FetchRequest) (*api.FetchR
 
 // pruneLoop prunes every PruneEvery until ctx ends.
 func (s *Service) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PruneEvery)
+	every(ctx, s.cfg.PruneEvery, func() { s.pruneOnce(ctx) })
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.pruneOnce(ctx)
+			fn()
 		}
 	}
 }

@@ -75,12 +75,16 @@ func (s *Service) bundle(ctx context.Context, uid int64, b *api.LoginBundle, res
 		call(subject.GroupMine, api.GroupMineRequest{UserID: uid}, &groups, &gerr)
 	}
 	wg.Wait()
+	// missed counts and logs a part left out.
+	missed := func(part, msg string, err error) {
+		s.metrics.bundleMisses.WithLabelValues(part).Inc()
+		s.log.Warn(msg, "user_id", uid, "err", err)
+	}
 	if b.InboxLimit > 0 {
 		if ierr == nil {
 			resp.Inbox = &inbox
 		} else {
-			s.metrics.bundleMisses.WithLabelValues("inbox").Inc()
-			s.log.Warn("login bundle: inbox unavailable (the gateway reads it)", "user_id", uid, "err", ierr)
+			missed("inbox", "login bundle: inbox unavailable (the gateway reads it)", ierr)
 		}
 	}
 	if !b.Lists {
@@ -90,15 +94,13 @@ func (s *Service) bundle(ctx context.Context, uid int64, b *api.LoginBundle, res
 	if ferr == nil {
 		resp.Friends = friends.Friends
 	} else {
-		s.metrics.bundleMisses.WithLabelValues("friends").Inc()
-		s.log.Warn("login: friend list unavailable", "user_id", uid, "err", ferr)
+		missed("friends", "login: friend list unavailable", ferr)
 		resp.Missing = append(resp.Missing, "friends")
 	}
 	if gerr == nil {
 		resp.Groups = groups.Groups
 	} else {
-		s.metrics.bundleMisses.WithLabelValues("groups").Inc()
-		s.log.Warn("login: group list unavailable", "user_id", uid, "err", gerr)
+		missed("groups", "login: group list unavailable", gerr)
 		resp.Missing = append(resp.Missing, "groups")
 	}
 }

@@ -2,21 +2,18 @@ package user
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/endpoint"
-	"github.com/natter-chat/natter/shared/sqldb"
 	"github.com/natter-chat/natter/shared/subject"
 )
 
 // metrics are the user service's Prometheus metrics, labelled
 // service="user".
 type metrics struct {
-	endpoints *endpoint.Metrics
-	db        *sqldb.Metrics
+	endpoint.ServiceMetrics
 
 	logins        *prometheus.CounterVec
 	registrations *prometheus.CounterVec
@@ -45,11 +42,13 @@ const (
 // newMetrics registers the service's metrics on reg (nil: a registry of
 // their own, counted but not served).
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	sm, err := endpoint.NewServiceMetrics(reg, subject.UserService)
+	if err != nil {
+		return nil, err
 	}
 	labels := prometheus.Labels{"service": subject.UserService}
 	m := &metrics{
+		ServiceMetrics: sm,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "natter_user_logins_total",
 			Help:        "Logins by method (password, or resume with a resume token) and result: ok, bad_login, throttled (refused for too many failed logins; the password was not checked), session_live, bad_request or error.",
@@ -103,16 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{resultOK, resultNameTaken, resultBadRequest, resultError} {
 		m.registrations.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.logins, m.registrations, m.kicks, m.expired, m.loginThrottled, m.loginDelays, m.bundleMisses} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register user metrics: %w", err)
-		}
-	}
-	var err error
-	if m.endpoints, err = endpoint.NewMetrics(reg, subject.UserService); err != nil {
-		return nil, err
-	}
-	if m.db, err = sqldb.NewMetrics(reg, subject.UserService); err != nil {
+	if err := m.Register(m.logins, m.registrations, m.kicks, m.expired, m.loginThrottled, m.loginDelays, m.bundleMisses); err != nil {
 		return nil, err
 	}
 	return m, nil

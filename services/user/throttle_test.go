@@ -31,17 +31,8 @@ func newLoggedEnv(t *testing.T, db *sqldb.DB, cfg user.Config, logs *logtest.Buf
 	t.Helper()
 	ns := natstest.Run(t)
 	e := &env{ns: ns, db: db, nc: natstest.Connect(t, ns), store: account.New(db)}
-	svc, err := user.Start(context.Background(), natstest.Connect(t, ns), db, cfg,
+	e.svc = natstest.StartService(t, ns, user.Start, db, cfg,
 		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	e.svc = svc
 	return e
 }
 

@@ -13,17 +13,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natter-chat/natter/services/user/internal/account"
 	"github.com/natter-chat/natter/services/user/internal/names"
-	"github.com/natter-chat/natter/shared/buildinfo"
 	"github.com/natter-chat/natter/shared/cliflag"
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/natsreq"
@@ -129,8 +126,8 @@ type Service struct {
 	// that the answer takes as long as for a wrong password.
 	dummyHash []byte
 
-	micro  micro.Service
-	runner *endpoint.Runner
+	instance *endpoint.Instance
+	runner   *endpoint.Runner
 	// req asks the offline, friend and group services for a login's
 	// bundle (api.LoginBundle).
 	req     *natsreq.Requester
@@ -144,8 +141,6 @@ type Service struct {
 
 	stopCleanup context.CancelFunc
 	cleanupDone chan struct{}
-	stopOnce    sync.Once
-	stopErr     error
 }
 
 // Start migrates the database, then registers the micro service on nc and
@@ -153,29 +148,42 @@ type Service struct {
 // and closes them after Stop. ctx bounds the start-up only; the periodic lease
 // cleanup runs until Stop.
 func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
+	s, err := startService(ctx, nc, db, cfg, log)
+	if err != nil {
 		return nil, fmt.Errorf("start user service: %w", err)
+	}
+	return s, nil
+}
+
+func startService(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	policy, _ := cfg.policy()
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("start user service: %w", err)
+		return nil, err
 	}
-	store := account.New(db.WithMetrics(m.db))
+	store := account.New(db.WithMetrics(m.DB))
 	if err := store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("start user service: %w", err)
+		return nil, err
 	}
 	if err := store.Prepare(ctx); err != nil {
-		return nil, fmt.Errorf("start user service: %w", err)
+		return nil, err
 	}
 	namesDone, err := backfillNames(ctx, store, 0, log)
 	if err != nil {
-		return nil, fmt.Errorf("start user service: %w", err)
+		return nil, err
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("natter dummy password"), cfg.BcryptCost)
 	if err != nil {
-		return nil, fmt.Errorf("start user service: dummy hash: %w", err)
+		return nil, fmt.Errorf("dummy hash: %w", err)
 	}
+	req, err := natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout})
+	if err != nil {
+		return nil, err
+	}
+	natsreq.OnReconnect(nc, req)
 	s := &Service{
 		nc:          nc,
 		store:       store,
@@ -184,6 +192,7 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 		log:         log,
 		dummyHash:   dummy,
 		runner:      endpoint.NewRunner(concurrency(cfg.Concurrency, db.Dialect), cfg.RequestTimeout, log),
+		req:         req,
 		metrics:     m,
 		throttle:    newThrottle(cfg.Throttle, store, m, log),
 		namesDone:   namesDone,
@@ -192,31 +201,16 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 	if db.Dialect == sqldb.SQLite {
 		s.claims = newClaimBatcher(store)
 	}
-	if s.req, err = natsreq.New(nc, natsreq.Options{Timeout: cfg.RequestTimeout}); err != nil {
-		if s.claims != nil {
-			s.claims.close()
-		}
-		return nil, fmt.Errorf("start user service: %w", err)
-	}
-	natsreq.OnReconnect(nc, s.req)
-	ms, err := micro.AddService(nc, micro.Config{
+	s.instance, err = endpoint.Start(ctx, nc, endpoint.InstanceConfig{
 		Name:        subject.UserService,
-		Version:     buildinfo.Release,
 		Description: "natter accounts, logins and the single session of each user",
-		QueueGroup:  subject.UserService,
-		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
-			log.Error("user service nats error", "subject", e.Subject, "err", e.Description)
-		},
-	})
-	if err != nil {
-		if s.claims != nil {
-			s.claims.close()
-		}
-		s.req.Close()
-		return nil, fmt.Errorf("start user service: %w", err)
-	}
-	s.micro = ms
-	err = endpoint.Add(ms, nc, m.endpoints,
+		Log:         log,
+		Metrics:     m.Endpoints,
+		Runners:     []*endpoint.Runner{s.runner},
+		LogAttrs: []any{"login_policy", policy.String(),
+			"concurrency", concurrency(cfg.Concurrency, db.Dialect), "db", db.Dialect.String()},
+		AfterStop: s.afterStop,
+	},
 		endpoint.Spec{Name: "register", Subject: subject.UserRegister,
 			Description: "create an account: {name, password} -> {id}; errors name_taken, bad_request",
 			Handler:     endpoint.JSON(s.runner, "register", s.register)},
@@ -243,48 +237,32 @@ func Start(ctx context.Context, nc *nats.Conn, db *sqldb.DB, cfg Config, log *sl
 			Handler:     endpoint.JSON(s.runner, "gwleave", s.gatewayLeave)},
 	)
 	if err != nil {
-		s.shutdown()
-		return nil, fmt.Errorf("start user service: %w", err)
-	}
-	// Once Start returns, the server knows the endpoints. If NATS is away,
-	// the subscriptions are sent when it is back.
-	if err := nc.Flush(); err != nil {
-		log.Warn("user service: flush subscriptions", "err", err)
+		return nil, err
 	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopCleanup = cancel
 	go s.cleanupLoop(cctx)
-	log.Info("user service started", "service_id", ms.Info().ID, "login_policy", policy.String(),
-		"concurrency", concurrency(cfg.Concurrency, db.Dialect), "db", db.Dialect.String())
 	return s, nil
 }
 
-// Stop stops taking requests (micro Stop drains the endpoint subscriptions),
-// waits for the requests being handled, and stops the lease cleanup. It does
-// not close the NATS connection or the database. The few requests still
-// being drained once Stop stops waiting for them are answered api.ErrBusy.
+// Stop stops taking requests (the endpoint subscriptions drain), waits for
+// the requests being handled, and stops the lease cleanup. It does not
+// close the NATS connection or the database. The few requests still being
+// drained once Stop stops waiting for them are answered api.ErrBusy.
 // Calling Stop again returns the first call's result.
-func (s *Service) Stop() error {
-	s.stopOnce.Do(func() {
-		s.stopErr = s.shutdown()
-		if s.stopCleanup != nil {
-			s.stopCleanup()
-			<-s.cleanupDone
-		}
-	})
-	return s.stopErr
-}
+func (s *Service) Stop() error { return s.instance.Stop() }
 
-func (s *Service) shutdown() error {
-	err := endpoint.Stop(s.micro, s.nc, s.runner)
+// afterStop closes what the handlers used, once none runs, and stops the
+// lease cleanup (not started yet when Start fails).
+func (s *Service) afterStop() {
 	if s.claims != nil {
-		s.claims.close() // after the handlers: none is waiting for a claim
+		s.claims.close() // none is waiting for a claim
 	}
-	s.req.Close() // after the handlers: none is waiting for a bundle
-	if err != nil {
-		return fmt.Errorf("stop user service: %w", err)
+	s.req.Close() // none is waiting for a bundle
+	if s.stopCleanup != nil {
+		s.stopCleanup()
+		<-s.cleanupDone
 	}
-	return nil
 }
 
 // sqliteConcurrency is the fewest requests the service handles at once on

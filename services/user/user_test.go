@@ -58,16 +58,7 @@ func newEnv(t *testing.T, db *sqldb.DB, cfg user.Config) *env {
 // start runs another service instance on its own connection.
 func (e *env) start(t *testing.T, cfg user.Config) *user.Service {
 	t.Helper()
-	svc, err := user.Start(context.Background(), natstest.Connect(t, e.ns), e.db, cfg, logtest.New(t, slog.LevelDebug))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return svc
+	return natstest.StartService(t, e.ns, user.Start, e.db, cfg, logtest.New(t, slog.LevelDebug))
 }
 
 func (e *env) call(t *testing.T, subj string, req, resp any) error {
@@ -515,43 +506,15 @@ func TestQueueGroup(t *testing.T) {
 		// Stats are counted after each handler returns; poll until all
 		// lookups are in.
 		eventually.NoError(t, 5*time.Second, func() error {
-			stats := natstest.Stats(t, e.nc, subject.UserService, 2)
-			total := 0
-			for _, s := range stats {
-				served := natstest.EndpointRequests(s, subject.UserLookup)
-				if served == 0 {
-					return errors.New("still waiting for both instances to serve lookups")
-				}
-				total += served
-			}
-			if total != n {
-				return errors.New("still waiting for both instances to serve lookups")
-			}
-			return nil
+			return natstest.SharedRequests(t, e.nc, subject.UserService, subject.UserLookup, 2, n)
 		})
 	})
 }
 
 func TestEndpointInfo(t *testing.T) {
 	e := newEnv(t, dbtest.SQLite(t), testConfig(user.PolicyKick))
-	info := natstest.Info(t, e.nc, subject.UserService)
-	want := []string{subject.UserRegister, subject.UserLogin, subject.UserLogouts,
-		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave}
-	var got []string
-	for _, ep := range info.Endpoints {
-		got = append(got, ep.Subject)
-		if ep.QueueGroup != subject.UserService {
-			t.Errorf("%s: queue group %q, want %q", ep.Subject, ep.QueueGroup, subject.UserService)
-		}
-		if ep.Metadata["description"] == "" {
-			t.Errorf("%s: no description", ep.Subject)
-		}
-	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("endpoints %v, want %v", got, want)
-	}
+	natstest.CheckEndpoints(t, e.nc, subject.UserService, subject.UserRegister, subject.UserLogin, subject.UserLogouts,
+		subject.UserLookup, subject.UserProfiles, subject.UserSessions, subject.UserGatewayBeat, subject.UserGatewayLeave)
 }
 
 func TestMalformedRequests(t *testing.T) {
@@ -563,13 +526,7 @@ func TestMalformedRequests(t *testing.T) {
 		for _, subj := range subjects {
 			for _, body := range bodies {
 				t.Run(subj+" "+body, func(t *testing.T) {
-					msg, err := e.nc.Request(subj, []byte(body), 5*time.Second)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := api.ErrorFromHeader(msg.Header); !errors.Is(err, api.ErrBadRequest) {
-						t.Errorf("answered %v (code %q), want bad_request", err, msg.Header.Get(micro.ErrorCodeHeader))
-					}
+					natstest.CheckRefused(t, e.nc, subj, body, api.ErrBadRequest)
 				})
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/cliflag"
+	"github.com/natter-chat/natter/shared/natstest"
 )
 
 // flagContext parses args with flags.
@@ -38,22 +39,6 @@ func flagContext(t *testing.T, flags []cli.Flag, args ...string) *cli.Context {
 		t.Fatal(err)
 	}
 	return cli.NewContext(cli.NewApp(), set, nil)
-}
-
-// runServer starts a nats-server with opts on a random loopback port.
-func runServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
 }
 
 // connect connects to url with the options of the NATS flags in args.
@@ -82,7 +67,7 @@ func writeFile(t *testing.T, name string, data []byte) string {
 // TestNATSUserPassword authenticates with --nats-user and the password in
 // --nats-password-file (its trailing newline ignored).
 func TestNATSUserPassword(t *testing.T) {
-	s := runServer(t, &server.Options{Username: "svc", Password: "s3cret"})
+	s := natstest.RunOptions(t, &server.Options{Username: "svc", Password: "s3cret"})
 	pw := writeFile(t, "pw", []byte("s3cret\n"))
 	if _, err := connect(t, s.ClientURL(), "--nats-user", "svc", "--nats-password-file", pw); err != nil {
 		t.Fatalf("with the password file: %v", err)
@@ -104,7 +89,7 @@ func TestNATSNkey(t *testing.T) {
 	}
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
-	s := runServer(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	s := natstest.RunOptions(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
 	if _, err := connect(t, s.ClientURL(), "--nats-nkey-file", writeFile(t, "user.nk", seed)); err != nil {
 		t.Fatalf("with the nkey: %v", err)
 	}
@@ -149,7 +134,7 @@ func TestNATSCreds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
+	s := natstest.RunOptions(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
 	if _, err := connect(t, s.ClientURL(), "--nats-creds", writeFile(t, "user.creds", creds)); err != nil {
 		t.Fatalf("with the creds: %v", err)
 	}
@@ -172,7 +157,7 @@ func TestNATSTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tlsConfig, TLSTimeout: 5})
+	s := natstest.RunOptions(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tlsConfig, TLSTimeout: 5})
 	url := "tls://" + s.Addr().String()
 	if _, err := connect(t, url, "--nats-tls-ca", file("ca.pem"),
 		"--nats-tls-cert", file("client.pem"), "--nats-tls-key", file("client-key.pem")); err != nil {

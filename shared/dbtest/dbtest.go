@@ -90,3 +90,19 @@ func Each(t *testing.T, f func(t *testing.T, db *sqldb.DB)) {
 	t.Run("sqlite", func(t *testing.T) { f(t, SQLite(t)) })
 	t.Run("mysql", func(t *testing.T) { f(t, MySQL(t)) })
 }
+
+// Migrated migrates store's schema twice, as a first and a second start
+// of a service would (the second must change nothing), and returns store;
+// a failed migration fails the test.
+func Migrated[S interface {
+	Migrate(context.Context) error
+}](t testing.TB, store S) S {
+	t.Helper()
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatalf("dbtest: migrate: %v", err)
+	}
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatalf("dbtest: migrate again: %v", err)
+	}
+	return store
+}

@@ -13,8 +13,9 @@
 // Respond/Error in a field its delivery goroutine reads, unlocked, once the
 // handler returns. Add registers a service's endpoints, described by Specs,
 // with every handler detached; Stop stops them, waits for the requests
-// already delivered to reach their handlers, and waits for the handlers:
-// the one stop every service shares.
+// already delivered to reach their handlers, and waits for the handlers.
+// Start and Instance put these together with AddService: the one start and
+// stop every service shares, with hooks for the service's own parts.
 //
 // Add also counts every request's answer and its latency in Metrics, in
 // the detached request itself, so no handler has to; on a Service (see

@@ -8,6 +8,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/api"
 	"github.com/natter-chat/natter/shared/ops"
+	"github.com/natter-chat/natter/shared/sqldb"
 )
 
 // resultOK is the result label of a request answered without an error; an
@@ -55,6 +56,47 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// ServiceMetrics are the metrics every service has, labelled
+// service=<name>: its endpoints' answers (Endpoints, for Add or
+// InstanceConfig) and its database's work (DB, for sqldb.DB.WithMetrics).
+// Register adds the service's own.
+type ServiceMetrics struct {
+	Endpoints *Metrics
+	DB        *sqldb.Metrics
+
+	service string
+	reg     prometheus.Registerer
+}
+
+// NewServiceMetrics registers the request metrics (NewMetrics) and the
+// database metrics (sqldb.NewMetrics) of service on reg (nil: a registry
+// of their own, counted but not served).
+func NewServiceMetrics(reg prometheus.Registerer, service string) (ServiceMetrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := ServiceMetrics{service: service, reg: reg}
+	var err error
+	if m.Endpoints, err = NewMetrics(reg, service); err != nil {
+		return ServiceMetrics{}, err
+	}
+	if m.DB, err = sqldb.NewMetrics(reg, service); err != nil {
+		return ServiceMetrics{}, err
+	}
+	return m, nil
+}
+
+// Register registers the service's own metrics where the service's
+// request and database metrics are.
+func (m ServiceMetrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("register %s metrics: %w", m.service, err)
+		}
+	}
+	return nil
 }
 
 // observer counts the answers of one endpoint.

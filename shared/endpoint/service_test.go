@@ -44,30 +44,6 @@ func statsOver(t *testing.T, nc *nats.Conn, name string) micro.Stats {
 	return st
 }
 
-// histogramSum is the sum of the histogram name's samples with labels.
-func histogramSum(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	fams, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetHistogram().GetSampleSum()
-		}
-	}
-	return 0
-}
-
 // TestStatsCountAnswers: $SRV.STATS, read over NATS after ok answers,
 // errors of each kind (a handler's api error, an internal error, a
 // malformed request) and slow answers, carries the same figures as the
@@ -138,7 +114,7 @@ func TestStatsCountAnswers(t *testing.T) {
 	if !strings.HasPrefix(e.LastError, "400:bad_request: ") {
 		t.Errorf("STATS last_error %q, want 400:bad_request: ...", e.LastError)
 	}
-	sum := histogramSum(t, reg, "natter_request_duration_seconds", labels)
+	sum := metricstest.HistogramSum(t, reg, "natter_request_duration_seconds", labels)
 	if d := math.Abs(e.ProcessingTime.Seconds() - sum); d > 1e-6 {
 		t.Errorf("STATS processing_time %v, the metrics' sum %vs", e.ProcessingTime, sum)
 	}

@@ -1,7 +1,11 @@
-// Package metricstest reads Prometheus metrics back in tests.
+// Package metricstest reads Prometheus metrics back in tests: from a
+// registry (Value, HistogramSum), or over HTTP as a scraper or a probe
+// sees a process's operational endpoints (Get).
 package metricstest
 
 import (
+	"io"
+	"net/http"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +16,20 @@ import (
 // in g whose labels include labels (for a histogram: its sample count); 0 if
 // there is none.
 func Value(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	return sampleValue(find(t, g, name, labels))
+}
+
+// HistogramSum returns the sum of the samples of the first series of the
+// histogram name in g whose labels include labels; 0 if there is none.
+func HistogramSum(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	return find(t, g, name, labels).GetHistogram().GetSampleSum()
+}
+
+// find returns the first series of name in g whose labels include labels
+// (nil: none).
+func find(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) *dto.Metric {
 	t.Helper()
 	fams, err := g.Gather()
 	if err != nil {
@@ -32,14 +50,15 @@ func Value(t testing.TB, g prometheus.Gatherer, name string, labels map[string]s
 					continue metrics
 				}
 			}
-			return sampleValue(m)
+			return m
 		}
 	}
-	return 0
+	return nil
 }
 
 func sampleValue(m *dto.Metric) float64 {
 	switch {
+	case m == nil:
 	case m.Counter != nil:
 		return m.Counter.GetValue()
 	case m.Gauge != nil:
@@ -48,4 +67,20 @@ func sampleValue(m *dto.Metric) float64 {
 		return float64(m.Histogram.GetSampleCount())
 	}
 	return 0
+}
+
+// Get returns the status and body of a GET of url (/metrics, /healthz,
+// /readyz); a request that fails fails the test.
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
 }

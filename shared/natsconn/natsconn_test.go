@@ -18,20 +18,12 @@ import (
 	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/shared/logtest"
 	"github.com/natter-chat/natter/shared/natsconn"
+	"github.com/natter-chat/natter/shared/natstest"
 )
 
 func runServer(t *testing.T, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.RunOptions(t, &server.Options{Port: port})
 }
 
 // TestObserve counts a lost connection and its return, and Ready follows
@@ -147,21 +139,13 @@ func TestRepliesOnTheRoleInbox(t *testing.T) {
 	allow := func(subjects ...string) *server.SubjectPermission {
 		return &server.SubjectPermission{Allow: subjects}
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+	s := natstest.RunOptions(t, &server.Options{
 		Users: []*server.User{
 			{Username: "gateway", Password: "gw", Permissions: &server.Permissions{
 				Publish: allow("svc"), Subscribe: allow("_INBOX.gateway.>")}},
 			{Username: "svc", Password: "svc", Permissions: &server.Permissions{
 				Subscribe: allow("svc"), Response: &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}}},
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	log := slog.New(slog.DiscardHandler)
 
 	svc, err := natsconn.Connect(s.ClientURL(), "natter-svc", log, nats.UserInfo("svc", "svc"))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natter-chat/natter/shared/eventually"
 	"github.com/natter-chat/natter/shared/natsreq"
+	"github.com/natter-chat/natter/shared/natstest"
 )
 
 // waitLong bounds the waits of these tests for something that must happen;
@@ -24,30 +25,12 @@ const waitLong = 20 * time.Second
 // name it is a cluster node routed to routes.
 func runNode(t testing.TB, name string, port int, cluster, routes string) *server.Server {
 	t.Helper()
-	opts := &server.Options{
-		ServerName: name,
-		Host:       "127.0.0.1",
-		Port:       port,
-		NoLog:      true,
-		NoSigs:     true,
-	}
+	opts := &server.Options{ServerName: name, Port: port}
 	if cluster != "" {
 		opts.Cluster = server.ClusterOpts{Name: cluster, Host: "127.0.0.1", Port: -1, PoolSize: -1}
 		opts.Routes = server.RoutesFromStr(routes)
 	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("new server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
+	return natstest.RunOptions(t, opts)
 }
 
 // runCluster starts n nodes routed to each other and waits until every
@@ -214,4 +197,16 @@ func (cs *calls) get(i int) outcome {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return cs.out[i]
+}
+
+// answerTo is a callback of Requester.Go that sends the answer's data, or
+// the error's text, on got.
+func answerTo(got chan<- string) func(*nats.Msg, error) {
+	return func(m *nats.Msg, err error) {
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(m.Data)
+	}
 }

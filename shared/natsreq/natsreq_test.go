@@ -54,13 +54,7 @@ func TestReply(t *testing.T) {
 	}
 
 	got := make(chan string, 1)
-	if err := r.Go("svc.echo", []byte("async"), natsreq.CallOpts{Idempotent: true}, func(m *nats.Msg, err error) {
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		got <- string(m.Data)
-	}); err != nil {
+	if err := r.Go("svc.echo", []byte("async"), natsreq.CallOpts{Idempotent: true}, answerTo(got)); err != nil {
 		t.Fatal(err)
 	}
 	if s := <-got; s != "async" {
@@ -419,14 +413,11 @@ func TestLateReplyDropped(t *testing.T) {
 	r := newRequester(t, natstest.Connect(t, s), natsreq.Options{AttemptTimeout: 10 * time.Millisecond})
 	var dones atomic.Int32
 	got := make(chan string, 2)
+	answer := answerTo(got)
 	if err := r.Go("svc.ack", []byte("second"), natsreq.CallOpts{Idempotent: true, Timeout: time.Minute},
 		func(m *nats.Msg, err error) {
 			dones.Add(1)
-			if err != nil {
-				got <- err.Error()
-				return
-			}
-			got <- string(m.Data)
+			answer(m, err)
 		}); err != nil {
 		t.Fatal(err)
 	}
@@ -666,13 +657,7 @@ func TestConcurrent(t *testing.T) {
 					continue
 				}
 				got := make(chan string, 1)
-				if err := r.Go("svc.echo", []byte(want), natsreq.CallOpts{}, func(m *nats.Msg, err error) {
-					if err != nil {
-						got <- err.Error()
-						return
-					}
-					got <- string(m.Data)
-				}); err != nil {
+				if err := r.Go("svc.echo", []byte(want), natsreq.CallOpts{}, answerTo(got)); err != nil {
 					t.Error(err)
 					continue
 				}

@@ -98,6 +98,21 @@ func (s *Server) AddCheck(name string, f CheckFunc) {
 	s.mu.Unlock()
 }
 
+// Starting adds the readiness check name, failing ("starting") until
+// started is called: the process's own part, ready once it has started.
+func (s *Server) Starting(name string) (started func()) {
+	var done atomic.Bool
+	s.AddCheck(name, func(context.Context) error {
+		if !done.Load() {
+			return errStarting
+		}
+		return nil
+	})
+	return func() { done.Store(true) }
+}
+
+var errStarting = errors.New("starting")
+
 // SetDraining marks the process as going away: /readyz fails from now on,
 // so load balancers stop sending it new work, while /healthz still passes.
 func (s *Server) SetDraining() { s.draining.Store(true) }
@@ -181,6 +196,18 @@ func (s *Server) Addr() net.Addr {
 		return nil
 	}
 	return s.ln.Addr()
+}
+
+// Shutdown is Close with a deadline of its own, timeout from now (ctx's
+// values kept, its end not: the process is stopping), for a binary's last
+// deferred step.
+func (s *Server) Shutdown(ctx context.Context, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := s.Close(cctx); err != nil {
+		return fmt.Errorf("close ops endpoints: %w", err)
+	}
+	return nil
 }
 
 // Close stops serving (a no-op without Listen).

@@ -3,9 +3,7 @@ package ops
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,21 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter/shared/buildinfo"
+	"github.com/natter-chat/natter/shared/metricstest"
 )
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, string(b)
-}
 
 func TestEndpoints(t *testing.T) {
 	s := New(nil, slog.New(slog.DiscardHandler))
@@ -55,25 +40,25 @@ func TestEndpoints(t *testing.T) {
 	})
 	base := "http://" + s.Addr().String()
 
-	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := metricstest.Get(t, base+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
-	if code, _ := get(t, base+"/readyz"); code != 200 {
+	if code, _ := metricstest.Get(t, base+"/readyz"); code != 200 {
 		t.Errorf("readyz while ready: %d", code)
 	}
 	dbDown.Store(true)
-	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "database: connection refused") {
+	if code, body := metricstest.Get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "database: connection refused") {
 		t.Errorf("readyz with the database down: %d %q", code, body)
 	}
 	dbDown.Store(false)
 	s.SetDraining()
-	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
+	if code, body := metricstest.Get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("readyz while draining: %d %q", code, body)
 	}
-	if code, _ := get(t, base+"/healthz"); code != 200 {
+	if code, _ := metricstest.Get(t, base+"/healthz"); code != 200 {
 		t.Errorf("healthz while draining: %d", code)
 	}
-	code, body := get(t, base+"/metrics")
+	code, body := metricstest.Get(t, base+"/metrics")
 	if code != 200 || !strings.Contains(body, "natter_test_hits_total 3") || !strings.Contains(body, "go_goroutines") ||
 		!strings.Contains(body, "process_resident_memory_bytes") {
 		t.Errorf("metrics: %d\n%s", code, body)
@@ -133,4 +118,23 @@ func TestBuildInfo(t *testing.T) {
 		return
 	}
 	t.Error("no natter_build_info")
+}
+
+// TestStarting: the check fails until its part has started; Shutdown
+// without Listen closes nothing.
+func TestStarting(t *testing.T) {
+	s := New(nil, slog.New(slog.DiscardHandler))
+	started := s.Starting("part")
+	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Errorf("before start: Ready() = %v, want starting", err)
+	}
+	started()
+	if err := s.Ready(context.Background()); err != nil {
+		t.Errorf("after start: Ready() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx, time.Second); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,12 +14,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/urfave/cli/v2"
 
 	"github.com/natter-chat/natter/shared/endpoint"
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/metricstest"
 	"github.com/natter-chat/natter/shared/natstest"
 )
 
@@ -41,10 +40,9 @@ func cliContext(t *testing.T, args ...string) *cli.Context {
 
 // echoService is a micro service with one counted endpoint, test.echo.
 type echoService struct {
-	t      *testing.T
-	env    Env
-	micro  micro.Service
-	runner *endpoint.Runner
+	t        *testing.T
+	env      Env
+	instance *endpoint.Instance
 }
 
 func startEcho(t *testing.T, env Env) (*echoService, error) {
@@ -52,25 +50,24 @@ func startEcho(t *testing.T, env Env) (*echoService, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := micro.AddService(env.NC, micro.Config{Name: "echo", Version: "1.0.0", QueueGroup: "echo"})
-	if err != nil {
-		return nil, err
-	}
-	s := &echoService{t: t, env: env, micro: ms, runner: endpoint.NewRunner(2, 5*time.Second, env.Log)}
+	s := &echoService{t: t, env: env}
+	runner := endpoint.NewRunner(2, 5*time.Second, env.Log)
 	type msg struct{ Text string }
-	err = endpoint.Add(ms, env.NC, m, endpoint.Spec{Name: "echo", Subject: "test.echo", Description: "echo",
-		Handler: endpoint.JSON(s.runner, "echo", func(_ context.Context, r *msg) (*msg, error) { return r, nil })})
+	s.instance, err = endpoint.Start(context.Background(), env.NC,
+		endpoint.InstanceConfig{Name: "echo", Log: env.Log, Metrics: m, Runners: []*endpoint.Runner{runner}},
+		endpoint.Spec{Name: "echo", Subject: "test.echo", Description: "echo",
+			Handler: endpoint.JSON(runner, "echo", func(_ context.Context, r *msg) (*msg, error) { return r, nil })})
 	if err != nil {
 		return nil, err
 	}
-	return s, env.NC.Flush()
+	return s, nil
 }
 
 func (s *echoService) Stop() error {
 	if !s.env.Ops.Draining() {
 		s.t.Error("service stopped before readiness was turned off")
 	}
-	return endpoint.Stop(s.micro, s.env.NC, s.runner)
+	return s.instance.Stop()
 }
 
 // startRun runs run with args in the background; it returns the service's
@@ -115,21 +112,6 @@ func startRun(t *testing.T, args ...string) (Env, func() error) {
 	return env, stop
 }
 
-// get returns the status and body of url.
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, string(body)
-}
-
 // TestRunOps serves /healthz, /readyz and /metrics on --http: ready once
 // the service has started, the requests it answered in the metrics (with
 // the NATS connection's and the process's), not ready once the database
@@ -139,11 +121,11 @@ func TestRunOps(t *testing.T) {
 	env, stop := startRun(t, "--nats", ns.ClientURL(), "--sqlite", filepath.Join(t.TempDir(), "svc.db"),
 		"--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
-	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, body := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, _ := get(t, base+"/readyz")
+		code, _ := metricstest.Get(t, base+"/readyz")
 		if code != http.StatusOK {
 			return errors.New("still waiting for /readyz to pass")
 		}
@@ -161,7 +143,7 @@ func TestRunOps(t *testing.T) {
 		`go_goroutines `,
 	}
 	eventually.NoError(t, 5*time.Second, func() error {
-		_, body := get(t, base+"/metrics")
+		_, body := metricstest.Get(t, base+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(body, w) {
 				return errors.New("still waiting for the request and NATS counters in /metrics")
@@ -171,7 +153,7 @@ func TestRunOps(t *testing.T) {
 	})
 
 	env.DB.Close()
-	code, body := get(t, base+"/readyz")
+	code, body := metricstest.Get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
 		t.Errorf("/readyz with the database closed: %d %s", code, body)
 	}
@@ -190,7 +172,7 @@ func TestRunNATSGone(t *testing.T) {
 		"--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, _ := get(t, base+"/readyz")
+		code, _ := metricstest.Get(t, base+"/readyz")
 		if code != http.StatusOK {
 			return errors.New("still waiting for /readyz to pass")
 		}
@@ -198,17 +180,17 @@ func TestRunNATSGone(t *testing.T) {
 	})
 	ns.Shutdown()
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, body := get(t, base+"/readyz")
+		code, body := metricstest.Get(t, base+"/readyz")
 		if !(code == http.StatusServiceUnavailable && strings.Contains(body, "nats")) {
 			return errors.New("still waiting for /readyz to fail without NATS")
 		}
 		return nil
 	})
-	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz without NATS: %d", code)
 	}
 	eventually.NoError(t, 5*time.Second, func() error {
-		_, body := get(t, base+"/metrics")
+		_, body := metricstest.Get(t, base+"/metrics")
 		if !strings.Contains(body, `natter_nats_disconnects_total{service="test"} 1`) {
 			return errors.New("still waiting for the disconnect counted")
 		}
@@ -231,16 +213,7 @@ func TestRunNkey(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.RunOptions(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
 
 	dbPath := filepath.Join(t.TempDir(), "svc.db")
 	env, stop := startRun(t, "--nats", ns.ClientURL(), "--nats-nkey-file", seedFile, "--sqlite", dbPath)

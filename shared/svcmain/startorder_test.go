@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/natter-chat/natter/shared/eventually"
+	"github.com/natter-chat/natter/shared/metricstest"
 )
 
 // TestRunWaitsForNATS: a service started before NATS waits for it and
@@ -45,7 +46,7 @@ func TestRunWaitsForNATS(t *testing.T) {
 		"--sqlite", filepath.Join(t.TempDir(), "svc.db"), "--http", "127.0.0.1:0")
 	base := "http://" + env.Ops.Addr().String()
 	eventually.NoError(t, 10*time.Second, func() error {
-		code, _ := get(t, base+"/readyz")
+		code, _ := metricstest.Get(t, base+"/readyz")
 		if code != http.StatusOK {
 			return errors.New("still waiting for /readyz to pass once NATS is up")
 		}

@@ -12,10 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -95,18 +92,12 @@ func Main(app *cli.App) {
 // Run serves the service that start starts, as NATS client name
 // (natter-<service>), until SIGINT or SIGTERM.
 func Run(c *cli.Context, name string, start StartFunc) error {
-	log, err := cliflag.Logger(c)
+	ctx, proc, err := cliflag.StartProcess(c)
 	if err != nil {
 		return err
 	}
-	stopPprof, err := cliflag.StartPprof(c, log)
-	if err != nil {
-		return err
-	}
-	defer stopPprof()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return run(ctx, c, name, log, start)
+	defer proc.Stop()
+	return run(ctx, c, name, proc.Log(), start)
 }
 
 func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, start StartFunc) (err error) {
@@ -118,20 +109,8 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		if cerr := o.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
-		}
-	}()
-	var started atomic.Bool
-	o.AddCheck("service", func(context.Context) error {
-		if !started.Load() {
-			return errors.New("starting")
-		}
-		return nil
-	})
+	defer func() { err = errors.Join(err, o.Shutdown(ctx, shutdownTimeout)) }()
+	started := o.Starting("service")
 	service := strings.TrimPrefix(name, "natter-") // the service label of the metrics
 
 	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
@@ -168,7 +147,7 @@ func run(ctx context.Context, c *cli.Context, name string, log *slog.Logger, sta
 		return err
 	}
 	cancelStart()
-	started.Store(true)
+	started()
 	log.Info(name+" running", "version", buildinfo.Version(), "db", db.Dialect.String())
 	<-ctx.Done()
 	log.Info("shutting down")

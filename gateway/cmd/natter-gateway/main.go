@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,10 +51,6 @@ func main() {
 			if done, err := cliflag.HandlePrintConfig(c); done {
 				return err
 			}
-			log, err := cliflag.Logger(c)
-			if err != nil {
-				return err
-			}
 			cfg := gateway.ConfigFromFlags(c)
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -68,17 +62,12 @@ func main() {
 			if err != nil {
 				return err
 			}
-			stopPprof, err := cliflag.StartPprof(c, log)
+			ctx, proc, err := cliflag.StartProcess(c)
 			if err != nil {
 				return err
 			}
-			defer stopPprof()
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			return run(ctx, stop, hup, c, cfg, natsOpts, log)
+			defer proc.Stop()
+			return run(ctx, proc.StopSignals, proc.Hangups(), c, cfg, natsOpts, proc.Log())
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -95,13 +84,7 @@ func run(ctx context.Context, stopSignals func(), hup <-chan os.Signal, c *cli.C
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if cerr := o.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
-		}
-	}()
+	defer func() { err = errors.Join(err, o.Shutdown(ctx, 5*time.Second)) }()
 	o.AddCheck("gateway", func(context.Context) error { return errors.New("starting") })
 	nm, err := natsconn.NewMetrics(o.Registry(), "gateway")
 	if err != nil {

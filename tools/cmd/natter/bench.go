@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -212,15 +210,12 @@ func benchCommand() *cli.Command {
 		Description: benchDescription,
 		Flags:       flags,
 		Action: func(c *cli.Context) error {
-			log, err := cliflag.Logger(c)
+			ctx, proc, err := cliflag.StartProcess(c)
 			if err != nil {
 				return err
 			}
-			stopPprof, err := cliflag.StartPprof(c, log)
-			if err != nil {
-				return err
-			}
-			defer stopPprof()
+			defer proc.Stop()
+			log := proc.Log()
 			sources, err := loadgen.ParseSources(c.String("source-addrs"))
 			if err != nil {
 				return err
@@ -272,11 +267,9 @@ func benchCommand() *cli.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			// The first signal stops the run (which still drains and
 			// reports); a second one ends the process.
-			context.AfterFunc(ctx, stop)
+			context.AfterFunc(ctx, proc.StopSignals)
 			report, runErr := loadgen.Run(ctx, cfg, log)
 			if report != nil {
 				write := report.WriteText

@@ -3,11 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,10 +62,6 @@ func serve(c *cli.Context) (err error) {
 	if done, err := cliflag.HandlePrintConfig(c); done {
 		return err
 	}
-	log, err := cliflag.Logger(c)
-	if err != nil {
-		return err
-	}
 	dsn, err := cliflag.MySQLDSNFromFlags(c)
 	if err != nil {
 		return err
@@ -120,42 +111,27 @@ func serve(c *cli.Context) (err error) {
 	if err := cfg.Gateway.CheckTLSFiles(); err != nil {
 		return err
 	}
-	stopPprof, err := cliflag.StartPprof(c, log)
+	ctx, proc, err := cliflag.StartProcess(c)
 	if err != nil {
 		return err
 	}
-	defer stopPprof()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1) // SIGHUP reloads the TLS certificate
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	defer proc.Stop()
+	log := proc.Log()
+	hup := proc.Hangups() // SIGHUP reloads the TLS certificate
 
 	o, err := cliflag.StartOps(c, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if cerr := o.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close ops endpoints: %w", cerr))
-		}
-	}()
-	var started atomic.Bool
-	o.AddCheck("system", func(context.Context) error {
-		if !started.Load() {
-			return errors.New("starting")
-		}
-		return nil
-	})
+	defer func() { err = errors.Join(err, o.Shutdown(ctx, 5*time.Second)) }()
+	started := o.Starting("system")
 	cfg.Registerer = o.Registry()
 	sys, err := allinone.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	sys.AddChecks(o)
-	started.Store(true)
+	started()
 	log.Info("natter serving", servingAttrs(sys, cfg)...)
 	for serving := true; serving; {
 		select {

@@ -12,15 +12,7 @@ import (
 
 func newStore(t *testing.T, db *sqldb.DB) *Store {
 	t.Helper()
-	s := New(db)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	// Migrating again changes nothing.
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatalf("second migrate: %v", err)
-	}
-	return s
+	return dbtest.Migrated(t, New(db))
 }
 
 func list(t *testing.T, s *Store, user int64) []int64 {

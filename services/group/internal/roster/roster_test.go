@@ -14,15 +14,19 @@ import (
 
 func newStore(t *testing.T, db *sqldb.DB) *Store {
 	t.Helper()
-	s := New(db)
-	if err := s.Migrate(context.Background()); err != nil {
+	return dbtest.Migrated(t, New(db))
+}
+
+// newGroup creates a group named "g" with desc, its creator creator, in a
+// new store on db.
+func newGroup(t *testing.T, db *sqldb.DB, creator int64, desc string) (*Store, int64) {
+	t.Helper()
+	s := newStore(t, db)
+	g, err := s.Create(context.Background(), creator, "g", desc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// A second migration (another instance starting) changes nothing.
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s, g
 }
 
 func version(t *testing.T, s *Store, group int64) int64 {
@@ -67,11 +71,7 @@ func roles(t *testing.T, s *Store, group, asker int64) map[int64]string {
 func TestVersionCountsMembershipChanges(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s := newStore(t, db)
-		g, err := s.Create(ctx, 1, "g", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, g := newGroup(t, db, 1, "")
 		v := version(t, s, g)
 		step := func(what string, changed bool, f func() error) {
 			t.Helper()
@@ -109,11 +109,7 @@ func TestVersionCountsMembershipChanges(t *testing.T) {
 func TestSuccession(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s := newStore(t, db)
-		g, err := s.Create(ctx, 10, "g", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, g := newGroup(t, db, 10, "")
 		// 30 joins before 20, in a later millisecond: longest-standing beats
 		// the lower id.
 		joinAt := func(u int64) int64 {
@@ -186,11 +182,7 @@ func TestSuccession(t *testing.T) {
 func TestErrors(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s := newStore(t, db)
-		g, err := s.Create(ctx, 1, "g", "d")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, g := newGroup(t, db, 1, "d")
 		if _, _, err := s.Join(ctx, 999, 1, 10); !errors.Is(err, ErrNoSuchGroup) {
 			t.Errorf("join unknown: %v", err)
 		}
@@ -230,11 +222,7 @@ func TestErrors(t *testing.T) {
 func TestConcurrentJoins(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s := newStore(t, db)
-		g, err := s.Create(ctx, 1, "g", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, g := newGroup(t, db, 1, "")
 		if _, err := s.Leave(ctx, g, 1); err != nil { // empty: one joiner becomes creator
 			t.Fatal(err)
 		}

@@ -19,11 +19,7 @@ import (
 
 func newStore(t testing.TB, db *sqldb.DB) *Store {
 	t.Helper()
-	s := New(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return dbtest.Migrated(t, New(db, slog.New(slog.NewTextHandler(io.Discard, nil))))
 }
 
 func msg(from int64, cid string, to ...int64) Pending {

@@ -272,43 +272,41 @@ func (r rowsStmt) text(n int) string {
 	return b.String()
 }
 
+// skipConflicts is the insert r that skips (SQLite: ON CONFLICT DO
+// NOTHING) a row whose unique key is stored already.
+func (r rowsStmt) skipConflicts() rowsStmt {
+	r.tail += " ON CONFLICT DO NOTHING"
+	return r
+}
+
 // The multi-row statements. SQLite prepares them once for each of
 // sqliteChunks; MySQL gets their text for each chunk (its parameters are
 // interpolated by the driver: one round trip each, nothing to prepare).
 var (
-	// insertEntriesSQLite inserts inbox entries (user_id, seq, mid,
-	// sender_id, cid, body, body_id), skipping a row whose cid is stored
-	// already: the writer counts the rows inserted.
-	insertEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
-		group: "(?,?,?,?,?,?,?,?)", width: 8,
-		tail: " ON CONFLICT DO NOTHING",
-	}
-	// insertEntriesMySQL inserts inbox entries; a stored cid fails it.
+	// insertEntriesMySQL inserts inbox entries (user_id, seq, mid,
+	// sender_id, cid, body, body_id, cum_bytes); a stored cid fails it.
 	insertEntriesMySQL = rowsStmt{
 		head:  "INSERT INTO inbox_entries (user_id, seq, mid, sender_id, cid, body, body_id, cum_bytes) VALUES ",
 		group: "(?,?,?,?,?,?,?,?)", width: 8,
 	}
+	// insertEntriesSQLite skips a row whose cid is stored already: the
+	// writer counts the rows inserted.
+	insertEntriesSQLite = insertEntriesMySQL.skipConflicts()
 	// insertGroupEntriesSQLite and insertGroupEntriesMySQL insert the
 	// entries of group messages: user_id, seq, body_id, cum_bytes (nothing
 	// else to bind); SQLite skips a seq stored already (the writer counts).
-	insertGroupEntriesSQLite = rowsStmt{
-		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
-		group: "(?,?,?,?)", width: 4,
-		tail: " ON CONFLICT DO NOTHING",
-	}
 	insertGroupEntriesMySQL = rowsStmt{
 		head:  "INSERT INTO inbox_entries (user_id, seq, body_id, cum_bytes) VALUES ",
 		group: "(?,?,?,?)", width: 4,
 	}
+	insertGroupEntriesSQLite = insertGroupEntriesMySQL.skipConflicts()
 	// insertBodiesSQLite inserts group bodies with the ids the writer
 	// chose (id, mid, sender_id, cid, body, refs), skipping a body whose
 	// cid is stored already.
 	insertBodiesSQLite = rowsStmt{
 		head:  "INSERT INTO bodies (id, mid, sender_id, cid, body, refs) VALUES ",
 		group: "(?,?,?,?,?,?)", width: 6,
-		tail: " ON CONFLICT DO NOTHING",
-	}
+	}.skipConflicts()
 	// lookupEntryCIDsMySQL and lookupBodyCIDsMySQL return the stored
 	// one-to-one and group messages among (sender_id, cid) pairs.
 	lookupEntryCIDsMySQL = rowsStmt{
@@ -436,20 +434,11 @@ func (s *Store) chunks(n int, size func(i int) int, fn func(lo, hi int) error) e
 func (s *Store) execRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []any, size func(i int) int) (int64, error) {
 	var affected int64
 	err := s.chunks(len(args)/st.width, size, func(lo, hi int) error {
-		q := st.text(hi - lo)
-		a := args[lo*st.width : hi*st.width]
-		var (
-			res sql.Result
-			err error
-		)
-		if s.db.Dialect == sqldb.SQLite {
-			var ps *sql.Stmt
-			if ps, err = s.db.TxStmt(ctx, tx, q); err == nil {
-				res, err = ps.ExecContext(ctx, a...)
-			}
-		} else {
-			res, err = tx.ExecContext(ctx, q, a...)
+		ws, err := s.writeStmt(ctx, tx, st.text(hi-lo))
+		if err != nil {
+			return err
 		}
+		res, err := ws.exec(ctx, args[lo*st.width:hi*st.width]...)
 		if err != nil {
 			return err
 		}
@@ -464,20 +453,11 @@ func (s *Store) execRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []an
 // scan.
 func (s *Store) queryRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []any, scan func(*sql.Rows) error) error {
 	return s.chunks(len(args)/st.width, nil, func(lo, hi int) error {
-		q := st.text(hi - lo)
-		a := args[lo*st.width : hi*st.width]
-		var (
-			rows *sql.Rows
-			err  error
-		)
-		if s.db.Dialect == sqldb.SQLite {
-			var ps *sql.Stmt
-			if ps, err = s.db.TxStmt(ctx, tx, q); err == nil {
-				rows, err = ps.QueryContext(ctx, a...)
-			}
-		} else {
-			rows, err = tx.QueryContext(ctx, q, a...)
+		ws, err := s.writeStmt(ctx, tx, st.text(hi-lo))
+		if err != nil {
+			return err
 		}
+		rows, err := ws.query(ctx, args[lo*st.width:hi*st.width]...)
 		if err != nil {
 			return err
 		}
@@ -494,17 +474,51 @@ func (s *Store) queryRows(ctx context.Context, tx *sql.Tx, st rowsStmt, args []a
 // queryOne runs a single-row query of the write path in tx (prepared on
 // SQLite).
 func (s *Store) queryOne(ctx context.Context, tx *sql.Tx, query string, args []any, dest ...any) error {
-	var row *sql.Row
-	if s.db.Dialect == sqldb.SQLite {
-		st, err := s.db.TxStmt(ctx, tx, query)
-		if err != nil {
-			return err
-		}
-		row = st.QueryRowContext(ctx, args...)
-	} else {
-		row = tx.QueryRowContext(ctx, query, args...)
+	ws, err := s.writeStmt(ctx, tx, query)
+	if err != nil {
+		return err
 	}
-	return row.Scan(dest...)
+	return ws.queryRow(ctx, args...).Scan(dest...)
+}
+
+// writeStmt is a statement of the write path in tx: on SQLite the fixed
+// query prepared once on the writer pool (sqldb.DB.TxStmt); on MySQL the
+// query text, whose parameters the driver interpolates (one round trip,
+// nothing to prepare).
+func (s *Store) writeStmt(ctx context.Context, tx *sql.Tx, query string) (txStmt, error) {
+	if s.db.Dialect != sqldb.SQLite {
+		return txStmt{tx: tx, text: query}, nil
+	}
+	ps, err := s.db.TxStmt(ctx, tx, query)
+	return txStmt{ps: ps}, err
+}
+
+// txStmt runs a query of a transaction: ps if prepared, else text in tx.
+type txStmt struct {
+	ps   *sql.Stmt
+	tx   *sql.Tx
+	text string
+}
+
+func (t txStmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
+	if t.ps != nil {
+		return t.ps.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, t.text, args...)
+}
+
+func (t txStmt) query(ctx context.Context, args ...any) (*sql.Rows, error) {
+	if t.ps != nil {
+		return t.ps.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, t.text, args...)
+}
+
+func (t txStmt) queryRow(ctx context.Context, args ...any) *sql.Row {
+	if t.ps != nil {
+		return t.ps.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, t.text, args...)
 }
 
 // dataVersion reads SQLite's data_version on the writer connection.

@@ -18,15 +18,7 @@ import (
 
 func newStore(t *testing.T, db *sqldb.DB) *account.Store {
 	t.Helper()
-	s := account.New(db)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	// A second start finds the schema in place.
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatalf("migrate again: %v", err)
-	}
-	return s
+	return dbtest.Migrated(t, account.New(db))
 }
 
 func sessionRows(t *testing.T, db *sqldb.DB, uid int64) int {
