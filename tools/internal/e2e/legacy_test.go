@@ -181,17 +181,32 @@ func TestLegacyCrashRedelivers(t *testing.T) {
 		if err != nil || ack.Num("errno") != 0 {
 			return errors.New("login after the crash")
 		}
-		got := waitChats(t, lc2, 10-len(shown), 10*time.Second)
-		all := append(shown, got...)
 		// Every message at least once; those shown before the crash
-		// may come again.
-		seen := map[string]bool{}
-		for _, m := range all {
-			seen[m] = true
+		// may come again, so count what is shown until all ten are,
+		// not how many chats came.
+		var got []string
+		missing := func() []int {
+			seen := map[string]bool{}
+			for _, m := range append(append([]string(nil), shown...), got...) {
+				seen[m] = true
+			}
+			var out []int
+			for i := 1; i <= 10; i++ {
+				if !seen[fmt.Sprintf("unread %03d", i)] {
+					out = append(out, i)
+				}
+			}
+			return out
 		}
-		for i := 1; i <= 10; i++ {
-			if !seen[fmt.Sprintf("unread %03d", i)] {
-				t.Fatalf("message %d lost: before the crash %q, after %q", i, shown, got)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if got, err = lc2.Chats(); err != nil {
+				t.Fatal(err)
+			}
+			if len(missing()) == 0 {
+				break
+			}
+			if err := lc2.Err(); err != nil || time.Now().After(deadline) {
+				t.Fatalf("messages %v lost (%v): before the crash %q, after %q", missing(), err, shown, got)
 			}
 		}
 		checkModel(t, lc2)
