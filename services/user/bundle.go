@@ -115,7 +115,7 @@ var errTooLarge = errors.New("bundled login answer too large")
 func (s *Service) respondBundled(m micro.Request, resp *api.LoginResponse) {
 	limit := int(s.nc.MaxPayload()) - 1024 // headers
 	for {
-		data, err := json.Marshal(resp)
+		data, err := api.Marshal(resp) // as every other answer (endpoint.Respond)
 		if err == nil && len(data) > limit {
 			err = errTooLarge
 		}

@@ -99,11 +99,11 @@ func (r *Runner) worker(job func()) {
 	}
 }
 
-// Go runs fn on a new goroutine once a slot is free, and reports false
-// (running nothing) once the runner is closed. It blocks the caller (the
-// endpoint's delivery goroutine) while all slots are busy, which is the
-// back-pressure: pending requests then queue in the subscription, bounded by
-// the endpoint's pending limits (see Spec).
+// Go runs fn on an idle worker (or a new one, up to limit) once a slot is
+// free, and reports false (running nothing) once the runner is closed. It
+// blocks the caller (the endpoint's delivery goroutine) while all slots are
+// busy, which is the back-pressure: pending requests then queue in the
+// subscription, bounded by the endpoint's pending limits (see Spec).
 func (r *Runner) Go(fn func(ctx context.Context)) bool {
 	r.mu.Lock()
 	if r.closed {
